@@ -1,0 +1,104 @@
+"""The density model: a transform to a base distribution.
+
+    log p_x(x) = log p_z(f(x)) + log|det ∂f/∂x|          (Rezende & Mohamed 2015; Tabak & Turner 2013)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ctflows.core.distributions import Distribution
+from ctflows.core.transform import Chain, Transform
+from ctflows.core.validation import check_tensor
+from ctflows.errors import ConfigurationError, InputError
+
+
+class Flow(nn.Module):
+    """A normalizing flow ``(transform, base)``.
+
+    Args:
+        transform: a :class:`Transform`, or a list of them (wrapped in a :class:`Chain`), data -> base.
+        base: the base distribution, e.g. ``StandardNormal(d)``.
+
+    ``forward(x, context) -> (z [B, *event], log p(x) [B])``; ``context`` is ``[B, c]`` for conditional models.
+    """
+
+    def __init__(self, transform: Transform | list[Transform], base: Distribution) -> None:
+        super().__init__()
+        if isinstance(transform, (list, tuple)):
+            transform = Chain(*transform)
+        if not isinstance(transform, Transform):
+            raise ConfigurationError(f"Flow: transform must be a ctflows Transform, got {type(transform).__name__}")
+        self.transform = transform
+        self.base = base
+        if transform.event_shape is not None and tuple(transform.event_shape) != tuple(base.event_shape):
+            # Layers such as squeeze change shapes, so only a plain mismatch at the data end is certain.
+            last = transform.layers[-1] if isinstance(transform, Chain) else transform
+            if last.event_shape is not None and tuple(last.event_shape) != tuple(base.event_shape):
+                raise ConfigurationError(
+                    f"Flow: the transform ends in event shape {tuple(last.event_shape)} but the base has {tuple(base.event_shape)}"
+                )
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(self.transform.event_shape or self.base.event_shape)
+
+    @property
+    def context_features(self) -> int | None:
+        return self.transform.context_features or self.base.context_features
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Latent and log-density: ``x [B, *event] -> (z [B, *event], log p(x) [B])``."""
+        self.transform.check(x, context)
+        z, logdet = self.transform._forward(x, context)
+        return z, self.base.log_prob(z, context) + logdet
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Exact log-density (or the layers' documented estimate in ``train()``): ``[B, *event] -> [B]``."""
+        return self.forward(x, context)[1]
+
+    def sample(self, n: int, context: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` samples ``[n, *event]``. A context of shape ``[c]`` is shared by all; ``[n, c]`` gives one row each."""
+        return self.sample_and_log_prob(n, context, generator=generator, with_log_prob=False)[0]
+
+    def sample_and_log_prob(
+        self,
+        n: int,
+        context: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        with_log_prob: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Samples and their log-density in one inverse pass: ``-> ([n, *event], [n])``.
+
+        log p(x) = log p_z(z) - log|det ∂f⁻¹/∂z|.
+        """
+        if not isinstance(n, int) or n <= 0:
+            raise InputError(f"Flow.sample: n must be a positive integer, got {n!r}")
+        context = self._expand_context(context, n)
+        z = self.base.sample(n, context, generator=generator)
+        x, logdet_inverse = self.transform._inverse(z, context)
+        if not with_log_prob:
+            return x, None
+        return x, self.base.log_prob(z, context) - logdet_inverse
+
+    def _expand_context(self, context: Tensor | None, n: int) -> Tensor | None:
+        features = self.context_features
+        if features is None:
+            return None
+        if context is None:
+            raise InputError(f"Flow.sample: this model is conditional; pass a context of shape [{features}] or [n, {features}]")
+        if context.dim() == 1:
+            context = context.unsqueeze(0)
+        if context.shape[0] == 1:
+            context = context.expand(n, -1)
+        check_tensor("Flow.sample", context, (features,), name="context")
+        if context.shape[0] != n:
+            raise InputError(f"Flow.sample: context has {context.shape[0]} rows; give 1 (shared) or n={n}")
+        return context
+
+    def stats(self) -> dict[str, Any]:
+        """Side information from the last call of every layer that reported some (NFE, iterations, ...)."""
+        return self.transform.stats

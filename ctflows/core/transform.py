@@ -1,0 +1,156 @@
+"""The one interface every layer keeps: an invertible map from data to base with its log-determinant.
+
+    forward:  x -> z = f(x),      log|det ∂f/∂x|        (data -> base, the "normalizing" direction)
+    inverse:  z -> x = f⁻¹(z),    log|det ∂f⁻¹/∂z|      (= minus the forward log-det at x)
+
+Shapes: ``x`` and ``z`` are ``[batch, *event_shape]``, log-dets ``[batch]``, context ``[batch, c]``.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from torch import Tensor, nn
+
+from ctflows.core.validation import check_context, check_tensor
+from ctflows.errors import ConfigurationError
+
+
+class Transform(nn.Module):
+    """Base class of invertible layers.
+
+    Subclasses implement ``_forward`` and ``_inverse``; the public ``forward`` and ``inverse`` check their
+    input once (shape, finiteness, context) and then call them. Composite transforms call their parts'
+    underscored methods so a model checks its input once, not once per layer.
+
+    Attributes:
+        event_shape: shape of one sample, or ``None`` if the layer accepts any shape.
+        context_features: width of the context the layer needs, or ``None`` if it takes none.
+        stats: side information from the last call (NFE, iterations, regularizers), never part of the return.
+    """
+
+    event_shape: tuple[int, ...] | None = None
+    context_features: int | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stats: dict[str, Any] = {}
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Map data to base: ``x [B, *event] -> (z [B, *event], log|det J| [B])``."""
+        self.check(x, context)
+        return self._forward(x, context)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Map base to data: ``z [B, *event] -> (x [B, *event], log|det J_inverse| [B])``."""
+        self.check(z, context, name="inverse input", inverse=True)
+        return self._inverse(z, context)
+
+    def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
+        """Raise :class:`~ctflows.errors.InputError` if ``x`` or ``context`` cannot be fed to this layer."""
+        owner = type(self).__name__
+        check_tensor(owner, x, self.event_shape, name=name)
+        check_context(owner, context, self.context_features, x.shape[0])
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+
+def zeros_logdet(x: Tensor) -> Tensor:
+    """A ``[batch]`` zero log-det on ``x``'s device and dtype."""
+    return x.new_zeros(x.shape[0])
+
+
+class Chain(Transform):
+    """Composition ``f = f_K ∘ … ∘ f_1``: forward runs the layers in order, inverse in reverse.
+
+    log|det J_f(x)| = Σ_k log|det J_{f_k}(x_{k-1})|. The chain's stats map each layer's index to its stats.
+    """
+
+    def __init__(self, *layers: Transform) -> None:
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        if not layers:
+            raise ConfigurationError("Chain needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Transform):
+                raise ConfigurationError(f"Chain: layer {i} is a {type(layer).__name__}, not a ctflows Transform")
+        self.layers = nn.ModuleList(layers)
+        shapes = [layer.event_shape for layer in layers if layer.event_shape is not None]
+        self.event_shape = shapes[0] if shapes else None
+        contexts = {layer.context_features for layer in layers} - {None}
+        if len(contexts) > 1:
+            raise ConfigurationError(f"Chain: layers disagree on the context width: {sorted(contexts)}")
+        self.context_features = contexts.pop() if contexts else None
+
+    def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
+        # The end a tensor enters decides its expected shape (layers such as squeeze change it).
+        end = self.layers[-1] if inverse else self.layers[0]
+        end.check(x, context, name=name, inverse=inverse)
+        check_context("Chain", context, self.context_features, x.shape[0])
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        total = zeros_logdet(x)
+        for layer in self.layers:
+            x, logdet = layer._forward(x, context)
+            total = total + logdet
+        return x, total
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        total = zeros_logdet(z)
+        for layer in reversed(self.layers):
+            z, logdet = layer._inverse(z, context)
+            total = total + logdet
+        return z, total
+
+    @property
+    def stats(self) -> dict[str, Any]:  # type: ignore[override]
+        return {str(i): layer.stats for i, layer in enumerate(self.layers) if layer.stats}
+
+    @stats.setter
+    def stats(self, value: dict[str, Any]) -> None:
+        pass  # derived from the layers
+
+    def __iter__(self) -> Iterable[Transform]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
+class Inverse(Transform):
+    """The inverse of a layer: ``Inverse(f).forward = f.inverse`` and vice versa."""
+
+    def __init__(self, transform: Transform) -> None:
+        super().__init__()
+        self.transform = transform
+        self.event_shape = transform.event_shape
+        self.context_features = transform.context_features
+
+    def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
+        self.transform.check(x, context, name=name, inverse=not inverse)
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self.transform._inverse(x, context)
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self.transform._forward(z, context)
+
+    @property
+    def stats(self) -> dict[str, Any]:  # type: ignore[override]
+        return self.transform.stats
+
+    @stats.setter
+    def stats(self, value: dict[str, Any]) -> None:
+        pass
+
+
+def sum_except_batch(x: Tensor) -> Tensor:
+    """Sum a ``[batch, ...]`` tensor over all but its first dimension: ``-> [batch]``."""
+    return x.reshape(x.shape[0], -1).sum(dim=1)
+
+
+__all__ = ["Transform", "Chain", "Inverse", "zeros_logdet", "sum_except_batch"]
