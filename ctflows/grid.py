@@ -1,0 +1,31 @@
+"""Regular 2-D grids, for plotting densities and for checking that they integrate to one."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+Bounds = tuple[float, float, float, float]  # (x_min, x_max, y_min, y_max)
+
+
+def grid_2d(bounds: Bounds, n: int, *, dtype: torch.dtype = torch.float64, device=None) -> tuple[Tensor, float]:
+    """Cell centres of an ``n × n`` grid over ``bounds``: ``([n*n, 2], cell area)``, row-major in y then x."""
+    x0, x1, y0, y1 = bounds
+    hx, hy = (x1 - x0) / n, (y1 - y0) / n
+    xs = torch.linspace(x0 + hx / 2, x1 - hx / 2, n, dtype=dtype, device=device)
+    ys = torch.linspace(y0 + hy / 2, y1 - hy / 2, n, dtype=dtype, device=device)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx.flatten(), yy.flatten()], dim=1), hx * hy
+
+
+@torch.no_grad()
+def evaluate_on_grid(log_prob: Callable[[Tensor], Tensor], points: Tensor, batch_size: int = 16384) -> Tensor:
+    """``log_prob`` on ``points [N, 2]`` in batches: ``-> [N]``."""
+    return torch.cat([log_prob(chunk) for chunk in points.split(batch_size)])
+
+
+def integrate_2d(log_prob: Callable[[Tensor], Tensor], bounds: Bounds, n: int = 400, **kwargs) -> float:
+    """Midpoint-rule integral of ``exp(log_prob)`` over ``bounds`` on an ``n × n`` grid."""
+    points, area = grid_2d(bounds, n, **kwargs)
+    return float(torch.exp(evaluate_on_grid(log_prob, points)).sum() * area)

@@ -1,0 +1,46 @@
+"""Activation normalization (Kingma & Dhariwal 2018, Glow).
+
+    z = (x - μ) · exp(-s),      log|det J| = -Σ_i s_i
+
+μ and s are learnable and set on the first training batch to that batch's mean and log standard
+deviation, so the layer's output starts standardised.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ctflows.core.transform import Transform
+
+
+class ActNorm(Transform):
+    """Per-feature affine normalization with data-dependent initialisation.
+
+    Shapes: ``[B, features] -> [B, features]``. The first forward call in ``train()`` mode initialises
+    μ, s from the batch (once; the flag is saved in checkpoints). Before that the layer is the identity.
+    """
+
+    def __init__(self, features: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.event_shape = (features,)
+        self.eps = eps
+        self.loc = nn.Parameter(torch.zeros(features))
+        self.log_scale = nn.Parameter(torch.zeros(features))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        """Set μ, s to the mean and log std of ``x [B, features]`` (B ≥ 2)."""
+        self.loc.copy_(x.mean(dim=0))
+        self.log_scale.copy_(torch.log(x.std(dim=0) + self.eps) if x.shape[0] > 1 else torch.zeros_like(self.log_scale))
+        self.initialized.fill_(True)
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        if self.training and not self.initialized:
+            self.initialize(x)
+        z = (x - self.loc) * torch.exp(-self.log_scale)
+        return z, (-self.log_scale.sum()).expand(x.shape[0])
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        x = z * torch.exp(self.log_scale) + self.loc
+        return x, self.log_scale.sum().expand(z.shape[0])

@@ -1,0 +1,42 @@
+"""Fixed permutations of the features: volume preserving, log|det J| = 0 (Dinh et al. 2015)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ctflows.core.transform import Transform, zeros_logdet
+from ctflows.errors import ConfigurationError
+
+
+class Permutation(Transform):
+    """``z_i = x_{perm[i]}`` for a fixed permutation ``perm``; shapes ``[B, D] -> [B, D]``."""
+
+    def __init__(self, permutation: Tensor) -> None:
+        super().__init__()
+        permutation = torch.as_tensor(permutation, dtype=torch.long)
+        d = permutation.numel()
+        if permutation.dim() != 1 or not torch.equal(torch.sort(permutation).values, torch.arange(d)):
+            raise ConfigurationError(f"Permutation: {permutation.tolist()} is not a permutation of 0..{d - 1}")
+        self.event_shape = (d,)
+        self.register_buffer("permutation", permutation)
+        self.register_buffer("inverse_permutation", torch.argsort(permutation))
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        return x[:, self.permutation], zeros_logdet(x)
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        return z[:, self.inverse_permutation], zeros_logdet(z)
+
+
+class ReversePermutation(Permutation):
+    """Reverses the feature order, so alternating coupling layers see every feature."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__(torch.arange(features - 1, -1, -1))
+
+
+class RandomPermutation(Permutation):
+    """A random permutation fixed at construction (drawn from ``generator`` when given)."""
+
+    def __init__(self, features: int, generator: torch.Generator | None = None) -> None:
+        super().__init__(torch.randperm(features, generator=generator))

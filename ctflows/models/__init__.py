@@ -1,0 +1,4 @@
+"""Ready-made models: one function per architecture, each returning a :class:`~ctflows.core.Flow`."""
+from ctflows.models.discrete import nice, realnvp
+
+__all__ = ["nice", "realnvp"]
