@@ -28,3 +28,7 @@ class CheckpointError(CtflowsError, ValueError):
 
 class DataError(CtflowsError, ValueError):
     """A data file or data set is malformed."""
+
+
+class TrainingError(CtflowsError, RuntimeError):
+    """Training cannot continue (e.g. the loss or its gradient became NaN or infinite)."""

@@ -1,0 +1,102 @@
+"""Load a user's data set, ``[n, d]`` float32, from a ``.npy`` or ``.csv`` file.
+
+Everything that makes a file unusable raises :class:`~ctflows.errors.DataError` naming the file (and, for
+CSV, the 1-based line): a missing file, an unknown extension, an empty table, a table that is not 2-D,
+ragged rows, non-numeric cells, and NaN or ±Inf values (including numbers too large for float32).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ctflows.errors import DataError
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def load_array(path: str | os.PathLike[str]) -> Tensor:
+    """Read a 2-D numeric table from ``path`` into a float32 tensor ``[n, d]``.
+
+    ``.npy``: a 2-D array of a real numeric dtype (read without pickle).
+    ``.csv``: comma-separated numbers, one row per line; a single first row whose cells are all
+    non-numeric is a header and is skipped; blank lines are ignored.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".csv"):
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use a .npy or .csv file")
+    if not path.is_file():
+        raise DataError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+    array = _read_npy(path) if suffix == ".npy" else _read_csv(path)
+    return torch.from_numpy(array)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npy file ({err})") from None
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path}: expected a single array, got {type(array).__name__}")
+    if array.dtype.kind not in "iuf":
+        raise DataError(f"{path}: expected a real numeric array, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise DataError(f"{path}: expected a 2-D array [n, d], got shape {list(array.shape)}")
+    if array.size == 0:
+        raise DataError(f"{path}: the array is empty (shape {list(array.shape)})")
+    # Check before the cast as well as after: float64 values beyond float32's range become Inf.
+    bad = ~np.isfinite(array) | (np.abs(array) > _FLOAT32_MAX)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(
+            f"{path}: {int(bad.sum())} value(s) are NaN, Inf or beyond float32's range; first at row {row}, column {col}"
+        )
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _parse(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    rows: list[list[float]] = []
+    width: int | None = None
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            for cells in reader:
+                line = reader.line_num
+                cells = [c.strip() for c in cells]
+                if not any(cells):
+                    continue  # a blank line
+                values = [_parse(c) for c in cells]
+                if not rows and width is None and all(v is None for v in values):
+                    width = len(cells)  # the header row: it fixes the width, nothing else
+                    continue
+                if width is None:
+                    width = len(cells)
+                if len(cells) != width:
+                    raise DataError(f"{path}: line {line}: expected {width} comma-separated values, got {len(cells)}")
+                for col, (cell, value) in enumerate(zip(cells, values)):
+                    if value is None:
+                        raise DataError(f"{path}: line {line}, column {col + 1}: {cell!r} is not a number")
+                    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+                        raise DataError(
+                            f"{path}: line {line}, column {col + 1}: {cell!r} is NaN, Inf or beyond float32's range"
+                        )
+                rows.append(values)  # type: ignore[arg-type]
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path}: not a readable text CSV file ({err})") from None
+    if not rows:
+        what = "has a header but no data rows" if width is not None else "is empty"
+        raise DataError(f"{path}: the file {what}")
+    return np.asarray(rows, dtype=np.float32)

@@ -1,0 +1,47 @@
+"""The registry of toy densities by name: ``get_density("two_moons")``, ``list_densities()``."""
+from __future__ import annotations
+
+import inspect
+
+from ctflows.data.checkerboard import Checkerboard
+from ctflows.data.curves import SwissRoll, TwoMoons, TwoSpirals
+from ctflows.data.density import ToyDensity
+from ctflows.data.funnel import Funnel
+from ctflows.data.many_well import ManyWell
+from ctflows.data.mixtures import EightGaussians, GaussianMixture
+from ctflows.data.pinwheel import Pinwheel
+from ctflows.data.rings import Circles, Rings
+from ctflows.data.twisted_gaussian import TwistedGaussian
+from ctflows.errors import ConfigurationError
+
+_DENSITIES: dict[str, type[ToyDensity]] = {
+    cls.name: cls
+    for cls in (
+        EightGaussians, Checkerboard, Rings, Circles, TwoMoons, SwissRoll, TwoSpirals, Pinwheel,
+        GaussianMixture, Funnel, TwistedGaussian, ManyWell,
+    )
+}
+
+
+def list_densities() -> dict[str, str]:
+    """Registered densities: name -> one-line description."""
+    return {name: cls.description for name, cls in _DENSITIES.items()}
+
+
+def get_density(name: str, **kwargs: object) -> ToyDensity:
+    """Build the density registered as ``name`` with its options (e.g. ``get_density("funnel", dim=20)``).
+
+    Raises ConfigurationError for an unknown name (listing the known ones) or options the density does not take.
+    """
+    if name not in _DENSITIES:
+        raise ConfigurationError(f"unknown density {name!r}; known densities: {', '.join(_DENSITIES)}")
+    cls = _DENSITIES[name]
+    signature = inspect.signature(cls)
+    try:
+        signature.bind(**kwargs)
+    except TypeError:
+        options = ", ".join(signature.parameters) or "none"
+        raise ConfigurationError(
+            f"density {name!r} got options {sorted(kwargs)}; it accepts: {options}"
+        ) from None
+    return cls(**kwargs)

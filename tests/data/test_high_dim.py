@@ -1,0 +1,158 @@
+"""The any-dimension densities: log_prob against independent formulas, normalisers, and Monte Carlo checks."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+
+from ctflows.data import get_density
+from ctflows.data.many_well import ManyWell
+from ctflows.errors import ConfigurationError
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def assert_mean_log_prob(name: str, lp: torch.Tensor, expected: float) -> None:
+    """E_p[log p] from samples within 5 standard errors of an exact value (= minus the entropy)."""
+    se = lp.std().item() / math.sqrt(len(lp))
+    assert abs(lp.mean().item() - expected) < 5 * se, f"{name}: E[log p] = {lp.mean():.4f} ± {se:.4f}, expected {expected:.4f}"
+
+
+# --- Gaussian mixture -----------------------------------------------------------------------------
+
+def test_gaussian_mixture_matches_torch_distributions() -> None:
+    d = get_density("gaussian_mixture")
+    assert d.dim == 16 and d.means.shape == (8, 16) and d.covariances.shape == (8, 16, 16)
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(probs=d.weights),
+        torch.distributions.MultivariateNormal(d.means, covariance_matrix=d.covariances),
+    )
+    x = torch.cat([d.sample(300, gen(), torch.float64), 6 * torch.randn(100, 16, generator=gen(1), dtype=torch.float64)])
+    torch.testing.assert_close(d.log_prob(x), mix.log_prob(x), rtol=1e-10, atol=1e-10)
+
+
+def test_gaussian_mixture_is_deterministic_and_has_full_covariances() -> None:
+    a, b, c = (get_density("gaussian_mixture", dim=5, n_components=3, seed=s) for s in (4, 4, 5))
+    assert torch.equal(a.means, b.means) and torch.equal(a.covariances, b.covariances)
+    assert not torch.equal(a.means, c.means)
+    off_diagonal = a.covariances - torch.diag_embed(torch.diagonal(a.covariances, dim1=-2, dim2=-1))
+    assert off_diagonal.abs().max() > 0.05
+    assert torch.linalg.eigvalsh(a.covariances).min() > 0.08
+
+
+def test_gaussian_mixture_sample_moments() -> None:
+    d = get_density("gaussian_mixture", dim=4, n_components=3)
+    x = d.sample(100_000, gen(2), torch.float64)
+    w = d.weights
+    mean = (w[:, None] * d.means).sum(0)
+    second = (w[:, None, None] * (d.covariances + d.means[:, :, None] * d.means[:, None, :])).sum(0)
+    cov = second - mean[:, None] * mean[None, :]
+    se = torch.sqrt(torch.diagonal(cov) / len(x))
+    assert ((x.mean(0) - mean).abs() < 5 * se).all()
+    torch.testing.assert_close(torch.cov(x.T), cov, rtol=0.03, atol=0.05)
+
+
+# --- Funnel -----------------------------------------------------------------------------------------
+
+def test_funnel_matches_the_direct_formula() -> None:
+    d = get_density("funnel", dim=6)
+    x = d.sample(500, gen(), torch.float64)
+    v, rest = x[:, 0], x[:, 1:]
+    expected = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), 3.0).log_prob(v) + torch.distributions.Normal(
+        torch.zeros_like(rest), torch.exp(v / 2)[:, None]
+    ).log_prob(rest).sum(1)
+    torch.testing.assert_close(d.log_prob(x), expected, rtol=1e-10, atol=1e-10)
+    assert get_density("funnel").dim == 10
+
+
+def test_funnel_2d_integrates_to_one() -> None:
+    """Nested quadrature: for each v, x over [-12, 12] standard deviations e^{v/2}."""
+    d = get_density("funnel", dim=2)
+    v = torch.linspace(-30, 30, 1201, dtype=torch.float64)
+    u = torch.linspace(-12, 12, 481, dtype=torch.float64)
+    x = u[None, :] * torch.exp(v / 2)[:, None]
+    grid = torch.stack([v[:, None].expand_as(x), x], -1).reshape(-1, 2)
+    dens = torch.exp(d.log_prob(grid)).reshape(len(v), len(u))
+    inner = torch.trapezoid(dens, x, dim=1)
+    assert abs(torch.trapezoid(inner, v).item() - 1.0) < 1e-6
+
+
+def test_funnel_mean_log_prob_is_minus_entropy() -> None:
+    dim = 10
+    lp = get_density("funnel", dim=dim).log_prob(get_density("funnel", dim=dim).sample(50_000, gen(3), torch.float64))
+    # H = H[v] + E_v H[x | v] = ½ log(2πe·9) + (dim-1)/2 · (log 2πe + E[v]),  E[v] = 0.
+    entropy = 0.5 * math.log(2 * math.pi * math.e * 9) + 0.5 * (dim - 1) * math.log(2 * math.pi * math.e)
+    assert_mean_log_prob("funnel", lp, -entropy)
+
+
+# --- Twisted Gaussian ----------------------------------------------------------------------------------
+
+def test_twisted_gaussian_matches_the_direct_formula() -> None:
+    d = get_density("twisted_gaussian", dim=5, twist=0.1)
+    y = d.sample(500, gen(), torch.float64)
+    z = y.clone()
+    z[:, 1] = y[:, 1] - 0.1 * (y[:, 0] ** 2 - 100.0)
+    base = torch.distributions.MultivariateNormal(torch.zeros(5, dtype=torch.float64), torch.diag(torch.tensor([100.0, 1, 1, 1, 1], dtype=torch.float64)))
+    torch.testing.assert_close(d.log_prob(y), base.log_prob(z), rtol=1e-10, atol=1e-10)
+
+
+def test_twisted_gaussian_mean_log_prob_is_minus_entropy() -> None:
+    d = get_density("twisted_gaussian", dim=8)
+    lp = d.log_prob(d.sample(50_000, gen(4), torch.float64))
+    entropy = 0.5 * 8 * math.log(2 * math.pi * math.e) + math.log(10.0)  # the shear keeps the entropy
+    assert_mean_log_prob("twisted_gaussian", lp, -entropy)
+
+
+# --- Many well -----------------------------------------------------------------------------------------
+
+def test_many_well_normaliser_matches_adaptive_quadrature() -> None:
+    z1, _ = integrate.quad(lambda t: math.exp(-(t**4) + 6 * t**2 + 0.5 * t), -np.inf, np.inf, epsabs=0, epsrel=1e-13)
+    d = get_density("many_well")
+    assert d.dim == 8
+    assert abs(d.log_z1 - math.log(z1)) < 1e-12
+    x = d.sample(200, gen(), torch.float64)
+    expected = sum(
+        -(x[:, i] ** 4) + 6 * x[:, i] ** 2 + 0.5 * x[:, i] - math.log(z1) - 0.5 * x[:, i + 1] ** 2 - 0.5 * math.log(2 * math.pi)
+        for i in range(0, 8, 2)
+    )
+    torch.testing.assert_close(d.log_prob(x), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_many_well_rejection_sampler_is_exact() -> None:
+    """Histogram of the double-well coordinate against bin probabilities from adaptive quadrature."""
+    d = ManyWell(dim=4)
+    x = d.sample(100_000, gen(5), torch.float64)
+    wells = x[:, 0::2].reshape(-1).numpy()
+    edges = np.linspace(-3.0, 3.0, 61)
+    z1 = math.exp(d.log_z1)
+    probs = np.array([integrate.quad(lambda t: math.exp(-(t**4) + 6 * t**2 + 0.5 * t) / z1, a, b)[0] for a, b in zip(edges[:-1], edges[1:])])
+    counts = np.histogram(wells, edges)[0]
+    expected = len(wells) * probs
+    keep = expected > 5
+    stat = ((counts[keep] - expected[keep]) ** 2 / expected[keep]).sum()
+    assert stats.chi2.sf(stat, keep.sum() - 1) > 1e-4
+    assert 0.4 < math.exp(-d._log_envelope) < 0.7  # acceptance rate of the rejection sampler
+
+
+def test_many_well_mean_log_prob_matches_quadrature_entropy() -> None:
+    d = get_density("many_well", dim=6)
+    t = np.linspace(-6, 6, 200_001)
+    log_p1 = -(t**4) + 6 * t**2 + 0.5 * t - d.log_z1
+    entropy_1 = -np.trapezoid(np.exp(log_p1) * log_p1, t)
+    entropy = 3 * (entropy_1 + 0.5 * math.log(2 * math.pi * math.e))
+    assert_mean_log_prob("many_well", d.log_prob(d.sample(50_000, gen(6), torch.float64)), -entropy)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [("many_well", {"dim": 3}), ("many_well", {"dim": 0}), ("funnel", {"dim": 1}), ("gaussian_mixture", {"dim": 2.5}),
+     ("gaussian_mixture", {"n_components": 0}), ("twisted_gaussian", {"scale": -1.0}), ("twisted_gaussian", {"dim": 1})],
+)
+def test_bad_settings_raise_configuration_error(name: str, kwargs: dict) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        get_density(name, **kwargs)

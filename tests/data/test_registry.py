@@ -1,0 +1,44 @@
+"""The registry: every listed name builds the right density; bad names and options fail clearly."""
+from __future__ import annotations
+
+import pytest
+
+from ctflows.data import ToyDensity, get_density, list_densities
+from ctflows.errors import ConfigurationError
+
+NAMES = {
+    "eight_gaussians": 2, "checkerboard": 2, "rings": 2, "circles": 2, "two_moons": 2, "swiss_roll": 2,
+    "two_spirals": 2, "pinwheel": 2, "gaussian_mixture": 16, "funnel": 10, "twisted_gaussian": 8, "many_well": 8,
+}
+
+
+def test_list_densities_names_and_descriptions() -> None:
+    listed = list_densities()
+    assert set(listed) == set(NAMES)
+    for name, description in listed.items():
+        assert description and "\n" not in description and len(description) < 120, name
+
+
+@pytest.mark.parametrize("name", sorted(NAMES))
+def test_get_density_builds_the_named_density(name: str) -> None:
+    d = get_density(name)
+    assert isinstance(d, ToyDensity) and d.name == name and d.dim == NAMES[name]
+    assert d.description == list_densities()[name]
+    assert name in repr(d)
+
+
+def test_any_dim_densities_take_dim() -> None:
+    for name, dim in [("gaussian_mixture", 3), ("funnel", 7), ("twisted_gaussian", 4), ("many_well", 12)]:
+        assert get_density(name, dim=dim).dim == dim
+
+
+def test_unknown_name_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigurationError, match="unknown density 'moons'.*two_moons.*many_well"):
+        get_density("moons")
+
+
+def test_unknown_option_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="two_moons.*accepts: none"):
+        get_density("two_moons", dim=3)
+    with pytest.raises(ConfigurationError, match="funnel.*accepts: dim"):
+        get_density("funnel", width=3)

@@ -1,0 +1,173 @@
+"""Properties every 2-D toy density must have: normalised, sampler agrees with log_prob, reproducible, fast.
+
+Bin probabilities come from 8×8 Gauss–Legendre nodes per histogram bin, so the same numbers serve the
+normalisation check (sum ≈ 1) and the chi-square test of the sampler against the density.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from ctflows.data import ToyDensity, get_density
+from ctflows.errors import InputError
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    box: tuple[float, float, float, float]  # x_lo, x_hi, y_lo, y_hi: holds all but a negligible mass
+    kwargs: dict = field(default_factory=dict, hash=False)
+
+    @property
+    def id(self) -> str:
+        return self.name + "".join(f"-{k}{v}" for k, v in self.kwargs.items())
+
+    def density(self) -> ToyDensity:
+        return get_density(self.name, **self.kwargs)
+
+
+CASES = [
+    Case("eight_gaussians", (-5.5, 5.5, -5.5, 5.5)),
+    Case("checkerboard", (-4.0, 4.0, -4.0, 4.0)),  # 32 bins: edges at multiples of 1/4, aligned with the squares
+    Case("rings", (-3.75, 3.75, -3.75, 3.75)),
+    Case("circles", (-5.0, 5.0, -5.0, 5.0)),
+    Case("two_moons", (-4.5, 4.5, -3.0, 3.5)),
+    Case("swiss_roll", (-4.5, 4.5, -4.5, 4.5)),
+    Case("two_spirals", (-4.0, 4.0, -4.0, 4.0)),
+    Case("pinwheel", (-6.0, 6.0, -6.0, 6.0)),
+    Case("gaussian_mixture", (-9.0, 9.0, -9.0, 9.0), {"dim": 2}),
+    Case("twisted_gaussian", (-5.5, 5.5, -7.0, 30.0), {"dim": 2, "scale": 1.0, "twist": 1.0}),
+    Case("twisted_gaussian", (-55.0, 55.0, -8.0, 85.0), {"dim": 2}),
+    Case("many_well", (-3.5, 3.5, -6.0, 6.0), {"dim": 2}),
+]
+BINS = 32
+ORDER = 8
+N_SAMPLES = 200_000
+
+
+def case_params():
+    return [pytest.param(c, id=c.id) for c in CASES]
+
+
+@lru_cache(maxsize=None)
+def bin_probabilities(case: Case) -> np.ndarray:
+    """∫ p over each of BINS × BINS cells of the box, by ORDER × ORDER Gauss–Legendre nodes per cell."""
+    x_lo, x_hi, y_lo, y_hi = case.box
+    gx, gw = np.polynomial.legendre.leggauss(ORDER)
+
+    def axis(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        h = (hi - lo) / BINS
+        nodes = lo + h * (np.arange(BINS)[:, None] + 0.5 * (gx[None, :] + 1))
+        return nodes.ravel(), np.tile(0.5 * h * gw, BINS)
+
+    (xs, xw), (ys, yw) = axis(x_lo, x_hi), axis(y_lo, y_hi)
+    grid = torch.tensor(np.stack(np.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2))
+    dens = torch.exp(case.density().log_prob(grid)).numpy().reshape(len(xs), len(ys))
+    cell = dens * xw[:, None] * yw[None, :]
+    return cell.reshape(BINS, ORDER, BINS, ORDER).sum(axis=(1, 3))
+
+
+@pytest.mark.parametrize("case", case_params())
+def test_density_integrates_to_one(case: Case) -> None:
+    total = bin_probabilities(case).sum()
+    assert abs(total - 1.0) < 2e-3, f"{case.id}: ∫ exp(log_prob) over the box = {total}"
+
+
+@pytest.mark.parametrize("case", case_params())
+def test_samples_follow_the_density(case: Case) -> None:
+    """Chi-square test of sample counts per bin against the bins' probabilities under log_prob."""
+    probs = bin_probabilities(case).ravel()
+    x = case.density().sample(N_SAMPLES, generator=torch.Generator().manual_seed(123), dtype=torch.float64).numpy()
+    x_lo, x_hi, y_lo, y_hi = case.box
+    counts, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=BINS, range=[[x_lo, x_hi], [y_lo, y_hi]])
+    counts = counts.ravel()
+    expected = N_SAMPLES * probs
+    big = expected >= 5
+    # Pool sparse bins with the outside of the box so that every cell's chi-square term is well behaved.
+    rest_observed = N_SAMPLES - counts[big].sum()
+    rest_expected = N_SAMPLES * (probs[~big].sum() + max(0.0, 1.0 - probs.sum()))
+    observed, expect = counts[big], expected[big]
+    if rest_expected >= 1:
+        observed, expect = np.append(observed, rest_observed), np.append(expect, rest_expected)
+    else:  # nearly all mass is in well-filled bins (e.g. the checkerboard): few samples may land elsewhere
+        assert rest_observed <= 5, f"{case.id}: {rest_observed} samples where the density expects {rest_expected:.2f}"
+    stat = ((observed - expect) ** 2 / expect).sum()
+    p_value = stats.chi2.sf(stat, len(observed) - 1)
+    assert p_value > 1e-4, f"{case.id}: chi2 = {stat:.1f} on {len(observed) - 1} dof (p = {p_value:.2e})"
+
+
+@pytest.mark.parametrize("case", case_params())
+def test_samples_are_reproducible_and_use_only_the_generator(case: Case) -> None:
+    d = case.density()
+    torch.manual_seed(0)
+    np.random.seed(0)
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    a = d.sample(500, generator=torch.Generator().manual_seed(7))
+    b = d.sample(500, generator=torch.Generator().manual_seed(7))
+    c = d.sample(500, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(torch.get_rng_state(), torch_state), "sample() touched torch's global generator"
+    assert np.array_equal(np.random.get_state()[1], numpy_state), "sample() touched numpy's global generator"
+    torch.manual_seed(3)
+    first = d.sample(100)
+    torch.manual_seed(3)
+    assert torch.equal(first, d.sample(100)), "generator=None must use torch's default generator"
+
+
+@pytest.mark.parametrize("case", case_params())
+def test_dtype_and_device_follow_the_arguments(case: Case) -> None:
+    d = case.density()
+    g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    x32 = d.sample(64, generator=g())
+    x64 = d.sample(64, generator=g(), dtype=torch.float64, device="cpu")
+    assert x32.shape == (64, 2) and x32.dtype == torch.float32 and x64.dtype == torch.float64
+    assert x32.device.type == "cpu" and x64.device.type == "cpu"
+    torch.testing.assert_close(x32, x64.float())  # same seed, same points, whatever the dtype
+    assert d.log_prob(x32).dtype == torch.float32 and d.log_prob(x32).shape == (64,)
+    assert d.log_prob(x64).dtype == torch.float64
+    torch.testing.assert_close(d.log_prob(x64).float(), d.log_prob(x64.float()), rtol=1e-4, atol=1e-4)
+    assert d.sample(0).shape == (0, 2) and d.log_prob(torch.empty(0, 2)).shape == (0,)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", case_params())
+def test_cuda(case: Case) -> None:
+    d = case.density()
+    x = d.sample(256, generator=torch.Generator(device="cuda").manual_seed(0))
+    assert x.device.type == "cuda"
+    lp = d.log_prob(x)
+    assert lp.device.type == "cuda"
+    torch.testing.assert_close(lp.cpu(), d.log_prob(x.cpu()), rtol=1e-5, atol=1e-5)
+    assert d.sample(8, device="cuda").device.type == "cuda"
+
+
+@pytest.mark.parametrize("case", case_params())
+def test_log_prob_is_fast(case: Case) -> None:
+    d = case.density()
+    x = d.sample(10_000, generator=torch.Generator().manual_seed(0))
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        d.log_prob(x)
+        best = min(best, time.perf_counter() - start)
+    assert best < 1.0, f"{case.id}: log_prob on 10,000 points took {best:.2f} s"
+
+
+@pytest.mark.parametrize("case", case_params())
+@pytest.mark.parametrize(
+    "bad", [torch.zeros(5), torch.zeros(5, 3), torch.zeros(2, 5, 2), torch.zeros(5, 2, dtype=torch.long)], ids=["1d", "dim3", "3d", "int"]
+)
+def test_bad_input_raises_input_error(case: Case, bad: torch.Tensor) -> None:
+    with pytest.raises(InputError, match=rf"{case.name}.*\[n, 2\]|{case.name}.*floating"):
+        case.density().log_prob(bad)
+
+
+def test_non_tensor_input_raises_input_error() -> None:
+    with pytest.raises(InputError, match=r"two_moons.*\[n, 2\]"):
+        get_density("two_moons").log_prob(np.zeros((3, 2)))  # type: ignore[arg-type]
