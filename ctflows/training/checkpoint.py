@@ -1,0 +1,186 @@
+"""Saving and loading whole models: ``save(flow, path)`` then ``load(path)`` needs no constructor arguments.
+
+File layout (one ``torch.save`` archive)::
+
+    {"format": "ctflows-checkpoint", "version": 1, "ctflows_version": str, "torch_version": str,
+     "state_dict": {name: Tensor}, "model": uint8 Tensor}
+
+The outer dict holds only plain types and tensors, so it is read with ``torch.load(weights_only=True)``:
+a file that is not a ctflows checkpoint is rejected without running any of its pickled code, and the
+``state_dict`` can be read that way by anyone who does not trust the file. ``"model"`` is a nested
+``torch.save`` of ``{"model": flow, "metadata": ...}``, unpickled (``weights_only=False``) only after the
+marker checks out.
+
+Security: a checkpoint is a pickle. Loading one runs code chosen by whoever wrote it, and the marker
+cannot prevent that; load only checkpoints from sources you trust.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+import tempfile
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ctflows.errors import CheckpointError
+
+FORMAT = "ctflows-checkpoint"
+VERSION = 1
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes zip archives (torch >= 1.6)
+
+
+def save(flow: nn.Module, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``flow`` (the module itself, parameters and buffers included) and ``metadata`` to ``path``.
+
+    The write is atomic: the file goes to a temporary file in the same directory, is flushed and
+    fsynced, then renamed over ``path``; on any failure the temporary file is removed and an existing
+    file at ``path`` is left as it was. Returns the path written.
+    """
+    path = Path(path)
+    try:
+        inner = io.BytesIO()
+        torch.save({"model": flow, "metadata": metadata if metadata is not None else {}}, inner)
+        record = {
+            "format": FORMAT, "version": VERSION, "ctflows_version": _ctflows_version(),
+            "torch_version": str(torch.__version__), "state_dict": flow.state_dict(),
+            # uint8 tensor, not bytes: stored as raw storage and allowed by weights_only loading.
+            "model": torch.frombuffer(bytearray(inner.getvalue()), dtype=torch.uint8),
+        }
+    except Exception as error:
+        raise CheckpointError(f"save: cannot serialise the model for {path}: {error}") from error
+    _atomic_write(path, record)
+    return path
+
+
+def load(path: str | os.PathLike, map_location: Any = None) -> nn.Module:
+    """Read a model written by :func:`save`; ``map_location`` as in ``torch.load`` (e.g. ``"cpu"``).
+
+    Raises :class:`CheckpointError` naming the path when the file is missing, is not a torch file, is
+    truncated, lacks the ctflows marker, has an unknown version, or its model cannot be rebuilt.
+    Only load trusted files (see the module docstring).
+    """
+    model = _unpickle(Path(path), map_location)["model"]
+    if not isinstance(model, nn.Module):
+        raise CheckpointError(f"load: {path} holds a {type(model).__name__}, not a torch module")
+    return model
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``metadata`` given to :func:`save` (this unpickles the model too: trusted files only)."""
+    return _unpickle(Path(path), "cpu")["metadata"]
+
+
+def _unpickle(path: Path, map_location: Any) -> dict[str, Any]:
+    record = _read_record(path)
+    try:
+        payload = io.BytesIO(record["model"].numpy().tobytes())
+        inner = torch.load(payload, map_location=map_location, weights_only=False)
+        return {"model": inner["model"], "metadata": inner["metadata"]}
+    except Exception as error:
+        raise CheckpointError(
+            f"load: cannot rebuild the model in {path} (written by ctflows {record.get('ctflows_version')}); "
+            f"its classes must be importable under the same names: {error}"
+        ) from error
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"load: no checkpoint at {path} ({'a directory' if path.is_dir() else 'no such file'})")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"load: {path} is empty (an interrupted copy?)")
+    with open(path, "rb") as file:
+        magic = file.read(4)
+    if magic != _ZIP_MAGIC:
+        raise CheckpointError(f"load: {path} is not a torch file (a checkpoint is a zip archive starting with 'PK'; got {magic!r})")
+    try:
+        # The CPU, whatever map_location says: the model bytes are read there; map_location applies to the model.
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if found:
+            raise CheckpointError(
+                f"load: {path} is not a ctflows checkpoint: it pickles {found.group(1)} at its top level "
+                "(a torch.save of some other object?); it was not unpickled"
+            ) from error
+        raise CheckpointError(f"load: {path} is not a torch file, or is corrupted: {_describe(error)}") from error
+    except Exception as error:
+        raise CheckpointError(f"load: {path} is not a readable torch file (truncated or corrupted?): {_describe(error)}") from error
+    _check_record(path, record)
+    return record
+
+
+def _check_record(path: Path, record: Any) -> None:
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        kind = "a dict without the marker" if isinstance(record, dict) else f"a {type(record).__name__}"
+        raise CheckpointError(
+            f"load: {path} is a torch file but not a ctflows checkpoint ({kind}; expected format {FORMAT!r}). "
+            "A plain state_dict loads with torch.load and model.load_state_dict."
+        )
+    if record.get("version") != VERSION:
+        raise CheckpointError(f"load: {path} has checkpoint version {record.get('version')!r}; this ctflows reads version {VERSION}")
+    model = record.get("model")
+    if not (isinstance(model, torch.Tensor) and model.dtype == torch.uint8 and model.dim() == 1):
+        raise CheckpointError(f"load: {path} has the ctflows marker but no model")
+
+
+def _describe(error: Exception) -> str:
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def _atomic_write(path: Path, record: dict[str, Any]) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as error:
+        raise CheckpointError(f"save: cannot create a file in {directory} for {path}: {error}") from error
+    try:
+        with os.fdopen(fd, "wb") as file:
+            # mkstemp makes the file owner-only; give it the mode a plain open() would have.
+            os.chmod(tmp, _default_file_mode())
+            torch.save(record, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(error, Exception) and not isinstance(error, CheckpointError):
+            raise CheckpointError(f"save: writing {path} failed, nothing was changed there: {error}") from error
+        raise
+    _fsync_directory(directory)
+
+
+def _default_file_mode() -> int:
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable on POSIX; directories cannot be opened this way on Windows.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _ctflows_version() -> str:
+    try:
+        return importlib_metadata.version("ctflows")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"

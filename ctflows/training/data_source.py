@@ -1,0 +1,161 @@
+"""Turning a ``data`` argument into batches: the one place that knows the accepted kinds of data.
+
+Accepted data:
+    * a toy density (an object with ``sample(n, generator=None, dtype=...)``, ``log_prob(x)`` and ``dim``,
+      such as those in :mod:`ctflows.data`): fresh exact samples every batch;
+    * a Tensor ``[N, *event]``, or a pair ``(x [N, *event], context [N, c])``: shuffled minibatches;
+    * a DataLoader (or any re-iterable) yielding ``x`` or ``(x,)`` or ``(x, context)``: its own order.
+
+Every batch is ``(x, context_or_None)`` on the model's device, floating tensors cast to the model's dtype.
+Randomness (density samples, shuffling) comes only from the ``torch.Generator`` passed in, which lives on
+the CPU so that a seed gives the same batches on every device; a DataLoader's order is its own (give the
+loader a ``generator=`` to make it reproducible).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from ctflows.errors import DataError
+
+Batch = tuple[Tensor, "Tensor | None"]
+
+_KINDS = "a toy density, a Tensor [N, D], an (x, context) pair of Tensors, or a DataLoader"
+
+
+def is_density(data: Any) -> bool:
+    """Whether ``data`` is a density object with exact ``sample`` and ``log_prob`` (not a tensor or loader)."""
+    if isinstance(data, (Tensor, tuple, list)):
+        return False
+    return callable(getattr(data, "sample", None)) and callable(getattr(data, "log_prob", None)) and hasattr(data, "dim")
+
+
+def exact_log_prob(data: Any) -> Callable[[Tensor], Tensor] | None:
+    """The data's exact ``log_prob`` ``[n, D] -> [n]`` when it is a density, else ``None``."""
+    return data.log_prob if is_density(data) else None
+
+
+def placement(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and floating dtype of ``model``'s first floating parameter or buffer (CPU, default dtype if none)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+def make_generator(seed: int | None) -> torch.Generator:
+    """A CPU generator seeded with ``seed``, or from OS entropy when ``seed`` is ``None``."""
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(seed))
+    return generator
+
+
+def batch_stream(
+    data: Any, batch_size: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype, owner: str = "fit"
+) -> Iterator[Batch]:
+    """Endless iterator of training batches ``(x [b, *event], context [b, c] | None)``.
+
+    Tensors are visited in a fresh random permutation per epoch, batches cut from a running stream of
+    permutations so every batch has exactly ``min(batch_size, N)`` rows and every row is seen equally often.
+    """
+    place = _placer(device, dtype)
+    if is_density(data):
+        while True:
+            yield place(data.sample(batch_size, generator=generator, dtype=dtype), None)
+    if _is_tensor_data(data):
+        x, context = _as_pair(data, owner)
+        n = x.shape[0]
+        size = min(batch_size, n)
+        order = torch.empty(0, dtype=torch.long)
+        while True:
+            if order.numel() < size:
+                order = torch.cat([order, torch.randperm(n, generator=generator, device=generator.device)])
+            index, order = order[:size].to(x.device), order[size:]
+            yield place(x[index], None if context is None else context[index])
+    _check_iterable(data, owner)
+    while True:
+        empty = True
+        for item in data:
+            empty = False
+            yield place(*_split(item, owner))
+        if empty:
+            raise DataError(
+                f"{owner}: the data iterable yielded no batches (a one-shot iterator is used up after one pass; "
+                "pass a DataLoader or another re-iterable)"
+            )
+
+
+def one_pass(
+    data: Any,
+    *,
+    n: int,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    dtype: torch.dtype,
+    owner: str = "evaluate",
+) -> Iterator[Batch]:
+    """One pass over evaluation data: ``n`` samples of a density, all rows of a tensor in order, or one loader epoch.
+
+    A density's ``n`` points are drawn at once (``n × D`` numbers; toy densities are small) and then batched.
+    """
+    place = _placer(device, dtype)
+    if is_density(data):
+        # One draw of all n points: torch's sampler streams differ by request size, and a seed should give
+        # the same evaluation points whatever the batch size.
+        points = data.sample(n, generator=generator, dtype=dtype)
+        for start in range(0, n, batch_size):
+            yield place(points[start : start + batch_size], None)
+        return
+    if _is_tensor_data(data):
+        x, context = _as_pair(data, owner)
+        for start in range(0, x.shape[0], batch_size):
+            rows = slice(start, start + batch_size)
+            yield place(x[rows], None if context is None else context[rows])
+        return
+    _check_iterable(data, owner)
+    for item in data:
+        yield place(*_split(item, owner))
+
+
+def _placer(device: torch.device, dtype: torch.dtype) -> Callable[[Tensor, Tensor | None], Batch]:
+    def move(t: Tensor) -> Tensor:
+        # Integer data is left alone so that the layer's input check names the real problem.
+        return t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device=device)
+
+    def place(x: Tensor, context: Tensor | None) -> Batch:
+        return move(x), None if context is None else move(context)
+
+    return place
+
+
+def _is_tensor_data(data: Any) -> bool:
+    return isinstance(data, Tensor) or (isinstance(data, (tuple, list)) and all(isinstance(t, Tensor) for t in data))
+
+
+def _as_pair(data: Tensor | tuple | list, owner: str) -> Batch:
+    x, context = _split(data, owner)
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise DataError(f"{owner}: data must be a non-empty Tensor [N, *event], got shape {list(x.shape)}")
+    if context is not None and context.shape[0] != x.shape[0]:
+        raise DataError(f"{owner}: data has {x.shape[0]} rows but its context has {context.shape[0]}; give one context row per row")
+    return x, context
+
+
+def _split(item: Any, owner: str) -> Batch:
+    if isinstance(item, Tensor):
+        return item, None
+    if isinstance(item, (tuple, list)) and len(item) in (1, 2) and all(isinstance(t, Tensor) for t in item):
+        return item[0], item[1] if len(item) == 2 else None
+    kind = f"a {type(item).__name__}" + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else "")
+    raise DataError(f"{owner}: a batch must be a Tensor x or a tuple (x,) or (x, context) of Tensors, got {kind}")
+
+
+def _check_iterable(data: Any, owner: str) -> None:
+    if not isinstance(data, Iterable):
+        raise DataError(f"{owner}: data must be {_KINDS}; got {type(data).__name__}")

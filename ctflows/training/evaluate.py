@@ -1,0 +1,103 @@
+"""Held-out evaluation of a flow: mean negative log-likelihood and, for a toy density, KL(p‖q).
+
+    NLL = −E_p[log q(x)],        KL(p‖q) = E_p[log p(x) − log q(x)]
+
+Both are Monte Carlo means over N points with standard error sd/√N (sample sd, ddof 1). The error
+is honest when the points are independent draws from p (a toy density, or a test set treated as such).
+Layers whose log-det is a stochastic unbiased estimate (Hutchinson) keep the NLL unbiased; their extra
+variance is per point and so already inside the sd. Such layers set ``stats["logdet_exact"] = False``
+and the result then says ``exact: False``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ctflows.core.stats import layer_stats
+from ctflows.errors import ConfigurationError, DataError
+from ctflows.training.data_source import exact_log_prob, make_generator, one_pass, placement
+
+
+def evaluate(
+    flow: nn.Module,
+    data: Any,
+    *,
+    n: int = 20000,
+    batch_size: int = 4096,
+    context: Tensor | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``flow.log_prob`` on ``data`` in ``eval()`` mode under ``torch.no_grad()``.
+
+    Args:
+        flow: a :class:`~ctflows.core.Flow` (anything with ``log_prob(x, context)`` and ``stats``).
+        data: a toy density (``n`` fresh samples are drawn), a Tensor ``[N, *event]`` or ``(x, context)``
+            pair, or a DataLoader (one pass); see :mod:`ctflows.training.data_source`.
+        n: number of samples drawn from a density (ignored for tensors and loaders).
+        batch_size: points per ``log_prob`` call.
+        context: ``[N, c]`` for a Tensor ``data``, or ``[c]`` shared by every point.
+        seed, generator: where a density's samples come from (a CPU generator); ``generator`` wins.
+
+    Returns:
+        ``{"nll", "nll_se", "n", "exact", "num_nonfinite"}`` and, when ``data`` has an exact ``log_prob``,
+        ``"kl", "kl_se", "entropy", "entropy_se"`` (nats). ``exact`` is False if any layer estimated its
+        log-det on any batch. Non-finite log-densities are kept (the means become inf/nan) and counted.
+
+    Layers that need autograd internally (a CNF's exact divergence) enable it themselves, so the outer
+    ``no_grad`` is safe. The modules' previous train/eval modes are restored afterwards.
+    """
+    _check_positive("n", n)
+    _check_positive("batch_size", batch_size)
+    device, dtype = placement(flow)
+    generator = generator if generator is not None else make_generator(seed)
+    shared = None
+    if context is not None and context.dim() == 2 and isinstance(data, Tensor):
+        data = (data, context)
+    elif context is not None and (context.dim() == 1 or (context.dim() == 2 and context.shape[0] == 1)):
+        shared = context.to(device=device, dtype=dtype).reshape(1, -1)
+    elif context is not None:
+        raise ConfigurationError(
+            f"evaluate: a context of shape {list(context.shape)} needs Tensor data with one row per point; "
+            "for a density or a loader give one shared context [c]"
+        )
+    log_p_fn = exact_log_prob(data)
+    log_q, log_p, exact = [], [], True
+    modes = {m: m.training for m in flow.modules()}
+    flow.eval()
+    try:
+        with torch.no_grad():
+            for x, ctx in one_pass(data, n=n, batch_size=batch_size, generator=generator, device=device, dtype=dtype):
+                if ctx is None and shared is not None:
+                    ctx = shared.expand(x.shape[0], -1)
+                log_q.append(flow.log_prob(x, ctx).double().cpu())
+                exact = exact and all(s.get("logdet_exact", True) for s in layer_stats(flow).values())
+                if log_p_fn is not None:
+                    log_p.append(log_p_fn(x).double().cpu())
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+    if not log_q:
+        raise DataError("evaluate: the data yielded no points")
+    q = torch.cat(log_q)
+    result: dict[str, Any] = {"n": q.numel(), "exact": exact, "num_nonfinite": int((~torch.isfinite(q)).sum())}
+    result["nll"], result["nll_se"] = _mean_and_se(-q)
+    if log_p:
+        p = torch.cat(log_p)
+        result["kl"], result["kl_se"] = _mean_and_se(p - q)
+        result["entropy"], result["entropy_se"] = _mean_and_se(-p)
+    return result
+
+
+def _mean_and_se(values: Tensor) -> tuple[float, float]:
+    n = values.numel()
+    se = float(values.std() / math.sqrt(n)) if n > 1 else math.nan
+    return float(values.mean()), se
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"evaluate: {name} must be a positive int, got {value!r}")

@@ -1,0 +1,185 @@
+"""fit: it learns, it takes every kind of data, regularizers enter the loss, and it fails loudly."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from ctflows.core import Flow, StandardNormal
+from ctflows.errors import ConfigurationError, TrainingError
+from ctflows.training import History, fit
+from ctflows.training.data_source import batch_stream, make_generator
+from training.fakes import CorrelatedGaussian, Exploding, LazyAffine, Penalized, affine_flow
+
+
+def test_fit_recovers_the_best_diagonal_gaussian():
+    # The best N(loc, diag s²) under KL(p‖q) matches the mean and the marginal variances; its NLL is
+    # H(p) + KL_min, which a correct loop must reach.
+    torch.manual_seed(0)
+    p = CorrelatedGaussian()
+    flow = affine_flow()
+    history = fit(flow, p, steps=400, batch_size=256, lr=3e-2, seed=0, eval_data=p, eval_samples=20000)
+    layer = flow.transform
+    assert torch.allclose(layer.loc.detach().double(), p.mean, atol=0.06)
+    scale = layer.log_scale.detach().double().exp()
+    assert torch.allclose(scale, torch.diagonal(p.cov).sqrt(), rtol=0.04)
+    best = p.entropy() + p.kl_to_diagonal(p.mean, torch.diagonal(p.cov).sqrt())
+    final = history.evals[-1]
+    assert final["step"] == 400 and final["exact"]
+    assert abs(final["nll"] - best) < 0.02 + 4 * final["nll_se"]
+    assert history.nll[0] > best + 0.3  # it did learn something
+    assert len(history.losses) == len(history.lr) == len(history.grad_norm) == 400
+
+
+def test_same_seed_same_run():
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        runs.append(fit(affine_flow(), CorrelatedGaussian(), steps=20, batch_size=32, seed=5).losses)
+    assert runs[0] == runs[1]
+
+
+def test_fit_on_a_tensor_and_a_dataloader():
+    x = CorrelatedGaussian().sample(2000, generator=torch.Generator().manual_seed(0))
+    for data in (x, DataLoader(TensorDataset(x), batch_size=128, shuffle=True)):
+        flow = affine_flow()
+        history = fit(flow, data, steps=300, batch_size=128, lr=3e-2, seed=0)
+        assert torch.allclose(flow.transform.loc.detach(), x.mean(0), atol=0.1)
+        assert history.nll[-1] < history.nll[0] - 0.3
+
+
+def test_fit_conditional_pairs():
+    # x = 2c + 0.5 ε: a conditional shift must learn weight ≈ 2 and scale ≈ 0.5.
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(4000, 1, generator=g)
+    x = 2 * c + 0.5 * torch.randn(4000, 1, generator=g)
+    for data in ((x, c), DataLoader(TensorDataset(x, c), batch_size=256, shuffle=True)):
+        flow = affine_flow(features=1, context_features=1)
+        fit(flow, data, steps=400, batch_size=256, lr=5e-2, seed=0)
+        assert abs(float(flow.transform.weight.detach()) - 2.0) < 0.1
+        assert abs(float(flow.transform.log_scale.detach().exp()) - 0.5) < 0.05
+
+
+def test_regularization_weight_enters_the_gradient():
+    # loss = NLL + w‖loc‖², so the gradient differs by exactly 2w·loc from the unregularized one.
+    w = 0.7
+    grads = {}
+    for weight in (0.0, w):
+        torch.manual_seed(0)
+        flow = affine_flow(Penalized)
+        with torch.no_grad():
+            flow.transform.loc.copy_(torch.tensor([0.3, -1.2]))
+        history = fit(flow, CorrelatedGaussian(), steps=1, batch_size=64, clip_grad=None, seed=3, regularization={"penalty": weight})
+        grads[weight] = flow.transform.loc.grad.clone()
+    assert torch.allclose(grads[w] - grads[0.0], 2 * w * torch.tensor([0.3, -1.2]), atol=1e-6)
+    assert history.regularization["penalty"][0] == pytest.approx(0.3**2 + 1.2**2, rel=1e-6)
+    assert history.counts["nfe_forward"] == [3]
+    assert history.losses[0] == pytest.approx(history.nll[0] + w * history.regularization["penalty"][0], rel=1e-6)
+
+
+def test_regularization_gradient_matches_manual_loss():
+    torch.manual_seed(0)
+    flow = affine_flow(Penalized)
+    data = CorrelatedGaussian()
+    fit(flow, data, steps=1, batch_size=64, clip_grad=None, seed=3, lr=1e-9, regularization={"penalty": 0.5})
+    x, _ = next(batch_stream(data, 64, generator=_seeded_after_eval_seed(3), device=torch.device("cpu"), dtype=torch.float32))
+    manual = affine_flow(Penalized)
+    loss = -manual.log_prob(x).mean() + 0.5 * (manual.transform.loc**2).sum()
+    loss.backward()
+    assert torch.allclose(flow.transform.log_scale.grad, manual.transform.log_scale.grad, atol=1e-6)
+    assert torch.allclose(flow.transform.loc.grad, manual.transform.loc.grad, atol=1e-6)
+
+
+def _seeded_after_eval_seed(seed: int) -> torch.Generator:
+    # fit draws one number (the evaluation seed) before the first batch.
+    g = make_generator(seed)
+    torch.randint(2**62, (1,), generator=g)
+    return g
+
+
+def test_unknown_regularization_name_is_an_error():
+    with pytest.raises(ConfigurationError, match="kinetic_energy.*reported: \\['penalty'\\]"):
+        fit(affine_flow(Penalized), CorrelatedGaussian(), steps=3, regularization={"kinetic_energy": 0.1})
+    with pytest.raises(ConfigurationError, match="reported: none"):
+        fit(affine_flow(), CorrelatedGaussian(), steps=3, regularization={"kinetic_energy": 0.1})
+
+
+def test_nonfinite_loss_raises_naming_the_step():
+    flow = affine_flow(Exploding)
+    before = [p.detach().clone() for p in flow.parameters()]
+    with pytest.raises(TrainingError, match=r"step 1 of 5.*lower learning rate"):
+        fit(flow, CorrelatedGaussian(), steps=5)
+    assert all(torch.equal(a, b) for a, b in zip(before, flow.parameters()))
+
+
+def test_cosine_schedule_ends_near_zero_and_warmup_ramps():
+    history = fit(affine_flow(), CorrelatedGaussian(), steps=100, batch_size=16, lr=1e-2, warmup=10)
+    assert history.lr[0] == pytest.approx(1e-3)
+    assert history.lr[9] == pytest.approx(1e-2)
+    assert history.lr[-1] < 1e-2 * 1e-3
+    assert all(a >= b for a, b in zip(history.lr[10:], history.lr[11:]))
+    constant = fit(affine_flow(), CorrelatedGaussian(), steps=10, batch_size=16, lr=1e-2, schedule="constant", warmup=0)
+    assert constant.lr == [1e-2] * 10
+
+
+def test_progress_false_prints_nothing(capsys):
+    fit(affine_flow(), CorrelatedGaussian(), steps=5, batch_size=8, progress=False)
+    fit(affine_flow(), CorrelatedGaussian(), steps=5, batch_size=8)  # stderr is not a terminal under pytest
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_progress_bar_shows_loss_and_nfe(capsys):
+    fit(affine_flow(Penalized), CorrelatedGaussian(), steps=5, batch_size=8, progress=True)
+    err = capsys.readouterr().err
+    assert "loss=" in err and "nfe_forward=3" in err and "step" in err
+
+
+def test_lazily_created_parameters_are_trained():
+    flow = Flow(LazyAffine(), StandardNormal(2))
+    fit(flow, CorrelatedGaussian(), steps=200, batch_size=128, lr=5e-2, seed=0)
+    assert torch.allclose(flow.transform.loc.detach().double(), CorrelatedGaussian().mean, atol=0.1)
+
+
+def test_evaluations_and_callback_stop():
+    seen = []
+
+    def callback(step: int, history: History) -> bool:
+        seen.append(step)
+        return step == 7
+
+    p = CorrelatedGaussian()
+    history = fit(affine_flow(), p, steps=50, batch_size=16, eval_data=p, eval_every=3, eval_samples=500, callback=callback)
+    assert seen == list(range(1, 8)) and history.steps == 7
+    assert [e["step"] for e in history.evals] == [3, 6, 7]
+    d = history.to_dict()
+    assert d["steps"] == 7 and set(d["evals"][0]) >= {"nll", "nll_se", "kl", "kl_se", "exact", "time"}
+    assert history.wall_time > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"steps": 0}, {"batch_size": -1}, {"lr": 0.0}, {"schedule": "linear"}, {"warmup": 10, "steps": 10},
+     {"eval_every": 5}, {"optimizer": "lbfgs"}, {"clip_grad": 0}, {"regularization": {"penalty": math.nan}}],
+)
+def test_bad_arguments(kwargs):
+    with pytest.raises(ConfigurationError):
+        fit(affine_flow(), CorrelatedGaussian(), **kwargs)
+
+
+@pytest.mark.cuda
+def test_fit_evaluate_and_checkpoint_on_cuda(tmp_path):
+    from ctflows.training import evaluate, load, save
+
+    p = CorrelatedGaussian()
+    flow = affine_flow()
+    history = fit(flow, p, steps=50, batch_size=64, lr=3e-2, seed=0, device="cuda", eval_data=p, eval_samples=1000)
+    assert flow.transform.loc.is_cuda and history.evals[-1]["num_nonfinite"] == 0
+    x = p.sample(100, device="cuda")
+    assert evaluate(flow, x)["n"] == 100
+    save(flow, tmp_path / "m.pt")
+    assert torch.equal(load(tmp_path / "m.pt").log_prob(x), flow.log_prob(x))
+    on_cpu = load(tmp_path / "m.pt", map_location="cpu")
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(on_cpu.parameters(), flow.parameters()))
