@@ -9,8 +9,11 @@ from torch import Tensor
 Bounds = tuple[float, float, float, float]  # (x_min, x_max, y_min, y_max)
 
 
-def grid_2d(bounds: Bounds, n: int, *, dtype: torch.dtype = torch.float64, device=None) -> tuple[Tensor, float]:
-    """Cell centres of an ``n × n`` grid over ``bounds``: ``([n*n, 2], cell area)``, row-major in y then x."""
+def grid_2d(bounds: Bounds, n: int, *, dtype: torch.dtype | None = None, device=None) -> tuple[Tensor, float]:
+    """Cell centres of an ``n × n`` grid over ``bounds``: ``([n*n, 2], cell area)``, row-major in y then x.
+
+    ``dtype`` defaults to torch's default dtype, so the points fit a model built with the defaults.
+    """
     x0, x1, y0, y1 = bounds
     hx, hy = (x1 - x0) / n, (y1 - y0) / n
     xs = torch.linspace(x0 + hx / 2, x1 - hx / 2, n, dtype=dtype, device=device)
@@ -26,6 +29,6 @@ def evaluate_on_grid(log_prob: Callable[[Tensor], Tensor], points: Tensor, batch
 
 
 def integrate_2d(log_prob: Callable[[Tensor], Tensor], bounds: Bounds, n: int = 400, **kwargs) -> float:
-    """Midpoint-rule integral of ``exp(log_prob)`` over ``bounds`` on an ``n × n`` grid."""
+    """Midpoint-rule integral of ``exp(log_prob)`` over ``bounds`` on an ``n × n`` grid (summed in float64)."""
     points, area = grid_2d(bounds, n, **kwargs)
-    return float(torch.exp(evaluate_on_grid(log_prob, points)).sum() * area)
+    return float(torch.exp(evaluate_on_grid(log_prob, points).double()).sum() * area)

@@ -24,7 +24,7 @@ def density_panel(title: str, log_prob: Callable[[Tensor], Tensor], bounds: Boun
     """A panel showing ``exp(log_prob)`` on an ``n × n`` grid over ``bounds``."""
 
     def draw(ax: plt.Axes) -> None:
-        points, _ = grid_2d(bounds, n, dtype=torch.float32)
+        points, _ = grid_2d(bounds, n)
         density = torch.exp(evaluate_on_grid(log_prob, points)).reshape(n, n)
         ax.imshow(density.cpu().numpy(), origin="lower", extent=bounds, cmap=CMAP, aspect="equal")
 

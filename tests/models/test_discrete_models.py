@@ -18,7 +18,7 @@ def test_untrained_model_density_integrates_to_one(builder, mixing):
         for p in flow.parameters():
             p.add_(0.05 * torch.randn_like(p))  # a generic, non-identity map
     flow.eval()
-    assert integrate_2d(flow.log_prob, (-9, 9, -9, 9), n=500) == pytest.approx(1.0, abs=0.01)
+    assert integrate_2d(flow.log_prob, (-9, 9, -9, 9), n=500, dtype=torch.float64) == pytest.approx(1.0, abs=0.01)
 
 
 def test_sample_and_log_prob_agree_with_log_prob():
