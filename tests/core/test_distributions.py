@@ -1,0 +1,36 @@
+import math
+
+import pytest
+import torch
+
+from ctflows.core import DiagonalNormal, StandardNormal
+
+
+def test_standard_normal_matches_torch_distributions():
+    z = torch.randn(50, 3, dtype=torch.float64)
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
+    torch.testing.assert_close(StandardNormal(3).log_prob(z), expected)
+
+
+def test_diagonal_normal_log_prob_and_samples():
+    base = DiagonalNormal(2).double()
+    with torch.no_grad():
+        base.loc.copy_(torch.tensor([1.0, -2.0]))
+        base.log_scale.copy_(torch.tensor([0.5, -1.0]))
+    z = torch.randn(40, 2, dtype=torch.float64)
+    expected = torch.distributions.Normal(base.loc, base.log_scale.exp()).log_prob(z).sum(1)
+    torch.testing.assert_close(base.log_prob(z), expected)
+    x = base.sample(200000, generator=torch.Generator().manual_seed(0))
+    assert x.dtype == torch.float64
+    torch.testing.assert_close(x.mean(0), base.loc.detach(), atol=0.01, rtol=0)
+    torch.testing.assert_close(x.std(0), base.log_scale.exp().detach(), atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize("base", [StandardNormal((2, 3)), DiagonalNormal((2, 3))])
+def test_event_shapes_and_dtype_follow_to(base):
+    base = base.double()
+    z = base.sample(5)
+    assert z.shape == (5, 2, 3) and z.dtype == torch.float64
+    assert base.log_prob(z).shape == (5,)
+    # A 6-D standard normal's log-density at 0 is -3 log 2π.
+    assert float(StandardNormal((2, 3)).log_prob(torch.zeros(1, 2, 3))) == pytest.approx(-3 * math.log(2 * math.pi))

@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from ctflows.core import Chain, Flow, Inverse, StandardNormal
+from ctflows.errors import ConfigurationError, InputError
+from ctflows.linear import ActNorm, LULinear, ReversePermutation
+
+
+def test_chain_rejects_non_transforms_and_empty():
+    with pytest.raises(ConfigurationError, match="at least one"):
+        Chain()
+    with pytest.raises(ConfigurationError, match="not a ctflows Transform"):
+        Chain(ActNorm(2), torch.nn.Linear(2, 2))
+
+
+def test_flow_rejects_mismatched_base():
+    with pytest.raises(ConfigurationError, match="base"):
+        Flow(Chain(ActNorm(3)), StandardNormal(2))
+
+
+def test_flow_bad_input_names_the_first_layer_and_shape():
+    flow = Flow([LULinear(3), ActNorm(3)], StandardNormal(3))
+    with pytest.raises(InputError, match=r"LULinear.*\[batch, 3\].*\[4, 2\]"):
+        flow.log_prob(torch.randn(4, 2))
+    with pytest.raises(InputError, match="NaN"):
+        flow.log_prob(torch.tensor([[0.0, float("nan"), 1.0]]))
+    with pytest.raises(InputError, match="floating-point"):
+        flow.log_prob(torch.ones(4, 3, dtype=torch.long))
+    with pytest.raises(InputError, match="positive integer"):
+        flow.sample(0)
+
+
+def test_flow_forward_is_latent_and_log_prob_and_inverse_swaps():
+    torch.manual_seed(0)
+    layer = LULinear(3)
+    flow = Flow(Chain(layer, ReversePermutation(3)), StandardNormal(3))
+    x = torch.randn(6, 3)
+    z, log_prob = flow(x)
+    torch.testing.assert_close(log_prob, flow.log_prob(x))
+    z_inv, logdet_inv = Inverse(layer).inverse(x)
+    torch.testing.assert_close(z_inv, layer(x)[0])
+    torch.testing.assert_close(logdet_inv, layer(x)[1])
