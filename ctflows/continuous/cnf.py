@@ -1,0 +1,186 @@
+"""The continuous normalizing flow layer: a neural ODE from data (t = 0) to base (t = T).
+
+    dx/dt = v(t, x),   z = x(T),   log|det ∂z/∂x| = ∫_0^T tr(∂v/∂x)(t, x(t)) dt
+
+(Chen et al. 2018; Grathwohl et al., FFJORD, 2019). The state, log-det and RNODE regularizers (Finlay et
+al. 2020) are integrated together in one ``odeint`` call; the inverse runs the same ODE from T back to 0.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ctflows.continuous.divergence import NOISE_KINDS, resolve_divergence, sample_noise
+from ctflows.continuous.dynamics import AugmentedDynamics
+from ctflows.continuous.failure import SolveSettings, is_solver_failure, solver_error
+from ctflows.continuous.regularization import check_regularization
+from ctflows.continuous.solve import check_method, integrate, is_fixed_step, supports_step_callbacks
+from ctflows.core.transform import Transform
+from ctflows.errors import ConfigurationError, SolverError
+
+TOLERANCE_FLOOR_EPS = 8
+"""Tolerances are raised to at least this many machine epsilons of the input dtype (about 1e-6 in float32)."""
+
+
+class CNF(Transform):
+    """Continuous normalizing flow ``x [B, D] -> (z [B, D], log|det ∂z/∂x| [B])`` by an ODE solve.
+
+    The log-det is exact up to solver tolerance with ``"exact"`` divergence; with ``"hutchinson"`` it is an
+    unbiased estimate (one probe per sample, fixed along the trajectory) and ``stats["logdet_exact"]`` is
+    False. Training uses ``divergence``/``atol``/``rtol``; ``eval()`` uses ``eval_divergence`` and the
+    tighter ``eval_atol``/``eval_rtol``. Regularizers are integrated only in training mode.
+
+    Args:
+        field: velocity field ``field(t, x, context=None) -> [B, D]`` (see :mod:`ctflows.continuous.fields`).
+        features: D; read from ``field.features`` when omitted.
+        end_time: T > 0. ``learn_end_time=True`` makes it a parameter, T = softplus(θ) (FFJORD learns T too).
+        method: any torchdiffeq solver (``"dopri5"``, ``"bosh3"``, ``"rk4"``, ...); fixed-step ones need ``step_size``.
+        atol, rtol: training tolerances. eval_atol, eval_rtol: evaluation tolerances (default a tenth of the
+            training ones). Any tolerance below 8 machine epsilons of the input's dtype is raised to that.
+        adjoint: backpropagate by the adjoint ODE (memory independent of the number of steps) or directly.
+        divergence, eval_divergence: ``"exact"``, ``"hutchinson"`` or ``"auto"`` (exact for D <= 8).
+        noise: Hutchinson probes, ``"rademacher"`` (lower variance) or ``"gaussian"``.
+        regularization: names from ``("kinetic_energy", "jacobian_frobenius")``; their batch means land in
+            ``stats["regularization"]`` for the training loop to weight into the loss.
+        seminorm: step-size control on ``x`` only (forward) and torchdiffeq's adjoint seminorm; False
+            controls every state, as FFJORD does.
+        max_num_steps: solver steps allowed per solve (each direction) before a :class:`SolverError`.
+        exact_chunk_size: basis vectors per batched pass in the exact divergence (bounds memory for large D).
+        field_jvp: use the field's own forward-mode Jacobian products (``forward_with_jvp``, which the MLP
+            fields have) instead of autograd vector-Jacobian products: same values, no double backward.
+        name: label used in error messages.
+
+    ``stats`` after a call: ``nfe_forward`` (field calls in this call's solve), ``nfe_backward`` (filled in
+    by ``loss.backward()``), ``logdet_exact``, ``divergence`` and, when enabled, ``regularization``.
+    """
+
+    def __init__(
+        self,
+        field: nn.Module,
+        features: int | None = None,
+        *,
+        end_time: float = 1.0,
+        learn_end_time: bool = False,
+        method: str = "dopri5",
+        step_size: float | None = None,
+        atol: float = 1e-5,
+        rtol: float = 1e-5,
+        eval_atol: float | None = None,
+        eval_rtol: float | None = None,
+        adjoint: bool = True,
+        divergence: str = "auto",
+        eval_divergence: str = "exact",
+        noise: str = "rademacher",
+        regularization: Sequence[str] | str | None = None,
+        seminorm: bool = True,
+        max_num_steps: int = 10_000,
+        exact_chunk_size: int | None = None,
+        field_jvp: bool = True,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        features = features if features is not None else getattr(field, "features", None)
+        if features is None or getattr(field, "features", features) != features:
+            raise ConfigurationError(f"CNF: give features=D matching the field (field says {getattr(field, 'features', None)}, got {features})")
+        check_method(method)
+        if is_fixed_step(method) and step_size is None:
+            raise ConfigurationError(f"CNF: the fixed-step solver {method!r} needs a step_size (e.g. step_size=0.05)")
+        if not is_fixed_step(method) and step_size is not None:
+            raise ConfigurationError(f"CNF: step_size is for fixed-step solvers; {method!r} chooses its own steps from atol/rtol")
+        if min(atol, rtol) <= 0 or end_time <= 0 or max_num_steps < 1:
+            raise ConfigurationError(f"CNF: atol, rtol, end_time and max_num_steps must be positive (got {atol}, {rtol}, {end_time}, {max_num_steps})")
+        if noise not in NOISE_KINDS:
+            raise ConfigurationError(f"CNF: noise {noise!r} is not one of {NOISE_KINDS}")
+        resolve_divergence(divergence, features)
+        resolve_divergence(eval_divergence, features)
+        self.field = field
+        self.features = int(features)
+        self.event_shape = (self.features,)
+        self.context_features = getattr(field, "context_features", None)
+        self.method, self.step_size, self.adjoint, self.seminorm = method, step_size, adjoint, seminorm
+        self.atol, self.rtol = float(atol), float(rtol)
+        self.eval_atol = float(eval_atol) if eval_atol is not None else self.atol / 10
+        self.eval_rtol = float(eval_rtol) if eval_rtol is not None else self.rtol / 10
+        self.divergence, self.eval_divergence, self.noise = divergence, eval_divergence, noise
+        self.regularization = check_regularization(regularization)
+        self.max_num_steps, self.exact_chunk_size, self.name = int(max_num_steps), exact_chunk_size, name
+        self.field_jvp = field_jvp
+        if learn_end_time:
+            # softplus⁻¹(T) = log(expm1(T)) so the layer starts at the requested T.
+            self.raw_end_time = nn.Parameter(torch.tensor(math.log(math.expm1(end_time))))
+        else:
+            # A Python float, not a buffer: a float32 buffer would round T before .double() could help.
+            self.fixed_end_time = float(end_time)
+
+    @property
+    def end_time(self) -> Tensor | float:
+        """T: a 0-d tensor when learned (differentiable), else a float."""
+        if hasattr(self, "raw_end_time"):
+            return nn.functional.softplus(self.raw_end_time)
+        return self.fixed_end_time
+
+    def label(self) -> str:
+        return self.name or f"CNF(features={self.features}, field={type(self.field).__name__})"
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self._solve(x, context, inverse=False)
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self._solve(z, context, inverse=True)
+
+    def _solve(self, x: Tensor, context: Tensor | None, *, inverse: bool) -> tuple[Tensor, Tensor]:
+        context = context if self.context_features is not None else None
+        dynamics = self._dynamics(x, context, inverse)
+        stats, settings, regs = dynamics.stats, dynamics.settings, dynamics.regularization
+        end = self.end_time
+        T = end.to(x) if isinstance(end, Tensor) else x.new_tensor(end)
+        times = torch.stack([T, torch.zeros_like(T)]) if inverse else torch.stack([torch.zeros_like(T), T])
+        zeros = x.new_zeros(x.shape[0])
+        params = tuple(p for p in self.field.parameters() if p.requires_grad)
+        if context is not None and context.requires_grad:
+            params += (context,)  # the adjoint only differentiates what it is told about
+        try:
+            final = integrate(
+                dynamics, (x, zeros, *(zeros for _ in regs)), times, method=self.method, atol=settings.atol,
+                rtol=settings.rtol, step_size=self.step_size, adjoint=self.adjoint, seminorm=self.seminorm, params=params,
+            )
+        except SolverError:
+            raise
+        except (AssertionError, RuntimeError) as error:
+            if not is_solver_failure(error):
+                raise
+            raise solver_error(settings, dynamics.direction, str(error), stats["nfe_forward"], stats["nfe_backward"]) from error
+        dynamics.end_forward()
+        out, logdet, *values = final
+        if regs:
+            sign = -1.0 if inverse else 1.0  # integrated from T down to 0
+            stats["regularization"] = {n: sign * v.mean() for n, v in zip(regs, values)}
+        return out, logdet
+
+    def _dynamics(self, x: Tensor, context: Tensor | None, inverse: bool) -> AugmentedDynamics:
+        """The right-hand side for one call, with this mode's settings and fresh stats (also set on ``self``)."""
+        train = self.training
+        estimator = resolve_divergence(self.divergence if train else self.eval_divergence, self.features)
+        # A tolerance the state's dtype cannot resolve would only end in step-size underflow.
+        floor = TOLERANCE_FLOOR_EPS * torch.finfo(x.dtype).eps
+        atol, rtol = (max(tol, floor) for tol in ((self.atol, self.rtol) if train else (self.eval_atol, self.eval_rtol)))
+        self.stats = {"nfe_forward": 0, "nfe_backward": 0, "logdet_exact": estimator == "exact", "divergence": estimator}
+        return AugmentedDynamics(
+            self.field, context, estimator=estimator,
+            noise=sample_noise(x, self.noise) if estimator == "hutchinson" else None,
+            regularization=self.regularization if train else (), stats=self.stats,
+            settings=SolveSettings(self.label(), self.method, atol, rtol, self.max_num_steps, self.step_size),
+            direction="inverse (base -> data)" if inverse else "forward (data -> base)",
+            use_callbacks=supports_step_callbacks(self.method), chunk_size=self.exact_chunk_size,
+            forward_mode=self.field_jvp,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"features={self.features}, method={self.method!r}, atol={self.atol:g}, rtol={self.rtol:g}, "
+            f"adjoint={self.adjoint}, divergence={self.divergence!r}, eval_divergence={self.eval_divergence!r}, "
+            f"regularization={self.regularization}"
+        )

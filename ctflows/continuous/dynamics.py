@@ -1,0 +1,136 @@
+"""The augmented right-hand side a CNF hands to the ODE solver, with its function-evaluation counters.
+
+    d/dt (x, ℓ, r_1, …) = (v(t, x), tr ∂v/∂x, ρ_1, …)        x [B, D], ℓ and r_k [B]
+
+ℓ is the log-det (Chen et al. 2018, instantaneous change of variables) and r_k the RNODE regularizers
+(Finlay et al. 2020). One object is built per solve, so the probe noise and counters belong to that call.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ctflows.continuous.divergence import (
+    exact_divergence,
+    exact_divergence_forward_mode,
+    hutchinson_divergence,
+    hutchinson_divergence_forward_mode,
+)
+from ctflows.continuous.failure import SolveSettings, solver_error
+from ctflows.continuous.regularization import regularization_rates
+
+
+class AugmentedDynamics:
+    """Callable ``(t, (x, logdet, *regs)) -> (v, div, *rates)`` for ``torchdiffeq.odeint[_adjoint]``.
+
+    Counts field calls into ``stats["nfe_forward"]`` during the solve and, after :meth:`end_forward`,
+    into ``stats["nfe_backward"]`` (calls made by the adjoint solve during ``loss.backward()``). Under
+    direct backpropagation no field call happens in the backward pass; there each evaluation whose
+    output receives a gradient counts once, through a tensor hook, so the two modes report comparable work.
+
+    Fields with ``forward_with_jvp`` give their Jacobian-vector products directly (forward mode, see
+    :mod:`ctflows.continuous.divergence`). Otherwise the divergence needs autograd even when the caller runs
+    under ``torch.no_grad()``: the field then runs under ``enable_grad`` and, when the caller did not want a
+    graph, the outputs are detached and the graph freed.
+    """
+
+    def __init__(
+        self,
+        field: nn.Module,
+        context: Tensor | None,
+        *,
+        estimator: str,
+        noise: Tensor | None,
+        regularization: Sequence[str],
+        stats: dict[str, Any],
+        settings: SolveSettings,
+        direction: str,
+        use_callbacks: bool,
+        chunk_size: int | None = None,
+        forward_mode: bool = True,
+    ) -> None:
+        self.field = field
+        self.context = context
+        self.estimator = estimator
+        self.noise = noise
+        self.regularization = tuple(regularization)
+        self.stats = stats
+        self.settings = settings
+        self.direction = direction
+        self.chunk_size = chunk_size
+        self.forward_mode = forward_mode and callable(getattr(field, "forward_with_jvp", None))
+        self.backward_phase = False
+        self.steps = 0
+        if use_callbacks:
+            # torchdiffeq looks these up by name; solvers without callback support would warn about them.
+            self.callback_step = self._on_step
+            self.callback_step_adjoint = self._on_adjoint_step
+
+    def end_forward(self) -> None:
+        """Mark the forward solve as done: later calls come from the adjoint backward solve."""
+        self.backward_phase = True
+        self.steps = 0
+
+    def __call__(self, t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        x = state[0]
+        need_graph = torch.is_grad_enabled()
+        self.stats["nfe_backward" if self.backward_phase else "nfe_forward"] += 1
+        if self.forward_mode:
+            v, div, jac = self._forward_mode(t, x)
+            rates = regularization_rates(self.regularization, v, jac)
+            out = (v, div, *rates)
+        else:
+            out = self._reverse_mode(t, x, need_graph)
+        if not need_graph:
+            return tuple(o.detach() for o in out)
+        v = out[0]
+        if not self.backward_phase and v.requires_grad:
+            v.register_hook(self._count_backward)
+        return out
+
+    def _forward_mode(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.estimator == "exact":
+            return exact_divergence_forward_mode(self.field, t, x, self.context, chunk_size=self.chunk_size)
+        return hutchinson_divergence_forward_mode(self.field, t, x, self.context, self.noise)
+
+    def _reverse_mode(self, t: Tensor, x: Tensor, need_graph: bool) -> tuple[Tensor, ...]:
+        want_jacobian = "jacobian_frobenius" in self.regularization
+        with torch.enable_grad():
+            if not (need_graph and x.requires_grad):
+                # Also when x "requires grad" as a view made under no_grad: such a view is not in any graph.
+                x = x.detach().requires_grad_(True)
+            v = self.field(t, x, self.context)
+            if self.estimator == "exact":
+                div, jac = exact_divergence(
+                    v, x, create_graph=need_graph, chunk_size=self.chunk_size, return_jacobian=want_jacobian
+                )
+            else:
+                div, jac = hutchinson_divergence(v, x, self.noise, create_graph=need_graph)
+            rates = regularization_rates(self.regularization, v, jac)
+        return (v, div, *rates)
+
+    def _count_backward(self, grad: Tensor) -> None:
+        self.stats["nfe_backward"] += 1
+
+    def _check_step(self, t0: Tensor, y0: Any, dt: Tensor, direction: str, check_finite: bool) -> None:
+        self.steps += 1
+        reason = None
+        # torchdiffeq hands callbacks the user's time (negated when integrating backwards) and the tupled state.
+        if self.steps > self.settings.max_num_steps:
+            reason = f"more than max_num_steps={self.settings.max_num_steps} steps"
+        elif not bool(t0.abs() + dt.abs() > t0.abs()):
+            reason = f"step size underflow at t={float(t0):.6g}, dt={float(dt):.3g}"
+        elif check_finite and not all(bool(torch.isfinite(y).all()) for y in (y0 if isinstance(y0, tuple) else (y0,))):
+            reason = f"non-finite values in the state at t={float(t0):.6g}"
+        if reason is not None:
+            raise solver_error(self.settings, direction, reason, self.stats["nfe_forward"], self.stats["nfe_backward"])
+
+    def _on_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        # The solver itself asserts finiteness right after this callback; its message is caught upstream.
+        self._check_step(t0, y0, dt, self.direction, check_finite=False)
+
+    def _on_adjoint_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        # Failures in loss.backward() cannot be caught by the CNF, so every check happens here.
+        self._check_step(t0, y0, dt, f"adjoint (backward pass of the {self.direction})", check_finite=True)

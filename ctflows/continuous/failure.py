@@ -1,0 +1,48 @@
+"""Turning an ODE solve that cannot proceed into a :class:`~ctflows.errors.SolverError` that says what to do.
+
+torchdiffeq reports step-size underflow, too many steps and non-finite states with bare ``assert``s from
+deep inside the solver; the user needs the layer, the tolerances, the work done so far and a remedy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ctflows.errors import SolverError
+
+# Messages torchdiffeq uses when a solve cannot go on; other RuntimeErrors (shapes, memory) are not ours.
+_SOLVER_PHRASES = ("underflow", "max_num_steps", "non-finite", "maximum number of iterations", "step size")
+
+
+@dataclass
+class SolveSettings:
+    """What a failure message reports about the solve that failed."""
+
+    layer: str
+    method: str
+    atol: float
+    rtol: float
+    max_num_steps: int
+    step_size: float | None = None
+
+
+def is_solver_failure(error: BaseException) -> bool:
+    """Whether an exception raised inside ``odeint`` means the solve itself failed (rather than, e.g., a shape bug)."""
+    if isinstance(error, AssertionError):
+        return True
+    return isinstance(error, RuntimeError) and any(p in str(error).lower() for p in _SOLVER_PHRASES)
+
+
+def solver_error(settings: SolveSettings, direction: str, reason: str, nfe_forward: int, nfe_backward: int) -> SolverError:
+    """A :class:`SolverError` naming the layer, the solve, its tolerances, the work so far and what to try."""
+    reason = str(reason).strip().splitlines()[0][:200] if str(reason).strip() else "unknown failure"
+    s = settings
+    step = f", step_size={s.step_size:g}" if s.step_size is not None else ""
+    return SolverError(
+        f"{s.layer}: the {direction} ODE solve failed ({reason}). "
+        f"Solver {s.method!r} with atol={s.atol:g}, rtol={s.rtol:g}{step}, max_num_steps={s.max_num_steps}; "
+        f"function evaluations so far: {nfe_forward} forward, {nfe_backward} backward. "
+        "The learned dynamics have probably become stiff. Try: RNODE regularization "
+        "(regularization=('kinetic_energy', 'jacobian_frobenius') with a small weight in the loss), "
+        "looser tolerances (e.g. atol=rtol=1e-4), a larger max_num_steps, a fixed-step solver "
+        "(method='rk4', step_size=0.05), a lower learning rate, or a shorter end time T."
+    )

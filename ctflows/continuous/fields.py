@@ -1,0 +1,168 @@
+"""Velocity fields ``v(t, x, context)``: time-conditioned MLPs that drive a continuous normalizing flow.
+
+    dx/dt = v(t, x[, context]),   x: [B, D],  t: scalar tensor,  context: [B, c]  ->  [B, D]
+
+Every hidden layer sees the conditioning vector ``c(t) = [time features, context]``; the activations are
+smooth (softplus, tanh, SiLU) because adaptive ODE solvers take tiny steps across kinks (Chen et al. 2018;
+Grathwohl et al., FFJORD, 2019). The last layer starts scaled down so an untrained CNF is near the identity.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ctflows.continuous.layers import ConcatLinear, ConcatSquashLinear
+from ctflows.errors import ConfigurationError
+
+SMOOTH_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"softplus": nn.Softplus, "tanh": nn.Tanh, "silu": nn.SiLU}
+
+
+def _silu_derivative(pre: Tensor, out: Tensor) -> Tensor:
+    s = torch.sigmoid(pre)
+    return s * (1 + pre * (1 - s))
+
+
+# σ'(pre) given pre and σ(pre), for pushing tangents through the activations.
+_DERIVATIVES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "softplus": lambda pre, out: torch.sigmoid(pre),
+    "tanh": lambda pre, out: 1 - out * out,
+    "silu": _silu_derivative,
+}
+_LAYERS = {"concat": ConcatLinear, "concatsquash": ConcatSquashLinear}
+
+
+class TimeIdentity(nn.Module):
+    """Time as one feature: ``t -> [[t]]`` (shape ``[1, 1]``)."""
+
+    out_features = 1
+
+    def forward(self, t: Tensor) -> Tensor:
+        return t.reshape(1, 1)
+
+
+class FourierTime(nn.Module):
+    """Fourier time features ``t -> [t, sin(ω_k t), cos(ω_k t)]`` with ``ω_k = π 2^k``, ``k < K`` (shape ``[1, 2K+1]``).
+
+    Fixed geometric frequencies as in Tancik et al. 2020 / Vaswani et al. 2017; they let a small MLP
+    represent fields that change quickly in time.
+    """
+
+    def __init__(self, num_frequencies: int = 4) -> None:
+        super().__init__()
+        self.out_features = 2 * num_frequencies + 1
+        self.register_buffer("omega", math.pi * 2.0 ** torch.arange(num_frequencies, dtype=torch.get_default_dtype()))
+
+    def forward(self, t: Tensor) -> Tensor:
+        angle = t.reshape(1, 1) * self.omega.to(t)
+        return torch.cat([t.reshape(1, 1), torch.sin(angle), torch.cos(angle)], dim=-1)
+
+
+class VelocityField(nn.Module):
+    """Base class: ``field(t, x, context=None) -> dx/dt`` with ``x [B, features]``, ``t`` a scalar tensor."""
+
+    features: int
+    context_features: int | None = None
+
+    def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+
+class TimeMLP(VelocityField):
+    """An MLP whose every layer is conditioned on ``c = [time_embedding(t), context]``.
+
+    h_0 = x,  h_{k+1} = act(L_k(h_k, c)),  v = L_K(h_K, c)   with L_k concat or concat-squash layers.
+
+    Args:
+        features: D, the width of ``x`` and of the output.
+        hidden: hidden widths, e.g. ``(64, 64, 64)``.
+        activation: ``"softplus"``, ``"tanh"`` or ``"silu"``.
+        context_features: width of the context of a conditional flow, or ``None``.
+        layer: ``"concat"`` or ``"concatsquash"``.
+        time_embedding: module ``t -> [1, k]`` with attribute ``out_features``; default plain ``t``.
+        init_scale: factor on the last layer's initial weights (its bias starts at 0); 0 gives v ≡ 0.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        hidden: Sequence[int] = (64, 64, 64),
+        *,
+        activation: str = "softplus",
+        context_features: int | None = None,
+        layer: str = "concatsquash",
+        time_embedding: nn.Module | None = None,
+        init_scale: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if activation not in SMOOTH_ACTIVATIONS:
+            raise ConfigurationError(f"{type(self).__name__}: activation {activation!r} is not one of {sorted(SMOOTH_ACTIVATIONS)}")
+        if layer not in _LAYERS:
+            raise ConfigurationError(f"{type(self).__name__}: layer {layer!r} is not one of {sorted(_LAYERS)}")
+        if features < 1 or any(h < 1 for h in hidden):
+            raise ConfigurationError(f"{type(self).__name__}: widths must be positive, got features={features}, hidden={tuple(hidden)}")
+        self.features = features
+        self.context_features = context_features
+        self.time_embedding = time_embedding if time_embedding is not None else TimeIdentity()
+        cond = self.time_embedding.out_features + (context_features or 0)
+        widths = [features, *hidden, features]
+        self.layers = nn.ModuleList(_LAYERS[layer](a, b, cond) for a, b in zip(widths[:-1], widths[1:]))
+        self.activation = SMOOTH_ACTIVATIONS[activation]()
+        self.activation_name = activation
+        self.layers[-1].scale_(init_scale)
+
+    def condition(self, t: Tensor, x: Tensor, context: Tensor | None) -> Tensor:
+        """The conditioning vector ``[1, k]`` (time only) or ``[B, k + c]`` (with context)."""
+        c = self.time_embedding(torch.as_tensor(t, dtype=x.dtype, device=x.device))
+        if self.context_features is None:
+            return c
+        return torch.cat([c.expand(x.shape[0], -1), context.to(x)], dim=-1)
+
+    def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        c = self.condition(t, x, context)
+        h = x
+        for layer in self.layers[:-1]:
+            h = self.activation(layer(h, c))
+        return self.layers[-1](h, c)
+
+    def forward_with_jvp(
+        self, t: Tensor, x: Tensor, context: Tensor | None = None, tangents: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``v [B, D]`` and the Jacobian-vector products ``(∂v/∂x) u_k``: ``[B, K, D]``.
+
+        ``tangents`` is ``u [B, K, D]``; ``None`` means the D basis vectors, so the result ``[b, k, i]`` is
+        ``∂v_i/∂x_k`` (the transposed Jacobian). Tangents go through each layer beside the activations
+        (forward mode by hand), so the divergence needs no double backward: about (1 + K) forward passes.
+        """
+        c = self.condition(t, x, context)
+        derivative = _DERIVATIVES[self.activation_name]
+        h, u = x, tangents
+        for layer in self.layers[:-1]:
+            pre, du = layer.with_tangents(h, u, c)
+            h = self.activation(pre)
+            u = derivative(pre, h).unsqueeze(1) * du
+        v, jv = self.layers[-1].with_tangents(h, u, c)
+        return v, jv.expand(x.shape[0], -1, -1)
+
+
+class ConcatMLP(TimeMLP):
+    """Time-concatenated MLP: every layer acts on ``[h, t, context]`` (Chen et al. 2018). See :class:`TimeMLP`."""
+
+    def __init__(self, features: int, hidden: Sequence[int] = (64, 64, 64), **kwargs) -> None:
+        super().__init__(features, hidden, layer="concat", **kwargs)
+
+
+class ConcatSquashMLP(TimeMLP):
+    """FFJORD's concat-squash MLP: ``(W h + b) ⊙ σ(G c + g) + H c`` per layer (Grathwohl et al. 2019)."""
+
+    def __init__(self, features: int, hidden: Sequence[int] = (64, 64, 64), **kwargs) -> None:
+        super().__init__(features, hidden, layer="concatsquash", **kwargs)
+
+
+class FourierMLP(TimeMLP):
+    """Concat MLP on Fourier time features ``[t, sin(ω_k t), cos(ω_k t)]`` (see :class:`FourierTime`)."""
+
+    def __init__(self, features: int, hidden: Sequence[int] = (64, 64, 64), *, num_frequencies: int = 4, **kwargs) -> None:
+        super().__init__(features, hidden, layer="concat", time_embedding=FourierTime(num_frequencies), **kwargs)

@@ -1,0 +1,51 @@
+"""RNODE regularizers (Finlay et al., "How to train your neural ODE", 2020), integrated as extra ODE states.
+
+    kinetic energy:      K = ∫_0^T ‖v(t, x(t))‖² dt               favours straight, constant-speed paths
+    Jacobian Frobenius:  B = ∫_0^T ‖∂v/∂x (t, x(t))‖_F² dt         favours smooth fields; E‖εᵀJ‖² = ‖J‖_F²
+
+Together they make the learned dynamics easy to solve (fewer function evaluations) without changing the
+optimal density. Rates are per sample ``[B]``; the CNF reports their batch means in ``stats["regularization"]``.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from torch import Tensor
+
+from ctflows.errors import ConfigurationError
+
+REGULARIZERS = ("kinetic_energy", "jacobian_frobenius")
+
+
+def check_regularization(names: Iterable[str] | str | None) -> tuple[str, ...]:
+    """Normalise a name or list of names to a tuple of known regularizer names (no repeats)."""
+    if names is None:
+        return ()
+    if isinstance(names, str):
+        names = (names,)
+    names = tuple(dict.fromkeys(names))
+    unknown = [n for n in names if n not in REGULARIZERS]
+    if unknown:
+        raise ConfigurationError(f"unknown regularization {unknown}; choose from {REGULARIZERS}")
+    return names
+
+
+def kinetic_energy_rate(v: Tensor) -> Tensor:
+    """``‖v‖²`` per sample: ``[B, D] -> [B]``."""
+    return v.pow(2).reshape(v.shape[0], -1).sum(dim=1)
+
+
+def jacobian_frobenius_rate(jacobian_part: Tensor) -> Tensor:
+    """``‖εᵀJ‖²`` from a Hutchinson vjp ``[B, D]``, or the exact ``‖J‖_F²`` from the full Jacobian ``[B, D, D]``: ``-> [B]``."""
+    return jacobian_part.pow(2).reshape(jacobian_part.shape[0], -1).sum(dim=1)
+
+
+def regularization_rates(names: Sequence[str], v: Tensor, jacobian_part: Tensor | None) -> list[Tensor]:
+    """The time derivatives of the requested regularizer states, in the order of ``names``; each ``[B]``."""
+    rates = []
+    for name in names:
+        if name == "kinetic_energy":
+            rates.append(kinetic_energy_rate(v))
+        else:
+            rates.append(jacobian_frobenius_rate(jacobian_part))
+    return rates

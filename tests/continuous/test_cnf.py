@@ -1,0 +1,170 @@
+"""The CNF layer with neural fields: round trips, log-det against autograd, adjoint gradients, stats."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ctflows.continuous import CNF, ConcatMLP, ConcatSquashMLP, FourierMLP
+from ctflows.core import Flow, StandardNormal
+from ctflows.errors import ConfigurationError, InputError
+
+F64 = torch.float64
+TIGHT = dict(atol=1e-10, rtol=1e-10)
+
+
+def make_cnf(field_cls=ConcatSquashMLP, d: int = 3, context: int | None = None, **kwargs) -> CNF:
+    torch.manual_seed(0)
+    field = field_cls(d, (16, 16), activation="tanh", context_features=context, init_scale=1.0)
+    kwargs = {**TIGHT, "eval_atol": 1e-10, "eval_rtol": 1e-10, **kwargs}
+    return CNF(field, **kwargs).to(F64)
+
+
+def data(n: int = 5, d: int = 3, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, d, dtype=F64, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("field_cls", [ConcatMLP, ConcatSquashMLP, FourierMLP])
+def test_round_trip_and_logdets_cancel(field_cls):
+    cnf = make_cnf(field_cls).eval()
+    x = data()
+    z, logdet = cnf(x)
+    x_back, logdet_inv = cnf.inverse(z)
+    torch.testing.assert_close(x_back, x, atol=1e-8, rtol=0)
+    torch.testing.assert_close(logdet_inv, -logdet, atol=1e-8, rtol=0)
+    assert not torch.allclose(z, x), "the field should move the points"
+
+
+@pytest.mark.parametrize("field_jvp", [True, False])
+@pytest.mark.parametrize("context", [None, 2])
+def test_logdet_matches_brute_force_jacobian_of_the_flow_map(context, field_jvp):
+    cnf = make_cnf(context=context, field_jvp=field_jvp).eval()
+    x = data(3)
+    c = data(3, 2, seed=5) if context else None
+    _, logdet = cnf(x, c)
+    for i in range(x.shape[0]):
+        ci = None if c is None else c[i : i + 1]
+        jac = torch.autograd.functional.jacobian(lambda r: cnf(r.unsqueeze(0), ci)[0][0], x[i])
+        torch.testing.assert_close(logdet[i], torch.linalg.slogdet(jac).logabsdet, atol=1e-7, rtol=0)
+
+
+def test_context_changes_the_map():
+    cnf = make_cnf(context=2).eval()
+    x = data(4)
+    z1, _ = cnf(x, data(4, 2, seed=2))
+    z2, _ = cnf(x, data(4, 2, seed=3))
+    assert not torch.allclose(z1, z2)
+    with pytest.raises(InputError):
+        cnf(x)
+
+
+def gradients(cnf: CNF, x: torch.Tensor, c: torch.Tensor | None = None) -> list[torch.Tensor]:
+    cnf.zero_grad()
+    z, logdet = cnf(x, c)
+    loss = (0.5 * z.pow(2).sum(-1) - logdet).mean()
+    params = [p for p in cnf.parameters()] + ([c] if c is not None else [])
+    return list(torch.autograd.grad(loss, params))
+
+
+@pytest.mark.parametrize("field_jvp", [True, False])
+@pytest.mark.parametrize("divergence", ["exact", "hutchinson"])
+def test_adjoint_gradients_equal_direct_backpropagation(divergence, field_jvp):
+    x = data(6)
+    c = data(6, 2, seed=4).requires_grad_(True)
+    kwargs = dict(context=2, divergence=divergence, learn_end_time=True, field_jvp=field_jvp)
+    torch.manual_seed(11)  # same probes in both runs
+    g_adj = gradients(make_cnf(adjoint=True, **kwargs).train(), x, c)
+    torch.manual_seed(11)
+    g_dir = gradients(make_cnf(adjoint=False, **kwargs).train(), x, c)
+    for a, b in zip(g_adj, g_dir):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("adjoint", [True, False])
+def test_nfe_is_counted_forward_and_backward(adjoint):
+    cnf = make_cnf(adjoint=adjoint, atol=1e-6, rtol=1e-6, regularization="kinetic_energy").train()
+    z, logdet = cnf(data())
+    stats = cnf.stats
+    assert stats["nfe_forward"] > 0 and stats["nfe_backward"] == 0
+    ((z**2).sum() - logdet.sum() + stats["regularization"]["kinetic_energy"]).backward()
+    assert stats["nfe_backward"] > 0
+    assert cnf.stats is stats, "backward counts land in the stats of the call they belong to"
+
+
+@pytest.mark.parametrize("field_jvp", [True, False])
+def test_eval_under_no_grad_is_exact_and_keeps_no_graph(field_jvp):
+    cnf = make_cnf(divergence="hutchinson", eval_divergence="exact", field_jvp=field_jvp)
+    cnf.eval()
+    with torch.no_grad():
+        z, logdet = cnf(data())
+    assert not z.requires_grad and not logdet.requires_grad
+    assert cnf.stats["logdet_exact"] is True and cnf.stats["nfe_forward"] > 0
+    cnf.train()
+    cnf(data())
+    assert cnf.stats["logdet_exact"] is False
+
+
+def test_fixed_step_solver_and_float32_defaults():
+    torch.manual_seed(0)
+    field = ConcatSquashMLP(2, (16,))
+    cnf = CNF(field, method="rk4", step_size=0.1)
+    x = torch.randn(7, 2)
+    z, logdet = cnf(x)
+    assert z.dtype == torch.float32 and logdet.shape == (7,)
+    assert cnf.stats["nfe_forward"] == 40  # 10 steps of 4 stages
+    x_back, _ = cnf.inverse(z)
+    torch.testing.assert_close(x_back, x, atol=1e-4, rtol=0)
+
+
+def test_untrained_field_is_near_identity():
+    torch.manual_seed(0)
+    cnf = CNF(ConcatSquashMLP(4, (32, 32)))
+    x = torch.randn(10, 4)
+    z, logdet = cnf(x)
+    assert (z - x).abs().max() < 0.2 and logdet.abs().max() < 0.1
+
+
+def test_learnable_end_time_gets_a_gradient_and_starts_at_t():
+    cnf = make_cnf(learn_end_time=True, end_time=0.5)
+    assert abs(float(cnf.end_time.detach()) - 0.5) < 1e-6
+    z, logdet = cnf(data())
+    (z.pow(2).sum() - logdet.sum()).backward()
+    assert cnf.raw_end_time.grad is not None and cnf.raw_end_time.grad != 0
+
+
+def test_in_a_flow_log_prob_and_sampling():
+    flow = Flow(make_cnf(d=2), StandardNormal(2)).to(F64).eval()
+    x = data(4, 2)
+    with torch.no_grad():
+        lp = flow.log_prob(x)
+        samples, lp_s = flow.sample_and_log_prob(5)
+        torch.testing.assert_close(flow.log_prob(samples), lp_s, atol=1e-7, rtol=0)
+    assert lp.shape == (4,) and torch.isfinite(lp).all()
+
+
+def test_configuration_errors():
+    field = ConcatMLP(2, (8,))
+    with pytest.raises(ConfigurationError):
+        CNF(field, method="rk4")  # fixed-step needs a step size
+    with pytest.raises(ConfigurationError):
+        CNF(field, step_size=0.1)  # dopri5 is adaptive
+    with pytest.raises(ConfigurationError):
+        CNF(field, method="leapfrog")
+    with pytest.raises(ConfigurationError):
+        CNF(field, features=3)
+    with pytest.raises(ConfigurationError):
+        CNF(field, divergence="brute")
+    with pytest.raises(ConfigurationError):
+        CNF(field, atol=0)
+    with pytest.raises(ConfigurationError):
+        ConcatMLP(2, activation="relu")
+
+
+def test_tolerances_beyond_float32_precision_are_raised_not_fatal():
+    torch.manual_seed(0)
+    cnf = CNF(FourierMLP(3, (16,), init_scale=1.0), eval_atol=1e-12, eval_rtol=1e-12, max_num_steps=2000).eval()
+    x = torch.randn(7, 3)
+    with torch.no_grad():
+        z, logdet = cnf(x)
+        x_back, logdet_inv = cnf.inverse(z)
+    torch.testing.assert_close(x_back, x, atol=1e-4, rtol=0)
+    torch.testing.assert_close(logdet_inv, -logdet, atol=1e-4, rtol=0)

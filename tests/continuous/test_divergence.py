@@ -1,0 +1,103 @@
+"""Divergence estimators against the brute-force autograd Jacobian."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ctflows.continuous import (
+    ConcatSquashMLP,
+    exact_divergence,
+    exact_divergence_forward_mode,
+    hutchinson_divergence,
+    hutchinson_divergence_forward_mode,
+    resolve_divergence,
+    sample_noise,
+)
+from ctflows.errors import ConfigurationError
+
+
+def field_and_input(d: int = 4, batch: int = 6):
+    torch.manual_seed(0)
+    field = ConcatSquashMLP(d, (16, 16), activation="tanh", init_scale=1.0).double()
+    x = torch.randn(batch, d, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor(0.3, dtype=torch.float64)
+    return field, t, x
+
+
+def brute_force_jacobians(field, t, x):
+    return torch.stack([torch.autograd.functional.jacobian(lambda r: field(t, r.unsqueeze(0))[0], row) for row in x.detach()])
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 3])
+def test_exact_divergence_is_the_trace_of_the_jacobian(chunk_size):
+    field, t, x = field_and_input()
+    jac = brute_force_jacobians(field, t, x)
+    div, rows = exact_divergence(field(t, x), x, chunk_size=chunk_size, return_jacobian=True)
+    torch.testing.assert_close(div, jac.diagonal(dim1=-2, dim2=-1).sum(-1), atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(rows, jac, atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_forward_mode_agrees_with_reverse_mode(chunk_size):
+    field, t, x = field_and_input()
+    jac = brute_force_jacobians(field, t, x)
+    v, div, jt = exact_divergence_forward_mode(field, t, x, None, chunk_size=chunk_size)
+    torch.testing.assert_close(v, field(t, x))
+    torch.testing.assert_close(div, jac.diagonal(dim1=-2, dim2=-1).sum(-1), atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(jt, jac.transpose(1, 2), atol=1e-12, rtol=1e-10)
+    noise = sample_noise(x, "gaussian", torch.Generator().manual_seed(0))
+    _, est, jv = hutchinson_divergence_forward_mode(field, t, x, None, noise)
+    reverse, _ = hutchinson_divergence(field(t, x), x, noise)
+    torch.testing.assert_close(est, reverse, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(jv, torch.einsum("bij,bj->bi", jac, noise), atol=1e-12, rtol=1e-10)
+
+
+def test_exact_divergence_is_differentiable_when_asked():
+    field, t, x = field_and_input()
+    div, _ = exact_divergence(field(t, x), x, create_graph=True)
+    grads = torch.autograd.grad(div.sum(), list(field.parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_hutchinson_with_basis_vectors_sums_to_the_trace():
+    field, t, x = field_and_input()
+    v = field(t, x)
+    exact, _ = exact_divergence(v, x, create_graph=True)  # create_graph keeps v's graph for the probes below
+    basis = torch.eye(x.shape[1], dtype=x.dtype)
+    total = sum(hutchinson_divergence(v, x, e.expand_as(x), create_graph=True)[0] for e in basis)
+    torch.testing.assert_close(total, exact, atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
+def test_hutchinson_mean_over_many_probes_matches_exact(kind):
+    field, t, x = field_and_input(d=5, batch=1)
+    n = 20000
+    xs = x.detach().expand(n, -1).clone().requires_grad_(True)
+    v = field(t, xs)
+    estimate, eps_jac = hutchinson_divergence(v, xs, sample_noise(xs, kind, torch.Generator().manual_seed(3)))
+    exact, rows = exact_divergence(field(t, x), x, return_jacobian=True)
+    se = estimate.std() / math.sqrt(n)
+    assert abs(float(estimate.mean() - exact[0])) < 4 * float(se)
+    # The vjp it returns is εᵀJ, so E‖εᵀJ‖² = ‖J‖_F² (the Frobenius regularizer's estimate).
+    sq = eps_jac.pow(2).sum(-1)
+    assert abs(float(sq.mean() - rows[0].pow(2).sum())) < 4 * float(sq.std() / math.sqrt(n))
+
+
+def test_noise_has_identity_second_moment_and_right_values():
+    like = torch.zeros(50000, 3, dtype=torch.float64)
+    r = sample_noise(like, "rademacher", torch.Generator().manual_seed(0))
+    assert set(r.unique().tolist()) == {-1.0, 1.0} and r.dtype == torch.float64
+    g = sample_noise(like, "gaussian", torch.Generator().manual_seed(0))
+    torch.testing.assert_close(g.T @ g / g.shape[0], torch.eye(3, dtype=torch.float64), atol=0.03, rtol=0)
+    with pytest.raises(ConfigurationError):
+        sample_noise(like, "uniform")
+
+
+def test_auto_picks_exact_for_small_dimensions():
+    assert resolve_divergence("auto", 2) == "exact"
+    assert resolve_divergence("auto", 1000) == "hutchinson"
+    assert resolve_divergence("hutchinson", 2) == "hutchinson"
+    with pytest.raises(ConfigurationError):
+        resolve_divergence("approximate", 2)

@@ -1,0 +1,82 @@
+"""A solve that cannot proceed raises SolverError with the layer, tolerances, work so far and remedies."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+from ctflows.continuous import CNF, VelocityField
+from ctflows.errors import SolverError
+
+
+class Stiff(VelocityField):
+    """dx/dt = -k x with large k: explicit solvers need ~3/k-sized steps."""
+
+    features = 2
+
+    def __init__(self, k: float = 1e5) -> None:
+        super().__init__()
+        self.k = k
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.poisoned = False
+
+    def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        v = -self.k * self.scale * x
+        return v * float("nan") if self.poisoned else v
+
+
+class Exploding(VelocityField):
+    """dx/dt = x²: blows up at t = 1/x(0)."""
+
+    features = 2
+
+    def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return x * x
+
+
+class Broken(VelocityField):
+    features = 2
+
+    def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+
+def check_message(error: SolverError, *must_contain: str) -> None:
+    text = str(error)
+    for part in ("atol=", "rtol=", "function evaluations so far", "regularization", "fixed-step", "looser tolerances", *must_contain):
+        assert part in text, f"{part!r} missing from: {text}"
+
+
+def test_too_many_steps_gives_a_helpful_solver_error():
+    cnf = CNF(Stiff(), max_num_steps=20, atol=1e-7, rtol=1e-7, name="block 3").double()
+    with pytest.raises(SolverError) as info:
+        cnf(torch.ones(4, 2, dtype=torch.float64))
+    check_message(info.value, "block 3", "forward", "max_num_steps=20", "atol=1e-07")
+    assert cnf.stats["nfe_forward"] > 0
+    assert isinstance(info.value, RuntimeError)  # generic handlers still catch it
+
+
+def test_blow_up_gives_a_solver_error_in_the_inverse_too():
+    cnf = CNF(Exploding(), end_time=1.0, max_num_steps=100_000)
+    with pytest.raises(SolverError) as info:
+        cnf(torch.full((3, 2), 2.0))
+    check_message(info.value, "CNF(features=2, field=Exploding)")
+    with pytest.raises(SolverError) as info:
+        cnf.inverse(torch.full((3, 2), -2.0))
+    check_message(info.value, "inverse")
+
+
+def test_failure_in_the_adjoint_backward_pass_is_a_solver_error():
+    field = Stiff(k=1.0)
+    cnf = CNF(field, adjoint=True)
+    z, logdet = cnf(torch.ones(4, 2))
+    field.poisoned = True
+    with pytest.raises(SolverError) as info:
+        (z.sum() + logdet.sum()).backward()
+    check_message(info.value, "adjoint")
+
+
+def test_bugs_in_the_field_are_not_disguised_as_solver_failures():
+    with pytest.raises(RuntimeError) as info:
+        CNF(Broken())(torch.ones(2, 2))
+    assert not isinstance(info.value, SolverError)

@@ -1,0 +1,76 @@
+"""Velocity fields: shapes, context, dtypes, near-zero start."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ctflows.continuous import ConcatMLP, ConcatSquashMLP, FourierMLP, FourierTime
+
+FIELDS = [ConcatMLP, ConcatSquashMLP, FourierMLP]
+
+
+@pytest.mark.parametrize("cls", FIELDS)
+@pytest.mark.parametrize("activation", ["softplus", "tanh", "silu"])
+def test_shapes_dtypes_and_time_dependence(cls, activation):
+    field = cls(3, (8, 8), activation=activation, init_scale=1.0).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    v0 = field(torch.tensor(0.0, dtype=torch.float64), x)
+    v1 = field(torch.tensor(0.9, dtype=torch.float64), x)
+    assert v0.shape == (5, 3) and v0.dtype == torch.float64
+    assert not torch.allclose(v0, v1)
+    # A float time works too, and float32 time with float64 states is cast to the state's dtype.
+    torch.testing.assert_close(field(0.9, x), v1)
+    torch.testing.assert_close(field(torch.tensor(0.9), x), v1, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cls", FIELDS)
+def test_context_is_used_per_row(cls):
+    field = cls(2, (8,), context_features=3, init_scale=1.0)
+    x = torch.randn(4, 2)
+    c = torch.randn(4, 3)
+    v = field(torch.tensor(0.5), x, c)
+    c2 = c.clone()
+    c2[0] += 1.0
+    v2 = field(torch.tensor(0.5), x, c2)
+    assert not torch.allclose(v[0], v2[0]) and torch.allclose(v[1:], v2[1:])
+
+
+@pytest.mark.parametrize("cls", FIELDS)
+def test_initial_field_is_small_and_zero_scale_is_zero(cls):
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    small = cls(4, (32, 32))(torch.tensor(0.3), x)
+    big = cls(4, (32, 32), init_scale=1.0)(torch.tensor(0.3), x)
+    assert small.abs().mean() < 0.2 * big.abs().mean()
+    assert torch.all(cls(4, (32,), init_scale=0.0)(torch.tensor(0.3), x) == 0)
+
+
+def test_fourier_time_features():
+    emb = FourierTime(3)
+    out = emb(torch.tensor(0.25))
+    assert out.shape == (1, 7)
+    torch.testing.assert_close(out[0, 1], torch.sin(torch.tensor(torch.pi * 0.25)))
+
+
+@pytest.mark.parametrize("cls", FIELDS)
+@pytest.mark.parametrize("activation", ["softplus", "tanh", "silu"])
+@pytest.mark.parametrize("context", [None, 2])
+def test_forward_with_jvp_gives_the_jacobian(cls, activation, context):
+    torch.manual_seed(0)
+    field = cls(3, (8, 8), activation=activation, context_features=context, init_scale=1.0).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    c = torch.randn(4, 2, dtype=torch.float64) if context else None
+    t = torch.tensor(0.4, dtype=torch.float64)
+    v, jt = field.forward_with_jvp(t, x, c)
+    torch.testing.assert_close(v, field(t, x, c))
+    for b in range(4):
+        cb = None if c is None else c[b : b + 1]
+        jac = torch.autograd.functional.jacobian(lambda r: field(t, r.unsqueeze(0), cb)[0], x[b])
+        torch.testing.assert_close(jt[b], jac.T, atol=1e-12, rtol=1e-10)
+
+
+def test_forward_with_jvp_without_hidden_layers():
+    field = ConcatMLP(3, (), init_scale=1.0)
+    v, jt = field.forward_with_jvp(torch.tensor(0.1), torch.randn(5, 3))
+    assert jt.shape == (5, 3, 3)
+    torch.testing.assert_close(jt[0], field.layers[0].linear.weight.T)

@@ -1,0 +1,38 @@
+"""Log-likelihood with several Hutchinson probes: mean and standard error; exact layers need one probe."""
+from __future__ import annotations
+
+import torch
+
+from ctflows.continuous import CNF, ConcatSquashMLP, estimate_log_prob, log_prob_is_exact
+from ctflows.core import Flow, StandardNormal
+
+
+def flow(eval_divergence: str) -> Flow:
+    torch.manual_seed(0)
+    field = ConcatSquashMLP(3, (16, 16), activation="tanh", init_scale=1.0)
+    cnf = CNF(field, eval_divergence=eval_divergence, eval_atol=1e-9, eval_rtol=1e-9)
+    return Flow(cnf, StandardNormal(3)).double().eval()
+
+
+def test_exact_evaluation_takes_one_probe_and_has_no_error():
+    model = flow("exact")
+    x = torch.randn(4, 3, dtype=torch.float64)
+    with torch.no_grad():
+        est = estimate_log_prob(model, x, num_probes=5)
+        reference = model.log_prob(x)
+    assert est.exact and est.num_probes == 1 and log_prob_is_exact(model)
+    torch.testing.assert_close(est.log_prob, reference)
+    assert torch.all(est.stderr == 0)
+
+
+def test_hutchinson_evaluation_reports_mean_and_standard_error():
+    x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        exact = flow("exact").log_prob(x)
+        torch.manual_seed(2)
+        est = estimate_log_prob(flow("hutchinson"), x, num_probes=64)
+    assert not est.exact and est.num_probes == 64
+    assert torch.all(est.stderr > 0)
+    assert torch.all((est.log_prob - exact).abs() < 5 * est.stderr)
+    mean, se = est.batch_mean()
+    assert abs(float(mean - exact.mean())) < 5 * float(se)
