@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ctflows.continuous import CNF, FourierMLP, TimeMLP
 from ctflows.core import Transform
 from ctflows.coupling import AdditiveCoupling, AffineCoupling
 from ctflows.linear import ActNorm, LULinear, RandomPermutation, ReversePermutation
@@ -35,5 +36,22 @@ CASES: list[LayerCase] = [
         "affine_coupling_context",
         lambda d, c: AffineCoupling(d, hidden=(16, 16), context_features=c),
         conditional=True,
+    ),
+    # Continuous layers: exact to solver tolerance, so they are checked with tight evaluation tolerances.
+    LayerCase(
+        "cnf_concatsquash",
+        lambda d, c: CNF(TimeMLP(d, (16, 16)), eval_atol=1e-10, eval_rtol=1e-10),
+        atol=1e-7,
+    ),
+    LayerCase(
+        "cnf_fourier_direct",
+        lambda d, c: CNF(FourierMLP(d, (16,), activation="tanh"), adjoint=False, eval_atol=1e-10, eval_rtol=1e-10),
+        atol=1e-7,
+    ),
+    LayerCase(
+        "cnf_context",
+        lambda d, c: CNF(TimeMLP(d, (16,), context_features=c), eval_atol=1e-10, eval_rtol=1e-10),
+        conditional=True,
+        atol=1e-7,
     ),
 ]

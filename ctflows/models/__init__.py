@@ -1,4 +1,5 @@
 """Ready-made models: one function per architecture, each returning a :class:`~ctflows.core.Flow`."""
+from ctflows.models.continuous import cnf
 from ctflows.models.discrete import nice, realnvp
 
-__all__ = ["nice", "realnvp"]
+__all__ = ["cnf", "nice", "realnvp"]

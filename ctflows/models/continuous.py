@@ -1,0 +1,38 @@
+"""Builder for FFJORD-style continuous flows on vectors (Grathwohl et al. 2019).
+
+One or more ``CNF`` blocks, each with a concat-squash MLP velocity field; FFJORD's toy configuration is
+the default (one block, three hidden layers of 64, softplus, dopri5, atol = rtol = 1e-5, adjoint).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ctflows.continuous import CNF, TimeMLP
+from ctflows.core import Chain, Flow, StandardNormal
+
+
+def cnf(
+    features: int,
+    hidden: Sequence[int] = (64, 64, 64),
+    *,
+    blocks: int = 1,
+    context_features: int | None = None,
+    activation: str = "softplus",
+    layer: str = "concatsquash",
+    **cnf_kwargs: Any,
+) -> Flow:
+    """A continuous normalizing flow: ``blocks`` CNF layers to a standard normal.
+
+    Shapes: data ``[B, features]``; context ``[B, context_features]`` if given. ``cnf_kwargs`` go to every
+    :class:`~ctflows.continuous.CNF` (``method``, ``atol``, ``rtol``, ``adjoint``, ``divergence``,
+    ``regularization``, ...).
+    """
+    layers = [
+        CNF(
+            TimeMLP(features, hidden, activation=activation, context_features=context_features, layer=layer),
+            features,
+            **cnf_kwargs,
+        )
+        for _ in range(blocks)
+    ]
+    return Flow(Chain(*layers), StandardNormal(features))
