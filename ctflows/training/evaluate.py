@@ -6,7 +6,8 @@ Both are Monte Carlo means over N points with standard error sd/√N (sample sd,
 is honest when the points are independent draws from p (a toy density, or a test set treated as such).
 Layers whose log-det is a stochastic unbiased estimate (Hutchinson) keep the NLL unbiased; their extra
 variance is per point and so already inside the sd. Such layers set ``stats["logdet_exact"] = False``
-and the result then says ``exact: False``.
+and the result then says ``exact: False``; with ``probes=K > 1`` each point is evaluated K times with
+fresh noise and ``nll_probe_se`` is the standard error of the NLL that comes from the probes alone.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ctflows.core.stats import layer_stats
+from ctflows.continuous.likelihood import estimate_log_prob
 from ctflows.errors import ConfigurationError, DataError
 from ctflows.training.data_source import exact_log_prob, make_generator, one_pass, placement
 
@@ -30,6 +31,7 @@ def evaluate(
     context: Tensor | None = None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    probes: int = 1,
 ) -> dict[str, Any]:
     """Evaluate ``flow.log_prob`` on ``data`` in ``eval()`` mode under ``torch.no_grad()``.
 
@@ -41,9 +43,11 @@ def evaluate(
         batch_size: points per ``log_prob`` call.
         context: ``[N, c]`` for a Tensor ``data``, or ``[c]`` shared by every point.
         seed, generator: where a density's samples come from (a CPU generator); ``generator`` wins.
+        probes: evaluations per point when a layer estimates its log-det (e.g. a CNF evaluated with
+            Hutchinson's estimator); their mean is used and their spread reported as ``nll_probe_se``.
 
     Returns:
-        ``{"nll", "nll_se", "n", "exact", "num_nonfinite"}`` and, when ``data`` has an exact ``log_prob``,
+        ``{"nll", "nll_se", "n", "exact", "num_nonfinite", "probes", "nll_probe_se"}`` and, when ``data`` has an exact ``log_prob``,
         ``"kl", "kl_se", "entropy", "entropy_se"`` (nats). ``exact`` is False if any layer estimated its
         log-det on any batch. Non-finite log-densities are kept (the means become inf/nan) and counted.
 
@@ -65,6 +69,7 @@ def evaluate(
             "for a density or a loader give one shared context [c]"
         )
     log_p_fn = exact_log_prob(data)
+    _check_positive("probes", probes)
     log_q, log_p, exact = [], [], True
     modes = {m: m.training for m in flow.modules()}
     flow.eval()
@@ -73,8 +78,9 @@ def evaluate(
             for x, ctx in one_pass(data, n=n, batch_size=batch_size, generator=generator, device=device, dtype=dtype):
                 if ctx is None and shared is not None:
                     ctx = shared.expand(x.shape[0], -1)
-                log_q.append(flow.log_prob(x, ctx).double().cpu())
-                exact = exact and all(s.get("logdet_exact", True) for s in layer_stats(flow).values())
+                estimate = estimate_log_prob(flow, x, ctx, num_probes=probes)
+                log_q.append(estimate.per_probe.double().cpu())  # [K, B], K = 1 when exact
+                exact = exact and estimate.exact
                 if log_p_fn is not None:
                     log_p.append(log_p_fn(x).double().cpu())
     finally:
@@ -82,9 +88,13 @@ def evaluate(
             module.training = mode
     if not log_q:
         raise DataError("evaluate: the data yielded no points")
-    q = torch.cat(log_q)
+    k = min(block.shape[0] for block in log_q)  # exact batches need one evaluation, estimated ones K
+    per_probe = torch.cat([block[:k] for block in log_q], dim=1)  # [k, N]
+    q = per_probe.mean(dim=0)
     result: dict[str, Any] = {"n": q.numel(), "exact": exact, "num_nonfinite": int((~torch.isfinite(q)).sum())}
     result["nll"], result["nll_se"] = _mean_and_se(-q)
+    result["probes"] = k
+    result["nll_probe_se"] = _mean_and_se(-per_probe.mean(dim=1))[1] if k > 1 else 0.0
     if log_p:
         p = torch.cat(log_p)
         result["kl"], result["kl_se"] = _mean_and_se(p - q)
