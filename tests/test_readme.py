@@ -1,4 +1,4 @@
-"""The README's usage example must run as written (in a temporary directory) and learn something."""
+"""The README's usage examples must run as written (in a temporary directory) and learn something."""
 import re
 from pathlib import Path
 
@@ -9,7 +9,9 @@ def test_readme_usage_example_runs(tmp_path, monkeypatch, capsys):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "README.md has no python example"
     monkeypatch.chdir(tmp_path)
-    exec(compile(blocks[0], "README.md", "exec"), {})
+    namespace: dict = {}
+    for block in blocks:  # in order: later blocks use names the first one made
+        exec(compile(block, "README.md", "exec"), namespace)
     printed = capsys.readouterr().out
     kl = float(re.search(r"KL = ([-0-9.]+)", printed).group(1))
     assert kl < 0.5, printed  # 1,000 steps on two moons: a working model is far below this
