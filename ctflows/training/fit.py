@@ -135,20 +135,29 @@ def fit(
                 loss=loss_value, nll=float(nll.detach()), lr=current_lr, grad_norm=grad_norm,
                 terms={k: float(v.detach()) for k, v in terms.items()}, counts=counts,
             )
-            bar.update(1)
-            if show:
-                nfe = {k: v for k, v in counts.items() if k.startswith("nfe")}
-                bar.set_postfix(loss=f"{loss_value:.4f}", **nfe, refresh=False)
             stop = callback is not None and bool(callback(step, history))
             if eval_data is not None and (step == steps or stop or (eval_every and step % eval_every == 0)):
                 record = evaluate(flow, eval_data, n=eval_samples, seed=eval_seed)
                 history.evals.append({"step": step, "time": time.perf_counter() - start, **record})
+            bar.update(1)
+            if show:
+                nfe = {k: v for k, v in counts.items() if k.startswith("nfe")}
+                held_out = _last_eval(history)
+                bar.set_postfix(loss=f"{loss_value:.4f}", **held_out, **nfe, refresh=False)
             if stop:
                 break
     finally:
         bar.close()
         history.wall_time = time.perf_counter() - start
     return history
+
+
+def _last_eval(history: History) -> dict[str, str]:
+    """The latest held-out numbers for the progress bar: KL where the density is known, else NLL."""
+    if not history.evals:
+        return {}
+    last = history.evals[-1]
+    return {"kl": f"{last['kl']:.4f}"} if "kl" in last else {"test_nll": f"{last['nll']:.4f}"}
 
 
 def _optimizer_class(optimizer: str | type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
