@@ -19,6 +19,7 @@ from ctflows.continuous.fields import (
     VelocityField,
 )
 from ctflows.continuous.layers import ConcatLinear, ConcatSquashLinear
+from ctflows.continuous.matching import FlowMatching, flow_matching_loss, optimal_transport_pairing
 from ctflows.continuous.likelihood import LogProbEstimate, estimate_log_prob, log_prob_is_exact
 from ctflows.continuous.regularization import REGULARIZERS, jacobian_frobenius_rate, kinetic_energy_rate
 
@@ -43,6 +44,9 @@ __all__ = [
     "REGULARIZERS",
     "kinetic_energy_rate",
     "jacobian_frobenius_rate",
+    "FlowMatching",
+    "flow_matching_loss",
+    "optimal_transport_pairing",
     "estimate_log_prob",
     "LogProbEstimate",
     "log_prob_is_exact",

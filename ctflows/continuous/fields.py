@@ -1,6 +1,6 @@
 """Velocity fields ``v(t, x, context)``: time-conditioned MLPs that drive a continuous normalizing flow.
 
-    dx/dt = v(t, x[, context]),   x: [B, D],  t: scalar tensor,  context: [B, c]  ->  [B, D]
+    dx/dt = v(t, x[, context]),   x: [B, D],  t: scalar or [B],  context: [B, c]  ->  [B, D]
 
 Every hidden layer sees the conditioning vector ``c(t) = [time features, context]``; the activations are
 smooth (softplus, tanh, SiLU) because adaptive ODE solvers take tiny steps across kinks (Chen et al. 2018;
@@ -35,16 +35,16 @@ _LAYERS = {"concat": ConcatLinear, "concatsquash": ConcatSquashLinear}
 
 
 class TimeIdentity(nn.Module):
-    """Time as one feature: ``t -> [[t]]`` (shape ``[1, 1]``)."""
+    """Time as one feature: ``t -> [[t]]``; a scalar gives ``[1, 1]``, per-sample times ``[B]`` give ``[B, 1]``."""
 
     out_features = 1
 
     def forward(self, t: Tensor) -> Tensor:
-        return t.reshape(1, 1)
+        return t.reshape(-1, 1)
 
 
 class FourierTime(nn.Module):
-    """Fourier time features ``t -> [t, sin(ω_k t), cos(ω_k t)]`` with ``ω_k = π 2^k``, ``k < K`` (shape ``[1, 2K+1]``).
+    """Fourier time features ``t -> [t, sin(ω_k t), cos(ω_k t)]``, ``ω_k = π 2^k``, ``k < K``: ``[1 or B, 2K+1]``.
 
     Fixed geometric frequencies as in Tancik et al. 2020 / Vaswani et al. 2017; they let a small MLP
     represent fields that change quickly in time.
@@ -56,12 +56,13 @@ class FourierTime(nn.Module):
         self.register_buffer("omega", math.pi * 2.0 ** torch.arange(num_frequencies, dtype=torch.get_default_dtype()))
 
     def forward(self, t: Tensor) -> Tensor:
-        angle = t.reshape(1, 1) * self.omega.to(t)
-        return torch.cat([t.reshape(1, 1), torch.sin(angle), torch.cos(angle)], dim=-1)
+        t = t.reshape(-1, 1)
+        angle = t * self.omega.to(t)
+        return torch.cat([t, torch.sin(angle), torch.cos(angle)], dim=-1)
 
 
 class VelocityField(nn.Module):
-    """Base class: ``field(t, x, context=None) -> dx/dt`` with ``x [B, features]``, ``t`` a scalar tensor."""
+    """Base class: ``field(t, x, context=None) -> dx/dt`` with ``x [B, features]``, ``t`` a scalar or ``[B]``."""
 
     features: int
     context_features: int | None = None
@@ -114,7 +115,10 @@ class TimeMLP(VelocityField):
         self.layers[-1].scale_(init_scale)
 
     def condition(self, t: Tensor, x: Tensor, context: Tensor | None) -> Tensor:
-        """The conditioning vector ``[1, k]`` (time only) or ``[B, k + c]`` (with context)."""
+        """The conditioning vector: ``[1, k]`` for a scalar ``t`` without context, else ``[B, k (+ c)]``.
+
+        ``t`` is a scalar during ODE solves and per-sample ``[B]`` in flow-matching training.
+        """
         c = self.time_embedding(torch.as_tensor(t, dtype=x.dtype, device=x.device))
         if self.context_features is None:
             return c

@@ -1,9 +1,10 @@
-"""Maximum-likelihood training of a flow:
+"""Training a flow, by maximum likelihood (default) or another objective such as flow matching:
 
     loss = −(1/B) Σ_b log q(x_b | c_b)  +  Σ_name w_name · term_name
 
 where the terms are the differentiable regularizers the layers report from the same forward pass
 (:func:`ctflows.core.stats.regularization_terms`, e.g. a CNF's kinetic energy; Finlay et al. 2020).
+Other objectives (:mod:`ctflows.training.objectives`) replace the likelihood term.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.training.data_source import batch_stream, make_generator, placement
 from ctflows.training.evaluate import evaluate
 from ctflows.training.history import History
+from ctflows.training.objectives import MaximumLikelihood, Objective, resolve_objective
 from ctflows.training.schedule import check_schedule, make_scheduler
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
@@ -48,6 +50,7 @@ def fit(
     progress: bool | None = None,
     callback: Callback | None = None,
     device: torch.device | str | None = None,
+    objective: str | Objective = "likelihood",
 ) -> History:
     """Train ``flow`` by minibatch maximum likelihood; returns the :class:`History` of the run.
 
@@ -76,6 +79,10 @@ def fit(
             model's initialisation or a layer's own noise, which use torch's global generator).
         progress: a tqdm bar on stderr with loss, steps/s and NFE; ``None`` shows it only on a terminal.
         callback: ``callback(step, history)`` after each step (1-based); returning True stops training.
+        objective: ``"likelihood"`` (default), ``"flow_matching"`` (regression of a single CNF's field onto
+            straight paths, with minibatch OT coupling; ``FlowMatching(coupling=..., sigma=...)`` for the
+            options), or any callable ``(flow, x, context) -> (loss, nll or None)``. Regularization
+            weights apply to the likelihood objective only.
 
     Before the optimizer is made, ``flow`` is run once on the first batch in ``train()`` mode under
     ``torch.no_grad()``, so that layers which create parameters lazily or initialise them from data
@@ -88,7 +95,11 @@ def fit(
     _check_arguments(steps, batch_size, lr, clip_grad, eval_data, eval_every, regularization)
     check_schedule(schedule, steps, warmup)
     optimizer_cls = _optimizer_class(optimizer)
+    objective = resolve_objective(objective)
     weights = dict(regularization or {})
+    likelihood = isinstance(objective, MaximumLikelihood)
+    if weights and not likelihood:
+        raise ConfigurationError("fit: regularization weights apply to the likelihood objective only")
     if device is not None:
         flow.to(device)
     device_, dtype = placement(flow)
@@ -98,8 +109,9 @@ def fit(
 
     flow.train()
     first = next(stream)
-    with torch.no_grad():
-        flow.log_prob(*first)
+    if likelihood:  # flow matching trains a lone CNF, which has nothing to initialise from data
+        with torch.no_grad():
+            flow.log_prob(*first)
     params = [p for p in flow.parameters() if p.requires_grad]
     if not params:
         raise ConfigurationError("fit: the model has no trainable parameters")
@@ -114,11 +126,11 @@ def fit(
         for step in range(1, steps + 1):
             x, context = first if step == 1 else next(stream)
             flow.train()
-            nll = -flow.log_prob(x, context).mean()
-            terms = regularization_terms(flow)
+            main, nll = objective(flow, x, context)
+            terms = regularization_terms(flow) if likelihood else {}
             if step == 1:
                 _check_terms_reported(weights, terms)
-            loss = nll + sum((w * terms[name] for name, w in weights.items()), torch.zeros_like(nll))
+            loss = main + sum((w * terms[name] for name, w in weights.items()), torch.zeros_like(main))
             current_lr = opt.param_groups[0]["lr"]
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
@@ -132,7 +144,7 @@ def fit(
             scheduler.step()
             counts = count_stats(flow)  # after backward, so adjoint solves' nfe_backward is in
             history.record_step(
-                loss=loss_value, nll=float(nll.detach()), lr=current_lr, grad_norm=grad_norm,
+                loss=loss_value, nll=math.nan if nll is None else float(nll.detach()), lr=current_lr, grad_norm=grad_norm,
                 terms={k: float(v.detach()) for k, v in terms.items()}, counts=counts,
             )
             stop = callback is not None and bool(callback(step, history))
@@ -199,8 +211,11 @@ def _check_terms_reported(weights: dict[str, float], terms: dict[str, Tensor]) -
         )
 
 
-def _nonfinite_message(what: str, value: float, step: int, steps: int, lr: float, nll: Tensor, terms: dict[str, Tensor]) -> str:
-    parts = ", ".join([f"nll={float(nll.detach()):.4g}"] + [f"{k}={float(v.detach()):.4g}" for k, v in terms.items()])
+def _nonfinite_message(
+    what: str, value: float, step: int, steps: int, lr: float, nll: Tensor | None, terms: dict[str, Tensor]
+) -> str:
+    first = [] if nll is None else [f"nll={float(nll.detach()):.4g}"]
+    parts = ", ".join(first + [f"{k}={float(v.detach()):.4g}" for k, v in terms.items()])
     return (
         f"fit: the {what} is {value} at step {step} of {steps} ({parts}); the step was not applied. "
         f"Try a lower learning rate (lr is {lr:.3g}), a warmup, or a smaller clip_grad, and check the data for outliers."

@@ -1,0 +1,69 @@
+"""Flow matching: the pieces (OT pairing, regression target, model checks) and the trained CNF it yields."""
+import itertools
+
+import pytest
+import torch
+
+import ctflows
+from ctflows.continuous.matching import FlowMatching, flow_matching_loss, optimal_transport_pairing
+from ctflows.errors import ConfigurationError
+from ctflows.grid import integrate_2d
+
+
+def test_ot_pairing_is_the_cheapest_permutation():
+    torch.manual_seed(0)
+    x, z = torch.randn(6, 2), torch.randn(6, 2)
+    paired = optimal_transport_pairing(x, z)
+    cost = (x - paired).square().sum()
+    best = min((x - z[list(p)]).square().sum() for p in itertools.permutations(range(6)))
+    torch.testing.assert_close(cost, best)
+    assert sorted(map(tuple, paired.tolist())) == sorted(map(tuple, z.tolist()))
+
+
+class ConstantField(torch.nn.Module):
+    def __init__(self, velocity):
+        super().__init__()
+        self.velocity = velocity
+
+    def forward(self, t, x, context=None):
+        assert t.shape == (x.shape[0],), "flow matching evaluates one time per sample"
+        return self.velocity.expand_as(x)
+
+
+def test_loss_vanishes_for_the_exact_velocity_of_a_translation():
+    # z = x + c: every straight path moves at (z - x)/T = c/T, data (t=0) towards base (t=T).
+    x = torch.randn(64, 2, dtype=torch.float64)
+    c = torch.tensor([1.5, -2.0], dtype=torch.float64)
+    T = 2.0
+    assert float(flow_matching_loss(ConstantField(c / T), x, x + c, end_time=T)) == pytest.approx(0.0, abs=1e-20)
+    assert float(flow_matching_loss(ConstantField(-c / T), x, x + c, end_time=T)) == pytest.approx(4 * float(c.square().sum()) / T**2)
+
+
+def test_flow_matching_refuses_models_it_cannot_train():
+    density = ctflows.get_density("two_moons")
+    hybrid = ctflows.Flow([ctflows.ActNorm(2), ctflows.CNF(ctflows.continuous.TimeMLP(2, (8,)))], ctflows.StandardNormal(2))
+    with pytest.raises(ConfigurationError, match="single CNF"):
+        ctflows.fit(hybrid, density, steps=2, batch_size=8, objective="flow_matching", progress=False)
+    flow = ctflows.cnf(2, hidden=(8,), regularization=("kinetic_energy",))
+    with pytest.raises(ConfigurationError, match="likelihood objective only"):
+        ctflows.fit(flow, density, steps=2, objective="flow_matching", regularization={"kinetic_energy": 0.1})
+    conditional = ctflows.cnf(2, hidden=(8,), context_features=1)
+    with pytest.raises(ConfigurationError, match="independent"):
+        ctflows.fit(conditional, (torch.randn(16, 2), torch.randn(16, 1)), steps=2, batch_size=8,
+                    objective=FlowMatching("ot"), progress=False)
+    with pytest.raises(ConfigurationError, match="coupling"):
+        FlowMatching("sinkhorn")
+
+
+@pytest.mark.parametrize("coupling", ["independent", "ot"])
+def test_flow_matching_trained_cnf_is_a_normalised_density_with_low_kl(coupling):
+    # Measured here (seed 0): 1,500 steps at batch 256 give KL 0.328 ± 0.010 (independent), 0.270 ± 0.008 (OT).
+    torch.manual_seed(0)
+    density = ctflows.get_density("eight_gaussians")
+    flow = ctflows.cnf(2, hidden=(64, 64, 64))
+    history = ctflows.fit(flow, density, steps=1500, batch_size=256, seed=0, progress=False, objective=FlowMatching(coupling))
+    assert history.losses[-1] < history.losses[0]
+    result = ctflows.evaluate(flow, density, n=4000, seed=1)
+    assert result["exact"] and result["kl"] < 0.5, result
+    flow.eval()
+    assert integrate_2d(flow.log_prob, (-6, 6, -6, 6), n=160) == pytest.approx(1.0, abs=0.01)
