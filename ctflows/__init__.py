@@ -1,18 +1,18 @@
 """ctflows: continuous-time (neural ODE) and discrete normalizing flows on one interface."""
 from ctflows.continuous import CNF
 from ctflows.core import Chain, DiagonalNormal, Flow, Inverse, StandardNormal, Transform
-from ctflows.coupling import AdditiveCoupling, AffineCoupling
+from ctflows.coupling import AdditiveCoupling, AffineCoupling, RQSplineCoupling
 from ctflows.data import get_density, list_densities, load_array
 from ctflows.errors import CtflowsError
 from ctflows.linear import ActNorm, LULinear, RandomPermutation, ReversePermutation
-from ctflows.models import cnf, nice, realnvp
+from ctflows.models import cnf, nice, realnvp, resflow, spline
 from ctflows.training import evaluate, fit, load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Transform", "Chain", "Inverse", "Flow", "StandardNormal", "DiagonalNormal",
-    "ActNorm", "LULinear", "ReversePermutation", "RandomPermutation", "AdditiveCoupling", "AffineCoupling",
-    "CNF", "cnf", "realnvp", "nice", "get_density", "list_densities", "load_array", "fit", "evaluate", "save", "load",
+    "ActNorm", "LULinear", "ReversePermutation", "RandomPermutation", "AdditiveCoupling", "AffineCoupling", "RQSplineCoupling",
+    "CNF", "cnf", "realnvp", "nice", "resflow", "spline", "get_density", "list_densities", "load_array", "fit", "evaluate", "save", "load",
     "CtflowsError",
 ]

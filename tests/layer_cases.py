@@ -10,7 +10,10 @@ from typing import Callable
 
 from ctflows.continuous import CNF, FourierMLP, TimeMLP
 from ctflows.core import Transform
-from ctflows.coupling import AdditiveCoupling, AffineCoupling
+from ctflows.autoregressive import MaskedAutoregressive
+from ctflows.coupling import AdditiveCoupling, AffineCoupling, RQSplineCoupling
+from ctflows.elementary import Planar, Radial
+from ctflows.residual import ResidualBlock
 from ctflows.linear import ActNorm, LULinear, RandomPermutation, ReversePermutation
 
 
@@ -35,6 +38,37 @@ CASES: list[LayerCase] = [
     LayerCase(
         "affine_coupling_context",
         lambda d, c: AffineCoupling(d, hidden=(16, 16), context_features=c),
+        conditional=True,
+    ),
+    LayerCase("rq_spline_coupling", lambda d, c: RQSplineCoupling(d, hidden=(16, 16))),
+    # A bound of 1 puts about a third of the N(0, 1) test inputs in the identity tails.
+    LayerCase(
+        "rq_spline_coupling_tails",
+        lambda d, c: RQSplineCoupling(d, hidden=(16,), bins=4, bound=1.0, parity=1),
+        features=4,
+    ),
+    LayerCase(
+        "rq_spline_coupling_context",
+        lambda d, c: RQSplineCoupling(d, hidden=(16, 16), context_features=c),
+        conditional=True,
+    ),
+    LayerCase("masked_autoregressive", lambda d, c: MaskedAutoregressive(d, (16, 16))),
+    LayerCase(
+        "masked_autoregressive_context",
+        lambda d, c: MaskedAutoregressive(d, (16, 16), order=[2, 0, 1], context_features=c),
+        conditional=True,
+    ),
+    LayerCase("planar", lambda d, c: Planar(d)),
+    LayerCase("radial", lambda d, c: Radial(d)),
+    # Residual blocks: exact log-det in eval() (D = 3), a fixed-point inverse to float64 precision.
+    LayerCase("residual_block", lambda d, c: ResidualBlock(d, hidden=(16, 16))),
+    LayerCase(
+        "residual_block_roulette",
+        lambda d, c: ResidualBlock(d, hidden=(16,), activation="elu", logdet="russian_roulette"),
+    ),
+    LayerCase(
+        "residual_block_context",
+        lambda d, c: ResidualBlock(d, hidden=(16, 16), context_features=c, logdet="power_series"),
         conditional=True,
     ),
     # Continuous layers: exact to solver tolerance, so they are checked with tight evaluation tolerances.

@@ -2,5 +2,10 @@
 from ctflows.coupling.additive import AdditiveCoupling
 from ctflows.coupling.affine import AffineCoupling
 from ctflows.coupling.base import Coupling, checkerboard_mask
+from ctflows.coupling.rational_quadratic import rational_quadratic_spline
+from ctflows.coupling.spline import RQSplineCoupling
 
-__all__ = ["Coupling", "AdditiveCoupling", "AffineCoupling", "checkerboard_mask"]
+__all__ = [
+    "Coupling", "AdditiveCoupling", "AffineCoupling", "RQSplineCoupling", "checkerboard_mask",
+    "rational_quadratic_spline",
+]

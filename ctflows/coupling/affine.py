@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ctflows.coupling.base import Coupling
 from ctflows.errors import ConfigurationError
+from ctflows.networks import soft_clamp
 
 
 class AffineCoupling(Coupling):
@@ -34,7 +35,7 @@ class AffineCoupling(Coupling):
         self.scale_bound = float(scale_bound)
 
     def elementwise(self, x: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        log_scale = self.scale_bound * torch.tanh(params[..., 0] / self.scale_bound)
+        log_scale = soft_clamp(params[..., 0], self.scale_bound)
         shift = params[..., 1]
         logdet = log_scale.sum(dim=1)
         if inverse:

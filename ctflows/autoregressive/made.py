@@ -1,0 +1,85 @@
+"""MADE: a masked MLP whose output for feature i sees only the features before i (Germain et al. 2015).
+
+Each unit has a degree. Inputs have degrees 1..D (in a chosen order), context inputs degree 0, hidden
+units degrees in [lo, D-1]; a hidden unit of degree m sees inputs of degree <= m, and an output for the
+feature of degree d sees hidden units of degree < d. So output d depends only on inputs of degree < d,
+and the network's Jacobian is strictly triangular in that order.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ctflows.networks.mlp import activation_module
+
+
+class MaskedLinear(nn.Linear):
+    """``y = (W ⊙ M) x + b`` for a fixed 0/1 mask ``M [out, in]``; shapes ``[B, in] -> [B, out]``."""
+
+    def __init__(self, mask: Tensor) -> None:
+        super().__init__(mask.shape[1], mask.shape[0])
+        self.register_buffer("mask", mask.to(self.weight.dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADE(nn.Module):
+    """Masked autoencoder ``[B, D] (+ context [B, c]) -> [B, D, P]``: P outputs per feature, autoregressive.
+
+    Args:
+        features: D.
+        params_per_feature: P.
+        hidden: hidden widths; use at least D - 1 units per layer so every degree is present.
+        order: a permutation of ``range(D)``; feature ``order[k]`` gets degree k + 1, i.e. it is
+            conditioned on ``order[:k]``. Default: the natural order.
+        context_features: width of an optional context, seen by every hidden unit.
+        activation: hidden activation name (as :class:`~ctflows.networks.MLP`).
+        zero_last: start the output layer at zero (a flow layer built on it starts as the identity).
+    """
+
+    def __init__(
+        self,
+        features: int,
+        params_per_feature: int,
+        hidden: Sequence[int] = (64, 64),
+        *,
+        order: Sequence[int] | None = None,
+        context_features: int | None = None,
+        activation: str = "relu",
+        zero_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.features, self.params_per_feature = features, params_per_feature
+        self.context_features = context_features
+        order_t = torch.arange(features) if order is None else torch.as_tensor(list(order))
+        degrees = torch.empty(features, dtype=torch.long)
+        degrees[order_t] = torch.arange(1, features + 1)
+        self.register_buffer("degrees", degrees)
+        d_in = torch.cat([degrees, torch.zeros(context_features or 0, dtype=torch.long)])
+        # Degree-0 hidden units see only the context, so even the first feature can be conditioned on it;
+        # without context (and D > 1) they would only add constants, so degrees start at 1.
+        lo = 0 if (context_features or features == 1) else 1
+        layers: list[nn.Module] = []
+        for width in hidden:
+            d_out = lo + torch.arange(width) % (features - lo)
+            layers += [MaskedLinear((d_out[:, None] >= d_in[None, :]).long()), activation_module(activation)]
+            d_in = d_out
+        d_last = degrees.repeat_interleave(params_per_feature)  # output row i*P + p belongs to feature i
+        last = MaskedLinear((d_last[:, None] > d_in[None, :]).long())
+        if zero_last:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        layers.append(last)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        if self.context_features is not None:
+            x = torch.cat([x, context], dim=-1)
+        return self.net(x).reshape(x.shape[0], self.features, self.params_per_feature)
+
+
+__all__ = ["MADE", "MaskedLinear"]

@@ -1,0 +1,79 @@
+"""Masked autoregressive flow layer (Papamakarios et al. 2017, MAF) on a MADE conditioner.
+
+    z_i = x_i · exp(s_i(x_{<i})) + t_i(x_{<i}),   s_i = b · tanh(ŝ_i / b),   log|det J| = Σ_i s_i
+
+Forward (data -> base, density evaluation) is one MADE pass. The inverse (sampling) must recover x one
+feature at a time, x_i = (z_i - t_i(x_{<i})) · exp(-s_i), so it takes D sequential MADE passes: sampling
+is D times slower than density evaluation. (An inverse autoregressive flow is this layer wrapped in
+``Inverse``, with the costs swapped.)
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import Tensor
+
+from ctflows.autoregressive.made import MADE
+from ctflows.networks import soft_clamp
+from ctflows.core.transform import Transform
+from ctflows.errors import ConfigurationError
+
+
+class MaskedAutoregressive(Transform):
+    """Affine autoregressive layer ``[B, D] -> [B, D]``; feature ``order[k]`` depends on ``order[:k]``.
+
+    Args:
+        features: D.
+        hidden: MADE hidden widths (each at least D - 1 for full connectivity).
+        order: autoregressive order, a permutation of ``range(D)`` (default natural; alternate it, or put
+            a permutation between layers, when stacking).
+        context_features: width of an optional context given to every hidden unit.
+        activation: MADE activation.
+        scale_bound: b, the bound on |log-scale| per feature (> 0), as in AffineCoupling.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        hidden: Sequence[int] = (64, 64),
+        *,
+        order: Sequence[int] | None = None,
+        context_features: int | None = None,
+        activation: str = "relu",
+        scale_bound: float = 3.0,
+    ) -> None:
+        super().__init__()
+        if features < 1:
+            raise ConfigurationError(f"MaskedAutoregressive: features must be >= 1, got {features}")
+        if order is not None and sorted(int(i) for i in order) != list(range(features)):
+            raise ConfigurationError(
+                f"MaskedAutoregressive: order must be a permutation of range({features}), got {list(order)}"
+            )
+        if not scale_bound > 0:
+            raise ConfigurationError(f"MaskedAutoregressive: scale_bound must be positive, got {scale_bound}")
+        self.event_shape = (features,)
+        self.context_features = context_features
+        self.scale_bound = float(scale_bound)
+        self.made = MADE(features, 2, hidden, order=order, context_features=context_features, activation=activation)
+
+    def _scale_shift(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        params = self.made(x, context)
+        return soft_clamp(params[..., 0], self.scale_bound), params[..., 1]
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        log_scale, shift = self._scale_shift(x, context)
+        self.stats = {}
+        return x * log_scale.exp() + shift, log_scale.sum(dim=1)
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        # After pass k the features of degree <= k are exact (each needs only lower degrees), so D passes
+        # suffice, and the last pass's scales were computed from an x that is exact where they look.
+        x = z
+        for _ in range(self.event_shape[0]):
+            log_scale, shift = self._scale_shift(x, context)
+            x = (z - shift) * (-log_scale).exp()
+        self.stats = {"iterations": self.event_shape[0]}  # sequential MADE passes
+        return x, -log_scale.sum(dim=1)
+
+
+__all__ = ["MaskedAutoregressive"]

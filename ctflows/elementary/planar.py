@@ -1,0 +1,115 @@
+"""Planar flow (Rezende & Mohamed 2015): one tanh ridge along w.
+
+    forward (data -> base, analytic):  z = x + û tanh(wᵀx + b),   log|det J| = log(1 + wᵀû · tanh'(wᵀx + b))
+    û = u + (m(wᵀu) - wᵀu) w / ‖w‖²,  m(a) = -1 + softplus(a)  so that  wᵀû = m(wᵀu) > -1 (invertible)
+
+The inverse has no closed form. Projecting onto w reduces it to one scalar equation per sample,
+a + c tanh(a) = wᵀz + b with a = wᵀx + b and c = wᵀû > -1, whose left side is strictly increasing; it is
+solved by safeguarded Newton steps (bisection of the bracket |a - (wᵀz + b)| <= |c| when Newton is slow or
+leaves it) to a relative step of ``tolerance``, then x = z - û tanh(a).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ctflows.core.transform import Transform
+from ctflows.errors import SolverError
+
+DEFAULT_TOLERANCE = {torch.float64: 1e-13, torch.float32: 1e-6}
+
+
+class Planar(Transform):
+    """``z = x + û tanh(wᵀx + b)``; shapes ``[B, D] -> [B, D]``. Forward analytic, inverse numerical.
+
+    Args:
+        features: D.
+        tolerance: the inverse stops when every Newton/bisection step is below ``tolerance · (1 + |a|)``
+            (default 1e-13 in float64, 1e-6 in float32).
+        max_iterations: the inverse raises :class:`~ctflows.errors.SolverError` past this many steps.
+
+    Starts as the identity (û = 0: u = log(e - 1) w / ‖w‖² gives m(wᵀu) = 0). ``stats["iterations"]``
+    is the number of root-finding steps of the last inverse.
+    """
+
+    def __init__(self, features: int, *, tolerance: float | None = None, max_iterations: int = 100) -> None:
+        super().__init__()
+        self.event_shape = (features,)
+        self.tolerance, self.max_iterations = tolerance, max_iterations
+        w = torch.randn(features) / math.sqrt(features)
+        self.w = nn.Parameter(w)
+        self.u = nn.Parameter(math.log(math.e - 1) * w / w.square().sum())
+        self.b = nn.Parameter(torch.zeros(()))
+
+    def u_hat(self) -> Tensor:
+        """û ``[D]``, the constrained u with wᵀû = -1 + softplus(wᵀu) > -1."""
+        return self._constrained()[0]
+
+    def _constrained(self) -> tuple[Tensor, Tensor]:
+        wu = self.w @ self.u
+        softplus = F.softplus(wu)
+        # tiny floor: w = 0 gives û = u (the map is then a translation, invertible for any u)
+        w_sq = self.w.square().sum().clamp_min(torch.finfo(self.w.dtype).tiny)
+        return self.u + (softplus - 1 - wu) * self.w / w_sq, softplus
+
+    @staticmethod
+    def _slope(h: Tensor, softplus: Tensor) -> Tensor:
+        # dφ/da = 1 + wᵀû tanh'(a) = tanh² + softplus(wᵀu) (1 - tanh²): a sum of non-negative terms, so it
+        # stays positive where the literal form 1 + (wᵀû)(1 - tanh²) rounds to zero or below as wᵀû -> -1.
+        return h.square() + softplus * (1 - h.square())
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        u, softplus = self._constrained()
+        h = torch.tanh(x @ self.w + self.b)
+        self.stats = {}
+        return x + h[:, None] * u, torch.log(self._slope(h, softplus))
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        u, softplus = self._constrained()
+        c = self.w @ u  # wᵀû as the map applies it (equal to softplus - 1 up to rounding)
+        r = z @ self.w + self.b
+        a = self._solve(r, c, softplus)
+        # One differentiable Newton step at the (detached) root: it moves a by ~0 but carries the exact
+        # implicit-function gradient da = (dr - tanh(a) dc) / φ'(a).
+        h = torch.tanh(a)
+        a = a - (a + c * h - r) / self._slope(h, softplus)
+        h = torch.tanh(a)
+        return z - h[:, None] * u, -torch.log(self._slope(h, softplus))
+
+    @torch.no_grad()
+    def _solve(self, r: Tensor, c: Tensor, softplus: Tensor) -> Tensor:
+        """Root of φ(a) = a + c tanh(a) - r per sample (``r [B]``) by safeguarded Newton.
+
+        A Newton step is taken unless it would leave the bracket or is longer than half the step before
+        last; then the bracket is bisected (the rule of Numerical Recipes' ``rtsafe``). So steps shrink at
+        least as fast as bisection's, and Newton's quadratic convergence takes over near the root.
+        """
+        tol = self.tolerance if self.tolerance is not None else DEFAULT_TOLERANCE.get(r.dtype, 1e-3)
+        r, c, softplus = r.detach(), c.detach(), softplus.detach()
+        lo, hi = r - c.abs(), r + c.abs()  # φ(lo) <= 0 <= φ(hi) since |c tanh| <= |c|
+        a = r.clone()
+        step, older = hi - lo, hi - lo  # the last step and the one before it
+        for iteration in range(1, self.max_iterations + 1):
+            h = torch.tanh(a)
+            phi = a + c * h - r
+            lo = torch.where(phi <= 0, a, lo)
+            hi = torch.where(phi >= 0, a, hi)
+            newton = a - phi / self._slope(h, softplus)
+            bisect = ~((newton > lo) & (newton < hi)) | ((newton - a).abs() > older.abs() / 2)
+            new = torch.where(bisect, (lo + hi) / 2, newton)
+            step, older = new - a, step
+            step_size = (step.abs() / (1 + a.abs())).max()
+            a = new
+            if bool(step_size <= tol):
+                self.stats = {"iterations": iteration}
+                return a
+        raise SolverError(
+            f"Planar: the inverse did not converge to tolerance {tol:g} in {self.max_iterations} iterations "
+            f"(last relative step {float(step_size):.3g}); raise max_iterations or the tolerance"
+        )
+
+
+__all__ = ["Planar"]

@@ -1,0 +1,72 @@
+"""MADE / MAF: the autoregressive structure (a triangular Jacobian in the chosen order), the sequential
+inverse, context use, and the identity at initialisation."""
+import pytest
+import torch
+
+from ctflows.autoregressive import MADE, MaskedAutoregressive
+from ctflows.errors import ConfigurationError
+
+
+def perturbed(layer, scale=0.3):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return layer
+
+
+@pytest.mark.parametrize("order", [None, [3, 0, 4, 1, 2]])
+@pytest.mark.parametrize("context_features", [None, 2])
+def test_jacobian_is_triangular_in_the_order(order, context_features):
+    d = 5
+    layer = MaskedAutoregressive(d, (12, 12), order=order, context_features=context_features, activation="tanh")
+    layer = perturbed(layer.double())  # tanh: no dead units, so every allowed dependence shows
+    ctx = None if context_features is None else torch.randn(1, context_features, dtype=torch.float64)
+    x = torch.randn(d, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda r: layer(r[None], ctx)[0][0], x)
+    perm = list(range(d)) if order is None else order
+    permuted = jac[perm][:, perm]  # rows and columns in autoregressive order
+    assert torch.equal(permuted.triu(1), torch.zeros_like(permuted)), permuted
+    # ... and no more than triangular: every allowed dependence is present after perturbation
+    assert (permuted.tril(-1)[torch.ones(d, d).tril(-1).bool()] != 0).all()
+    torch.testing.assert_close(layer(x[None], ctx)[1][0], jac.diagonal().abs().log().sum(), atol=1e-12, rtol=0)
+
+
+def test_made_output_depends_only_on_earlier_features():
+    made = perturbed(MADE(4, 3, (8,), order=[1, 3, 0, 2]).double())
+    x = torch.randn(4, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda r: made(r[None])[0], x)  # [4, 3, 4]
+    degrees = made.degrees
+    for i in range(4):
+        for j in range(4):
+            if degrees[j] >= degrees[i]:
+                assert (jac[i, :, j] == 0).all()
+
+
+@pytest.mark.parametrize("features", [1, 2, 6])
+def test_inverse_takes_features_sequential_passes(features):
+    layer = perturbed(MaskedAutoregressive(features, (16,), context_features=3).double())
+    x = torch.randn(9, features, dtype=torch.float64)
+    ctx = torch.randn(9, 3, dtype=torch.float64)
+    z, logdet = layer(x, ctx)
+    x_back, logdet_inv = layer.inverse(z, ctx)
+    torch.testing.assert_close(x_back, x, atol=1e-12, rtol=0)
+    torch.testing.assert_close(logdet_inv, -logdet, atol=1e-12, rtol=0)
+    assert layer.stats == {"iterations": features}
+    z2, _ = layer(x, ctx + 1)
+    assert not torch.allclose(z2[:, 0], z[:, 0]), "the first feature should see the context too"
+
+
+def test_starts_as_the_identity_and_bounds_the_scale():
+    layer = MaskedAutoregressive(3, (8,), scale_bound=2.0).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    z, logdet = layer(x)
+    assert torch.equal(z, x) and (logdet == 0).all()
+    perturbed(layer, scale=100.0)
+    assert (layer(x)[1].abs() <= 3 * 2.0).all()
+
+
+@pytest.mark.parametrize("kwargs", [{"order": [0, 0, 1]}, {"scale_bound": 0.0}])
+def test_bad_configuration_is_refused(kwargs):
+    with pytest.raises(ConfigurationError, match="MaskedAutoregressive"):
+        MaskedAutoregressive(3, **kwargs)

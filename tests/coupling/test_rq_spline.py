@@ -1,0 +1,105 @@
+"""The rational-quadratic spline: finite and invertible everywhere (bound edges, knots, huge inputs),
+exact log-derivative, identity at zero parameters, and the coupling layer built on it."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ctflows.coupling import RQSplineCoupling, rational_quadratic_spline
+from ctflows.coupling.rational_quadratic import knot_positions
+from ctflows.errors import ConfigurationError
+
+K, BOUND = 5, 2.0
+# Values that stress the edge cases: the bound itself, just inside / outside it, huge, zero.
+SPECIAL = [-1e6, 1e6, -BOUND, BOUND, -BOUND - 1e-12, BOUND + 1e-12, -BOUND + 1e-12, BOUND - 1e-12, 0.0]
+values = st.one_of(st.sampled_from(SPECIAL), st.floats(-1e6, 1e6), st.floats(-2 * BOUND, 2 * BOUND))
+
+
+def params(seed: int, n: int, scale: float, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.randn(n, 3 * K - 1, generator=g, dtype=dtype) * scale
+    return p[:, :K], p[:, K : 2 * K], p[:, 2 * K :]
+
+
+def spline(x, p, inverse=False):
+    return rational_quadratic_spline(x, *p, bound=BOUND, inverse=inverse)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(values, min_size=1, max_size=16), st.integers(0, 2**31 - 1), st.sampled_from([0.0, 1.0, 5.0]))
+def test_finite_and_invertible_everywhere(xs, seed, scale):
+    x = torch.tensor(xs, dtype=torch.float64)
+    p = params(seed, len(xs), scale)
+    y, logdet = spline(x, p)
+    x_back, logdet_inv = spline(y, p, inverse=True)
+    assert torch.isfinite(y).all() and torch.isfinite(logdet).all()
+    torch.testing.assert_close(x_back, x, atol=1e-9, rtol=1e-12)
+    torch.testing.assert_close(logdet_inv, -logdet, atol=1e-7, rtol=0)
+    outside = x.abs() > BOUND
+    assert torch.equal(y[outside], x[outside]) and (logdet[outside] == 0).all()  # identity tails
+    # the inverse applied directly to the same points is finite too (the inverse's own edge cases)
+    assert all(torch.isfinite(t).all() for t in spline(x, p, inverse=True))
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exactly_at_the_knots(inverse, dtype):
+    p = params(0, 1, 3.0, dtype)
+    knots = knot_positions(p[1] if inverse else p[0], BOUND, 1e-3)[0]  # x-knots (or y-knots for the inverse)
+    x = torch.cat([knots, knots.nextafter(knots + 1), knots.nextafter(knots - 1)])
+    pp = tuple(t.expand(x.shape[0], -1) for t in p)
+    y, logdet = spline(x, pp, inverse)
+    assert torch.isfinite(y).all() and torch.isfinite(logdet).all()
+    back, _ = spline(y, pp, not inverse)
+    torch.testing.assert_close(back, x, atol=1e-5 if dtype == torch.float32 else 1e-12, rtol=0)
+    # knots map to knots, the ends to ±B exactly
+    other = knot_positions(p[0] if inverse else p[1], BOUND, 1e-3)[0]
+    torch.testing.assert_close(y[: K + 1], other, atol=1e-6 if dtype == torch.float32 else 1e-14, rtol=0)
+    assert y[0] == -BOUND and y[K] == BOUND
+
+
+def test_gradients_finite_at_edges_and_far_outside():
+    x = torch.tensor([-1e6, -BOUND, 0.0, BOUND, 1e6], dtype=torch.float64, requires_grad=True)
+    p = tuple(t.requires_grad_() for t in params(1, 5, 2.0))
+    for inverse in (False, True):
+        y, logdet = spline(x, p, inverse)
+        grads = torch.autograd.grad((y.sum() + logdet.sum()), (x, *p))
+        assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_log_derivative_matches_autograd_and_is_monotone():
+    x = torch.linspace(-BOUND - 1, BOUND + 1, 401, dtype=torch.float64, requires_grad=True)
+    p = tuple(t.expand(401, -1) for t in params(2, 1, 3.0))
+    y, logdet = spline(x, p)
+    (dy,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(logdet, dy.log(), atol=1e-10, rtol=0)
+    assert (y.diff() > 0).all()
+    # the derivative is continuous: 1 at the bound, matching the tails
+    _, ld_edges = spline(torch.tensor([-BOUND, BOUND], dtype=torch.float64), tuple(t[:2] for t in p))
+    torch.testing.assert_close(ld_edges, torch.zeros(2, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+def test_zero_parameters_give_the_identity():
+    x = torch.linspace(-3 * BOUND, 3 * BOUND, 97, dtype=torch.float64)
+    p = tuple(torch.zeros(97, n, dtype=torch.float64) for n in (K, K, K - 1))
+    for inverse in (False, True):
+        y, logdet = spline(x, p, inverse)
+        torch.testing.assert_close(y, x, atol=1e-14, rtol=0)
+        torch.testing.assert_close(logdet, torch.zeros_like(x), atol=1e-14, rtol=0)
+
+
+def test_new_coupling_layer_is_the_identity():
+    layer = RQSplineCoupling(4, bins=6, bound=2.5, hidden=(8,)).double()
+    assert layer.params_per_feature == 17
+    x = torch.randn(10, 4, dtype=torch.float64) * 3
+    z, logdet = layer(x)
+    torch.testing.assert_close(z, x, atol=1e-14, rtol=0)
+    torch.testing.assert_close(logdet, torch.zeros(10, dtype=torch.float64), atol=1e-14, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"bins": 1}, {"bins": 2.5}, {"bound": 0.0}, {"bins": 10, "min_width": 0.1}, {"min_derivative": 0.0}]
+)
+def test_bad_configuration_is_refused(kwargs):
+    with pytest.raises(ConfigurationError, match="RQSplineCoupling"):
+        RQSplineCoupling(2, **kwargs)
