@@ -54,7 +54,7 @@ def save(flow: nn.Module, path: str | os.PathLike, *, metadata: dict[str, Any] |
         }
     except Exception as error:
         raise CheckpointError(f"save: cannot serialise the model for {path}: {error}") from error
-    _atomic_write(path, record)
+    atomic_write(path, record)
     return path
 
 
@@ -90,29 +90,34 @@ def _unpickle(path: Path, map_location: Any) -> dict[str, Any]:
 
 
 def _read_record(path: Path) -> dict[str, Any]:
+    record = read_torch_file(path, "load")
+    _check_record(path, record)
+    return record
+
+
+def read_torch_file(path: Path, owner: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with a :class:`CheckpointError` naming what is wrong."""
     if not path.is_file():
-        raise CheckpointError(f"load: no checkpoint at {path} ({'a directory' if path.is_dir() else 'no such file'})")
+        raise CheckpointError(f"{owner}: no checkpoint at {path} ({'a directory' if path.is_dir() else 'no such file'})")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"load: {path} is empty (an interrupted copy?)")
+        raise CheckpointError(f"{owner}: {path} is empty (an interrupted copy?)")
     with open(path, "rb") as file:
         magic = file.read(4)
     if magic != _ZIP_MAGIC:
-        raise CheckpointError(f"load: {path} is not a torch file (a checkpoint is a zip archive starting with 'PK'; got {magic!r})")
+        raise CheckpointError(f"{owner}: {path} is not a torch file (a checkpoint is a zip archive starting with 'PK'; got {magic!r})")
     try:
         # The CPU, whatever map_location says: the model bytes are read there; map_location applies to the model.
-        record = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         if found:
             raise CheckpointError(
-                f"load: {path} is not a ctflows checkpoint: it pickles {found.group(1)} at its top level "
+                f"{owner}: {path} is not a ctflows checkpoint: it pickles {found.group(1)} at its top level "
                 "(a torch.save of some other object?); it was not unpickled"
             ) from error
-        raise CheckpointError(f"load: {path} is not a torch file, or is corrupted: {_describe(error)}") from error
+        raise CheckpointError(f"{owner}: {path} is not a torch file, or is corrupted: {_describe(error)}") from error
     except Exception as error:
-        raise CheckpointError(f"load: {path} is not a readable torch file (truncated or corrupted?): {_describe(error)}") from error
-    _check_record(path, record)
-    return record
+        raise CheckpointError(f"{owner}: {path} is not a readable torch file (truncated or corrupted?): {_describe(error)}") from error
 
 
 def _check_record(path: Path, record: Any) -> None:
@@ -134,7 +139,8 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
-def _atomic_write(path: Path, record: dict[str, Any]) -> None:
+def atomic_write(path: Path, record: dict[str, Any]) -> None:
+    """``torch.save(record)`` to ``path`` via a fsynced temporary file and a rename: all of it or nothing."""
     directory = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)

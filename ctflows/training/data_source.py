@@ -55,39 +55,88 @@ def make_generator(seed: int | None) -> torch.Generator:
     return generator
 
 
-def batch_stream(
-    data: Any, batch_size: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype, owner: str = "fit"
-) -> Iterator[Batch]:
-    """Endless iterator of training batches ``(x [b, *event], context [b, c] | None)``.
+class BatchStream:
+    """Endless iterator of training batches ``(x [b, *event], context [b, c] | None)`` that can be resumed.
 
     Tensors are visited in a fresh random permutation per epoch, batches cut from a running stream of
     permutations so every batch has exactly ``min(batch_size, N)`` rows and every row is seen equally often.
+    :meth:`state_dict` holds the generator state and the unvisited rows of the current permutation, so a
+    stream restored from it yields exactly the batches the original would have (densities and tensors). A
+    DataLoader's own order cannot be captured: a restored stream skips the batches already taken in the
+    current pass, which repeats the order only if the loader's is deterministic.
     """
-    place = _placer(device, dtype)
-    if is_density(data):
-        while True:
-            yield place(data.sample(batch_size, generator=generator, dtype=dtype), None)
-    if _is_tensor_data(data):
-        x, context = _as_pair(data, owner)
-        n = x.shape[0]
-        size = min(batch_size, n)
-        order = torch.empty(0, dtype=torch.long)
-        while True:
-            if order.numel() < size:
-                order = torch.cat([order, torch.randperm(n, generator=generator, device=generator.device)])
-            index, order = order[:size].to(x.device), order[size:]
-            yield place(x[index], None if context is None else context[index])
-    _check_iterable(data, owner)
-    while True:
-        empty = True
-        for item in data:
-            empty = False
-            yield place(*_split(item, owner))
-        if empty:
-            raise DataError(
-                f"{owner}: the data iterable yielded no batches (a one-shot iterator is used up after one pass; "
-                "pass a DataLoader or another re-iterable)"
-            )
+
+    def __init__(
+        self, data: Any, batch_size: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype,
+        owner: str = "fit",
+    ) -> None:
+        self.data, self.batch_size, self.generator, self.owner = data, batch_size, generator, owner
+        self._place, self._dtype = _placer(device, dtype), dtype
+        self._order = torch.empty(0, dtype=torch.long)
+        self._taken_in_pass = 0  # for DataLoaders
+        self._pass: Iterator[Any] | None = None
+        if is_density(data):
+            self._kind = "density"
+        elif _is_tensor_data(data):
+            self._kind = "tensor"
+            self._pair = _as_pair(data, owner)
+        else:
+            _check_iterable(data, owner)
+            self._kind = "iterable"
+
+    def __iter__(self) -> "BatchStream":
+        return self
+
+    def __next__(self) -> Batch:
+        if self._kind == "density":
+            return self._place(self.data.sample(self.batch_size, generator=self.generator, dtype=self._dtype), None)
+        if self._kind == "tensor":
+            x, context = self._pair
+            size = min(self.batch_size, x.shape[0])
+            if self._order.numel() < size:
+                fresh = torch.randperm(x.shape[0], generator=self.generator, device=self.generator.device)
+                self._order = torch.cat([self._order, fresh])
+            index, self._order = self._order[:size].to(x.device), self._order[size:]
+            return self._place(x[index], None if context is None else context[index])
+        return self._place(*_split(self._next_from_iterable(), self.owner))
+
+    def _next_from_iterable(self) -> Any:
+        for attempt in range(2):
+            if self._pass is None:
+                self._pass, self._taken_in_pass = iter(self.data), 0
+            try:
+                item = next(self._pass)
+                self._taken_in_pass += 1
+                return item
+            except StopIteration:
+                empty = self._taken_in_pass == 0
+                self._pass = None
+                if empty:
+                    break
+        raise DataError(
+            f"{self.owner}: the data iterable yielded no batches (a one-shot iterator is used up after one pass; "
+            "pass a DataLoader or another re-iterable)"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream is: generator state, unvisited permutation rows, batches taken in this pass."""
+        return {"generator": self.generator.get_state(), "order": self._order.clone(), "taken_in_pass": self._taken_in_pass}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`."""
+        self.generator.set_state(state["generator"])
+        self._order = state["order"].clone()
+        skip = int(state["taken_in_pass"])
+        self._pass = None
+        for _ in range(skip):
+            self._next_from_iterable()
+
+
+def batch_stream(
+    data: Any, batch_size: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype, owner: str = "fit"
+) -> BatchStream:
+    """A :class:`BatchStream` over ``data`` (see there)."""
+    return BatchStream(data, batch_size, generator=generator, device=device, dtype=dtype, owner=owner)
 
 
 def one_pass(

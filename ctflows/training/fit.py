@@ -4,26 +4,35 @@
 
 where the terms are the differentiable regularizers the layers report from the same forward pass
 (:func:`ctflows.core.stats.regularization_terms`, e.g. a CNF's kinetic energy; Finlay et al. 2020).
-Other objectives (:mod:`ctflows.training.objectives`) replace the likelihood term.
+Other objectives (:mod:`ctflows.training.objectives`) replace the likelihood term. The budget is a
+number of steps, a number of seconds, or both; the run can be checkpointed and resumed bit for bit, it
+survives non-finite steps, and under ``torchrun`` it trains data-parallel (:mod:`.distributed`).
 """
 from __future__ import annotations
 
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm.auto import tqdm
 
-from ctflows.core.stats import count_stats, regularization_terms
+from ctflows.core.stats import count_stats
 from ctflows.errors import ConfigurationError, TrainingError
-from ctflows.training.data_source import batch_stream, make_generator, placement
+from ctflows.training.checkpoint import save
+from ctflows.training.data_source import BatchStream, make_generator, placement
+from ctflows.training.distributed import DataParallel
 from ctflows.training.evaluate import evaluate
 from ctflows.training.history import History
-from ctflows.training.objectives import MaximumLikelihood, Objective, resolve_objective
-from ctflows.training.schedule import check_schedule, make_scheduler
+from ctflows.training.nonfinite import NonFiniteGuard
+from ctflows.training.objectives import Objective, TrainingLoss, resolve_objective
+from ctflows.training.schedule import Schedule
+from ctflows.training.training_state import (
+    MODEL_FILE, capture_rng, read_state, remove_interrupted_writes, restore_rng, write_state,
+)
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 
@@ -34,7 +43,8 @@ def fit(
     flow: nn.Module,
     data: Any,
     *,
-    steps: int = 2000,
+    steps: int | None = 2000,
+    seconds: float | None = None,
     batch_size: int = 512,
     lr: float = 5e-3,
     weight_decay: float = 0.0,
@@ -51,6 +61,12 @@ def fit(
     callback: Callback | None = None,
     device: torch.device | str | None = None,
     objective: str | Objective = "likelihood",
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    on_nonfinite: str = "skip",
+    max_bad_steps: int = 10,
+    distributed: bool | None = None,
 ) -> History:
     """Train ``flow`` by minibatch maximum likelihood; returns the :class:`History` of the run.
 
@@ -58,17 +74,15 @@ def fit(
         flow: a :class:`~ctflows.core.Flow`; trained in place (moved to ``device`` first if given).
         data: a toy density, a Tensor ``[N, *event]``, an ``(x, context)`` pair or a DataLoader
             (see :mod:`ctflows.training.data_source`).
-        steps: optimizer steps. batch_size: points per step (density samples / tensor rows).
+        steps: optimizer steps (``None``: no step limit; then ``seconds`` must be given).
+        seconds: wall-clock budget of the training steps (evaluations and checkpoint writes not counted);
+            training stops at whichever of ``steps`` and ``seconds`` runs out first, and the learning-rate
+            schedule is laid over that budget (:mod:`ctflows.training.schedule`).
+        batch_size: points per step (density samples / tensor rows); under ``torchrun`` the global batch.
         lr: peak learning rate. weight_decay: decoupled (AdamW) weight decay.
         clip_grad: max gradient norm (``None``: no clipping; the norm is still recorded).
-        schedule: ``"cosine"`` (decay to 0 at the last step) or ``"constant"``; ``warmup``: linear
-            warm-up before it, in steps (int) or as a fraction of ``steps`` (float; see
-            :mod:`ctflows.training.schedule`).
-
-    The defaults (peak lr 5e-3, 30% warm-up, cosine decay, gradient norm clipped at 1) were chosen on
-    eight Gaussians with the default ``realnvp``: over seeds 0–5 they gave KL 0.073–0.093 nats after
-    2,000 steps at batch 512 (``benchmarks/realnvp_defaults.py``), where lr 1e-3 without warm-up and a
-    norm clip of 10 gave 0.15 (seed 0).
+        schedule: ``"cosine"`` (decay to 0 at the end of the budget) or ``"constant"``; ``warmup``: linear
+            warm-up before it, in steps (int) or as a fraction of the budget (float).
         optimizer: ``"adamw"``, ``"adam"`` or a ``torch.optim.Optimizer`` class taking ``lr`` and ``weight_decay``.
         regularization: ``{term name: weight}``; every named term must be reported by some layer, else a
             :class:`ConfigurationError` is raised at the first step.
@@ -83,85 +97,173 @@ def fit(
             straight paths, with minibatch OT coupling; ``FlowMatching(coupling=..., sigma=...)`` for the
             options), or any callable ``(flow, x, context) -> (loss, nll or None)``. Regularization
             weights apply to the likelihood objective only.
+        checkpoint_dir: where ``training_state.pt`` (model, optimizer, schedule position, history, data
+            stream and RNG states; :mod:`.training_state`) and ``model.pt`` (for :func:`ctflows.training.load`)
+            are written atomically: every ``checkpoint_every`` steps, at the end, on Ctrl-C, and before
+            stopping for non-finite steps.
+        resume: continue from ``checkpoint_dir/training_state.pt`` if it exists (else start afresh). With
+            the same arguments, device and deterministic kernels, an interrupted and resumed run ends with
+            the same parameters, to the bit, as an uninterrupted one (density and tensor data).
+        on_nonfinite: when the loss or gradient norm is NaN/Inf: ``"skip"`` the step (no update),
+            ``"restore"`` the last checkpoint's model and optimizer state too, or ``"raise"`` at once.
+            Skipped steps count toward ``steps`` and are listed in ``history.skipped``.
+        max_bad_steps: stop with a :class:`TrainingError` after this many non-finite steps in a row.
+        distributed: data-parallel over a ``torch.distributed`` process group (``None``: when launched by
+            ``torchrun``). Each rank trains on its share of the same global batch; rank 0 alone writes.
 
-    Before the optimizer is made, ``flow`` is run once on the first batch in ``train()`` mode under
-    ``torch.no_grad()``, so that layers which create parameters lazily or initialise them from data
+    The defaults (peak lr 5e-3, 30% warm-up, cosine decay, gradient norm clipped at 1) were chosen on
+    eight Gaussians with the default ``realnvp``: over seeds 0–5 they gave KL 0.073–0.093 nats after
+    2,000 steps at batch 512 (``benchmarks/realnvp_defaults.py``).
+
+    Before the optimizer is made, ``flow`` is run once on the first (global) batch in ``train()`` mode
+    under ``torch.no_grad()``, so that layers which create parameters lazily or initialise them from data
     (ActNorm) have done so; that batch is then also the first training batch.
 
     Raises:
-        TrainingError: the loss or its gradient is NaN or infinite (the step is not applied).
+        TrainingError: too many non-finite steps in a row (or one, with ``on_nonfinite="raise"``).
     """
     # Everything is checked before the first forward pass, which can be costly (an ODE solve).
-    _check_arguments(steps, batch_size, lr, clip_grad, eval_data, eval_every, regularization)
-    check_schedule(schedule, steps, warmup)
+    _check_arguments(steps, seconds, batch_size, lr, clip_grad, eval_data, eval_every, regularization)
+    _check_checkpointing(checkpoint_dir, checkpoint_every, resume)
+    plan = Schedule.build(schedule, warmup, steps=steps, seconds=seconds)
     optimizer_cls = _optimizer_class(optimizer)
-    objective = resolve_objective(objective)
-    weights = dict(regularization or {})
-    likelihood = isinstance(objective, MaximumLikelihood)
-    if weights and not likelihood:
+    loss_of = TrainingLoss(flow, resolve_objective(objective), dict(regularization or {}))
+    if loss_of.weights and not loss_of.likelihood:
         raise ConfigurationError("fit: regularization weights apply to the likelihood objective only")
+    guard = NonFiniteGuard(on_nonfinite, max_bad_steps)
     if device is not None:
         flow.to(device)
     device_, dtype = placement(flow)
-    generator = make_generator(seed)
-    eval_seed = int(torch.randint(2**62, (1,), generator=generator))
-    stream = batch_stream(data, batch_size, generator=generator, device=device_, dtype=dtype)
-
-    flow.train()
-    first = next(stream)
-    if likelihood:  # flow matching trains a lone CNF, which has nothing to initialise from data
-        with torch.no_grad():
-            flow.log_prob(*first)
-    params = [p for p in flow.parameters() if p.requires_grad]
-    if not params:
-        raise ConfigurationError("fit: the model has no trainable parameters")
-    opt = optimizer_cls(params, lr=lr, weight_decay=weight_decay)
-    scheduler = make_scheduler(opt, schedule, total=steps, warmup=warmup)
-
-    history = History()
-    start = time.perf_counter()
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=steps, disable=not show, unit="step", file=sys.stderr, dynamic_ncols=True)
+    group = DataParallel(device_, enabled=distributed)
     try:
-        for step in range(1, steps + 1):
-            x, context = first if step == 1 else next(stream)
-            flow.train()
-            main, nll = objective(flow, x, context)
-            terms = regularization_terms(flow) if likelihood else {}
-            if step == 1:
-                _check_terms_reported(weights, terms)
-            loss = main + sum((w * terms[name] for name, w in weights.items()), torch.zeros_like(main))
-            current_lr = opt.param_groups[0]["lr"]
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise TrainingError(_nonfinite_message("loss", loss_value, step, steps, current_lr, nll, terms))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, math.inf if clip_grad is None else clip_grad))
-            if not math.isfinite(grad_norm):
-                raise TrainingError(_nonfinite_message("gradient norm", grad_norm, step, steps, current_lr, nll, terms))
-            opt.step()
-            scheduler.step()
-            counts = count_stats(flow)  # after backward, so adjoint solves' nfe_backward is in
-            history.record_step(
-                loss=loss_value, nll=math.nan if nll is None else float(nll.detach()), lr=current_lr, grad_norm=grad_norm,
-                terms={k: float(v.detach()) for k, v in terms.items()}, counts=counts,
-            )
-            stop = callback is not None and bool(callback(step, history))
-            if eval_data is not None and (step == steps or stop or (eval_every and step % eval_every == 0)):
-                record = evaluate(flow, eval_data, n=eval_samples, seed=eval_seed)
-                history.evals.append({"step": step, "time": time.perf_counter() - start, **record})
-            bar.update(1)
-            if show:
-                nfe = {k: v for k, v in counts.items() if k.startswith("nfe")}
-                held_out = _last_eval(history)
-                bar.set_postfix(loss=f"{loss_value:.4f}", **held_out, **nfe, refresh=False)
-            if stop:
-                break
+        group.check_batch_size(batch_size)
+        if seed is None:  # every rank must draw the same global batches
+            seed = group.broadcast_int(int(torch.randint(2**62, (1,))), device_)
+        generator = make_generator(seed)
+        eval_seed = int(torch.randint(2**62, (1,), generator=generator))
+        stream = BatchStream(data, batch_size, generator=generator, device=device_, dtype=dtype)
+        config = {"steps": steps, "seconds": seconds, "batch_size": batch_size, "lr": lr, "seed": seed,
+                  "schedule": schedule, "warmup": warmup, "processes": group.world}
+
+        flow.train()
+        first = next(stream)
+        if loss_of.likelihood:  # flow matching trains a lone CNF, which has nothing to initialise from data
+            with torch.no_grad():
+                flow.log_prob(*first)
+        params = [p for p in flow.parameters() if p.requires_grad]
+        if not params:
+            raise ConfigurationError("fit: the model has no trainable parameters")
+        opt = optimizer_cls(params, lr=lr, weight_decay=weight_decay)
+        history, trained_seconds = History(), 0.0
+        if resume and group.main:
+            remove_interrupted_writes(checkpoint_dir)
+        saved = read_state(checkpoint_dir) if resume else None
+        if saved is not None:
+            _check_same_run(saved["config"], config, checkpoint_dir)
+            flow.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            stream.load_state_dict(saved["stream"])
+            history, trained_seconds = History.from_dict(saved["history"]), float(saved["trained_seconds"])
+            eval_seed = int(saved["eval_seed"])
+            restore_rng(saved["rng"])
+        guard.remember(flow, opt)
+        model = group.wrap(loss_of)
+
+        def checkpoint() -> None:
+            if checkpoint_dir is not None and group.main:
+                _write_checkpoint(Path(checkpoint_dir), flow, opt, stream, history, trained_seconds, eval_seed, config)
+                guard.remember(flow, opt)
+
+        start = time.perf_counter()
+        show = group.main and (sys.stderr.isatty() if progress is None else progress)
+        bar = tqdm(total=steps, initial=history.steps, disable=not show, unit="step", file=sys.stderr, dynamic_ncols=True)
+        last_step_seconds = 0.0
+        try:
+            while not plan.exhausted(history.steps, trained_seconds):
+                step = history.steps + 1
+                tick = time.perf_counter()
+                x, context = first if (step == 1 and saved is None) else next(stream)
+                factor = plan.factor(history.steps, trained_seconds + last_step_seconds)
+                for group_ in opt.param_groups:
+                    group_["lr"] = lr * factor
+                flow.train()
+                loss, nll, terms = model(*group.shard(x, context))
+                logged = group.mean(torch.stack([loss.detach(), _or_nan(nll, loss), *(v.detach() for v in terms.values())]))
+                loss_value, nll_value, *term_values = logged.tolist()  # one host sync per step
+                grad_norm = math.nan
+                if guard.finite(loss_value):
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, math.inf if clip_grad is None else clip_grad))
+                applied = guard.finite(loss_value, grad_norm)
+                if applied:
+                    opt.step()
+                    guard.good_step()
+                else:
+                    history.skipped.append(step)
+                counts = count_stats(flow)  # after backward, so adjoint solves' nfe_backward is in
+                history.record_step(
+                    loss=loss_value, nll=nll_value, lr=lr * factor, grad_norm=grad_norm,
+                    terms=dict(zip(terms, term_values)), counts=counts,
+                )
+                last_step_seconds = time.perf_counter() - tick
+                trained_seconds += last_step_seconds
+                if not applied and guard.bad_step(flow, opt):
+                    checkpoint()
+                    raise TrainingError(_nonfinite_message(loss_value, grad_norm, step, steps, lr * factor, guard, checkpoint_dir))
+                stop = callback is not None and bool(callback(step, history))
+                last = stop or plan.exhausted(history.steps, trained_seconds)
+                if group.main and eval_data is not None and (last or (eval_every and step % eval_every == 0)):
+                    record = evaluate(flow, eval_data, n=eval_samples, seed=eval_seed)
+                    history.evals.append({"step": step, "time": trained_seconds, **record})
+                if checkpoint_every and step % checkpoint_every == 0 and not last:
+                    checkpoint()
+                bar.update(1)
+                if show:
+                    nfe = {k: v for k, v in counts.items() if k.startswith("nfe")}
+                    bar.set_postfix(loss=f"{loss_value:.4f}", **_last_eval(history), **nfe, refresh=False)
+                if stop:
+                    break
+            history.wall_time += time.perf_counter() - start
+            checkpoint()
+        except KeyboardInterrupt:
+            # The state after the last completed step is consistent only if no step was half applied.
+            if history.steps == len(history.lr) and checkpoint_dir is not None:
+                history.wall_time += time.perf_counter() - start
+                checkpoint()
+            raise
+        finally:
+            bar.close()
+        return history
     finally:
-        bar.close()
-        history.wall_time = time.perf_counter() - start
-    return history
+        group.close()
+
+
+def _write_checkpoint(
+    directory: Path, flow: nn.Module, opt: torch.optim.Optimizer, stream: BatchStream, history: History,
+    trained_seconds: float, eval_seed: int, config: dict[str, Any],
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    write_state(directory, {
+        "step": history.steps, "trained_seconds": trained_seconds, "eval_seed": eval_seed, "config": config,
+        "model": flow.state_dict(), "optimizer": opt.state_dict(), "history": history.to_dict(),
+        "stream": stream.state_dict(), "rng": capture_rng(),
+    })
+    save(flow, directory / MODEL_FILE, metadata={"step": history.steps, "trained_seconds": trained_seconds})
+
+
+def _check_same_run(saved: dict[str, Any], now: dict[str, Any], directory: Any) -> None:
+    changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+    if changed:
+        listed = ", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in sorted(changed.items()))
+        raise ConfigurationError(
+            f"fit: cannot resume from {directory}: it was written by a run with other settings ({listed}); "
+            "use the same arguments, or another checkpoint_dir for a new run"
+        )
+
+
+def _or_nan(value: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.full_like(like, math.nan) if value is None else value.detach()
 
 
 def _last_eval(history: History) -> dict[str, str]:
@@ -180,13 +282,23 @@ def _optimizer_class(optimizer: str | type[torch.optim.Optimizer]) -> type[torch
     raise ConfigurationError(f"fit: optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer class, got {optimizer!r}")
 
 
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"fit: {name} must be a positive int, got {value!r}")
+
+
 def _check_arguments(
-    steps: int, batch_size: int, lr: float, clip_grad: float | None, eval_data: Any, eval_every: int | None,
-    regularization: dict[str, float] | None,
+    steps: int | None, seconds: float | None, batch_size: int, lr: float, clip_grad: float | None, eval_data: Any,
+    eval_every: int | None, regularization: dict[str, float] | None,
 ) -> None:
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigurationError(f"fit: {name} must be a positive int, got {value!r}")
+    if steps is None and seconds is None:
+        raise ConfigurationError("fit: give a budget: steps, seconds, or both")
+    if steps is not None:
+        _positive_int("steps", steps)
+    if seconds is not None and not (isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+                                    and math.isfinite(seconds) and seconds > 0):
+        raise ConfigurationError(f"fit: seconds must be a positive number, got {seconds!r}")
+    _positive_int("batch_size", batch_size)
     if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise ConfigurationError(f"fit: lr must be a positive number, got {lr!r}")
     if clip_grad is not None and not clip_grad > 0:
@@ -194,29 +306,26 @@ def _check_arguments(
     if eval_every is not None:
         if eval_data is None:
             raise ConfigurationError("fit: eval_every is set but eval_data is None; pass held-out data to evaluate on")
-        if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-            raise ConfigurationError(f"fit: eval_every must be a positive int, got {eval_every!r}")
+        _positive_int("eval_every", eval_every)
     for name, weight in (regularization or {}).items():
         if not isinstance(weight, (int, float)) or not math.isfinite(weight):
             raise ConfigurationError(f"fit: the regularization weight for {name!r} must be a finite number, got {weight!r}")
 
 
-def _check_terms_reported(weights: dict[str, float], terms: dict[str, Tensor]) -> None:
-    missing = sorted(weights.keys() - terms.keys())
-    if missing:
-        reported = sorted(terms) or "none"
-        raise ConfigurationError(
-            f"fit: regularization names {missing} but no layer reported such a term (reported: {reported}). "
-            "Continuous layers report a term only when built with it, e.g. CNF(..., regularization=('kinetic_energy',))."
-        )
+def _check_checkpointing(directory: Any, every: int | None, resume: bool) -> None:
+    if every is not None:
+        _positive_int("checkpoint_every", every)
+    if (every is not None or resume) and directory is None:
+        raise ConfigurationError("fit: checkpoint_every and resume need a checkpoint_dir to write to and read from")
 
 
 def _nonfinite_message(
-    what: str, value: float, step: int, steps: int, lr: float, nll: Tensor | None, terms: dict[str, Tensor]
+    loss: float, grad_norm: float, step: int, steps: int | None, lr: float, guard: NonFiniteGuard, directory: Any
 ) -> str:
-    first = [] if nll is None else [f"nll={float(nll.detach()):.4g}"]
-    parts = ", ".join(first + [f"{k}={float(v.detach()):.4g}" for k, v in terms.items()])
+    what = f"the loss is {loss}" if not math.isfinite(loss) else f"the gradient norm is {grad_norm}"
+    budget = f" of {steps}" if steps is not None else ""
+    saved = f" The last good state is in {directory}." if directory is not None else ""
     return (
-        f"fit: the {what} is {value} at step {step} of {steps} ({parts}); the step was not applied. "
-        f"Try a lower learning rate (lr is {lr:.3g}), a warmup, or a smaller clip_grad, and check the data for outliers."
+        f"fit: {what} at step {step}{budget} ({guard.in_a_row} non-finite step(s) in a row; no update was applied). "
+        f"Try a lower learning rate (lr is {lr:.3g}), a warmup, or a smaller clip_grad, and check the data for outliers.{saved}"
     )

@@ -20,7 +20,8 @@ class History:
         counts: integer counts from the layers per step, e.g. ``"nfe_forward"``, ``"nfe_backward"``
             (``None`` where not reported).
         evals: one dict per evaluation: ``step``, ``time`` (s since start) and :func:`evaluate`'s keys.
-        wall_time: seconds the run took, evaluations included.
+        skipped: steps (1-based) whose loss or gradient was not finite, so no update was applied.
+        wall_time: seconds the run took, evaluations included (summed over resumed segments).
     """
 
     losses: list[float] = field(default_factory=list)
@@ -30,6 +31,7 @@ class History:
     regularization: dict[str, list[float | None]] = field(default_factory=dict)
     counts: dict[str, list[int | None]] = field(default_factory=dict)
     evals: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
     wall_time: float = 0.0
 
     @property
@@ -54,6 +56,12 @@ class History:
         out = dataclasses.asdict(self)
         out["steps"] = self.steps
         return out
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "History":
+        """The inverse of :meth:`to_dict`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
 
 
 def _append_aligned(table: dict[str, list[Any]], values: dict[str, Any], before: int) -> None:

@@ -1,52 +1,80 @@
-"""Learning-rate schedules: linear warm-up, then constant or cosine decay to zero.
+"""Learning-rate schedules driven by the fraction of the training budget spent, in steps or in seconds.
 
-    factor(s) = (s + 1) / W                          for s < W          (warm-up over W steps)
-    factor(s) = ½ (1 + cos(π (s − W) / (S − W)))     for W ≤ s < S     ("cosine", Loshchilov & Hutter 2017)
+    p = max(steps taken / steps, seconds spent / seconds)       (after the step about to be taken)
+    factor(p) = p / w                                for p < w    (linear warm-up over a fraction w)
+    factor(p) = ½ (1 + cos(π (p − w) / (1 − w)))     for p ≥ w    ("cosine", Loshchilov & Hutter 2017)
 
-Step ``s`` counts from 0; ``S`` is the total number of steps; the learning rate is ``lr · factor(s)``.
+The learning rate of a step is ``lr · factor(p)``. With a step budget alone, warm-up over a fraction w of
+S steps is the familiar ``(s + 1) / W`` ramp; with a wall-clock budget the same shape is laid over time,
+so a run cut at ``seconds`` still ends its cosine near zero.
 """
 from __future__ import annotations
 
 import math
-from functools import partial
-
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
+from dataclasses import dataclass
 
 from ctflows.errors import ConfigurationError
 
 SCHEDULES = ("cosine", "constant")
 
 
-def lr_factor(step: int, *, total: int, warmup: int = 0, kind: str = "cosine") -> float:
-    """Multiplier of the base learning rate at ``step`` (0-based) of ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
+def lr_factor(progress: float, *, warmup: float = 0.0, kind: str = "cosine") -> float:
+    """Multiplier of the base learning rate when a fraction ``progress`` ∈ [0, 1] of the budget is spent."""
+    progress = min(max(progress, 0.0), 1.0)
+    if progress < warmup:
+        return progress / warmup
     if kind == "constant":
         return 1.0
-    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 0.5 * (1.0 + math.cos(math.pi * (progress - warmup) / max(1.0 - warmup, 1e-12)))
 
 
-def warmup_steps(warmup: int | float, total: int) -> int:
-    """Warm-up length in steps: an int is a step count, a float in [0, 1) a fraction of ``total``."""
+def warmup_fraction(warmup: int | float, steps: int | None) -> float:
+    """Warm-up as a fraction of the budget: a float in [0, 1) is one, an int counts steps of ``steps``."""
     if isinstance(warmup, float) and 0.0 <= warmup < 1.0:
-        return int(warmup * total)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < total:
+        return warmup
+    if isinstance(warmup, bool) or not isinstance(warmup, int):
+        raise ConfigurationError(f"warmup must be an int step count or a fraction in [0, 1), got {warmup!r}")
+    if steps is None:
         raise ConfigurationError(
-            f"warmup must be an int in [0, steps={total}) or a fraction in [0, 1), got {warmup!r}"
+            f"warmup={warmup} counts steps, but the budget is in seconds only; give a fraction such as warmup=0.3"
         )
-    return warmup
+    if not 0 <= warmup < steps:
+        raise ConfigurationError(f"warmup must be an int in [0, steps={steps}) or a fraction in [0, 1), got {warmup!r}")
+    return warmup / steps
 
 
-def check_schedule(kind: str, total: int, warmup: int | float) -> None:
-    """Raise :class:`ConfigurationError` unless ``kind`` is known and ``warmup`` fits in ``total`` steps."""
-    if kind not in SCHEDULES:
-        raise ConfigurationError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
-    warmup_steps(warmup, total)
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule over a budget of ``steps`` and/or ``seconds`` (whichever runs out first)."""
 
+    kind: str
+    warmup: float  # fraction of the budget
+    steps: int | None
+    seconds: float | None
 
-def make_scheduler(optimizer: Optimizer, kind: str, *, total: int, warmup: int | float = 0) -> LambdaLR:
-    """A scheduler stepping ``optimizer``'s learning rate by :func:`lr_factor`, once per training step."""
-    check_schedule(kind, total, warmup)
-    return LambdaLR(optimizer, partial(lr_factor, total=total, warmup=warmup_steps(warmup, total), kind=kind))
+    @classmethod
+    def build(cls, kind: str, warmup: int | float, *, steps: int | None, seconds: float | None) -> "Schedule":
+        """Check the arguments and make the schedule; raises :class:`ConfigurationError` on bad ones."""
+        if kind not in SCHEDULES:
+            raise ConfigurationError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
+        if steps is None and seconds is None:
+            raise ConfigurationError("give a budget: steps, seconds, or both")
+        return cls(kind, warmup_fraction(warmup, steps), steps, seconds)
+
+    def progress(self, steps_done: int, seconds_done: float) -> float:
+        """Fraction of the budget spent once step ``steps_done + 1`` is taken (``seconds_done`` includes it, estimated)."""
+        fractions = [] if self.steps is None else [(steps_done + 1) / self.steps]
+        if self.seconds is not None:
+            fractions.append(seconds_done / self.seconds)
+        return min(max(fractions), 1.0)
+
+    def factor(self, steps_done: int, seconds_done: float) -> float:
+        """The learning-rate multiplier for the next step."""
+        return lr_factor(self.progress(steps_done, seconds_done), warmup=self.warmup, kind=self.kind)
+
+    def exhausted(self, steps_done: int, seconds_done: float) -> bool:
+        """Whether the budget is spent (no further step should be taken)."""
+        return (self.steps is not None and steps_done >= self.steps) or (
+            self.seconds is not None and seconds_done >= self.seconds
+        )
+

@@ -108,3 +108,16 @@ class LazyAffine(Transform):
 def affine_flow(layer_cls=ElementwiseAffine, features: int = 2, context_features: int | None = None) -> Flow:
     """A one-layer flow ``Flow(layer, StandardNormal)``: q = N(loc, diag exp(2 log_scale))."""
     return Flow(layer_cls(features, context_features), StandardNormal(features))
+
+
+class Flaky(ElementwiseAffine):
+    """Returns a NaN log-det on the calls numbered in ``bad_calls`` (1-based, counting every forward)."""
+
+    def __init__(self, features: int, bad_calls: set[int]) -> None:
+        super().__init__(features)
+        self.bad_calls, self.calls = set(bad_calls), 0
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        self.calls += 1
+        z, logdet = super()._forward(x, context)
+        return z, logdet * math.nan if self.calls in self.bad_calls else logdet

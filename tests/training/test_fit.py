@@ -110,7 +110,7 @@ def test_nonfinite_loss_raises_naming_the_step():
     flow = affine_flow(Exploding)
     before = [p.detach().clone() for p in flow.parameters()]
     with pytest.raises(TrainingError, match=r"step 1 of 5.*lower learning rate"):
-        fit(flow, CorrelatedGaussian(), steps=5)
+        fit(flow, CorrelatedGaussian(), steps=5, on_nonfinite="raise")
     assert all(torch.equal(a, b) for a, b in zip(before, flow.parameters()))
 
 

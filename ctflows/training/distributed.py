@@ -1,0 +1,99 @@
+"""Data-parallel training with ``torch.distributed``: one process per device, launched by ``torchrun``.
+
+Every rank draws the same global batch (same seed) and trains on its contiguous share of it; DDP averages
+the gradients, so with equal shares the update equals a single process's on the whole batch:
+
+    ∇ (1/B) Σ_b ℓ_b  =  (1/R) Σ_r ∇ (R/B) Σ_{b ∈ shard r} ℓ_b
+
+Backend: NCCL on CUDA, gloo on CPU. Only rank 0 writes checkpoints, evaluates and shows progress.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ctflows.errors import ConfigurationError
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one of several started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+class DataParallel:
+    """The process group of one ``fit`` call, or a single-process stand-in with the same methods.
+
+    Attributes:
+        rank, world: this process's rank and the number of processes (0 and 1 when not distributed).
+        main: whether this is rank 0, the one that writes.
+    """
+
+    def __init__(self, device: torch.device, *, enabled: bool | None = None) -> None:
+        enabled = launched_by_torchrun() or dist.is_initialized() if enabled is None else enabled
+        self.owns_group = False
+        if enabled and not dist.is_initialized():
+            if not dist.is_available():
+                raise ConfigurationError("fit: distributed training was asked for but torch.distributed is not available")
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            if device.type == "cuda":
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
+            self.owns_group = True
+        self.enabled = bool(enabled)
+        self.rank = dist.get_rank() if self.enabled else 0
+        self.world = dist.get_world_size() if self.enabled else 1
+        self.main = self.rank == 0
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raise :class:`ConfigurationError` unless the global batch splits evenly across the processes."""
+        if batch_size % self.world:
+            raise ConfigurationError(
+                f"fit: batch_size={batch_size} does not split evenly over {self.world} processes; "
+                f"use a multiple of {self.world} (it is the global batch)"
+            )
+
+    def shard(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """This rank's contiguous share of a global batch ``[B, ...] -> [B / world, ...]``."""
+        if self.world == 1:
+            return x, context
+        share = x.shape[0] // self.world
+        rows = slice(self.rank * share, (self.rank + 1) * share)
+        return x[rows], None if context is None else context[rows]
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """``module`` under DDP when distributed (parameters broadcast from rank 0), else itself."""
+        if not self.enabled:
+            return module
+        device_ids = [module_device(module).index] if module_device(module).type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids)
+
+    def mean(self, values: Tensor) -> Tensor:
+        """The mean of ``values`` over processes (a no-op with one)."""
+        if self.world == 1:
+            return values
+        values = values.clone()
+        dist.all_reduce(values)
+        return values / self.world
+
+    def broadcast_int(self, value: int, device: torch.device) -> int:
+        """Rank 0's ``value`` on every rank."""
+        if self.world == 1:
+            return value
+        holder = torch.tensor([value], dtype=torch.long, device=device)
+        dist.broadcast(holder, src=0)
+        return int(holder)
+
+    def close(self) -> None:
+        """Tear the group down if this object made it."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """Device of the module's first parameter (CPU if it has none)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))

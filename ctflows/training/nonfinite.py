@@ -1,0 +1,55 @@
+"""What ``fit`` does when a step's loss or gradient is NaN or infinite: skip it, maybe roll back, count it.
+
+A skipped step applies no update. ``"restore"`` also puts back the model and optimizer state of the last
+checkpoint (or of the start), for runs that have wandered into a region where every batch diverges.
+After ``max_bad_steps`` bad steps in a row ``fit`` stops with a :class:`TrainingError`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ctflows.errors import ConfigurationError
+
+POLICIES = ("skip", "restore", "raise")
+
+
+class NonFiniteGuard:
+    """Counts bad steps and keeps the snapshot ``"restore"`` rolls back to."""
+
+    def __init__(self, policy: str, max_bad_steps: int) -> None:
+        if policy not in POLICIES:
+            raise ConfigurationError(f"fit: on_nonfinite must be one of {POLICIES}, got {policy!r}")
+        if isinstance(max_bad_steps, bool) or not isinstance(max_bad_steps, int) or max_bad_steps < 1:
+            raise ConfigurationError(f"fit: max_bad_steps must be a positive int, got {max_bad_steps!r}")
+        self.policy, self.max_bad_steps = policy, max_bad_steps
+        self.in_a_row = 0
+        self._snapshot: dict[str, Any] | None = None
+
+    @staticmethod
+    def finite(*values: float) -> bool:
+        """Whether every value is a finite number."""
+        return all(math.isfinite(v) for v in values)
+
+    def good_step(self) -> None:
+        """A step was applied: the run of bad steps is over."""
+        self.in_a_row = 0
+
+    def bad_step(self, flow: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+        """Record a bad step (rolling back under ``"restore"``); True when it is one too many in a row."""
+        self.in_a_row += 1
+        if self.policy == "restore" and self._snapshot is not None:
+            flow.load_state_dict(self._snapshot["model"])
+            optimizer.load_state_dict(self._snapshot["optimizer"])
+        return self.policy == "raise" or self.in_a_row >= self.max_bad_steps
+
+    def remember(self, flow: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Keep the current state as the one ``"restore"`` returns to (only under that policy: it costs a copy)."""
+        if self.policy == "restore":
+            self._snapshot = {
+                "model": copy.deepcopy(flow.state_dict()), "optimizer": copy.deepcopy(optimizer.state_dict()),
+            }

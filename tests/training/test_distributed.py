@@ -1,0 +1,48 @@
+"""Data-parallel training: two gloo processes under torchrun end where one process with the same global
+batch ends (float64, so that summation order is the only difference)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.train_worker import build
+
+WORKER = Path(__file__).with_name("train_worker.py")
+ENV = {"PATH": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parents[2])}
+
+
+def train(out: Path, model: str, processes: int) -> dict[str, torch.Tensor]:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    command = (launcher if processes > 1 else [sys.executable]) + [str(WORKER), "--model", model, "--double", "--steps", "8", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return torch.load(out / "params.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("model", ["realnvp", "cnf"])  # the CNF uses the adjoint method
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, model):
+    one = train(tmp_path / "one", model, 1)
+    two = train(tmp_path / "two", model, 2)
+    initial = train_free_initial(model)
+    for name in one:
+        assert torch.allclose(one[name], two[name], rtol=0, atol=1e-9), name
+    # and training moved the parameters, so the agreement is not that of two untouched models
+    assert any(not torch.allclose(one[k], initial[k]) for k in one)
+
+
+def train_free_initial(model: str) -> dict[str, torch.Tensor]:
+    return {k: v.double() if v.is_floating_point() else v for k, v in build(model).state_dict().items()}
+
+
+def test_batch_must_split_evenly():
+    from ctflows.errors import ConfigurationError
+    from ctflows.training.distributed import DataParallel
+
+    group = DataParallel(torch.device("cpu"), enabled=False)
+    group.world = 3  # the check only needs the count
+    with pytest.raises(ConfigurationError, match="multiple of 3"):
+        group.check_batch_size(64)

@@ -1,0 +1,63 @@
+"""Non-finite steps: skipped without touching the model, counted, rolled back on request, and fatal
+(with a usable checkpoint) only after too many in a row."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ctflows.core import Flow, StandardNormal
+from ctflows.errors import ConfigurationError, TrainingError
+from ctflows.training import fit, load
+from training.fakes import CorrelatedGaussian, Flaky
+
+
+def flaky_flow(bad_calls: set[int]) -> Flow:
+    return Flow(Flaky(2, bad_calls), StandardNormal(2))
+
+
+def test_bad_steps_are_skipped_counted_and_leave_the_model_alone():
+    # Call 1 is fit's initialising pass, so calls 4 and 5 are steps 3 and 4.
+    flow = flaky_flow({4, 5})
+    seen = {}
+
+    def watch(step, history):
+        seen[step] = [p.detach().clone() for p in flow.parameters()]
+
+    history = fit(flow, CorrelatedGaussian(), steps=8, batch_size=32, seed=0, callback=watch)
+    assert history.skipped == [3, 4] and history.steps == 8
+    for step in (3, 4):
+        assert all(torch.equal(a, b) for a, b in zip(seen[step - 1], seen[step])), "a skipped step moved the model"
+    assert not all(torch.equal(a, b) for a, b in zip(seen[5], seen[6]))  # training goes on afterwards
+    assert all(torch.isfinite(p).all() for p in flow.parameters())
+
+
+def test_too_many_in_a_row_stops_with_a_loadable_checkpoint(tmp_path):
+    flow = flaky_flow(set(range(6, 100)))
+    with pytest.raises(TrainingError, match=r"3 non-finite step\(s\) in a row.*last good state is in"):
+        fit(flow, CorrelatedGaussian(), steps=50, batch_size=32, seed=0, max_bad_steps=3, checkpoint_dir=tmp_path)
+    saved = load(tmp_path / "model.pt")
+    for a, b in zip(saved.parameters(), flow.parameters()):
+        assert torch.equal(a, b) and torch.isfinite(a).all()
+    saved.transform.bad_calls = set()  # the fake's own fault, not the saved state's
+    assert torch.isfinite(saved.log_prob(torch.zeros(4, 2))).all()
+
+
+def test_restore_rolls_back_to_the_last_checkpoint(tmp_path):
+    flow = flaky_flow({9})  # step 8
+    kept = {}
+
+    def watch(step, history):
+        if step == 5:
+            kept["checkpoint"] = [p.detach().clone() for p in flow.parameters()]
+        if step == 8:
+            kept["after_bad"] = [p.detach().clone() for p in flow.parameters()]
+
+    history = fit(flow, CorrelatedGaussian(), steps=10, batch_size=32, seed=0, on_nonfinite="restore",
+                  checkpoint_dir=tmp_path, checkpoint_every=5, callback=watch)
+    assert history.skipped == [8]
+    assert all(torch.equal(a, b) for a, b in zip(kept["checkpoint"], kept["after_bad"]))
+
+
+def test_policy_is_checked():
+    with pytest.raises(ConfigurationError, match="on_nonfinite"):
+        fit(flaky_flow(set()), CorrelatedGaussian(), steps=2, on_nonfinite="ignore")

@@ -1,0 +1,83 @@
+"""Crash and resume: a run killed with SIGKILL — between steps or halfway through writing a checkpoint —
+and resumed ends with the same parameters, to the bit, as a run that was never interrupted."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ctflows.errors import CheckpointError, ConfigurationError
+from ctflows.training import fit, load
+from training.fakes import CorrelatedGaussian, affine_flow
+
+WORKER = Path(__file__).with_name("train_worker.py")
+
+
+def run_worker(*args: str) -> subprocess.CompletedProcess:
+    env = {"PATH": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parents[2])}
+    return subprocess.run([sys.executable, str(WORKER), *args], capture_output=True, text=True, timeout=240, env=env)
+
+
+def params(directory: Path) -> dict[str, torch.Tensor]:
+    return torch.load(directory / "params.pt", weights_only=True)
+
+
+def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after resuming"
+
+
+@pytest.mark.parametrize("kill", [["--kill-at-step", "13"], ["--kill-in-write", "4"]], ids=["between-steps", "mid-write"])
+def test_sigkilled_run_resumes_to_identical_parameters(tmp_path, kill):
+    reference = run_worker("--out", str(tmp_path / "reference"))
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    checkpoint = tmp_path / "checkpoint"
+    killed = run_worker("--out", str(tmp_path / "killed"), "--checkpoint", str(checkpoint), *kill)
+    assert killed.returncode == -9, killed.stderr[-2000:]  # really killed, mid-run
+    assert not (tmp_path / "killed").exists()
+    resumed = run_worker("--out", str(tmp_path / "resumed"), "--checkpoint", str(checkpoint), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_bitwise_equal(params(tmp_path / "reference"), params(tmp_path / "resumed"))
+    assert not list(checkpoint.glob(".*.tmp")), "a half-written temporary file was left behind"
+    load(checkpoint / "model.pt")  # the user-facing checkpoint is loadable too
+
+
+def test_resume_in_process_matches_and_continues_the_history(tmp_path):
+    def run(steps_before_stop: int | None, resume: bool):
+        torch.manual_seed(0)
+        flow = affine_flow()
+        stop = (lambda step, h: step == steps_before_stop) if steps_before_stop else None
+        history = fit(flow, CorrelatedGaussian(), steps=30, batch_size=32, seed=1, callback=stop,
+                      checkpoint_dir=tmp_path, checkpoint_every=7, resume=resume)
+        return flow, history
+
+    whole, whole_history = run(None, resume=False)
+    for path in tmp_path.iterdir():
+        path.unlink()
+    run(11, resume=False)  # stops early (a checkpoint is written when it stops)
+    resumed, history = run(None, resume=True)
+    assert history.losses == whole_history.losses and history.steps == 30
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_resume_refuses_a_run_with_other_settings(tmp_path):
+    fit(affine_flow(), CorrelatedGaussian(), steps=5, batch_size=16, seed=0, checkpoint_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match=r"cannot resume.*batch_size: 16 then, 32 now"):
+        fit(affine_flow(), CorrelatedGaussian(), steps=5, batch_size=32, seed=0, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_resume_rejects_a_foreign_file(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "training_state.pt")
+    with pytest.raises(CheckpointError, match="not a ctflows training state"):
+        fit(affine_flow(), CorrelatedGaussian(), steps=5, batch_size=16, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_checkpointing_needs_a_directory():
+    with pytest.raises(ConfigurationError, match="need a checkpoint_dir"):
+        fit(affine_flow(), CorrelatedGaussian(), steps=5, checkpoint_every=2)

@@ -1,0 +1,46 @@
+"""A wall-clock budget: training stops when it is spent and the schedule is laid over it."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ctflows.errors import ConfigurationError
+from ctflows.training import fit
+from ctflows.training.schedule import Schedule, lr_factor
+from training.fakes import CorrelatedGaussian, affine_flow
+
+
+def test_seconds_budget_stops_training_and_ends_the_cosine():
+    started = time.perf_counter()
+    history = fit(affine_flow(), CorrelatedGaussian(), steps=None, seconds=1.0, batch_size=16, lr=1e-2)
+    took = time.perf_counter() - started
+    assert 1.0 <= took < 10
+    assert history.steps > 10
+    assert history.lr[-1] < 1e-2 * 0.05  # the cosine got (nearly) to its end
+    peak = max(history.lr)
+    assert history.lr.index(peak) > 0  # warm-up first
+
+
+def test_steps_cap_a_seconds_budget():
+    history = fit(affine_flow(), CorrelatedGaussian(), steps=7, seconds=60.0, batch_size=16)
+    assert history.steps == 7
+
+
+def test_progress_is_the_larger_of_the_two_fractions():
+    plan = Schedule.build("cosine", 0.25, steps=100, seconds=10.0)
+    assert plan.progress(9, 1.0) == pytest.approx(0.1)  # steps lead
+    assert plan.progress(9, 5.0) == pytest.approx(0.5)  # time leads
+    assert plan.exhausted(100, 0.0) and plan.exhausted(3, 10.0) and not plan.exhausted(3, 9.9)
+    assert lr_factor(0.125, warmup=0.25) == pytest.approx(0.5)
+    assert lr_factor(0.625, warmup=0.25) == pytest.approx(0.5)  # half way down the cosine
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": None}, "give a budget"),
+    ({"steps": None, "seconds": -1.0}, "seconds must be a positive number"),
+    ({"steps": None, "seconds": 1.0, "warmup": 5}, "give a fraction"),
+])
+def test_bad_budgets(kwargs, message):
+    with pytest.raises(ConfigurationError, match=message):
+        fit(affine_flow(), CorrelatedGaussian(), **kwargs)

@@ -1,0 +1,84 @@
+"""A training run in its own process, for the crash-and-resume and torchrun tests (not a test module).
+
+    python train_worker.py --model realnvp --out DIR [--checkpoint DIR] [--resume]
+                           [--kill-at-step K | --kill-in-write N] [--batch-size B] [--steps S] [--double]
+
+Writes the final parameters to ``OUT/params.pt`` (rank 0). ``--kill-at-step K`` SIGKILLs the process after
+step K; ``--kill-in-write N`` SIGKILLs it halfway through writing its N-th checkpoint file.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import signal
+from pathlib import Path
+
+import torch
+
+import ctflows
+from ctflows.training import fit
+
+
+def build(model: str) -> ctflows.Flow:
+    torch.manual_seed(0)
+    if model == "realnvp":
+        return ctflows.models.realnvp(2, blocks=4, hidden=(16, 16), seed=0)
+    if model == "cnf":
+        # A fixed-step solver: adaptive steps would depend on which points share a batch.
+        return ctflows.models.cnf(2, hidden=(16, 16), adjoint=True, method="rk4", step_size=0.25)
+    raise SystemExit(f"unknown model {model}")
+
+
+def die_halfway_through_write(nth: int) -> None:
+    """Make the nth torch.save into an open file write half its bytes, then SIGKILL this process."""
+    real_save, calls = torch.save, [0]
+
+    def save(obj, f, *args, **kwargs):
+        if hasattr(f, "write"):
+            calls[0] += 1
+            if calls[0] == nth:
+                buffer = io.BytesIO()
+                real_save(obj, buffer, *args, **kwargs)
+                f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+                f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real_save(obj, f, *args, **kwargs)
+
+    torch.save = save
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="realnvp")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--kill-at-step", type=int)
+    parser.add_argument("--kill-in-write", type=int)
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--double", action="store_true", help="float64 model")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.kill_in_write:
+        die_halfway_through_write(args.kill_in_write)
+
+    def callback(step: int, history) -> None:
+        if step == args.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    flow = build(args.model)
+    if args.double:
+        flow = flow.double()
+    data = ctflows.data.get_density("eight_gaussians")
+    fit(flow, data, steps=args.steps, batch_size=args.batch_size, lr=1e-2, seed=3, progress=False,
+        checkpoint_dir=args.checkpoint, checkpoint_every=5 if args.checkpoint else None, resume=args.resume,
+        callback=callback)
+    if int(os.environ.get("RANK", "0")) == 0:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().clone() for k, v in flow.state_dict().items()}, Path(args.out) / "params.pt")
+
+
+if __name__ == "__main__":
+    main()
