@@ -120,7 +120,9 @@ class AugmentedDynamics:
         # torchdiffeq hands callbacks the user's time (negated when integrating backwards) and the tupled state.
         if self.steps > self.settings.max_num_steps:
             reason = f"more than max_num_steps={self.settings.max_num_steps} steps"
-        elif not bool(t0.abs() + dt.abs() > t0.abs()):
+        # Only adaptive solves (no step_size) can shrink their step to nothing; a fixed grid skips this
+        # comparison and so the host-device synchronisation it costs on a GPU.
+        elif self.settings.step_size is None and not bool(t0.abs() + dt.abs() > t0.abs()):
             reason = f"step size underflow at t={float(t0):.6g}, dt={float(dt):.3g}"
         elif check_finite and not all(bool(torch.isfinite(y).all()) for y in (y0 if isinstance(y0, tuple) else (y0,))):
             reason = f"non-finite values in the state at t={float(t0):.6g}"
