@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 
 from ctflows.core.distributions import Distribution
 from ctflows.core.transform import Chain, Transform
-from ctflows.core.validation import check_tensor
+from ctflows.core.validation import check_context, check_tensor, placement
 from ctflows.errors import ConfigurationError, InputError
 
 
@@ -75,8 +76,10 @@ class Flow(nn.Module):
 
         log p(x) = log p_z(z) - log|det ∂f⁻¹/∂z|.
         """
-        if not isinstance(n, int) or n <= 0:
-            raise InputError(f"Flow.sample: n must be a positive integer, got {n!r}")
+        # bool is an Integral too, but sample(True) is a bug, not a request for one sample.
+        if isinstance(n, bool) or not isinstance(n, Integral) or n <= 0:
+            raise InputError(f"Flow.sample: n must be a positive integer, got {n!r} ({type(n).__name__})")
+        n = int(n)
         context = self._expand_context(context, n)
         z = self.base.sample(n, context, generator=generator)
         x, logdet_inverse = self.transform._inverse(z, context)
@@ -85,18 +88,22 @@ class Flow(nn.Module):
         return x, self.base.log_prob(z, context) - logdet_inverse
 
     def _expand_context(self, context: Tensor | None, n: int) -> Tensor | None:
+        """Check a sampling context and give it ``n`` rows: ``[c]`` or ``[1, c]`` is shared, ``[n, c]`` kept."""
+        owner = "Flow.sample"
         features = self.context_features
         if features is None:
+            check_context(owner, context, None, n)  # refuses a context the model would ignore
             return None
         if context is None:
-            raise InputError(f"Flow.sample: this model is conditional; pass a context of shape [{features}] or [n, {features}]")
-        if context.dim() == 1:
+            raise InputError(f"{owner}: this model is conditional; pass a context of shape [{features}] or [n, {features}]")
+        if isinstance(context, Tensor) and context.dim() == 1:
             context = context.unsqueeze(0)
+        device, dtype = placement(self)
+        check_tensor(owner, context, (features,), name="context", device=device, dtype=dtype)
         if context.shape[0] == 1:
-            context = context.expand(n, -1)
-        check_tensor("Flow.sample", context, (features,), name="context")
+            return context.expand(n, -1)
         if context.shape[0] != n:
-            raise InputError(f"Flow.sample: context has {context.shape[0]} rows; give 1 (shared) or n={n}")
+            raise InputError(f"{owner}: context has {context.shape[0]} rows; give 1 (shared) or n={n}")
         return context
 
     def stats(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 from torch import Tensor, nn
 
-from ctflows.core.validation import check_context, check_tensor
+from ctflows.core.validation import check_context, check_placement, check_tensor, placement
 from ctflows.errors import ConfigurationError
 
 
@@ -46,10 +46,15 @@ class Transform(nn.Module):
         return self._inverse(z, context)
 
     def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
-        """Raise :class:`~ctflows.errors.InputError` if ``x`` or ``context`` cannot be fed to this layer."""
+        """Raise :class:`~ctflows.errors.InputError` if ``x`` or ``context`` cannot be fed to this layer.
+
+        Besides shape and finiteness, both must be on the layer's device and have its floating dtype, and a
+        context is refused by a layer that takes none (see ``core/validation.py`` for why).
+        """
         owner = type(self).__name__
-        check_tensor(owner, x, self.event_shape, name=name)
-        check_context(owner, context, self.context_features, x.shape[0])
+        device, dtype = placement(self)
+        check_tensor(owner, x, self.event_shape, name=name, device=device, dtype=dtype)
+        check_context(owner, context, self.context_features, x.shape[0], device=device, dtype=dtype)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -89,8 +94,11 @@ class Chain(Transform):
     def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
         # The end a tensor enters decides its expected shape (layers such as squeeze change it).
         end = self.layers[-1] if inverse else self.layers[0]
-        end.check(x, context, name=name, inverse=inverse)
-        check_context("Chain", context, self.context_features, x.shape[0])
+        end.check(x, context if end.context_features is not None else None, name=name, inverse=inverse)
+        # The end layer may hold no floating tensors (a permutation); the chain's dtype still binds.
+        device, dtype = placement(self)
+        check_placement("Chain", x, device, dtype, name=name)
+        check_context("Chain", context, self.context_features, x.shape[0], device=device, dtype=dtype)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         total = zeros_logdet(x)

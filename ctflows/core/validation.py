@@ -2,13 +2,40 @@
 
 They run once at the public entry point (``Transform.forward`` / ``Transform.inverse``, ``Flow.log_prob``),
 not inside every sub-layer, so that a deep model pays for one check per call.
+
+Policy for tensors that do not match the model: a floating input whose dtype differs from the model's
+floating parameters, or any tensor on another device, is rejected rather than cast, because a silent cast
+either loses precision (float64 -> float32) or hides a model that was never moved; ``fit`` and
+``evaluate`` cast their batches to the model's dtype and device themselves.
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ctflows.errors import InputError
+
+
+def placement(module: nn.Module) -> tuple[torch.device | None, torch.dtype | None]:
+    """The device of ``module``'s tensors and the dtype of its floating ones (``None`` where it has none).
+
+    A layer without floating tensors (a permutation) accepts any floating dtype; one without any tensors
+    accepts any device.
+    """
+    device = dtype = None
+    for tensor in _tensors(module):
+        if device is None:
+            device = tensor.device
+        if tensor.is_floating_point():
+            return device, tensor.dtype
+    return device, dtype
+
+
+def _tensors(module: nn.Module) -> Iterator[Tensor]:
+    yield from module.parameters()
+    yield from module.buffers()
 
 
 def check_tensor(
@@ -17,6 +44,8 @@ def check_tensor(
     event_shape: tuple[int, ...] | None,
     *,
     name: str = "input",
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
 ) -> None:
     """Raise :class:`InputError` unless ``x`` is a finite floating tensor of shape ``[batch, *event_shape]``.
 
@@ -25,35 +54,75 @@ def check_tensor(
         x: tensor to check.
         event_shape: expected trailing shape, or ``None`` to accept any.
         name: what ``x`` is called in the message.
+        device: the owner's device; ``x`` must be on it (``None``: any device).
+        dtype: the owner's floating dtype; ``x`` must have it (``None``: any floating dtype).
     """
     if not isinstance(x, Tensor):
-        raise InputError(f"{owner}: {name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
+        want = f", dtype={dtype}" if dtype is not None else ""
         raise InputError(
-            f"{owner}: {name} must be a floating-point tensor, got dtype {x.dtype}; convert it with .float() or .double()"
+            f"{owner}: {name} must be a torch.Tensor, got {type(x).__name__}; convert it with torch.as_tensor({name}{want})"
         )
+    if not x.is_floating_point():
+        want = f".to({dtype})" if dtype is not None else ".float() or .double()"
+        raise InputError(f"{owner}: {name} must be a floating-point tensor, got dtype {x.dtype}; convert it with {want}")
+    check_placement(owner, x, device, dtype, name=name)
     if event_shape is not None:
         expected = (len(event_shape) + 1, tuple(event_shape))
         if x.dim() != expected[0] or tuple(x.shape[1:]) != expected[1]:
             want = "[batch, " + ", ".join(str(s) for s in event_shape) + "]"
             raise InputError(f"{owner}: {name} must have shape {want}, got {list(x.shape)}")
+    if x.dim() == 0:
+        raise InputError(f"{owner}: {name} is a scalar; it needs a batch dimension first, e.g. {name}.reshape(1, -1)")
     if x.shape[0] == 0:
-        raise InputError(f"{owner}: {name} has an empty batch (shape {list(x.shape)})")
+        raise InputError(f"{owner}: {name} has an empty batch (shape {list(x.shape)}); pass at least one row")
+    if x.device.type == "meta":
+        return  # a meta tensor has a shape but no values, so there is nothing finite or not to count
     if not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
         raise InputError(f"{owner}: {name} contains {bad} NaN or Inf value(s); clean the data before passing it in")
 
 
-def check_context(owner: str, context: Tensor | None, features: int | None, batch: int) -> None:
+def check_placement(
+    owner: str, x: Tensor, device: torch.device | None, dtype: torch.dtype | None, *, name: str = "input"
+) -> None:
+    """Raise :class:`InputError` if ``x`` is not on ``device`` or (being floating) not of ``dtype``."""
+    if device is not None and x.device != device:
+        raise InputError(
+            f"{owner}: {name} is on device {x.device} but the layer is on {device}; "
+            f"move one to the other, e.g. {name}.to({str(device)!r})"
+        )
+    if dtype is not None and x.is_floating_point() and x.dtype != dtype:
+        raise InputError(
+            f"{owner}: {name} has dtype {x.dtype} but the layer's parameters are {dtype}; "
+            f"convert it with {name}.to({dtype}) or the model with .to({x.dtype})"
+        )
+
+
+def check_context(
+    owner: str,
+    context: Tensor | None,
+    features: int | None,
+    batch: int,
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> None:
     """Raise :class:`InputError` unless ``context`` fits a layer that takes ``features`` context features.
 
-    ``features=None`` means the owner ignores context, so any value (including ``None``) is accepted.
+    ``features=None`` means the owner takes no context, and then ``context`` must be ``None``: a context
+    that would be silently ignored is almost always a model built without ``context_features``.
     """
     if features is None:
+        if context is not None:
+            shape = list(context.shape) if isinstance(context, Tensor) else type(context).__name__
+            raise InputError(
+                f"{owner}: takes no context but got one ({shape}); pass context=None, "
+                "or build the model with context_features=... to make it conditional"
+            )
         return
     if context is None:
-        raise InputError(f"{owner}: this model is conditional and needs a context of shape [batch, {features}]")
-    check_tensor(owner, context, (features,), name="context")
+        raise InputError(f"{owner}: this layer is conditional and needs a context; pass one of shape [batch, {features}]")
+    check_tensor(owner, context, (features,), name="context", device=device, dtype=dtype)
     if context.shape[0] != batch:
         raise InputError(
             f"{owner}: context has batch size {context.shape[0]} but the input has {batch}; give one context row per input row"

@@ -47,7 +47,8 @@ def _read_npy(path: Path) -> np.ndarray:
     if array.dtype.kind not in "iuf":
         raise DataError(f"{path}: expected a real numeric array, got dtype {array.dtype}")
     if array.ndim != 2:
-        raise DataError(f"{path}: expected a 2-D array [n, d], got shape {list(array.shape)}")
+        hint = "; for one feature per row save array.reshape(-1, 1)" if array.ndim == 1 else ""
+        raise DataError(f"{path}: expected a 2-D array [n, d], got shape {list(array.shape)}{hint}")
     if array.size == 0:
         raise DataError(f"{path}: the array is empty (shape {list(array.shape)})")
     # Check before the cast as well as after: float64 values beyond float32's range become Inf.
@@ -65,6 +66,14 @@ def _parse(cell: str) -> float | None:
         return float(cell)
     except ValueError:
         return None
+
+
+def _separator_hint(cell: str) -> str:
+    # A file written with another separator parses as one non-numeric cell per line.
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), (" ", "spaces")):
+        if sep in cell:
+            return f"; cells must be separated by commas, and this one contains {name}"
+    return ""
 
 
 def _read_csv(path: Path) -> np.ndarray:
@@ -88,7 +97,8 @@ def _read_csv(path: Path) -> np.ndarray:
                     raise DataError(f"{path}: line {line}: expected {width} comma-separated values, got {len(cells)}")
                 for col, (cell, value) in enumerate(zip(cells, values)):
                     if value is None:
-                        raise DataError(f"{path}: line {line}, column {col + 1}: {cell!r} is not a number")
+                        hint = _separator_hint(cell)
+                        raise DataError(f"{path}: line {line}, column {col + 1}: {cell!r} is not a number{hint}")
                     if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
                         raise DataError(
                             f"{path}: line {line}, column {col + 1}: {cell!r} is NaN, Inf or beyond float32's range"

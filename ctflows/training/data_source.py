@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
+from ctflows.core.validation import placement as tensor_placement
 from ctflows.errors import DataError
 
 Batch = tuple[Tensor, "Tensor | None"]
@@ -38,11 +39,9 @@ def exact_log_prob(data: Any) -> Callable[[Tensor], Tensor] | None:
 
 
 def placement(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and floating dtype of ``model``'s first floating parameter or buffer (CPU, default dtype if none)."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.is_floating_point():
-            return t.device, t.dtype
-    return torch.device("cpu"), torch.get_default_dtype()
+    """Device and floating dtype of ``model``'s tensors (the CPU and the default dtype where it has none)."""
+    device, dtype = tensor_placement(model)
+    return device or torch.device("cpu"), dtype or torch.get_default_dtype()
 
 
 def make_generator(seed: int | None) -> torch.Generator:
