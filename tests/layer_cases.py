@@ -13,6 +13,7 @@ from ctflows.core import Transform
 from ctflows.autoregressive import MaskedAutoregressive
 from ctflows.coupling import AdditiveCoupling, AffineCoupling, RQSplineCoupling
 from ctflows.elementary import Planar, Radial
+from ctflows.image import FlatView, glow_step
 from ctflows.residual import ResidualBlock
 from ctflows.linear import ActNorm, LULinear, RandomPermutation, ReversePermutation
 
@@ -88,4 +89,7 @@ CASES: list[LayerCase] = [
         conditional=True,
         atol=1e-7,
     ),
+    # Image layers act on [B, C, H, W]; FlatView presents them to the suite as vectors of C·H·W features.
+    # The multiscale CNF's checks live in tests/image (its row-by-row Jacobian is slow).
+    LayerCase("glow_step_image", lambda d, c: FlatView(glow_step((4, 2, 2), 8)), features=16),
 ]

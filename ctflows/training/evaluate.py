@@ -8,6 +8,11 @@ Layers whose log-det is a stochastic unbiased estimate (Hutchinson) keep the NLL
 variance is per point and so already inside the sd. Such layers set ``stats["logdet_exact"] = False``
 and the result then says ``exact: False``; with ``probes=K > 1`` each point is evaluated K times with
 fresh noise and ``nll_probe_se`` is the standard error of the NLL that comes from the probes alone.
+
+For integer images (``levels=L``) the pixels are dequantized once, x = (k + u) / L, and the NLL of x on
+the unit cube is also reported in bits per dimension of the discrete images (Theis et al. 2016):
+
+    bpd = (NLL + D ln L) / (D ln 2)
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from torch import Tensor, nn
 
 from ctflows.continuous.likelihood import estimate_log_prob
 from ctflows.errors import ConfigurationError, DataError
+from ctflows.image.bits import nats_to_bits_per_dim
+from ctflows.image.dequantization import dequantize
 from ctflows.training.data_source import exact_log_prob, make_generator, one_pass, placement
 
 
@@ -32,6 +39,7 @@ def evaluate(
     seed: int | None = None,
     generator: torch.Generator | None = None,
     probes: int = 1,
+    levels: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``flow.log_prob`` on ``data`` in ``eval()`` mode under ``torch.no_grad()``.
 
@@ -45,10 +53,12 @@ def evaluate(
         seed, generator: where a density's samples come from (a CPU generator); ``generator`` wins.
         probes: evaluations per point when a layer estimates its log-det (e.g. a CNF evaluated with
             Hutchinson's estimator); their mean is used and their spread reported as ``nll_probe_se``.
+        levels: ``data`` is a Tensor of integer images ``[N, C, H, W]`` with values ``0 … levels-1``; they
+            are dequantized (noise from ``seed``/``generator``) and ``bpd``, ``bpd_se`` are added.
 
     Returns:
         ``{"nll", "nll_se", "n", "exact", "num_nonfinite", "probes", "nll_probe_se"}`` and, when ``data`` has an exact ``log_prob``,
-        ``"kl", "kl_se", "entropy", "entropy_se"`` (nats). ``exact`` is False if any layer estimated its
+        ``"kl", "kl_se", "entropy", "entropy_se"`` (nats); with ``levels``, ``"bpd", "bpd_se"`` (bits/dim). ``exact`` is False if any layer estimated its
         log-det on any batch. Non-finite log-densities are kept (the means become inf/nan) and counted.
 
     Layers that need autograd internally (a CNF's exact divergence) enable it themselves, so the outer
@@ -68,6 +78,10 @@ def evaluate(
             f"evaluate: a context of shape {list(context.shape)} needs Tensor data with one row per point; "
             "for a density or a loader give one shared context [c]"
         )
+    if levels is not None:
+        if not isinstance(data, Tensor):
+            raise ConfigurationError(f"evaluate: levels= needs a Tensor of integer images, got {type(data).__name__}")
+        data = dequantize(data, levels, generator=generator, dtype=dtype)
     log_p_fn = exact_log_prob(data)
     _check_positive("probes", probes)
     log_q, log_p, exact = [], [], True
@@ -99,6 +113,10 @@ def evaluate(
         p = torch.cat(log_p)
         result["kl"], result["kl_se"] = _mean_and_se(p - q)
         result["entropy"], result["entropy_se"] = _mean_and_se(-p)
+    if levels is not None:
+        dims = data[0].numel()
+        result["bpd"] = nats_to_bits_per_dim(result["nll"], dims, levels)
+        result["bpd_se"] = result["nll_se"] / (dims * math.log(2))
     return result
 
 

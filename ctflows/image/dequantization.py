@@ -1,0 +1,70 @@
+"""Uniform dequantization: from integer pixels to a continuous density (Theis et al. 2016; Uria et al. 2013).
+
+    y = k + u,  u ~ U[0, 1)^D   and   x = y / L ∈ [0, 1)^D       (k ∈ {0, …, L-1}^D, L gray levels)
+
+For any density q on [0, 1)^D the discrete model P(k) = ∫_{[0,1)^D} q((k + u)/L) L^{-D} du satisfies
+log P(k) ≥ E_u[log q((k + u)/L)] - D log L (Jensen), so training on fresh noise maximises a lower bound on
+the discrete log-likelihood, and the bits per dimension computed from it are an upper bound.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from ctflows.errors import ConfigurationError, DataError
+
+
+def check_levels(images: Tensor, levels: int, owner: str = "dequantize") -> None:
+    """Raise :class:`DataError` unless ``images [N, ...]`` holds integers ``k ∈ {0, …, L-1}``, L = ``levels``.
+
+    Dequantization ``(k + u) / L`` is only a density on the unit cube for such k (Theis et al. 2016).
+    """
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ConfigurationError(f"{owner}: levels must be an int >= 2 (e.g. 256 for 8-bit images), got {levels!r}")
+    if not isinstance(images, Tensor) or images.dim() < 2 or images.shape[0] == 0:
+        raise DataError(f"{owner}: images must be a non-empty Tensor [N, C, H, W] of integer pixel values")
+    values = images.double()
+    if not bool((values == values.round()).all()) or float(values.min()) < 0 or float(values.max()) > levels - 1:
+        raise DataError(
+            f"{owner}: pixels must be integers in [0, {levels - 1}] for levels={levels}, got values in "
+            f"[{float(values.min()):.4g}, {float(values.max()):.4g}]; pass the raw integer images and their number of levels"
+        )
+
+
+def dequantize(
+    images: Tensor, levels: int, *, generator: torch.Generator | None = None, dtype: torch.dtype | None = None
+) -> Tensor:
+    """Uniform dequantization (Theis et al. 2016): ``x = (k + u) / L``, ``u ~ U[0, 1)``, ``[N, ...] -> [N, ...]`` in ``[0, 1)``.
+
+    The noise comes from ``generator`` (CPU) so a seed gives the same points on every device.
+    """
+    check_levels(images, levels)
+    dtype = dtype or torch.get_default_dtype()
+    noise = torch.rand(images.shape, generator=generator, dtype=dtype)
+    return (images.to(dtype=dtype, device="cpu") + noise).div(levels).to(images.device)
+
+
+class DequantizedImages:
+    """Re-iterable batches of freshly dequantized images, for ``fit``: each pass shuffles and draws new noise.
+
+    Yields ``x [batch, C, H, W]`` in ``[0, 1)`` (the last batch of a pass may be smaller). Noise and order
+    come from one seeded CPU generator, so a run is reproducible.
+    """
+
+    def __init__(self, images: Tensor, levels: int, batch_size: int = 128, *, seed: int = 0) -> None:
+        check_levels(images, levels, owner="DequantizedImages")
+        if batch_size < 1:
+            raise ConfigurationError(f"DequantizedImages: batch_size must be positive, got {batch_size}")
+        self.images, self.levels, self.batch_size = images, levels, int(batch_size)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        order = torch.randperm(self.images.shape[0], generator=self.generator)
+        for start in range(0, len(order), self.batch_size):
+            batch = self.images[order[start : start + self.batch_size]]
+            yield dequantize(batch, self.levels, generator=self.generator)
+
+    def __len__(self) -> int:
+        return -(-self.images.shape[0] // self.batch_size)

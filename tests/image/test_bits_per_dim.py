@@ -1,0 +1,86 @@
+"""Bits per dimension against hand calculations, and dequantization's contract."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ctflows.core import Flow
+from ctflows.core.distributions import Distribution
+from ctflows.core.transform import sum_except_batch
+from ctflows.errors import DataError, InputError
+from ctflows.image import DequantizedImages, Logit, bits_per_dim, dequantize, multiscale_glow
+
+SHAPE = (1, 4, 4)
+
+
+class StandardLogistic(Distribution):
+    """log p(z) = Σ log σ(z) + log σ(-z): the density of logit(U) for U uniform on (0, 1)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.event_shape = shape
+        self.register_buffer("_anchor", torch.zeros(()))  # so that .double() makes the model float64
+
+    def log_prob(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return sum_except_batch(F.logsigmoid(z) + F.logsigmoid(-z))
+
+
+def random_images(levels: int, n: int = 50) -> torch.Tensor:
+    return torch.randint(0, levels, (n, *SHAPE), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("levels", [2, 17, 256])
+def test_uniform_model_gives_log2_levels(levels: int) -> None:
+    # logit with α = 0 and a logistic base: q = 1 on the unit cube, so P(k) = L^-D exactly.
+    flow = Flow(Logit(SHAPE, alpha=0.0), StandardLogistic(SHAPE)).double()
+    result = bits_per_dim(flow, random_images(levels), levels)
+    assert result["bpd"] == pytest.approx(math.log2(levels), abs=1e-9)
+    assert result["bpd_se"] == pytest.approx(0.0, abs=1e-9) and result["exact"]
+
+
+def test_logit_margin_enters_bits_per_dim() -> None:
+    # With α > 0 the same model has q(x) = (1 - 2α)^D on the cube: bpd = log2 L - log2(1 - 2α).
+    alpha, levels = 0.05, 17
+    flow = Flow(Logit(SHAPE, alpha=alpha), StandardLogistic(SHAPE)).double()
+    result = bits_per_dim(flow, random_images(levels), levels)
+    assert result["bpd"] == pytest.approx(math.log2(levels) - math.log2(1 - 2 * alpha), abs=1e-9)
+
+
+def test_bits_per_dim_is_the_nll_of_the_dequantized_points_in_bits() -> None:
+    torch.manual_seed(0)
+    flow = multiscale_glow(SHAPE, levels=2, steps=1, hidden=8).double()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    images, levels = random_images(17), 17
+    result = bits_per_dim(flow, images, levels, seed=4)
+    x = dequantize(images, levels, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    with torch.no_grad():
+        log_q = flow.eval().log_prob(x)
+    d = x[0].numel()
+    by_hand = -(log_q - d * math.log(levels)) / (d * math.log(2))
+    assert result["bpd"] == pytest.approx(float(by_hand.mean()), abs=1e-9)
+    assert result["bpd_se"] == pytest.approx(float(by_hand.std() / math.sqrt(len(images))), rel=1e-6)
+
+
+def test_dequantize_stays_in_the_cell_of_each_level() -> None:
+    images = random_images(17)
+    x = dequantize(images, 17, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert x.shape == images.shape and float(x.min()) >= 0 and float(x.max()) < 1
+    assert torch.equal(torch.floor(x * 17).to(torch.uint8), images)
+    with pytest.raises(DataError, match=r"integers in \[0, 16\]"):
+        dequantize(images.float() + 0.5, 17)
+    with pytest.raises(DataError, match=r"integers in \[0, 15\]"):
+        dequantize(images, 16)  # the digits have 17 levels, not 16
+
+
+def test_loader_draws_fresh_noise_every_pass_and_logit_rejects_raw_pixels() -> None:
+    loader = DequantizedImages(random_images(17, n=10), 17, batch_size=4, seed=0)
+    first, second = [torch.cat(list(loader)) for _ in range(2)]
+    assert first.shape == (10, *SHAPE) and len(loader) == 3
+    assert not torch.allclose(torch.sort(first.flatten()).values, torch.sort(second.flatten()).values)
+    with pytest.raises(InputError, match=r"Logit: input must lie in \[0, 1\].*dequantize"):
+        Logit(SHAPE)(random_images(17).float())

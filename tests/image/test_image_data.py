@@ -1,0 +1,59 @@
+"""The bundled digits and the IDX reader, on a small file each test writes."""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ctflows.data.images import DIGITS_LEVELS, load_digits, load_idx_images, read_idx
+from ctflows.errors import DataError
+
+
+def write_idx(path: Path, array: np.ndarray, type_byte: int) -> Path:
+    header = bytes([0, 0, type_byte, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def test_idx_round_trip(tmp_path: Path) -> None:
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 3, 4), dtype=np.uint8)
+    for name in ("images-idx3-ubyte", "images-idx3-ubyte.gz"):
+        loaded = load_idx_images(write_idx(tmp_path / name, images, 0x08))
+        assert loaded.dtype == torch.uint8 and loaded.shape == (5, 1, 3, 4)
+        assert np.array_equal(loaded[:, 0].numpy(), images)
+    values = np.arange(6, dtype=np.int32).reshape(2, 3) - 3
+    assert np.array_equal(read_idx(write_idx(tmp_path / "ints.idx", values, 0x0C)).numpy(), values)
+
+
+def test_malformed_idx_files_raise_data_error_naming_the_file(tmp_path: Path) -> None:
+    images = np.zeros((4, 2, 2), dtype=np.uint8)
+    good = write_idx(tmp_path / "good.idx", images, 0x08).read_bytes()
+    cases = {
+        "truncated.idx": (good[:-3], "truncated"),
+        "long.idx": (good + b"\0", "longer than its header"),
+        "magic.idx": (b"\1" + good[1:], "not an IDX file"),
+        "type.idx": (good[:2] + b"\x07" + good[3:], "unknown IDX type byte 0x07"),
+        "header.idx": (good[:6], "too short"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DataError, match=f"{name}.*{message}"):
+            read_idx(tmp_path / name)
+    labels = write_idx(tmp_path / "labels.idx", np.arange(4, dtype=np.uint8), 0x08)
+    with pytest.raises(DataError, match="labels.idx.*label file"):
+        load_idx_images(labels)
+    with pytest.raises(DataError, match="missing.idx: no such file"):
+        read_idx(tmp_path / "missing.idx")
+
+
+def test_digits_are_17_level_images() -> None:
+    pytest.importorskip("sklearn")
+    images, labels = load_digits(return_labels=True)
+    assert images.dtype == torch.uint8 and images.shape == (1797, 1, 8, 8) and labels.shape == (1797,)
+    assert int(images.max()) == DIGITS_LEVELS - 1 and int(images.min()) == 0
+    assert set(labels.tolist()) == set(range(10))
