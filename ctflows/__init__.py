@@ -6,6 +6,7 @@ from ctflows.data import get_density, list_densities, load_array
 from ctflows.errors import CtflowsError
 from ctflows.linear import ActNorm, LULinear, RandomPermutation, ReversePermutation
 from ctflows.models import cnf, nice, realnvp, resflow, spline
+from ctflows.nonparametric import fit_dual_ascent, fit_gaussianization
 from ctflows.training import evaluate, fit, load, save
 
 __version__ = "0.1.0"
@@ -14,5 +15,5 @@ __all__ = [
     "Transform", "Chain", "Inverse", "Flow", "StandardNormal", "DiagonalNormal",
     "ActNorm", "LULinear", "ReversePermutation", "RandomPermutation", "AdditiveCoupling", "AffineCoupling", "RQSplineCoupling",
     "CNF", "cnf", "realnvp", "nice", "resflow", "spline", "get_density", "list_densities", "load_array", "fit", "evaluate", "save", "load",
-    "CtflowsError",
+    "fit_dual_ascent", "fit_gaussianization", "CtflowsError",
 ]

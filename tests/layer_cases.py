@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
+
 from ctflows.continuous import CNF, FourierMLP, TimeMLP
 from ctflows.core import Transform
 from ctflows.autoregressive import MaskedAutoregressive
@@ -16,6 +18,7 @@ from ctflows.elementary import Planar, Radial
 from ctflows.image import FlatView, glow_step
 from ctflows.residual import ResidualBlock
 from ctflows.linear import ActNorm, LULinear, RandomPermutation, ReversePermutation
+from ctflows.nonparametric import MarginalGaussianization, RadialExpansion, random_rotation
 
 
 @dataclass(frozen=True)
@@ -92,4 +95,12 @@ CASES: list[LayerCase] = [
     # Image layers act on [B, C, H, W]; FlatView presents them to the suite as vectors of C·H·W features.
     # The multiscale CNF's checks live in tests/image (its row-by-row Jacobian is slow).
     LayerCase("glow_step_image", lambda d, c: FlatView(glow_step((4, 2, 2), 8)), features=16),
+    # Tabak's and Gaussianization's elementary maps, with fitted-looking (not identity) parameters.
+    LayerCase("radial_expansion", lambda d, c: RadialExpansion(torch.zeros(d), bandwidth=1.0, beta=0.5)),
+    LayerCase("marginal_gaussianization", lambda d, c: MarginalGaussianization(d, kernels=8)),
+    # Built in float64: a float32 rotation cast up is orthogonal only to about 1e-7.
+    LayerCase(
+        "rotation",
+        lambda d, c: random_rotation(d, generator=torch.Generator().manual_seed(0), dtype=torch.float64),
+    ),
 ]

@@ -1,0 +1,46 @@
+"""Rotations (log-det 0, inverse by transpose) and the whitening LULinear (zero mean, identity covariance)."""
+import pytest
+import torch
+
+from ctflows.errors import ConfigurationError, DataError
+from ctflows.nonparametric import Rotation, pca_rotation, random_rotation, whitening_layer
+
+
+def test_random_and_pca_rotations_are_orthogonal_and_invert():
+    torch.manual_seed(0)
+    x = torch.randn(200, 3, dtype=torch.float64) @ torch.tensor([[2.0, 0.5, 0], [0, 1, 0.3], [0, 0, 0.2]], dtype=torch.float64)
+    for turn in (random_rotation(3, generator=torch.Generator().manual_seed(1), dtype=torch.float64), pca_rotation(x)):
+        q = turn.matrix
+        torch.testing.assert_close(q @ q.T, torch.eye(3, dtype=torch.float64), atol=1e-12, rtol=0)
+        z, logdet = turn(x)
+        assert (logdet == 0).all()
+        torch.testing.assert_close(turn.inverse(z)[0], x, atol=1e-12, rtol=0)
+    z, _ = pca_rotation(x)(x)
+    cov = torch.cov(z.T)
+    torch.testing.assert_close(cov - torch.diag(torch.diagonal(cov)), torch.zeros(3, 3, dtype=torch.float64), atol=1e-10, rtol=0)
+    assert (torch.diff(torch.diagonal(cov)) < 0).all()  # largest variance first
+
+
+def test_rotation_refuses_a_non_orthogonal_matrix():
+    with pytest.raises(ConfigurationError, match="orthogonal"):
+        Rotation(torch.tensor([[1.0, 0.5], [0.0, 1.0]]))
+
+
+def test_whitening_gives_zero_mean_identity_covariance_and_the_right_logdet():
+    torch.manual_seed(0)
+    a = torch.tensor([[2.0, 0.0], [1.5, 0.3]], dtype=torch.float64)
+    x = torch.randn(500, 2, dtype=torch.float64) @ a.T + torch.tensor([3.0, -1.0], dtype=torch.float64)
+    layer = whitening_layer(x)
+    z, logdet = layer(x)
+    torch.testing.assert_close(z.mean(dim=0), torch.zeros(2, dtype=torch.float64), atol=1e-10, rtol=0)
+    torch.testing.assert_close(torch.cov(z.T), torch.eye(2, dtype=torch.float64), atol=1e-10, rtol=0)
+    torch.testing.assert_close(logdet, torch.full_like(logdet, -0.5 * float(torch.logdet(torch.cov(x.T)))), atol=1e-10, rtol=0)
+    torch.testing.assert_close(layer.inverse(z)[0], x, atol=1e-10, rtol=0)
+
+
+def test_whitening_refuses_degenerate_data():
+    line = torch.linspace(0, 1, 50, dtype=torch.float64).unsqueeze(1) * torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    with pytest.raises(DataError, match="singular"):
+        whitening_layer(line)
+    with pytest.raises(DataError, match="more than D"):
+        whitening_layer(torch.randn(2, 2, dtype=torch.float64))
