@@ -1,68 +1,35 @@
-"""What ``make demo`` runs: train a RealNVP flow on a built-in 2-D density, report KL, save a figure.
+"""What ``make demo`` runs: ``ctflows compare`` on a built-in 2-D density, then says where the report is.
 
-    python -m ctflows.demo [--data eight_gaussians] [--steps 2000] [--out demo-output]
+    python -m ctflows.demo [--data eight_gaussians] [--models realnvp,spline,cnf,cnf-fm] [--minutes 0.75] [--out demo-output]
 
-Prints KL(p‖q) to the true density with its Monte Carlo standard error and writes ``DIR/demo.png``
-(true density | learned density | samples) and ``DIR/realnvp.pt`` (a checkpoint).
+Each model trains for the same wall-clock budget on the same data and seed; the report
+(``DIR/report.md``: KL ± standard error, parameters, time per step, evaluation NFE, sampling speed) comes
+with a figure (``DIR/figure.png``) and, for the CNFs, GIFs of the density moving from data to base.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
 
-import torch
+from ctflows.cli.main import main as ctflows_main
 
-from ctflows.data import get_density
-from ctflows.models import realnvp
-from ctflows.training import evaluate, fit, save
-from ctflows.viz import density_panel, sample_panel, side_by_side
-
-BOUNDS = (-4.5, 4.5, -4.5, 4.5)
+MODELS = "realnvp,spline,cnf,cnf-fm"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the demo comparison; returns ``ctflows compare``'s exit status. Extra flags go to ``compare``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="eight_gaussians", help="a built-in 2-D density")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models", default=MODELS)
+    parser.add_argument("--minutes", default="0.75", help="training budget per model (default 0.75)")
     parser.add_argument("--out", default="demo-output")
-    args = parser.parse_args(argv)
-
-    # Small models run faster on one thread than on two competing ones (see README, "Measured").
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
-    density = get_density(args.data)
-    if density.dim != 2:
-        parser.error(f"the demo plots 2-D densities; {args.data} has dimension {density.dim}")
-    flow = realnvp(2, blocks=8, hidden=(64, 64), seed=args.seed)
-    print(f"Training RealNVP (8 affine couplings, hidden 64x64, {sum(p.numel() for p in flow.parameters())} parameters) "
-          f"on {args.data} for {args.steps} steps at batch {args.batch_size}")
-    start = time.perf_counter()
-    fit(flow, density, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
-    seconds = time.perf_counter() - start
-    result = evaluate(flow, density, n=50000, seed=args.seed + 1)
-    print(f"KL(p || q) = {result['kl']:.4f} ± {result['kl_se']:.4f} nats   (test NLL {result['nll']:.4f}; "
-          f"true entropy {result['entropy']:.4f}; {seconds:.1f} s of training)")
-
-    out = Path(args.out)
-    flow.eval()
-    with torch.no_grad():
-        samples = flow.sample(50000, generator=torch.Generator().manual_seed(args.seed))
-    figure = side_by_side(
-        [
-            density_panel("true density", density.log_prob, BOUNDS),
-            density_panel("learned density", flow.log_prob, BOUNDS),
-            sample_panel("samples from the flow", samples, BOUNDS),
-        ],
-        out / "demo.png",
-        suptitle=f"RealNVP on {args.data}: KL = {result['kl']:.3f} ± {result['kl_se']:.3f} nats",
-    )
-    checkpoint = save(flow, out / "realnvp.pt", metadata={"data": args.data, "steps": args.steps, "kl": result["kl"]})
-    print(f"Figure: {figure}\nCheckpoint: {checkpoint}")
-    return 0
+    args, rest = parser.parse_known_args(argv)
+    command = ["compare", "--data", args.data, "--models", args.models, "--minutes", args.minutes, "--out", args.out, *rest]
+    print("ctflows " + " ".join(command), flush=True)
+    status = ctflows_main(command)
+    if status == 0:
+        print(f"Done: open {args.out}/report.md (table) and {args.out}/figure.png (figure).")
+    return status
 
 
 if __name__ == "__main__":

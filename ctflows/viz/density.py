@@ -56,7 +56,8 @@ def side_by_side(panels: Sequence[Panel], path: str | Path, *, suptitle: str | N
         ax.set_title(title, fontsize=10)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    fig.tight_layout()
+    # Leave the top strip to the suptitle; tight_layout alone lets the first row's titles run into it.
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()) if suptitle else None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

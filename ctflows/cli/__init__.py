@@ -1,0 +1,1 @@
+"""The ``ctflows`` command line: ``train``, ``compare``, ``sample``, ``evaluate`` and ``data list`` (see ``main``)."""

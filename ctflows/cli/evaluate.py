@@ -1,0 +1,36 @@
+"""``ctflows evaluate``: NLL, and KL where the density is known, of a saved model (with NFE for CNFs)."""
+from __future__ import annotations
+
+import argparse
+
+from ctflows.cli.dataset import is_file_argument, load_dataset
+from ctflows.core.stats import count_stats
+from ctflows.errors import CheckpointError, ConfigurationError
+from ctflows.training import evaluate, load
+from ctflows.training.checkpoint import read_metadata
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``ctflows evaluate`` with parsed ``args``; returns the exit status."""
+    flow = load(args.checkpoint, map_location="cpu")
+    if not callable(getattr(flow, "log_prob", None)):
+        raise CheckpointError(f"{args.checkpoint} holds a {type(flow).__name__}, which has no log_prob; give a model written by ctflows train")
+    metadata = read_metadata(args.checkpoint)
+    if args.data is None:
+        if "data" not in metadata:
+            raise ConfigurationError(f"{args.checkpoint} does not say what data it was trained on; give --data NAME|FILE")
+        # The file the model was trained on: evaluate on the same held-out 20% that train/compare used.
+        data = load_dataset(metadata["data"], int(metadata.get("seed", 0)))
+    else:
+        data = load_dataset(args.data, args.seed, split=not is_file_argument(args.data))
+    if "dim" in metadata and metadata["dim"] != data.dim:
+        raise ConfigurationError(f"the model was trained on {metadata['dim']}-dimensional data but {data.name} has {data.dim} dimensions")
+    result = evaluate(flow, data.test, n=args.n, seed=args.seed)
+    what = f"{result['n']} {'samples of' if data.density is not None else 'rows of'} {data.name}"
+    print(f"NLL = {result['nll']:.4f} ± {result['nll_se']:.4f} nats on {what}")
+    if "kl" in result:
+        print(f"KL(p || q) = {result['kl']:.4f} ± {result['kl_se']:.4f} nats")
+    nfe = count_stats(flow).get("nfe_forward")
+    if nfe:
+        print(f"NFE of the last log_prob batch: {nfe}")
+    return 0

@@ -1,0 +1,97 @@
+"""`ctflows compare` end to end on a few steps: report.md/json contents, figure and CNF animation, file data."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ctflows.cli.main import main
+from ctflows.data import get_density
+
+TINY = ["--steps", "3", "--eval-samples", "300", "--grid", "20", "--frames", "3", "--animation-grid", "12"]
+NUMBERS = ("nll", "nll_se", "parameters", "steps", "train_seconds", "seconds_per_step", "samples_per_second")
+
+
+def _finite(row, keys):
+    for key in keys:
+        assert isinstance(row[key], (int, float)) and math.isfinite(row[key]), (row["model"], key, row[key])
+
+
+def _table_rows(markdown):
+    return [line for line in markdown.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+
+
+@pytest.fixture(scope="module")
+def density_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    status = main(["compare", "--data", "eight_gaussians", "--models", "realnvp,cnf-fm", "--out", str(out), *TINY])
+    return status, out
+
+
+def test_compare_reports_one_finite_row_per_model(density_run):
+    status, out = density_run
+    assert status == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [r["model"] for r in report["models"]] == ["realnvp", "cnf-fm"]
+    assert report["known_density"] and report["dim"] == 2 and report["seed"] == 0 and report["budget_steps"] == 3
+    for row in report["models"]:
+        _finite(row, NUMBERS + ("kl", "kl_se"))
+        assert row["steps"] == 3
+    realnvp, cnf = report["models"]
+    assert realnvp["eval_nfe"] is None and cnf["eval_nfe"] >= 2  # an adaptive solve takes several steps
+    rows = _table_rows((out / "report.md").read_text())
+    assert [r.split("|")[1].strip() for r in rows] == ["realnvp", "cnf-fm"]
+    assert f"{realnvp['kl']:.3f} ± {realnvp['kl_se']:.3f}" in rows[0]
+
+
+def test_compare_writes_figure_animation_checkpoints(density_run):
+    _, out = density_run
+    report = json.loads((out / "report.json").read_text())
+    figure = Image.open(out / report["figure"])
+    assert figure.size[1] > figure.size[0]  # three rows (truth + 2 models) of three panels
+    gif = Image.open(out / report["animations"]["cnf-fm"])
+    assert gif.n_frames >= 3  # one per time (identical held frames may be merged)
+    assert "realnvp" not in report["animations"]
+    for name in ("realnvp", "cnf-fm"):
+        assert (out / "models" / f"{name}.pt").stat().st_size > 0
+    assert (out / "loss.png").stat().st_size > 0
+
+
+def test_compare_on_a_file_reports_test_nll_and_skips_plots_above_2d(tmp_path):
+    data = get_density("gaussian_mixture", dim=3).sample(200, generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "data.csv"
+    np.savetxt(path, data.numpy(), delimiter=",", header="a,b,c", comments="")
+    out = tmp_path / "out"
+    assert main(["compare", "--data", str(path), "--models", "nice,maf", "--out", str(out), *TINY]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert not report["known_density"] and report["figure"] is None
+    for row in report["models"]:
+        _finite(row, NUMBERS)
+        assert row["kl"] is None and row["eval_points"] == 40  # 20% of 200 rows held out
+    markdown = (out / "report.md").read_text()
+    assert "test NLL (nats)" in markdown and "2-D data only" in markdown and len(_table_rows(markdown)) == 2
+
+
+def test_a_model_that_fails_to_train_is_reported_and_the_others_kept(tmp_path, monkeypatch):
+    from ctflows.cli import compare
+    from ctflows.errors import TrainingError
+
+    real_train = compare.train
+
+    def train_or_fail(name, *args, **kwargs):
+        if name == "nice":
+            raise TrainingError("fit: the loss is nan at step 1\n(try a lower lr)")
+        return real_train(name, *args, **kwargs)
+
+    monkeypatch.setattr(compare, "train", train_or_fail)
+    out = tmp_path / "out"
+    assert main(["compare", "--data", "two_moons", "--models", "nice,realnvp", "--out", str(out), *TINY]) == 1
+    report = json.loads((out / "report.json").read_text())
+    failed, ok = report["models"]
+    assert failed == {"model": "nice", "error": "fit: the loss is nan at step 1 (try a lower lr)"}
+    _finite(ok, NUMBERS + ("kl",))
+    rows = _table_rows((out / "report.md").read_text())
+    assert "failed: fit: the loss is nan" in rows[0] and rows[0].count("|") == rows[1].count("|")
+    assert (out / "figure.png").exists()

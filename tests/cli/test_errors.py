@@ -1,0 +1,69 @@
+"""Every command-line mistake ends with one line on stderr and a non-zero exit, never a traceback."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ctflows.cli.main import main
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "bad.csv").write_text("x,y\n1,2\n3,oops\n")
+    (tmp_path / "ragged.csv").write_text("1,2\n3\n")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    return tmp_path
+
+
+CASES = {
+    "unknown model": (["train", "--data", "two_moons", "--model", "glow9", "--steps", "1", "--out", "{out}"], "unknown model 'glow9'"),
+    "unknown model in a list": (["compare", "--data", "two_moons", "--models", "realnvp,nope", "--steps", "1", "--out", "{out}"], "unknown model 'nope'"),
+    "empty model list": (["compare", "--data", "two_moons", "--models", ",", "--steps", "1", "--out", "{out}"], "--models is empty"),
+    "unknown data": (["train", "--data", "two_moon", "--model", "realnvp", "--steps", "1", "--out", "{out}"], "unknown density 'two_moon'"),
+    "missing file": (["compare", "--data", "{dir}/nothing.csv", "--steps", "1", "--out", "{out}"], "no such file"),
+    "malformed csv": (["train", "--data", "{dir}/bad.csv", "--model", "realnvp", "--steps", "1", "--out", "{out}"], "'oops' is not a number"),
+    "ragged csv": (["train", "--data", "{dir}/ragged.csv", "--model", "realnvp", "--steps", "1", "--out", "{out}"], "expected 2 comma-separated values"),
+    "zero minutes": (["compare", "--data", "two_moons", "--minutes", "0", "--out", "{out}"], "positive number of minutes"),
+    "negative minutes": (["train", "--data", "two_moons", "--model", "nice", "--minutes", "-2", "--out", "{out}"], "positive number of minutes"),
+    "nan minutes": (["train", "--data", "two_moons", "--model", "nice", "--minutes", "nan", "--out", "{out}"], "positive number of minutes"),
+    "zero steps": (["train", "--data", "two_moons", "--model", "nice", "--steps", "0", "--out", "{out}"], "must be at least 1"),
+    "two budgets": (["train", "--data", "two_moons", "--model", "nice", "--steps", "5", "--minutes", "1", "--out", "{out}"], "not allowed with"),
+    "missing --out": (["train", "--data", "two_moons", "--model", "nice"], "--out"),
+    "out is a file": (["train", "--data", "two_moons", "--model", "nice", "--steps", "1", "--out", "{dir}/bad.csv"], "bad.csv"),
+    "not a checkpoint": (["sample", "{dir}/junk.pt", "--out", "{dir}/s.csv"], "not a torch file"),
+    "missing checkpoint": (["evaluate", "{dir}/none.pt"], "no such file"),
+    "samples to .txt": (["sample", "{dir}/junk.pt", "--out", "{dir}/s.txt"], ".csv or .npy"),
+    "negative frames": (["compare", "--data", "two_moons", "--frames", "-1", "--out", "{out}"], "must be 0 or more"),
+    "no command": ([], "required"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_mistake_gives_one_line_and_nonzero_exit(case, files, capsys):
+    argv, expected = CASES[case]
+    argv = [a.format(dir=files, out=files / "out") for a in argv]
+    status = main(argv)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert status != 0
+    assert len(lines) == 1 and "error" in lines[0], captured.err
+    assert expected in lines[0] and "Traceback" not in captured.err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "--data", "two_moons", "--model", "nice", "--steps", "1", "--device", "cuda", "--out", str(tmp_path)]) == 1
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_installed_command_exits_nonzero_without_traceback(tmp_path):
+    # One subprocess (importing torch costs seconds): the real exit status and stderr of the console script.
+    script = shutil.which("ctflows", path=str(Path(sys.executable).parent))
+    command = [script] if script else [sys.executable, "-m", "ctflows.cli"]
+    bad = subprocess.run([*command, "train", "--data", "two_moons", "--model", "glow9", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "unknown model 'glow9'" in bad.stderr

@@ -1,0 +1,67 @@
+"""The plotting helpers' numbers: a CNF's density along t, its paths, per-layer paths, the running mean, the GIF."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ctflows
+from ctflows.continuous.trajectory import cnf_path, density_along_t
+from ctflows.grid import grid_2d
+from ctflows.viz import density_animation, flow_paths
+from ctflows.viz.loss import running_mean
+
+
+@pytest.fixture(scope="module")
+def cnf_flow():
+    torch.manual_seed(0)
+    flow = ctflows.cnf(2, hidden=(16, 16)).double()
+    with torch.no_grad():  # a generic field, not the near-zero one a fresh model starts with
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return flow.eval()
+
+
+def test_density_along_t_runs_from_the_model_to_the_base(cnf_flow):
+    x = torch.randn(64, 2, dtype=torch.float64)
+    log_p = density_along_t(cnf_flow.transform.layers[0], cnf_flow.base.log_prob, x, [0.0, 0.5, 1.0])
+    torch.testing.assert_close(log_p[0], cnf_flow.log_prob(x).detach(), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(log_p[2], cnf_flow.base.log_prob(x))
+
+
+def test_intermediate_density_integrates_to_one(cnf_flow):
+    points, area = grid_2d((-7, 7, -7, 7), 80, dtype=torch.float64)
+    log_p = density_along_t(cnf_flow.transform.layers[0], cnf_flow.base.log_prob, points, [0.4])
+    assert float(log_p.exp().sum() * area) == pytest.approx(1.0, abs=5e-3)
+
+
+def test_cnf_path_ends_where_the_layer_maps_and_flow_paths_follow_discrete_layers(cnf_flow):
+    x = torch.randn(32, 2, dtype=torch.float64)
+    layer = cnf_flow.transform.layers[0]
+    path = cnf_path(layer, x, torch.linspace(0, 1, 5))
+    assert path.shape == (5, 32, 2)
+    torch.testing.assert_close(path[0], x)
+    torch.testing.assert_close(path[-1], layer(x)[0].detach(), atol=1e-6, rtol=1e-6)
+    # Back from the end returns to the start: the same ODE, run T -> 0.
+    torch.testing.assert_close(cnf_path(layer, path[-1], torch.linspace(1, 0, 3))[-1], x, atol=1e-4, rtol=1e-4)
+    realnvp = ctflows.realnvp(2, blocks=2, hidden=(8,), seed=0).double().eval()
+    rows = flow_paths(realnvp, x)
+    assert rows.shape[0] == 2  # discrete layers jump: data, then base
+    torch.testing.assert_close(rows[-1], realnvp.transform(x)[0].detach())
+    hybrid = ctflows.Flow([ctflows.ActNorm(2), layer], ctflows.StandardNormal(2)).double().eval()
+    rows = flow_paths(hybrid, x, cnf_steps=4)
+    assert rows.shape[0] == 1 + 1 + 4  # x, after ActNorm, four CNF times
+    torch.testing.assert_close(rows[-1], hybrid.transform(x)[0].detach(), atol=1e-6, rtol=1e-6)
+
+
+def test_running_mean_matches_the_windowed_mean_and_skips_nan():
+    values = np.array([1.0, 3.0, np.nan, 5.0, 7.0, 9.0])
+    smooth = running_mean(values, 3)
+    expected = [np.nanmean(values[max(0, k - 2): k + 1]) for k in range(len(values))]
+    np.testing.assert_allclose(smooth, expected)
+
+
+def test_density_animation_writes_one_frame_per_time(tmp_path):
+    times = torch.linspace(0, 1, 4)
+    frames = torch.stack([torch.full((8, 8), float(k + 1)) * torch.eye(8).roll(k, 0) for k in range(4)])
+    path = density_animation(times, frames, (-1, 1, -1, 1), tmp_path / "a.gif")
+    assert Image.open(path).n_frames >= 4
