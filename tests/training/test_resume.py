@@ -31,10 +31,16 @@ def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
         assert torch.equal(a[name], b[name]), f"{name} differs after resuming"
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, torch.Tensor]:
+    out = tmp_path_factory.mktemp("reference")
+    done = run_worker("--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return params(out)
+
+
 @pytest.mark.parametrize("kill", [["--kill-at-step", "13"], ["--kill-in-write", "4"]], ids=["between-steps", "mid-write"])
-def test_sigkilled_run_resumes_to_identical_parameters(tmp_path, kill):
-    reference = run_worker("--out", str(tmp_path / "reference"))
-    assert reference.returncode == 0, reference.stderr[-2000:]
+def test_sigkilled_run_resumes_to_identical_parameters(tmp_path, kill, uninterrupted):
 
     checkpoint = tmp_path / "checkpoint"
     killed = run_worker("--out", str(tmp_path / "killed"), "--checkpoint", str(checkpoint), *kill)
@@ -42,17 +48,18 @@ def test_sigkilled_run_resumes_to_identical_parameters(tmp_path, kill):
     assert not (tmp_path / "killed").exists()
     resumed = run_worker("--out", str(tmp_path / "resumed"), "--checkpoint", str(checkpoint), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert_bitwise_equal(params(tmp_path / "reference"), params(tmp_path / "resumed"))
+    assert_bitwise_equal(uninterrupted, params(tmp_path / "resumed"))
     assert not list(checkpoint.glob(".*.tmp")), "a half-written temporary file was left behind"
     load(checkpoint / "model.pt")  # the user-facing checkpoint is loadable too
 
 
-def test_resume_in_process_matches_and_continues_the_history(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_resume_in_process_matches_and_continues_the_history(tmp_path, device):
     def run(steps_before_stop: int | None, resume: bool):
         torch.manual_seed(0)
         flow = affine_flow()
         stop = (lambda step, h: step == steps_before_stop) if steps_before_stop else None
-        history = fit(flow, CorrelatedGaussian(), steps=30, batch_size=32, seed=1, callback=stop,
+        history = fit(flow, CorrelatedGaussian(), steps=30, batch_size=32, seed=1, callback=stop, device=device,
                       checkpoint_dir=tmp_path, checkpoint_every=7, resume=resume)
         return flow, history
 
