@@ -1,8 +1,9 @@
 """``ctflows compare``: the same data, seed and budget for each model, then one report.
 
 Output directory:
-    report.md, report.json    the table (KL or test NLL, parameters, time, NFE, sampling speed) and settings
-    figure.png                true density and data, then per model: density | samples | map (2-D data)
+    report.md, report.json    the table (KL, test NLL or bits/dim, parameters, time, NFE, sampling speed) and settings
+    figure.png                true density and data, then per model: density | samples | map (2-D data);
+                              held-out images, then one row of samples per model (images)
     <model>_density.gif       a CNF's density carried from the data (t = 0) to the base (t = T) (2-D data)
     loss.png                  each model's training loss
     models/<model>.pt         the trained models (``ctflows sample/evaluate`` read them)
@@ -13,9 +14,9 @@ import argparse
 from pathlib import Path
 
 from ctflows.cli.dataset import load_dataset, plot_bounds
-from ctflows.cli.figures import animate, figure_grid, model_panels, truth_panels
-from ctflows.cli.measure import Budget, measure, resolve_device, train
-from ctflows.cli.models import model_spec, parse_model_list
+from ctflows.cli.figures import animate, figure_grid, image_rows, model_panels, truth_panels
+from ctflows.cli.measure import Budget, measure, quality, resolve_device, train
+from ctflows.cli.models import DEFAULT_IMAGE_MODELS, DEFAULT_MODELS, check_models_suit_data, model_spec, parse_model_list
 from ctflows.cli.report import machine, write_report
 from ctflows.errors import SolverError, TrainingError
 from ctflows.training import save
@@ -26,17 +27,19 @@ REFERENCE_POINTS = 20000
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``ctflows compare`` with parsed ``args``; returns 0, or 1 if some model failed to train."""
-    names = parse_model_list(args.models)
     data = load_dataset(args.data, args.seed)
+    names = parse_model_list(args.models or (DEFAULT_IMAGE_MODELS if data.is_image else DEFAULT_MODELS))
+    check_models_suit_data(names, data.is_image, data.name)
     device = resolve_device(args.device)
     budget = Budget.from_options(args.steps, args.minutes, default_minutes=args.default_minutes)
     out = Path(args.out)
     (out / "models").mkdir(parents=True, exist_ok=True)
     plots = data.dim == 2
-    reference = data.reference(REFERENCE_POINTS, args.seed)
+    reference = data.reference(REFERENCE_POINTS, args.seed) if plots else None
     bounds = plot_bounds(reference) if plots else None
     panels = [truth_panels(data, bounds, reference, args.grid)] if plots else []
     rows, curves, animations, notes = [], {}, {}, []
+    images = {f"held-out {data.name}": data.test} if data.is_image else {}  # figure rows: label -> images [n, C, H, W]
     print(f"Comparing {', '.join(names)} on {data.name} (D = {data.dim}), {budget.describe()} each, seed {args.seed}", flush=True)
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name}: training ...", flush=True)
@@ -53,24 +56,31 @@ def run(args: argparse.Namespace) -> int:
         curves[name if objective == "likelihood" else f"{name} ({objective.replace('_', ' ')} loss)"] = trained.history.losses
         save(trained.flow, out / "models" / f"{name}.pt",
              metadata={"model": name, "data": args.data, "dim": data.dim, "seed": args.seed, "steps": row["steps"]})
+        if data.is_image:
+            images[name] = samples
         if plots:
             panels.append(model_panels(name, trained.flow, samples, reference, bounds, args.grid))
             if model_spec(name).continuous and args.frames > 1:
                 gif = animate(name, trained.flow, bounds, out / f"{name}_density.gif", args.frames, args.animation_grid)
                 animations[name] = gif.name
-        quality = f"KL {row['kl']:.4f} ± {row['kl_se']:.4f}" if row["kl"] is not None else f"test NLL {row['nll']:.4f} ± {row['nll_se']:.4f}"
-        print(f"[{i}/{len(names)}] {name}: {row['steps']} steps in {row['train_seconds']:.1f} s, {quality} nats", flush=True)
-    figure = None
+        print(f"[{i}/{len(names)}] {name}: {row['steps']} steps in {row['train_seconds']:.1f} s, {quality(row)}", flush=True)
+    figure, title = None, f"{data.name}: {budget.describe()} per model, seed {args.seed}"
     if plots and len(panels) > 1:
-        figure = figure_grid(panels, out / "figure.png", f"{data.name}: {budget.describe()} per model, seed {args.seed}").name
-    elif not plots:
+        figure = figure_grid(panels, out / "figure.png", title).name
+    elif len(images) > 1:
+        figure = image_rows(images, data.levels, out / "figure.png", title).name
+    elif not plots and not data.is_image:
         notes.append(f"No plots: the data has {data.dim} dimensions and the figures are drawn for 2-D data only.")
     if curves:
         loss_curves(curves, out / "loss.png")
-    if data.density is None:
+    if data.is_image:
+        notes.append(f"Trained on the first {data.train.images.shape[0]:,} images (freshly dequantized each pass) "
+                     f"and tested on the last {len(data.test)}.")
+    elif data.density is None:
         notes.append("Trained on 80% of the file's rows (shuffled with the seed) and tested on the other 20%.")
     header = {
-        "data": args.data, "dim": data.dim, "known_density": data.density is not None, "seed": args.seed,
+        "data": args.data, "dim": data.dim, "known_density": data.density is not None, "image": data.is_image,
+        "levels": data.levels, "seed": args.seed,
         "budget": budget.describe(), "budget_steps": budget.steps, "budget_seconds": budget.seconds,
         "device": str(device), "machine": machine(), "command": "ctflows " + " ".join(args.argv),
         "figure": figure, "animations": animations, "loss_curve": "loss.png" if curves else None,

@@ -1,4 +1,5 @@
-"""What ``--data NAME|FILE`` means: a built-in toy density, or a ``.csv``/``.npy`` file split 80/20 into train and test."""
+"""What ``--data NAME|FILE`` means: a built-in toy density, the image data set ``digits``, or a
+``.csv``/``.npy`` file split 80/20 into train and test."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,11 +10,16 @@ import torch
 from torch import Tensor
 
 from ctflows.data import ToyDensity, get_density, load_array
+from ctflows.data.images import DIGITS_LEVELS, load_digits
 from ctflows.errors import DataError
 from ctflows.grid import Bounds
+from ctflows.image import DequantizedImages
 
 TEST_FRACTION = 0.2
 MIN_ROWS = 10
+IMAGE_DATA = ("digits",)
+DIGITS_TEST = 297  # the last 297 of the 1,797 digits are held out, as in examples/09_images.py
+IMAGE_BATCH = 128
 
 
 @dataclass
@@ -22,10 +28,13 @@ class Dataset:
 
     Attributes:
         name: the density's name or the file's path, as given.
-        dim: D, the number of features.
+        dim: D, the number of features (C·H·W for images).
         train: a density (fresh samples every step) or a Tensor ``[N_train, D]``.
         test: the same density, or the held-out Tensor ``[N_test, D]``.
         density: the toy density when known (KL is then reported), else ``None``.
+        shape: one point's shape: ``(D,)`` for vectors, ``(C, H, W)`` for images.
+        levels: for images, the gray levels L of the integer pixels (bits/dim are then reported), else ``None``;
+            ``train`` is then a :class:`~ctflows.image.DequantizedImages` and ``test`` integer images ``[N, C, H, W]``.
     """
 
     name: str
@@ -33,9 +42,19 @@ class Dataset:
     train: Any
     test: Any
     density: ToyDensity | None
+    shape: tuple[int, ...] = ()
+    levels: int | None = None
+
+    def __post_init__(self) -> None:
+        self.shape = self.shape or (self.dim,)
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the points are integer images (quality in bits/dim, image models only)."""
+        return self.levels is not None
 
     def reference(self, n: int, seed: int) -> Tensor:
-        """Up to ``n`` points of the data ``[n, D]``: exact samples, or the training rows (for plots and bounds)."""
+        """Up to ``n`` points of the data ``[n, D]``: exact samples, or the training rows (for 2-D plots and bounds)."""
         if self.density is not None:
             return self.density.sample(n, generator=torch.Generator().manual_seed(seed))
         return self.train[:n]
@@ -51,6 +70,8 @@ def load_dataset(text: str, seed: int, *, split: bool = True) -> Dataset:
 
     With ``split=False`` a file is used whole as test data (``ctflows evaluate`` on a test file).
     """
+    if text in IMAGE_DATA:
+        return load_digits_dataset(seed)
     if not is_file_argument(text):
         density = get_density(text)
         return Dataset(text, density.dim, density, density, density)
@@ -62,6 +83,15 @@ def load_dataset(text: str, seed: int, *, split: bool = True) -> Dataset:
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
     n_test = max(1, round(TEST_FRACTION * x.shape[0]))
     return Dataset(text, x.shape[1], x[order[n_test:]], x[order[:n_test]], None)
+
+
+def load_digits_dataset(seed: int) -> Dataset:
+    """scikit-learn's 8×8 digits (values 0…16): the first 1,500 for training, freshly dequantized each pass
+    (batches of 128 shuffled with ``seed``), and the last ``DIGITS_TEST`` held out as integers."""
+    images = load_digits()
+    train, test = images[:-DIGITS_TEST], images[-DIGITS_TEST:]
+    return Dataset("digits", test[0].numel(), DequantizedImages(train, DIGITS_LEVELS, IMAGE_BATCH, seed=seed), test,
+                   density=None, shape=tuple(test.shape[1:]), levels=DIGITS_LEVELS)
 
 
 def plot_bounds(points: Tensor, margin: float = 0.15) -> Bounds:

@@ -1,4 +1,4 @@
-"""``ctflows evaluate``: NLL, and KL where the density is known, of a saved model (with NFE for CNFs)."""
+"""``ctflows evaluate``: NLL, and KL where the density is known or bits/dim on images, of a saved model (with NFE for CNFs)."""
 from __future__ import annotations
 
 import argparse
@@ -25,9 +25,11 @@ def run(args: argparse.Namespace) -> int:
         data = load_dataset(args.data, args.seed, split=not is_file_argument(args.data))
     if "dim" in metadata and metadata["dim"] != data.dim:
         raise ConfigurationError(f"the model was trained on {metadata['dim']}-dimensional data but {data.name} has {data.dim} dimensions")
-    result = evaluate(flow, data.test, n=args.n, seed=args.seed)
-    what = f"{result['n']} {'samples of' if data.density is not None else 'rows of'} {data.name}"
+    result = evaluate(flow, data.test, n=args.n, seed=args.seed, levels=data.levels)
+    what = f"{result['n']} {'samples of' if data.density is not None else 'images of' if data.is_image else 'rows of'} {data.name}"
     print(f"NLL = {result['nll']:.4f} ± {result['nll_se']:.4f} nats on {what}")
+    if "bpd" in result:
+        print(f"bits/dim = {result['bpd']:.4f} ± {result['bpd_se']:.4f} on the held-out {data.name}")
     if "kl" in result:
         print(f"KL(p || q) = {result['kl']:.4f} ± {result['kl_se']:.4f} nats")
     nfe = count_stats(flow).get("nfe_forward")

@@ -1,4 +1,5 @@
-"""The figures the CLI writes for 2-D data: truth vs each model (density | samples | map), and CNF animations.
+"""The figures the CLI writes for 2-D data: truth vs each model (density | samples | map), and CNF animations;
+for images, held-out images and each model's samples, one row each.
 
 Every panel uses the same bounds and colour map (:mod:`ctflows.viz.density`), so rows compare at a glance.
 """
@@ -18,6 +19,7 @@ from ctflows.viz import (
 from ctflows.viz.density import Panel
 
 PATH_POINTS = 300
+MOSAIC = (6, 6)  # each row of the image figure: a square of 6 × 6 images, the shape side_by_side draws panels in
 
 
 def _blank() -> Panel:
@@ -64,3 +66,23 @@ def animate(name: str, flow: nn.Module, bounds: Bounds, path: Path, frames: int,
     with torch.no_grad():
         times, densities = cnf_density_frames(flow, bounds, frames=frames, n=grid)
     return density_animation(times, densities, bounds, path, title=name)
+
+
+def _mosaic(images: Tensor, levels: int | None) -> Tensor:
+    """``[n, 1, H, W]`` -> one ``[6(H+1), 6(W+1)]`` picture in [0, 1]; integer pixels k are shown at (k + ½) / levels."""
+    lines, per_line = MOSAIC
+    x = images[: lines * per_line].float()
+    x = (x + 0.5) / levels if levels is not None and not images.is_floating_point() else x.clamp(0, 1)
+    x = torch.cat([x, x.new_zeros(lines * per_line - len(x), *x.shape[1:])])  # blank cells when there are fewer
+    x = nn.functional.pad(x, (0, 1, 0, 1))  # a blank pixel between neighbours, or 8×8 digits run together
+    height, width = x.shape[-2:]
+    return x[:, 0].reshape(lines, per_line, height, width).permute(0, 2, 1, 3).reshape(lines * height, per_line * width)
+
+
+def image_rows(images: dict[str, Tensor], levels: int | None, path: Path, title: str) -> Path:
+    """Save one row per entry of ``images`` (label -> ``[n, 1, H, W]``, integers or model samples in [0, 1)) as one PNG."""
+
+    def panel(label: str, x: Tensor) -> Panel:
+        return label, lambda ax: ax.imshow(_mosaic(x.cpu(), levels).numpy(), cmap="gray_r", vmin=0, vmax=1)
+
+    return side_by_side([panel(label, x) for label, x in images.items()], path, suptitle=title, columns=1)

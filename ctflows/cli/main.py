@@ -6,6 +6,8 @@
     ctflows evaluate CHECKPOINT [--data NAME|FILE] [--n N]
     ctflows data list
 
+``--data digits`` (8×8 images, bits/dim) takes the image models ``glow`` and ``cnf-image``; the others take vectors.
+
 Every mistake a user can make (an unknown name, a missing or malformed file, an impossible budget)
 ends with one line on stderr and exit status 1 (2 for malformed arguments), never a traceback.
 """
@@ -19,10 +21,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from ctflows.cli.models import MODELS
+from ctflows.cli.models import DEFAULT_IMAGE_MODELS, DEFAULT_MODELS, MODELS
 from ctflows.errors import CtflowsError
-
-DEFAULT_MODELS = "realnvp,spline,cnf,cnf-fm"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +66,8 @@ def positive_minutes(text: str) -> float:
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: float | None) -> None:
-    parser.add_argument("--data", required=True, help="a built-in density (see `ctflows data list`) or a .csv/.npy file")
+    parser.add_argument("--data", required=True,
+                        help="a built-in density (see `ctflows data list`), the 8x8 images `digits`, or a .csv/.npy file")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=positive_int, help="optimizer steps per model")
     budget.add_argument("--minutes", type=positive_minutes,
@@ -75,7 +76,7 @@ def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: fl
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", required=True, help="output directory (created if needed)")
     parser.add_argument("--eval-samples", type=positive_int, default=20000,
-                        help="points drawn from a built-in density for KL / NLL (default 20000)")
+                        help="points drawn from a built-in density for KL / NLL, or at most this many held-out images (default 20000)")
     parser.add_argument("--grid", type=positive_int, default=150, help="grid points per side in density plots (default 150)")
 
 
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("compare", help="train several models on the same data, seed and budget; write a report")
     _add_training_arguments(p, 1.0)
-    p.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated, from: {models} (default {DEFAULT_MODELS})")
+    p.add_argument("--models", help=f"comma-separated, from: {models} (default {DEFAULT_MODELS}; {DEFAULT_IMAGE_MODELS} on images)")
     p.add_argument("--frames", type=non_negative_int, default=16,
                    help="frames of each CNF's density animation; 0 or 1 for none (default 16)")
     p.add_argument("--animation-grid", type=positive_int, default=64, help="grid points per side in animations (default 64)")
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a model file written by train or compare (trusted files only: it is a pickle)")
     p.add_argument("--n", type=positive_int, default=1000, help="number of samples (default 1000)")
     p.add_argument("--out", required=True, help="where to write them: a .csv or .npy file")
-    p.add_argument("--plot", help="also save a 2-D histogram of the samples to this .png")
+    p.add_argument("--plot", help="also save a 2-D histogram of the samples (a grid of them for an image model) to this .png")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=sample.run)
 

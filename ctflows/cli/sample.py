@@ -1,4 +1,5 @@
-"""``ctflows sample``: draw samples from a saved model into a .csv or .npy file (and optionally a histogram)."""
+"""``ctflows sample``: draw samples from a saved model into a .csv or .npy file (and optionally a 2-D histogram,
+or for an image model a grid of the sampled images)."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 
 from ctflows.cli.dataset import plot_bounds
+from ctflows.cli.figures import image_rows
 from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.training import load
 from ctflows.viz import sample_panel, side_by_side
@@ -25,14 +27,17 @@ def run(args: argparse.Namespace) -> int:
         raise CheckpointError(f"{args.checkpoint} holds a {type(flow).__name__}, which cannot sample; give a model written by ctflows train")
     flow.eval()
     with torch.no_grad():
-        samples = flow.sample(args.n, generator=torch.Generator().manual_seed(args.seed)).reshape(args.n, -1).cpu()
+        drawn = flow.sample(args.n, generator=torch.Generator().manual_seed(args.seed)).cpu()
+    samples = drawn.reshape(args.n, -1)  # images are written one flattened image per row
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npy":
         np.save(out, samples.numpy())
     else:
         np.savetxt(out, samples.numpy(), delimiter=",", fmt="%.7g")
     print(f"Wrote {args.n} samples of dimension {samples.shape[1]} to {out}")
-    if args.plot is not None:
+    if args.plot is not None and drawn.dim() == 4:
+        print(f"Images: {image_rows({f'{args.n} samples': drawn}, None, Path(args.plot), Path(args.checkpoint).name)}")
+    elif args.plot is not None:
         if samples.shape[1] != 2:
             raise ConfigurationError(f"--plot draws 2-D samples; these have {samples.shape[1]} dimensions")
         path = side_by_side([sample_panel(f"{args.n} samples", samples, plot_bounds(samples), bins=100)], args.plot)

@@ -6,6 +6,10 @@ Output directory:
     metrics.json        the measurements of :mod:`ctflows.cli.measure`
     loss.png            the training loss per step
     density.png         true density | data samples, and the model's density | samples | map (2-D data)
+    samples.png         held-out images and the model's samples (images)
+
+Under ``torchrun --nproc_per_node=N -m ctflows.cli train ...`` the training is data-parallel (see
+:func:`ctflows.training.fit`); only rank 0 prints, measures and writes.
 """
 from __future__ import annotations
 
@@ -14,10 +18,11 @@ import json
 from pathlib import Path
 
 from ctflows.cli.dataset import load_dataset, plot_bounds
-from ctflows.cli.figures import figure_grid, model_panels, truth_panels
-from ctflows.cli.measure import Budget, measure, resolve_device, train
-from ctflows.cli.models import model_spec
+from ctflows.cli.figures import figure_grid, image_rows, model_panels, truth_panels
+from ctflows.cli.measure import Budget, measure, quality, resolve_device, train
+from ctflows.cli.models import check_models_suit_data, model_spec
 from ctflows.training import save
+from ctflows.training.distributed import is_main_process
 from ctflows.viz import loss_curves
 
 REFERENCE_POINTS = 20000
@@ -27,12 +32,16 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``ctflows train`` with parsed ``args``; returns the exit status."""
     spec = model_spec(args.model)
     data = load_dataset(args.data, args.seed)
+    check_models_suit_data([args.model], data.is_image, data.name)
     device = resolve_device(args.device)
     budget = Budget.from_options(args.steps, args.minutes, default_steps=args.default_steps)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"Training {args.model} ({spec.summary}) on {data.name} (D = {data.dim}) for {budget.describe()}", flush=True)
+    if is_main_process():
+        print(f"Training {args.model} ({spec.summary}) on {data.name} (D = {data.dim}) for {budget.describe()}", flush=True)
     trained = train(args.model, data, budget, seed=args.seed, device=device, checkpoint_dir=out / "checkpoint")
+    if not is_main_process():
+        return 0  # under torchrun every rank trained its share; rank 0 alone measures and writes
     row, samples = measure(trained, data, eval_n=args.eval_samples, seed=args.seed)
     metadata = {"model": args.model, "data": args.data, "dim": data.dim, "seed": args.seed, "steps": row["steps"]}
     save(trained.flow, out / "model.pt", metadata=metadata)
@@ -43,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         bounds = plot_bounds(reference)
         rows = [truth_panels(data, bounds, reference, args.grid), model_panels(args.model, trained.flow, samples, reference, bounds, args.grid)]
         figure_grid(rows, out / "density.png", f"{args.model} on {data.name}")
-    quality = (f"KL = {row['kl']:.4f} ± {row['kl_se']:.4f} nats" if row["kl"] is not None
-               else f"test NLL = {row['nll']:.4f} ± {row['nll_se']:.4f} nats")
-    print(f"{row['steps']} steps in {row['train_seconds']:.1f} s; {quality}")
+    if data.is_image:
+        image_rows({f"held-out {data.name}": data.test, args.model: samples}, data.levels, out / "samples.png", f"{args.model} on {data.name}")
+    print(f"{row['steps']} steps in {row['train_seconds']:.1f} s; {quality(row)}")
     print(f"Model: {out / 'model.pt'}  (outputs in {out})")
     return 0

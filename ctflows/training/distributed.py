@@ -25,6 +25,11 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of a ``torchrun`` launch, or not launched by torchrun at all."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 class DataParallel:
     """The process group of one ``fit`` call, or a single-process stand-in with the same methods.
 

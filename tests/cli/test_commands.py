@@ -69,7 +69,9 @@ def test_evaluate_on_a_test_file_reports_nll_only(trained, tmp_path, capsys):
 
 def test_data_list_names_and_describes_every_density(capsys):
     assert main(["data", "list"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    densities, images = capsys.readouterr().out.split("\n\n")
+    lines = densities.splitlines()
     assert len(lines) == len(list_densities())
     for line, (name, description) in zip(lines, list_densities().items()):
         assert line.split()[0] == name and line.endswith(description) and description
+    assert images.startswith("image data: digits")
