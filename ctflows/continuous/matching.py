@@ -93,5 +93,5 @@ class FlowMatching:
         z = flow.base.sample(x.shape[0], context).to(x)
         if self.coupling == "ot":
             z = optimal_transport_pairing(x, z)
-        end_time = float(cnf.end_time)
+        end_time = float(torch.as_tensor(cnf.end_time).detach())  # flow matching does not train T
         return flow_matching_loss(cnf.field, x, z, context, end_time=end_time, sigma=self.sigma), None
