@@ -36,7 +36,7 @@ CASES = {
     "not a checkpoint": (["sample", "{dir}/junk.pt", "--out", "{dir}/s.csv"], "not a torch file"),
     "missing checkpoint": (["evaluate", "{dir}/none.pt"], "no such file"),
     "samples to .txt": (["sample", "{dir}/junk.pt", "--out", "{dir}/s.txt"], ".csv or .npy"),
-    "negative frames": (["compare", "--data", "two_moons", "--frames", "-1", "--out", "{out}"], "must be 0 or more"),
+    "negative frames": (["compare", "--data", "two_moons", "--frames", "-1", "--out", "{out}"], "must be at least 0"),
     "no command": ([], "required"),
 }
 
