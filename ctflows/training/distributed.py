@@ -39,7 +39,8 @@ class DataParallel:
     """
 
     def __init__(self, device: torch.device, *, enabled: bool | None = None) -> None:
-        enabled = launched_by_torchrun() or dist.is_initialized() if enabled is None else enabled
+        if enabled is None:
+            enabled = launched_by_torchrun() or dist.is_initialized()
         self.owns_group = False
         if enabled and not dist.is_initialized():
             if not dist.is_available():

@@ -177,11 +177,11 @@ def fit(
         start = time.perf_counter()
         show = group.main and (sys.stderr.isatty() if progress is None else progress)
         bar = tqdm(total=steps, initial=history.steps, disable=not show, unit="step", file=sys.stderr, dynamic_ncols=True)
-        last_step_seconds = 0.0
+        last_step_seconds, in_step = 0.0, False
         try:
             while not plan.exhausted(history.steps, trained_seconds):
                 step = history.steps + 1
-                tick = time.perf_counter()
+                tick, in_step = time.perf_counter(), True
                 x, context = first if (step == 1 and saved is None) else next(stream)
                 factor = plan.factor(history.steps, trained_seconds + last_step_seconds)
                 for group_ in opt.param_groups:
@@ -208,6 +208,7 @@ def fit(
                 )
                 last_step_seconds = time.perf_counter() - tick
                 trained_seconds += last_step_seconds
+                in_step = False  # the step is applied and recorded: a checkpoint now is consistent
                 if not applied and guard.bad_step(flow, opt):
                     checkpoint()
                     raise TrainingError(_nonfinite_message(loss_value, grad_norm, step, steps, lr * factor, guard, checkpoint_dir))
@@ -228,7 +229,7 @@ def fit(
             checkpoint()
         except KeyboardInterrupt:
             # The state after the last completed step is consistent only if no step was half applied.
-            if history.steps == len(history.lr) and checkpoint_dir is not None:
+            if not in_step and checkpoint_dir is not None:
                 history.wall_time += time.perf_counter() - start
                 checkpoint()
             raise

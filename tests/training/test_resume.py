@@ -11,6 +11,7 @@ import torch
 
 from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.training import fit, load
+from ctflows.training.training_state import read_state
 from training.fakes import CorrelatedGaussian, affine_flow
 
 WORKER = Path(__file__).with_name("train_worker.py")
@@ -88,3 +89,26 @@ def test_resume_rejects_a_foreign_file(tmp_path):
 def test_checkpointing_needs_a_directory():
     with pytest.raises(ConfigurationError, match="need a checkpoint_dir"):
         fit(affine_flow(), CorrelatedGaussian(), steps=5, checkpoint_every=2)
+
+
+def test_ctrl_c_between_steps_leaves_a_checkpoint_to_resume_from(tmp_path):
+    def interrupt(step, history):
+        if step == 9:
+            raise KeyboardInterrupt
+
+    def run(callback, resume):
+        torch.manual_seed(0)
+        flow = affine_flow()
+        fit(flow, CorrelatedGaussian(), steps=20, batch_size=32, seed=2, callback=callback,
+            checkpoint_dir=tmp_path / "run", resume=resume)  # no checkpoint_every: only Ctrl-C writes mid-run
+        return flow
+
+    with pytest.raises(KeyboardInterrupt):
+        run(interrupt, resume=False)
+    assert read_state(tmp_path / "run")["step"] == 9  # written on the way out, at the last whole step
+    resumed = run(None, resume=True)
+    for path in (tmp_path / "run").iterdir():
+        path.unlink()
+    whole = run(None, resume=False)
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
