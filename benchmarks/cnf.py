@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import re
@@ -108,12 +107,30 @@ def cmd_memory(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def likelihood_step(flow, opt, x, weights: dict[str, float], clip: float | None = None):
+    """One maximum-likelihood step (NLL + weighted RNODE terms), as both timing loops take it; returns (NLL, loss)."""
+    import torch
+
+    from ctflows.core.stats import regularization_terms
+
+    flow.train()
+    nll = -flow.log_prob(x).mean()
+    terms = regularization_terms(flow)
+    loss = nll + sum(w * terms[k] for k, w in weights.items())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(flow.parameters(), clip)
+    opt.step()
+    return nll, loss
+
+
 def cmd_row(args: argparse.Namespace) -> None:
     """One configuration in this process: JSON on the last line of stdout."""
     import torch
 
     import ctflows
-    from ctflows.core.stats import count_stats, regularization_terms
+    from ctflows.core.stats import count_stats
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -134,13 +151,7 @@ def cmd_row(args: argparse.Namespace) -> None:
     times, fwd, bwd = [], [], []
     for i, x in enumerate(batches):
         t0 = time.perf_counter()
-        flow.train()
-        loss = -flow.log_prob(x).mean()
-        terms = regularization_terms(flow)
-        loss = loss + sum(w * terms[k] for k, w in weights.items())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _, loss = likelihood_step(flow, opt, x, weights)
         if cuda:
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
@@ -200,7 +211,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
     import ctflows
-    from ctflows.core.stats import count_stats, regularization_terms
+    from ctflows.core.stats import count_stats
+    from ctflows.training.schedule import lr_factor
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -214,23 +226,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     times, nfe_fwd, nfe_bwd = [], [], []
     while elapsed < args.seconds and (args.iters is None or it < args.iters):
         t0 = time.perf_counter()
-        frac = elapsed / args.seconds
-        w = args.warmup_frac
-        scale = frac / w if frac < w else 0.5 * (1 + math.cos(math.pi * (frac - w) / (1 - w)))
-        if args.schedule == "constant":
-            scale = 1.0
+        scale = 1.0 if args.schedule == "constant" else lr_factor(elapsed / args.seconds, warmup=args.warmup_frac)
         for g in opt.param_groups:
             g["lr"] = args.lr * max(scale, 0.01)
         x = density.sample(args.batch, generator=gen).float()
-        flow.train()
-        nll = -flow.log_prob(x).mean()
-        terms = regularization_terms(flow)
-        loss = nll + sum(w_ * terms[k] for k, w_ in weights.items())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if args.clip:
-            torch.nn.utils.clip_grad_norm_(flow.parameters(), args.clip)
-        opt.step()
+        nll, _ = likelihood_step(flow, opt, x, weights, args.clip)
         counts = count_stats(flow)
         nfe = counts.get("nfe_forward", 0) + counts.get("nfe_backward", 0)
         dt = time.perf_counter() - t0
