@@ -100,7 +100,7 @@ class BatchStream:
         return self._place(*_split(self._next_from_iterable(), self.owner))
 
     def _next_from_iterable(self) -> Any:
-        for attempt in range(2):
+        for _ in range(2):  # a pass that just ended gets one fresh start
             if self._pass is None:
                 self._pass, self._taken_in_pass = iter(self.data), 0
             try:

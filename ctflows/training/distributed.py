@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ctflows.core.validation import placement
 from ctflows.errors import ConfigurationError
 
 
@@ -75,7 +76,8 @@ class DataParallel:
         """``module`` under DDP when distributed (parameters broadcast from rank 0), else itself."""
         if not self.enabled:
             return module
-        device_ids = [module_device(module).index] if module_device(module).type == "cuda" else None
+        device, _ = placement(module)
+        device_ids = [device.index] if device is not None and device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=device_ids)
 
     def mean(self, values: Tensor) -> Tensor:
@@ -97,9 +99,8 @@ class DataParallel:
     def close(self) -> None:
         """Tear the group down if this object made it."""
         if self.owns_group and dist.is_initialized():
+            # Without the barrier a fast rank can tear its gloo connections down while a slow one is still
+            # closing, and the slow one aborts ("terminate called without an active exception").
+            dist.barrier()
             dist.destroy_process_group()
 
-
-def module_device(module: nn.Module) -> torch.device:
-    """Device of the module's first parameter (CPU if it has none)."""
-    return next((p.device for p in module.parameters()), torch.device("cpu"))
