@@ -38,9 +38,8 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 sys.path.insert(0, str(HERE))
 
 import ctflows  # noqa: E402
-from ctflows.autoregressive import MaskedAutoregressive  # noqa: E402
-from ctflows.core import Chain, Flow, StandardNormal  # noqa: E402
-from ctflows.linear import ActNorm  # noqa: E402
+from ctflows.core import Flow  # noqa: E402
+from ctflows.models import maf  # noqa: E402
 from ctflows.training.schedule import lr_factor  # noqa: E402
 from cnf_common import machine_line, update_docs  # noqa: E402
 
@@ -89,16 +88,6 @@ def zuko_module():
 def count_parameters(model: nn.Module) -> int:
     """Number of scalar parameters of ``model``."""
     return sum(p.numel() for p in model.parameters())
-
-
-def maf(features: int, blocks: int = 5, hidden: tuple[int, ...] = HIDDEN) -> Flow:
-    """MAF (Papamakarios et al. 2017): ``blocks`` × (ActNorm, MaskedAutoregressive), orders alternating."""
-    layers = []
-    for i in range(blocks):
-        order = list(range(features)) if i % 2 == 0 else list(reversed(range(features)))
-        layers += [ActNorm(features), MaskedAutoregressive(features, hidden, order=order)]
-    layers.append(ActNorm(features))
-    return Flow(Chain(*layers), StandardNormal(features))
 
 
 def matched_spline_blocks(features: int, target: int, max_blocks: int = 16) -> int:

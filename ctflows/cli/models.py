@@ -11,30 +11,14 @@ from typing import Any, Callable
 
 import torch
 
-from ctflows.autoregressive import MaskedAutoregressive
-from ctflows.core import Chain, Flow, StandardNormal, Transform
+from ctflows.core import Flow
 from ctflows.errors import ConfigurationError
 from ctflows.image import multiscale_cnf, multiscale_glow
-from ctflows.linear import ActNorm, ReversePermutation
-from ctflows.models import cnf, nice, realnvp, resflow, spline
+from ctflows.models import cnf, maf, nice, realnvp, resflow, spline
 
 
 def _width(features: int) -> int:
     return 64 if features <= 8 else 128
-
-
-def maf(features: int, blocks: int = 5, hidden: tuple[int, ...] | None = None) -> Flow:
-    """Masked autoregressive flow (Papamakarios et al. 2017): ``blocks`` × (ActNorm, MAF layer, reversal).
-
-    Shapes: data ``[B, features]``. Density in one pass, sampling in ``features`` passes.
-    """
-    width = max(_width(features), features)  # MADE needs at least D - 1 hidden units per layer
-    hidden = hidden or (width, width)
-    layers: list[Transform] = []
-    for _ in range(blocks):
-        layers += [ActNorm(features), MaskedAutoregressive(features, hidden), ReversePermutation(features)]
-    layers.append(ActNorm(features))
-    return Flow(Chain(*layers), StandardNormal(features))
 
 
 @dataclass(frozen=True)
@@ -71,7 +55,8 @@ MODELS: dict[str, ModelSpec] = {
                       "NICE, 8 additive couplings (Dinh et al. 2015)"),
     "spline": ModelSpec(_vector(lambda d, s: spline(d, blocks=4, hidden=_hidden(d, 2), seed=s)), False,
                         "rational-quadratic spline couplings, 4 blocks of 8 bins (Durkan et al. 2019)"),
-    "maf": ModelSpec(_vector(lambda d, s: maf(d)), False, "masked autoregressive flow, 5 layers (Papamakarios et al. 2017)"),
+    # MADE needs at least D - 1 hidden units per layer.
+    "maf": ModelSpec(_vector(lambda d, s: maf(d, hidden=(max(_width(d), d),) * 2)), False, "masked autoregressive flow, 5 layers (Papamakarios et al. 2017)"),
     "resflow": ModelSpec(_vector(lambda d, s: resflow(d, blocks=4, hidden=_hidden(d, 2), seed=s)), False,
                          "residual flow, 4 blocks (Chen et al. 2019)"),
     # Direct backpropagation through the solver: faster than the adjoint for models this small. The CNFs want

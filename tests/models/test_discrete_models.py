@@ -45,3 +45,19 @@ def test_conditional_model_samples_follow_context():
 def test_unknown_mixing_is_rejected():
     with pytest.raises(ConfigurationError, match="mixing"):
         realnvp(2, mixing="shuffle")
+
+
+def test_maf_builder_is_a_density_and_alternates_its_orders():
+    from ctflows.autoregressive import MaskedAutoregressive
+    from ctflows.models import maf
+
+    torch.manual_seed(0)
+    flow = maf(2, blocks=3, hidden=(16, 16)).double()
+    with torch.no_grad():
+        flow.log_prob(torch.randn(256, 2, dtype=torch.float64))  # ActNorm initialisation
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    flow.eval()
+    assert integrate_2d(flow.log_prob, (-9, 9, -9, 9), n=500, dtype=torch.float64) == pytest.approx(1.0, abs=0.01)
+    degrees = [m.made.degrees.tolist() for m in flow.modules() if isinstance(m, MaskedAutoregressive)]
+    assert degrees == [[1, 2], [2, 1], [1, 2]]  # degree k+1 marks the k-th feature in the order

@@ -1,0 +1,26 @@
+"""Builder for masked autoregressive flows (Papamakarios et al. 2017).
+
+Each block is ``ActNorm -> MaskedAutoregressive``, the autoregressive order reversed from one block to the
+next so that every coordinate is conditioned on every other somewhere in the stack; a last ActNorm ends it.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ctflows.autoregressive import MaskedAutoregressive
+from ctflows.core import Chain, Flow, StandardNormal, Transform
+from ctflows.linear import ActNorm
+
+
+def maf(features: int, blocks: int = 5, hidden: Sequence[int] = (64, 64)) -> Flow:
+    """A MAF of ``blocks`` × (ActNorm, MaskedAutoregressive) with alternating orders, then ActNorm.
+
+    Shapes: data ``[B, features]``. The density takes one pass per layer; sampling takes ``features`` passes
+    per layer (the inverse is sequential). Hidden widths should be at least ``features - 1`` (MADE's masks).
+    """
+    natural = list(range(features))
+    layers: list[Transform] = []
+    for block in range(blocks):
+        layers += [ActNorm(features), MaskedAutoregressive(features, hidden, order=natural if block % 2 == 0 else natural[::-1])]
+    layers.append(ActNorm(features))
+    return Flow(Chain(*layers), StandardNormal(features))
