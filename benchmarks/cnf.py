@@ -3,7 +3,7 @@
     python benchmarks/cnf.py table    [--dims 2 8 32 128] [--batch 512] [--big-batch 128] [--iters 5] [--warmup 2]
     python benchmarks/cnf.py quality  [--density eight_gaussians] [--seconds 300] [--regularize] [--seed 0]
     python benchmarks/cnf.py rnode    [--density eight_gaussians] [--seconds 300]     (two runs, in parallel)
-    python benchmarks/cnf.py memory   [--dim 2] [--tols 1e-3 1e-7]                    (adjoint vs direct)
+    python benchmarks/cnf.py memory   [--dim 2] [--tols 1e-3 1e-7] [--trained-seconds 60] (adjoint vs direct)
     python benchmarks/cnf.py ffjord   --ffjord-dir /tmp/ffjord [--iters 200]          (time/iteration side by side)
     python benchmarks/cnf.py ffjord-kl --ffjord-dir /tmp/ffjord --density checkerboard --ckpt PATH
 
@@ -35,7 +35,7 @@ ROOT = HERE.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 sys.path.insert(0, str(HERE))
 
-from cnf_common import build_flow, machine_line, model_args, run_children, update_docs  # noqa: E402
+from cnf_common import build_flow, machine_line, model_args, run_child, run_children, update_docs  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------- table
@@ -79,18 +79,32 @@ def cmd_table(args: argparse.Namespace) -> str:
 
 # --------------------------------------------------------------------------------------------- memory
 def cmd_memory(args: argparse.Namespace) -> str:
+    load, model = [], "fresh model"
+    if args.trained_seconds:
+        # A fresh field needs the solver's minimum of steps at any tolerance; a trained one does not.
+        saved = Path(args.save_dir) / f"memory_d{args.dim}_{int(args.trained_seconds)}s.pt"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        density = "eight_gaussians" if args.dim == 2 else "gaussian_mixture"
+        trained = run_child(["train", "--density", density, "--seconds", repr(args.trained_seconds), "--eval-n", "0",
+                             "--save", str(saved), *model_args(args), "--adjoint", "False", "--batch", "256",
+                             "--lr", "5e-3"], args.child_timeout)
+        if trained is None or "error" in trained:
+            raise SystemExit(f"memory: training the model failed: {trained}")
+        load = ["--load", str(saved)]
+        model = (f"model trained first for {args.trained_seconds:.0f} s ({trained['iterations']} iterations, {density}, "
+                 "direct backprop, batch 256, lr 5e-3, cosine)")
     jobs = []
     for adjoint in (True, False):
         for tol in args.tols:
             jobs.append([
                 "row", "--dim", str(args.dim), "--batch", str(args.batch), "--iters", str(args.iters),
                 "--warmup", str(args.warmup), "--adjoint", str(adjoint), "--divergence", "exact",
-                *model_args(args), "--tol", str(tol),
+                *model_args(args), *load, "--tol", str(tol),
             ])
     rows = run_children(jobs, args.jobs, args.child_timeout)
     lines = [
         f"Peak memory against the number of function evaluations: D = {args.dim}, batch {args.batch}, exact divergence, "
-        f"fresh model, mean of {args.iters} iterations after {args.warmup} warm-up. {machine_line(args.device)}.",
+        f"{model}, mean of {args.iters} iterations after {args.warmup} warm-up. {machine_line(args.device)}.",
         "",
         "| backprop | atol = rtol | NFE fwd | NFE bwd | s / iter | peak mem (MiB) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -136,6 +150,8 @@ def cmd_row(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     flow = build_flow(args.dim, args, adjoint=args.adjoint == "True", divergence=args.divergence).to(device)
+    if args.load:
+        flow.load_state_dict(torch.load(args.load, map_location=device))
     density = ctflows.get_density("gaussian_mixture", dim=args.dim) if args.dim != 2 else ctflows.get_density("eight_gaussians")
     gen = torch.Generator().manual_seed(args.seed)
     batches = [density.sample(args.batch, generator=gen).float().to(device) for _ in range(args.warmup + args.iters)]
@@ -309,6 +325,8 @@ def main() -> None:
     p.add_argument("--tols", type=float, nargs="+", default=[1e-3, 1e-7])
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--trained-seconds", type=float, default=0.0, help="train the model this long first (0: fresh)")
+    p.add_argument("--save-dir", default="/tmp/cnf_memory_runs", help="where the trained model goes")
 
     for name in ("quality", "rnode"):
         p = sub.add_parser(name, help="KL after a wall-clock budget" if name == "quality" else "plain vs RNODE at one budget")
@@ -350,6 +368,7 @@ def main() -> None:
     p.add_argument("--adjoint", default="True")
     p.add_argument("--divergence", default="exact")
     p.add_argument("--regularize", action="store_true")
+    p.add_argument("--load", default="", help="start from this saved state_dict")
 
     p = sub.add_parser("train")
     common(p)
