@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ctflows.core.stats import count_stats
 from ctflows.errors import ConfigurationError, TrainingError
+from ctflows.training.arguments import check_arguments, check_checkpointing, optimizer_class
 from ctflows.training.checkpoint import save
 from ctflows.training.data_source import BatchStream, make_generator, placement
 from ctflows.training.distributed import DataParallel
@@ -33,8 +34,6 @@ from ctflows.training.schedule import Schedule
 from ctflows.training.training_state import (
     MODEL_FILE, capture_rng, read_state, remove_interrupted_writes, restore_rng, write_state,
 )
-
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 
 Callback = Callable[[int, History], "bool | None"]
 
@@ -123,10 +122,10 @@ def fit(
         TrainingError: too many non-finite steps in a row (or one, with ``on_nonfinite="raise"``).
     """
     # Everything is checked before the first forward pass, which can be costly (an ODE solve).
-    _check_arguments(steps, seconds, batch_size, lr, clip_grad, eval_data, eval_every, regularization)
-    _check_checkpointing(checkpoint_dir, checkpoint_every, resume)
+    check_arguments(steps, seconds, batch_size, lr, clip_grad, eval_data, eval_every, regularization)
+    check_checkpointing(checkpoint_dir, checkpoint_every, resume)
     plan = Schedule.build(schedule, warmup, steps=steps, seconds=seconds)
-    optimizer_cls = _optimizer_class(optimizer)
+    optimizer_cls = optimizer_class(optimizer)
     loss_of = TrainingLoss(flow, resolve_objective(objective), dict(regularization or {}))
     if loss_of.weights and not loss_of.likelihood:
         raise ConfigurationError("fit: regularization weights apply to the likelihood objective only")
@@ -273,51 +272,6 @@ def _last_eval(history: History) -> dict[str, str]:
         return {}
     last = history.evals[-1]
     return {"kl": f"{last['kl']:.4f}"} if "kl" in last else {"test_nll": f"{last['nll']:.4f}"}
-
-
-def _optimizer_class(optimizer: str | type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
-    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
-        return optimizer
-    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
-        return OPTIMIZERS[optimizer.lower()]
-    raise ConfigurationError(f"fit: optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer class, got {optimizer!r}")
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"fit: {name} must be a positive int, got {value!r}")
-
-
-def _check_arguments(
-    steps: int | None, seconds: float | None, batch_size: int, lr: float, clip_grad: float | None, eval_data: Any,
-    eval_every: int | None, regularization: dict[str, float] | None,
-) -> None:
-    if steps is None and seconds is None:
-        raise ConfigurationError("fit: give a budget: steps, seconds, or both")
-    if steps is not None:
-        _positive_int("steps", steps)
-    if seconds is not None and not (isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
-                                    and math.isfinite(seconds) and seconds > 0):
-        raise ConfigurationError(f"fit: seconds must be a positive number, got {seconds!r}")
-    _positive_int("batch_size", batch_size)
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ConfigurationError(f"fit: lr must be a positive number, got {lr!r}")
-    if clip_grad is not None and not clip_grad > 0:
-        raise ConfigurationError(f"fit: clip_grad must be positive or None, got {clip_grad!r}")
-    if eval_every is not None:
-        if eval_data is None:
-            raise ConfigurationError("fit: eval_every is set but eval_data is None; pass held-out data to evaluate on")
-        _positive_int("eval_every", eval_every)
-    for name, weight in (regularization or {}).items():
-        if not isinstance(weight, (int, float)) or not math.isfinite(weight):
-            raise ConfigurationError(f"fit: the regularization weight for {name!r} must be a finite number, got {weight!r}")
-
-
-def _check_checkpointing(directory: Any, every: int | None, resume: bool) -> None:
-    if every is not None:
-        _positive_int("checkpoint_every", every)
-    if (every is not None or resume) and directory is None:
-        raise ConfigurationError("fit: checkpoint_every and resume need a checkpoint_dir to write to and read from")
 
 
 def _nonfinite_message(

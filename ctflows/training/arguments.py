@@ -1,0 +1,62 @@
+"""``fit``'s argument checks, all made before the first (possibly costly) forward pass, and its optimizer table.
+
+Every mistake is a :class:`~ctflows.errors.ConfigurationError` that names the argument and the value given.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ctflows.errors import ConfigurationError
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+
+
+def optimizer_class(optimizer: str | type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """The optimizer class for a name in :data:`OPTIMIZERS`, or the given ``torch.optim.Optimizer`` subclass."""
+    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
+        return OPTIMIZERS[optimizer.lower()]
+    raise ConfigurationError(f"fit: optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer class, got {optimizer!r}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"fit: {name} must be a positive int, got {value!r}")
+
+
+def check_arguments(
+    steps: int | None, seconds: float | None, batch_size: int, lr: float, clip_grad: float | None, eval_data: Any,
+    eval_every: int | None, regularization: dict[str, float] | None,
+) -> None:
+    """Budget, batch, learning rate, clipping, evaluation cadence and regularization weights of a ``fit`` call."""
+    if steps is None and seconds is None:
+        raise ConfigurationError("fit: give a budget: steps, seconds, or both")
+    if steps is not None:
+        _positive_int("steps", steps)
+    if seconds is not None and not (isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+                                    and math.isfinite(seconds) and seconds > 0):
+        raise ConfigurationError(f"fit: seconds must be a positive number, got {seconds!r}")
+    _positive_int("batch_size", batch_size)
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ConfigurationError(f"fit: lr must be a positive number, got {lr!r}")
+    if clip_grad is not None and not clip_grad > 0:
+        raise ConfigurationError(f"fit: clip_grad must be positive or None, got {clip_grad!r}")
+    if eval_every is not None:
+        if eval_data is None:
+            raise ConfigurationError("fit: eval_every is set but eval_data is None; pass held-out data to evaluate on")
+        _positive_int("eval_every", eval_every)
+    for name, weight in (regularization or {}).items():
+        if not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise ConfigurationError(f"fit: the regularization weight for {name!r} must be a finite number, got {weight!r}")
+
+
+def check_checkpointing(directory: Any, every: int | None, resume: bool) -> None:
+    """``checkpoint_every`` and ``resume`` need somewhere to write and read: a ``checkpoint_dir``."""
+    if every is not None:
+        _positive_int("checkpoint_every", every)
+    if (every is not None or resume) and directory is None:
+        raise ConfigurationError("fit: checkpoint_every and resume need a checkpoint_dir to write to and read from")
