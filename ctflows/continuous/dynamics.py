@@ -50,6 +50,7 @@ class AugmentedDynamics:
         use_callbacks: bool,
         chunk_size: int | None = None,
         forward_mode: bool = True,
+        jacobian_products: Any = None,
     ) -> None:
         self.field = field
         self.context = context
@@ -61,6 +62,8 @@ class AugmentedDynamics:
         self.direction = direction
         self.chunk_size = chunk_size
         self.forward_mode = forward_mode and callable(getattr(field, "forward_with_jvp", None))
+        # Where forward_with_jvp is called: the field itself or a compiled wrapper of it (CNF(compile_field=True)).
+        self.jacobian_products = jacobian_products if jacobian_products is not None else field
         self.backward_phase = False
         self.steps = 0
         if use_callbacks:
@@ -92,8 +95,8 @@ class AugmentedDynamics:
 
     def _forward_mode(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if self.estimator == "exact":
-            return exact_divergence_forward_mode(self.field, t, x, self.context, chunk_size=self.chunk_size)
-        return hutchinson_divergence_forward_mode(self.field, t, x, self.context, self.noise)
+            return exact_divergence_forward_mode(self.jacobian_products, t, x, self.context, chunk_size=self.chunk_size)
+        return hutchinson_divergence_forward_mode(self.jacobian_products, t, x, self.context, self.noise)
 
     def _reverse_mode(self, t: Tensor, x: Tensor, need_graph: bool) -> tuple[Tensor, ...]:
         want_jacobian = "jacobian_frobenius" in self.regularization
