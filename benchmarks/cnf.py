@@ -2,6 +2,7 @@
 
     python benchmarks/cnf.py table    [--dims 2 8 32 128] [--batch 512] [--big-batch 128] [--iters 5] [--warmup 2]
     python benchmarks/cnf.py quality  [--density eight_gaussians] [--seconds 300] [--regularize] [--seed 0]
+                                      [--objective flow_matching]                     (the same CNF, trained by FM)
     python benchmarks/cnf.py rnode    [--density eight_gaussians] [--seconds 300]     (two runs, in parallel)
     python benchmarks/cnf.py memory   [--dim 2] [--tols 1e-3 1e-7] [--trained-seconds 60] (adjoint vs direct)
     python benchmarks/cnf.py ffjord   --ffjord-dir /tmp/ffjord [--iters 200]          (time/iteration side by side)
@@ -139,6 +140,16 @@ def likelihood_step(flow, opt, x, weights: dict[str, float], clip: float | None 
     return nll, loss
 
 
+def matching_step(flow, opt, x, objective):
+    """One flow-matching step (regression of the field, no ODE solve); returns the loss."""
+    flow.train()
+    loss, _ = objective(flow, x, None)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
 def cmd_row(args: argparse.Namespace) -> None:
     """One configuration in this process: JSON on the last line of stdout."""
     import torch
@@ -191,7 +202,8 @@ def cmd_quality(args: argparse.Namespace) -> str:
     job = ["train", "--density", args.density, "--seconds", str(args.seconds), *model_args(args),
            *(["--regularize"] if args.regularize else [])]
     (r,) = run_children([job], 1, args.seconds * 3 + 600)
-    return quality_table(args, [("RNODE" if args.regularize else "plain", r)])
+    name = "flow matching (independent coupling)" if args.objective == "flow_matching" else "maximum likelihood"
+    return quality_table(args, [(name + (", RNODE" if args.regularize else ""), r)])
 
 
 def cmd_rnode(args: argparse.Namespace) -> str:
@@ -227,6 +239,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
     import ctflows
+    from ctflows.continuous.matching import FlowMatching
     from ctflows.core.stats import count_stats
     from ctflows.training.schedule import lr_factor
 
@@ -238,6 +251,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     gen = torch.Generator().manual_seed(args.seed)
     opt = torch.optim.Adam(flow.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     weights = {"kinetic_energy": args.kinetic, "jacobian_frobenius": args.frobenius} if args.regularize else {}
+    matching = FlowMatching(coupling="independent") if args.objective == "flow_matching" else None
     elapsed, it, nfe = 0.0, 0, 0
     times, nfe_fwd, nfe_bwd = [], [], []
     while elapsed < args.seconds and (args.iters is None or it < args.iters):
@@ -246,7 +260,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         for g in opt.param_groups:
             g["lr"] = args.lr * max(scale, 0.01)
         x = density.sample(args.batch, generator=gen).float()
-        nll, _ = likelihood_step(flow, opt, x, weights, args.clip)
+        if matching is None:
+            nll, _ = likelihood_step(flow, opt, x, weights, args.clip)
+        else:
+            nll = matching_step(flow, opt, x, matching)
         counts = count_stats(flow)
         nfe = counts.get("nfe_forward", 0) + counts.get("nfe_backward", 0)
         dt = time.perf_counter() - t0
@@ -338,6 +355,7 @@ def main() -> None:
         p.add_argument("--adjoint", default="True")
         p.add_argument("--divergence", default="exact")
         p.add_argument("--regularize", action="store_true")
+        p.add_argument("--objective", default="likelihood", choices=["likelihood", "flow_matching"])
 
     p = sub.add_parser("ffjord", help="time per iteration: FFJORD's train_toy.py vs ctflows, same config")
     common(p)
@@ -384,6 +402,7 @@ def main() -> None:
     p.add_argument("--save", default="")
     p.add_argument("--iters", type=int, default=None, help="stop after this many iterations (timing runs)")
     p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
+    p.add_argument("--objective", default="likelihood", choices=["likelihood", "flow_matching"])
     p.add_argument("--weight-decay", type=float, default=0.0)
 
     args = parser.parse_args()

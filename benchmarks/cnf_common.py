@@ -41,7 +41,7 @@ def model_args(args: argparse.Namespace) -> list[str]:
     if args.no_seminorm:
         out.append("--no-seminorm")
     if getattr(args, "adjoint", None) is not None and args.mode in ("quality", "rnode"):
-        out += ["--adjoint", args.adjoint, "--divergence", args.divergence]
+        out += ["--adjoint", args.adjoint, "--divergence", args.divergence, "--objective", args.objective]
     return out
 
 

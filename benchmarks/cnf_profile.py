@@ -1,0 +1,96 @@
+"""Where a CNF training iteration spends its time: forward solve vs adjoint backward solve, and the top ops.
+
+    python benchmarks/cnf_profile.py [--warm-iters 60] [--iters 20] [--compile] [--top 12]
+
+FFJORD's toy configuration (``benchmarks/cnf_common.build_flow`` with ``benchmarks/cnf.py``'s defaults:
+concat-squash 64-64-64, tanh, dopri5, atol = rtol = 1e-5, T = 0.5 learned, adjoint, exact divergence, Adam
+lr 1e-3, batch 512) on eight Gaussians, one thread. The model first trains ``--warm-iters`` iterations so the
+solver takes more than its minimum of steps; then ``--iters`` iterations are timed in two parts (the
+``log_prob`` forward solve; ``backward()`` with the optimizer step) and profiled with ``torch.profiler``.
+``--compile`` turns on ``CNF(compile_field=True)`` (the field's ``forward_with_jvp`` under ``torch.compile``; the
+first iterations, which compile, are timed apart and not in the per-iteration numbers). Prints Markdown.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import ctflows  # noqa: E402
+from cnf_common import build_flow, machine_line  # noqa: E402
+from ctflows.core.stats import count_stats  # noqa: E402
+
+MODEL = argparse.Namespace(  # benchmarks/cnf.py's defaults: FFJORD's train_toy configuration
+    hidden=[64, 64, 64], activation="tanh", layer="concatsquash", method="dopri5", tol=1e-5, eval_tol=1e-5,
+    end_time=0.5, fixed_end_time=False, no_seminorm=False,
+)
+
+
+def timed_step(flow, opt, x) -> tuple[float, float]:
+    """One likelihood step; returns (seconds in the forward solve, seconds in backward + optimizer step)."""
+    tick = time.perf_counter()
+    flow.train()
+    nll = -flow.log_prob(x).mean()
+    middle = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    nll.backward()
+    opt.step()
+    return middle - tick, time.perf_counter() - middle
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warm-iters", type=int, default=60)
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--top", type=int, default=12)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    density = ctflows.get_density("eight_gaussians")
+    generator = torch.Generator().manual_seed(0)
+    flow = build_flow(2, MODEL, adjoint=True, divergence="exact")
+    compile_seconds = 0.0
+    flow.transform.layers[0].compile_field = args.compile  # the same switch as CNF(compile_field=True)
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
+    for i in range(args.warm_iters):
+        tick = time.perf_counter()
+        timed_step(flow, opt, density.sample(args.batch, generator=generator))
+        if i < 3:  # the first calls compile (both grad modes)
+            compile_seconds += time.perf_counter() - tick
+    forward, backward, nfe = [], [], []
+    for _ in range(args.iters):
+        f, b = timed_step(flow, opt, density.sample(args.batch, generator=generator))
+        forward.append(f)
+        backward.append(b)
+        nfe.append((count_stats(flow)["nfe_forward"], count_stats(flow)["nfe_backward"]))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(args.iters):
+            timed_step(flow, opt, density.sample(args.batch, generator=generator))
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    fwd, bwd = statistics.mean(forward), statistics.mean(backward)
+    print(f"{'torch.compile of the field' if args.compile else 'eager'}; after {args.warm_iters} training iterations; "
+          f"mean of {args.iters}. {machine_line('cpu')}.\n")
+    if args.compile:
+        print(f"First 3 iterations (compiling): {compile_seconds:.1f} s\n")
+    print("| part | s / iter | share | NFE |\n| --- | ---: | ---: | ---: |")
+    print(f"| forward solve (`log_prob`) | {fwd:.4f} | {fwd / (fwd + bwd):.0%} | {statistics.mean(n[0] for n in nfe):.1f} |")
+    print(f"| backward (adjoint solve) + Adam step | {bwd:.4f} | {bwd / (fwd + bwd):.0%} | "
+          f"{statistics.mean(n[1] for n in nfe):.1f} |")
+    print(f"| total | {fwd + bwd:.4f} | | |\n")
+    print(f"Top {args.top} ops by self CPU time under torch.profiler (which adds its own overhead):\n")
+    print("| op | self CPU share | calls / iter |\n| --- | ---: | ---: |")
+    for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[: args.top]:
+        print(f"| `{e.key}` | {e.self_cpu_time_total / total:.1%} | {e.count / args.iters:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
