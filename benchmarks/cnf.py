@@ -319,6 +319,7 @@ def main() -> None:
         p.add_argument("--end-time", type=float, default=0.5)
         p.add_argument("--fixed-end-time", action="store_true", help="do not learn T (FFJORD learns it)")
         p.add_argument("--no-seminorm", action="store_true", help="error control on every state, as FFJORD")
+        p.add_argument("--compile-field", action="store_true", help="CNF(compile_field=True): torch.compile the field")
         p.add_argument("--kinetic", type=float, default=0.01)
         p.add_argument("--frobenius", type=float, default=0.01)
         p.add_argument("--lr", type=float, default=1e-3)

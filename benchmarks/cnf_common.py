@@ -23,6 +23,7 @@ def build_flow(dim: int, args: argparse.Namespace, *, adjoint: bool, divergence:
         divergence=divergence, eval_divergence="exact", end_time=args.end_time,
         learn_end_time=not args.fixed_end_time, seminorm=not args.no_seminorm,
         regularization=("kinetic_energy", "jacobian_frobenius") if getattr(args, "regularize", False) else None,
+        compile_field=getattr(args, "compile_field", False),
     )
 
 
@@ -40,6 +41,8 @@ def model_args(args: argparse.Namespace) -> list[str]:
         out.append("--fixed-end-time")
     if args.no_seminorm:
         out.append("--no-seminorm")
+    if getattr(args, "compile_field", False):
+        out.append("--compile-field")
     if getattr(args, "adjoint", None) is not None and args.mode in ("quality", "rnode"):
         out += ["--adjoint", args.adjoint, "--divergence", args.divergence, "--objective", args.objective]
     return out

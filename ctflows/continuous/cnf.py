@@ -52,7 +52,7 @@ class CNF(Transform):
         field_jvp: use the field's own forward-mode Jacobian products (``forward_with_jvp``, which the MLP
             fields have) instead of autograd vector-Jacobian products: same values, no double backward.
         compile_field: run ``forward_with_jvp`` under ``torch.compile`` (compiled on first use, once per
-            grad mode and input shape; on CPU this needs a C++ compiler). About 1.5x faster training on
+            grad mode and input shape; on CPU this needs a C++ compiler). About 1.4x faster training on
             CPU in FFJORD's toy configuration (docs/benchmarks.md); off by default for the compile time.
         name: label used in error messages.
 
