@@ -138,7 +138,7 @@ class CNF(Transform):
         if not self.compile_field:
             return self.field
         compiled = self.__dict__.get("_compiled_jvp")
-        if compiled is None:
+        if compiled is None or compiled.field is not self.field:  # made anew if the field was replaced
             compiled = self.__dict__["_compiled_jvp"] = _CompiledJacobianProducts(self.field)
         return compiled
 
@@ -217,4 +217,5 @@ class _CompiledJacobianProducts:
     """A field's ``forward_with_jvp`` under ``torch.compile``, held outside the module tree (no parameters of its own)."""
 
     def __init__(self, field: nn.Module) -> None:
+        self.field = field
         self.forward_with_jvp = torch.compile(field.forward_with_jvp)

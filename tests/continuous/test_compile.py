@@ -53,3 +53,18 @@ def test_a_deep_copy_of_a_compiled_cnf_works_and_agrees():
 def test_compile_field_needs_the_fields_forward_mode():
     with pytest.raises(ConfigurationError, match="field_jvp=False"):
         ctflows.cnf(2, (8,), compile_field=True, field_jvp=False)
+
+
+@needs_compiler
+def test_replacing_the_field_recompiles_for_the_new_one():
+    _, compiled = _pair(adjoint=False)
+    cnf = compiled.transform.layers[0]
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(3))
+    compiled.eval()
+    with torch.no_grad():
+        compiled.log_prob(x)
+        torch.manual_seed(5)
+        cnf.field = ctflows.continuous.TimeMLP(2, (16, 16))
+        eager = ctflows.Flow([ctflows.continuous.CNF(cnf.field, end_time=0.5, atol=1e-6, rtol=1e-6)], ctflows.StandardNormal(2))
+        eager.eval()
+        torch.testing.assert_close(compiled.log_prob(x), eager.log_prob(x), rtol=1e-4, atol=1e-5)
