@@ -90,9 +90,12 @@ def machine_line(device: str = "cpu") -> str:
     return f"Machine: {where}, torch {torch.__version__}, 1 thread per process"
 
 
-def update_docs(path: Path, key: str, block: str) -> None:
-    """Replace the text between ``<!-- cnf:key -->`` and ``<!-- /cnf:key -->`` (appended if missing)."""
-    begin, end = f"<!-- cnf:{key} -->", f"<!-- /cnf:{key} -->"
+def update_docs(path: Path, key: str, block: str, family: str = "cnf") -> None:
+    """Replace the text between ``<!-- family:key -->`` and ``<!-- /family:key -->`` (appended if missing).
+
+    ``family`` names the benchmark script the block belongs to (``cnf``, ``discrete``).
+    """
+    begin, end = f"<!-- {family}:{key} -->", f"<!-- /{family}:{key} -->"
     text = path.read_text() if path.exists() else ""
     new = f"{begin}\n{block}{end}"
     if begin in text and end in text:

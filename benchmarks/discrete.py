@@ -289,8 +289,8 @@ def main() -> None:
         text = table(title, results, args) + f"\n\n{header}."
         print(text + "\n", flush=True)
         if args.update_docs:
-            key = f"discrete-{args.mode}-{spec.replace(':', '')}" + ("-standardized" if args.zuko_standardize else "")
-            update_docs(DOCS, key, f"```\n{command}\n```\n\n{text}\n")
+            key = f"{args.mode}-{spec.replace(':', '')}" + ("-standardized" if args.zuko_standardize else "")
+            update_docs(DOCS, key, f"```\n{command}\n```\n\n{text}\n", family="discrete")
 
 
 if __name__ == "__main__":
