@@ -82,6 +82,8 @@ def cmd_table(args: argparse.Namespace) -> str:
 def cmd_memory(args: argparse.Namespace) -> str:
     load, model = [], "fresh model"
     if args.trained_seconds:
+        if args.dim not in (2, 16):  # the train child knows eight Gaussians and the default 16-D mixture
+            raise SystemExit("memory: --trained-seconds needs --dim 2 (eight Gaussians) or 16 (the Gaussian mixture)")
         # A fresh field needs the solver's minimum of steps at any tolerance; a trained one does not.
         saved = Path(args.save_dir) / f"memory_d{args.dim}_{int(args.trained_seconds)}s.pt"
         saved.parent.mkdir(parents=True, exist_ok=True)
