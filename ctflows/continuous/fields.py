@@ -20,6 +20,13 @@ from ctflows.errors import ConfigurationError
 SMOOTH_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"softplus": nn.Softplus, "tanh": nn.Tanh, "silu": nn.SiLU}
 
 
+def smooth_activation(name: str, owner: str) -> nn.Module:
+    """A new activation module for ``name`` in :data:`SMOOTH_ACTIVATIONS`; else an error naming ``owner``."""
+    if name not in SMOOTH_ACTIVATIONS:
+        raise ConfigurationError(f"{owner}: activation {name!r} is not one of {sorted(SMOOTH_ACTIVATIONS)}")
+    return SMOOTH_ACTIVATIONS[name]()
+
+
 def _silu_derivative(pre: Tensor, out: Tensor) -> Tensor:
     s = torch.sigmoid(pre)
     return s * (1 + pre * (1 - s))
@@ -98,8 +105,7 @@ class TimeMLP(VelocityField):
         init_scale: float = 0.1,
     ) -> None:
         super().__init__()
-        if activation not in SMOOTH_ACTIVATIONS:
-            raise ConfigurationError(f"{type(self).__name__}: activation {activation!r} is not one of {sorted(SMOOTH_ACTIVATIONS)}")
+        activation_module = smooth_activation(activation, type(self).__name__)
         if layer not in _LAYERS:
             raise ConfigurationError(f"{type(self).__name__}: layer {layer!r} is not one of {sorted(_LAYERS)}")
         if features < 1 or any(h < 1 for h in hidden):
@@ -110,7 +116,7 @@ class TimeMLP(VelocityField):
         cond = self.time_embedding.out_features + (context_features or 0)
         widths = [features, *hidden, features]
         self.layers = nn.ModuleList(_LAYERS[layer](a, b, cond) for a, b in zip(widths[:-1], widths[1:]))
-        self.activation = SMOOTH_ACTIVATIONS[activation]()
+        self.activation = activation_module
         self.activation_name = activation
         self.layers[-1].scale_(init_scale)
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ctflows.continuous.fields import SMOOTH_ACTIVATIONS, TimeIdentity, VelocityField
+from ctflows.continuous.fields import TimeIdentity, VelocityField, smooth_activation
 from ctflows.errors import ConfigurationError
 
 
@@ -62,8 +62,7 @@ class ConvTimeField(VelocityField):
         init_scale: float = 0.1,
     ) -> None:
         super().__init__()
-        if activation not in SMOOTH_ACTIVATIONS:
-            raise ConfigurationError(f"ConvTimeField: activation {activation!r} is not one of {sorted(SMOOTH_ACTIVATIONS)}")
+        activation_module = smooth_activation(activation, "ConvTimeField")
         if len(shape) != 3 or min(shape) < 1 or any(h < 1 for h in hidden):
             raise ConfigurationError(f"ConvTimeField: need an image shape (C, H, W) and positive widths, got {tuple(shape)}, {tuple(hidden)}")
         self.shape = tuple(int(s) for s in shape)
@@ -72,7 +71,7 @@ class ConvTimeField(VelocityField):
         cond = self.time_embedding.out_features
         widths = [self.shape[0], *hidden, self.shape[0]]
         self.layers = nn.ModuleList(ConcatSquashConv2d(a, b, cond) for a, b in zip(widths[:-1], widths[1:]))
-        self.activation = SMOOTH_ACTIVATIONS[activation]()
+        self.activation = activation_module
         self.layers[-1].scale_(init_scale)
 
     def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ctflows.continuous import ConcatMLP, ConcatSquashMLP, FourierMLP, FourierTime
+from ctflows.continuous import ConcatMLP, ConcatSquashMLP, FourierMLP, FourierTime, TimeMLP
+from ctflows.errors import ConfigurationError
+from ctflows.image import ConvTimeField
 
 FIELDS = [ConcatMLP, ConcatSquashMLP, FourierMLP]
 
@@ -74,3 +76,12 @@ def test_forward_with_jvp_without_hidden_layers():
     v, jt = field.forward_with_jvp(torch.tensor(0.1), torch.randn(5, 3))
     assert jt.shape == (5, 3, 3)
     torch.testing.assert_close(jt[0], field.layers[0].linear.weight.T)
+
+
+@pytest.mark.parametrize("build, owner", [
+    (lambda a: TimeMLP(2, (8,), activation=a), "TimeMLP"),
+    (lambda a: ConvTimeField((1, 4, 4), (4,), activation=a), "ConvTimeField"),
+])
+def test_an_unknown_activation_is_refused_with_the_choices(build, owner):
+    with pytest.raises(ConfigurationError, match=rf"{owner}: activation 'relu' is not one of \['silu', 'softplus', 'tanh'\]"):
+        build("relu")
