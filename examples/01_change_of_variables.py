@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import ctflows  # noqa: E402
+from ctflows.viz import save_figure  # noqa: E402
 
 
 def one_dimensional(ax: plt.Axes, n: int) -> float:
@@ -85,11 +86,8 @@ def main() -> None:
     result = ctflows.evaluate(flow, data, seed=2)
     print(f"two moons after {steps} steps: KL = {result['kl']:.3f} ± {result['kl_se']:.3f} nats; "
           f"z has mean {z.mean(0).tolist()} and std {z.std(0).tolist()} (a standard normal has 0 and 1)")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out / "01_change_of_variables.png", dpi=100)
-    print(f"figure: {out / '01_change_of_variables.png'}")
+    print(f"figure: {save_figure(fig, Path(args.out) / '01_change_of_variables.png', dpi=100)}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from matplotlib.ticker import NullLocator  # noqa: E402
 import torch  # noqa: E402
 
 from ctflows.continuous import TimeMLP, exact_divergence, hutchinson_divergence, sample_noise  # noqa: E402
+from ctflows.viz import save_figure  # noqa: E402
 
 HIDDEN = (128, 128)
 NOISES = ("gaussian", "rademacher")
@@ -162,11 +163,9 @@ def main() -> None:
         ax.set_xticks(ds, [str(d) for d in ds])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.legend(fontsize=8)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out / "04_exact_trace_vs_hutchinson.png", dpi=100)
-    print(f"figure: {out / '04_exact_trace_vs_hutchinson.png'}\ntotal runtime {time.perf_counter() - start:.1f} s")
+    path = save_figure(fig, Path(args.out) / "04_exact_trace_vs_hutchinson.png", dpi=100)
+    print(f"figure: {path}\ntotal runtime {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

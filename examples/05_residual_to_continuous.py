@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 import ctflows  # noqa: E402
 from ctflows.continuous import CNF, FlowMatching  # noqa: E402
-from ctflows.viz import density_panel, side_by_side  # noqa: E402
+from ctflows.viz import density_panel, save_figure, side_by_side  # noqa: E402
 
 BOUNDS = (-4.5, 4.5, -4.5, 4.5)
 
@@ -125,10 +125,8 @@ def main() -> None:
     ax.set_title("K residual steps -> the continuous flow")
     ax.legend(fontsize=8)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out / "05_residual_convergence.png", dpi=100)
-    plt.close(fig)
+    convergence = save_figure(fig, out / "05_residual_convergence.png", dpi=100)
 
     grid = 40 if args.quick else 120
 
@@ -145,7 +143,7 @@ def main() -> None:
     panels.append(density_panel("ODE (dopri5), K -> ∞", lambda p: flow.log_prob(p.double()), BOUNDS, n=grid))
     path = side_by_side(panels, out / "05_residual_densities.png",
                         suptitle="One velocity field, composed as K residual blocks or solved as an ODE")
-    print(f"figures: {out / '05_residual_convergence.png'}, {path}\ntotal runtime {time.perf_counter() - start:.1f} s")
+    print(f"figures: {convergence}, {path}\ntotal runtime {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 import ctflows  # noqa: E402
 from ctflows.nonparametric import fit_dual_ascent, fit_gaussianization, truncate  # noqa: E402
-from ctflows.viz.density import density_panel, side_by_side  # noqa: E402
+from ctflows.viz import density_panel, save_figure, side_by_side  # noqa: E402
 
 BOUNDS = (-4.5, 4.5, -4.5, 4.5)
 
@@ -131,9 +131,7 @@ def main() -> None:
         side_by_side(pushed, out / f"08_{name}_pushed.png", columns=len(pushed) // 2,
                      suptitle=f"{name}: training points pushed toward N(0, I)")
     fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "08_kl_vs_steps.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "08_kl_vs_steps.png")
     print("KL falls as maps are added; the held-out likelihood decides when to stop.")
 
     data = ctflows.get_density("two_moons").sample(500 if args.quick else 2000).double()

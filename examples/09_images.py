@@ -26,6 +26,7 @@ import torch  # noqa: E402
 import ctflows  # noqa: E402
 from ctflows.data.images import DIGITS_LEVELS, load_digits  # noqa: E402
 from ctflows.image import DequantizedImages, bits_per_dim, multiscale_cnf, multiscale_glow  # noqa: E402
+from ctflows.viz import save_figure  # noqa: E402
 
 SHAPE = (1, 8, 8)
 TEST_SIZE = 297  # the last 297 of 1,797 digits are held out
@@ -79,11 +80,8 @@ def main() -> None:
         print(f"{name}: {result['bpd']:.3f} ± {result['bpd_se']:.3f} bits/dim on {result['n']} held-out digits "
               f"(exact log-det: {result['exact']}; uniform over the 17 levels would be 4.087)")
         sample_grid(ax, flow, f"{name}: {result['bpd']:.2f} bits/dim, {steps} steps ({seconds:.0f} s)")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out / "09_images.png", dpi=100)
-    print(f"figure: {out / '09_images.png'}")
+    print(f"figure: {save_figure(fig, Path(args.out) / '09_images.png', dpi=100)}")
 
 
 if __name__ == "__main__":

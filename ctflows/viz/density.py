@@ -7,14 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-import matplotlib
+import torch
+from torch import Tensor
 
-matplotlib.use("Agg")  # figures are written to files; no display is assumed
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from ctflows.grid import Bounds, evaluate_on_grid, grid_2d  # noqa: E402
+from ctflows.grid import Bounds, evaluate_on_grid, grid_2d
+from ctflows.viz.figure import plt, save_figure
 
 CMAP = "magma"
 Panel = tuple[str, Callable[[plt.Axes], None]]
@@ -58,8 +55,4 @@ def side_by_side(panels: Sequence[Panel], path: str | Path, *, suptitle: str | N
         fig.suptitle(suptitle, fontsize=11)
     # Leave the top strip to the suptitle; tight_layout alone lets the first row's titles run into it.
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()) if suptitle else None)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ctflows.viz.density import plt
+from ctflows.viz.figure import plt, save_figure
 
 
 def running_mean(values: Sequence[float], window: int) -> np.ndarray:
@@ -52,8 +52,4 @@ def loss_curves(curves: Mapping[str, Sequence[float]], path: str | Path, *, ylab
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
