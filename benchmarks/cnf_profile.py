@@ -70,7 +70,8 @@ def main() -> None:
         f, b = timed_step(flow, opt, density.sample(args.batch, generator=generator))
         forward.append(f)
         backward.append(b)
-        nfe.append((count_stats(flow)["nfe_forward"], count_stats(flow)["nfe_backward"]))
+        counts = count_stats(flow)
+        nfe.append((counts["nfe_forward"], counts["nfe_backward"]))
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for _ in range(args.iters):
             timed_step(flow, opt, density.sample(args.batch, generator=generator))
