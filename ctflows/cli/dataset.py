@@ -49,6 +49,11 @@ class Dataset:
         self.shape = self.shape or (self.dim,)
 
     @property
+    def file_points(self) -> Tensor | None:
+        """The training points ``[N_train, D]`` when they come from a file, else ``None`` (densities, images)."""
+        return self.train if isinstance(self.train, Tensor) and self.levels is None else None
+
+    @property
     def is_image(self) -> bool:
         """Whether the points are integer images (quality in bits/dim, image models only)."""
         return self.levels is not None

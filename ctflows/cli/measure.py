@@ -84,8 +84,11 @@ def train(
     name: str, data: Dataset, budget: Budget, *, seed: int, device: torch.device,
     checkpoint_dir: Path | None = None, progress: bool | None = None,
 ) -> Trained:
-    """Build model ``name`` for ``data`` and train it with ``fit`` under ``budget`` (the model's fit defaults apply)."""
-    flow = build_model(name, data.shape, seed)
+    """Build model ``name`` for ``data`` and train it with ``fit`` under ``budget`` (the model's fit defaults apply).
+
+    File data are standardised by a fixed first layer (see :func:`~ctflows.cli.models.build_model`).
+    """
+    flow = build_model(name, data.shape, seed, standardize=data.file_points)
     stamps = [time.perf_counter()]
 
     def tick(step: int, history: History) -> None:

@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+from torch import Tensor
 
-from ctflows.core import Flow
+from ctflows.continuous.single import flat_layers
+from ctflows.core import Chain, Flow
 from ctflows.errors import ConfigurationError
 from ctflows.image import multiscale_cnf, multiscale_glow
+from ctflows.linear import Standardization
 from ctflows.models import cnf, maf, nice, realnvp, resflow, spline
 
 
@@ -109,10 +112,20 @@ def check_models_suit_data(names: list[str], image: bool, data_name: str) -> Non
         raise ConfigurationError(f"{', '.join(wrong)} cannot model {data_name}, which is {kind}; choose from {valid}")
 
 
-def build_model(name: str, shape: tuple[int, ...], seed: int) -> Flow:
-    """A fresh model ``name`` for points of ``shape`` (``(D,)`` or ``(C, H, W)``), initialised from ``seed``."""
+def build_model(name: str, shape: tuple[int, ...], seed: int, *, standardize: Tensor | None = None) -> Flow:
+    """A fresh model ``name`` for points of ``shape`` (``(D,)`` or ``(C, H, W)``), initialised from ``seed``.
+
+    With ``standardize`` (training points ``[N, D]``, e.g. from a file in its own units) the model starts with
+    a fixed :class:`~ctflows.linear.Standardization` to their mean and standard deviation: the builders'
+    sizes, learning rates and solver tolerances were chosen for data of about unit scale, and a fixed layer
+    (unlike ActNorm) also serves CNFs trained by flow matching.
+    """
     spec = model_spec(name)
     if not spec.image and shape[0] < 2 and name not in ("cnf", "cnf-fm", "maf"):
         raise ConfigurationError(f"model {name!r} splits the features in two and needs at least 2; the data has {shape[0]}")
     torch.manual_seed(seed)  # builders without a seed argument initialise from the global generator
-    return spec.build(shape, seed)
+    flow = spec.build(shape, seed)
+    if standardize is None:
+        return flow
+    first = Standardization.from_data(standardize.to(next(flow.parameters()).dtype))
+    return Flow(Chain(first, *flat_layers(flow.transform)), flow.base)

@@ -6,7 +6,9 @@ Path in ctflows' direction (data x₀ at t = 0, base sample z at t = T), with s 
 
 (Lipman et al. 2023 flow matching with the straight "optimal-transport" path; Tong et al. 2024 for the
 constant-σ path and minibatch optimal-transport coupling of x₀ and z). The trained field drives an
-ordinary :class:`~ctflows.continuous.CNF`, so log-densities stay exact (with the exact divergence).
+ordinary :class:`~ctflows.continuous.CNF`, so log-densities stay exact (with the exact divergence). Fixed
+layers may come before the CNF (a :class:`~ctflows.linear.Standardization` for data in raw units): the data
+are pushed through them first, and the path runs from there.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from ctflows.continuous.cnf import CNF
-from ctflows.core.transform import Chain
+from ctflows.continuous.single import split_at_cnf, through_front
+from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError
 
 COUPLINGS = ("independent", "ot")
@@ -50,17 +53,21 @@ def flow_matching_loss(
     return (v - target).square().sum(dim=1).mean()
 
 
-def single_cnf(flow: nn.Module) -> CNF:
-    """The one CNF of a model whose transform is a CNF (or a Chain of exactly one), else a clear error."""
-    transform = flow.transform
-    layers = list(transform.layers) if isinstance(transform, Chain) else [transform]
-    if len(layers) != 1 or not isinstance(layers[0], CNF):
-        names = [type(layer).__name__ for layer in layers]
+def trained_cnf(flow: nn.Module) -> tuple[list[Transform], CNF]:
+    """``(front, cnf)`` of a model whose last layer is its one CNF, every layer in front of it fixed.
+
+    Flow matching trains the CNF's field alone, so a layer in front with trainable parameters would only be
+    moved by weight decay: such models get a ConfigurationError.
+    """
+    front, cnf = split_at_cnf(flow, "flow matching")
+    trainable = [type(layer).__name__ for layer in front if any(p.requires_grad for p in layer.parameters())]
+    if trainable:
         raise ConfigurationError(
-            f"flow matching trains the velocity field of a single CNF, but this model's layers are {names}; "
-            "train hybrid or multi-block models by maximum likelihood (objective='likelihood')"
+            f"flow matching trains the CNF's velocity field alone, but the layers in front of it ({', '.join(trainable)}) "
+            "have trainable parameters; put a fixed ctflows.Standardization there instead, or train the model by "
+            "maximum likelihood (objective='likelihood')"
         )
-    return layers[0]
+    return front, cnf
 
 
 class FlowMatching:
@@ -85,11 +92,13 @@ class FlowMatching:
 
     def __call__(self, flow: nn.Module, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """``(loss, None)``: flow matching has no likelihood to report per step."""
-        cnf = single_cnf(flow)
+        front, cnf = trained_cnf(flow)
         if self.coupling == "ot" and context is not None:
             raise ConfigurationError(
                 "FlowMatching: minibatch OT would pair points across different contexts; use coupling='independent'"
             )
+        with torch.no_grad():
+            x, _ = through_front(front, x, context)
         z = flow.base.sample(x.shape[0], context).to(x)
         if self.coupling == "ot":
             z = optimal_transport_pairing(x, z)

@@ -93,7 +93,7 @@ def fit(
         progress: a tqdm bar on stderr with loss, steps/s and NFE; ``None`` shows it only on a terminal.
         callback: ``callback(step, history)`` after each step (1-based); returning True stops training.
         objective: ``"likelihood"`` (default), ``"flow_matching"`` (regression of a single CNF's field onto
-            straight paths, with minibatch OT coupling; ``FlowMatching(coupling=..., sigma=...)`` for the
+            straight paths, with minibatch OT coupling; fixed layers may precede the CNF; ``FlowMatching(coupling=..., sigma=...)`` for the
             options), or any callable ``(flow, x, context) -> (loss, nll or None)``. Regularization
             weights apply to the likelihood objective only.
         checkpoint_dir: where ``training_state.pt`` (model, optimizer, schedule position, history, data

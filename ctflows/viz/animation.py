@@ -14,36 +14,30 @@ import torch
 from matplotlib.animation import FuncAnimation, PillowWriter
 from torch import Tensor, nn
 
-from ctflows.continuous.cnf import CNF
+from ctflows.continuous.single import split_at_cnf, through_front
 from ctflows.continuous.trajectory import density_along_t
-from ctflows.core.transform import Chain
-from ctflows.errors import ConfigurationError
 from ctflows.grid import Bounds, grid_2d
 from ctflows.viz.density import CMAP, plt
-
-
-def single_cnf_layer(flow: nn.Module) -> CNF:
-    """The CNF of a flow made of one CNF layer (alone or in a Chain of one), else a ConfigurationError."""
-    transform = flow.transform
-    layers = list(transform.layers) if isinstance(transform, Chain) else [transform]
-    if len(layers) != 1 or not isinstance(layers[0], CNF):
-        raise ConfigurationError(f"the density animation needs a flow of one CNF layer, got {[type(l).__name__ for l in layers]}")
-    return layers[0]
 
 
 def cnf_density_frames(flow: nn.Module, bounds: Bounds, frames: int = 16, n: int = 64) -> tuple[Tensor, Tensor]:
     """Densities ``p_t`` of a one-CNF 2-D flow on an ``n × n`` grid at ``frames`` times from 0 to T.
 
-    Returns ``(times [frames], densities [frames, n, n])``, rows in y as :func:`ctflows.grid.grid_2d` lays them.
+    Layers in front of the CNF (a :class:`~ctflows.linear.Standardization`) are held fixed: each frame is the
+    density, in data coordinates, of the state at time t mapped back through them, so the first frame is the
+    model's density. Returns ``(times [frames], densities [frames, n, n])``, rows in y as
+    :func:`ctflows.grid.grid_2d` lays them.
     """
-    cnf = single_cnf_layer(flow)
+    front, cnf = split_at_cnf(flow, "the density animation")
     was_training = flow.training
     flow.eval()
     try:
         like = next(flow.parameters())
         points, _ = grid_2d(bounds, n, dtype=like.dtype, device=like.device)
         times = torch.linspace(0.0, float(cnf.end_time), frames)
-        log_p = density_along_t(cnf, flow.base.log_prob, points, times.tolist())
+        with torch.no_grad():
+            inside, front_logdet = through_front(front, points)
+        log_p = density_along_t(cnf, flow.base.log_prob, inside, times.tolist()) + front_logdet
     finally:
         flow.train(was_training)
     return times, torch.exp(log_p).reshape(frames, n, n).cpu()

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from ctflows.continuous.cnf import CNF
+from ctflows.continuous.single import flat_layers
 from ctflows.continuous.trajectory import cnf_path
-from ctflows.core.transform import Chain
 from ctflows.grid import Bounds
 from ctflows.viz.density import CMAP, Panel, plt
 
@@ -25,10 +25,8 @@ def flow_paths(flow: nn.Module, x: Tensor, cnf_steps: int = 24) -> Tensor:
     discrete layers adds only its end point, since a single layer's output (a permutation swapping the
     axes, an ActNorm rescaling) is no place on a path.
     """
-    transform = flow.transform
-    layers = list(transform.layers) if isinstance(transform, Chain) else [transform]
     rows, current, moved = [x], x, False
-    for layer in layers:
+    for layer in flat_layers(flow.transform):
         if isinstance(layer, CNF):
             if moved:
                 rows.append(current)

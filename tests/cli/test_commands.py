@@ -75,3 +75,21 @@ def test_data_list_names_and_describes_every_density(capsys):
     for line, (name, description) in zip(lines, list_densities().items()):
         assert line.split()[0] == name and line.endswith(description) and description
     assert images.startswith("image data: digits")
+
+
+@pytest.mark.parametrize("model", ["realnvp", "cnf-fm"])
+def test_file_data_in_any_units_give_the_same_model_up_to_the_change_of_units(model, tmp_path):
+    # File data are standardised by a fixed first layer, so data in other units (y = 50 x + c) train the
+    # same model; its test NLL differs by exactly log|det| = 2 log 50.
+    x = get_density("two_moons").sample(1000, generator=torch.Generator().manual_seed(0)).double()
+    nll = {}
+    for name, data in (("x", x), ("y", 50 * x + torch.tensor([300.0, -1000.0], dtype=torch.float64))):
+        np.savetxt(tmp_path / f"{name}.csv", data.numpy(), delimiter=",")
+        out = tmp_path / name
+        assert main(["train", "--data", str(tmp_path / f"{name}.csv"), "--model", model, "--out", str(out), "--steps", "20"]) == 0
+        nll[name] = json.loads((out / "metrics.json").read_text())["nll"]
+        first = load(out / "model.pt").transform.layers[0]
+        train_rows = data[torch.randperm(1000, generator=torch.Generator().manual_seed(0))[200:]]  # load_dataset's split
+        torch.testing.assert_close(first.loc.double(), train_rows.mean(dim=0), rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(first.scale.double(), train_rows.std(dim=0), rtol=1e-5, atol=0)
+    assert nll["y"] - nll["x"] == pytest.approx(2 * math.log(50.0), abs=1e-3)

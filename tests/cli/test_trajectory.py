@@ -7,7 +7,7 @@ from PIL import Image
 import ctflows
 from ctflows.continuous.trajectory import cnf_path, density_along_t
 from ctflows.grid import grid_2d
-from ctflows.viz import density_animation, flow_paths
+from ctflows.viz import cnf_density_frames, density_animation, flow_paths
 from ctflows.viz.loss import running_mean
 
 
@@ -26,6 +26,20 @@ def test_density_along_t_runs_from_the_model_to_the_base(cnf_flow):
     log_p = density_along_t(cnf_flow.transform.layers[0], cnf_flow.base.log_prob, x, [0.0, 0.5, 1.0])
     torch.testing.assert_close(log_p[0], cnf_flow.log_prob(x).detach(), atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(log_p[2], cnf_flow.base.log_prob(x))
+
+
+def test_animation_frames_start_at_the_model_density_with_fixed_layers_in_front(cnf_flow):
+    scale = torch.tensor([3.0, 0.5], dtype=torch.float64)
+    fronted = ctflows.Flow([ctflows.Standardization(torch.tensor([1.0, -2.0], dtype=torch.float64), scale),
+                            cnf_flow.transform.layers[0]], cnf_flow.base).eval()
+    bounds = (-8.0, 10.0, -5.0, 1.0)
+    times, frames = cnf_density_frames(fronted, bounds, frames=3, n=12)
+    points, area = grid_2d(bounds, 12, dtype=torch.float64)
+    torch.testing.assert_close(frames[0].flatten(), fronted.log_prob(points).exp().detach(), atol=1e-8, rtol=1e-5)
+    # Every frame is a density in data coordinates; the last is the base mapped back through the front.
+    pushed_base = ctflows.Flow([ctflows.Standardization(torch.tensor([1.0, -2.0], dtype=torch.float64), scale)],
+                               cnf_flow.base).log_prob(points).exp()
+    torch.testing.assert_close(frames[-1].flatten(), pushed_base)
 
 
 def test_intermediate_density_integrates_to_one(cnf_flow):

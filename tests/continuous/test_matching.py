@@ -42,8 +42,11 @@ def test_loss_vanishes_for_the_exact_velocity_of_a_translation():
 def test_flow_matching_refuses_models_it_cannot_train():
     density = ctflows.get_density("two_moons")
     hybrid = ctflows.Flow([ctflows.ActNorm(2), ctflows.CNF(ctflows.continuous.TimeMLP(2, (8,)))], ctflows.StandardNormal(2))
-    with pytest.raises(ConfigurationError, match="single CNF"):
+    with pytest.raises(ConfigurationError, match=r"in front of it \(ActNorm\) have trainable parameters"):
         ctflows.fit(hybrid, density, steps=2, batch_size=8, objective="flow_matching", progress=False)
+    two = ctflows.cnf(2, hidden=(8,), blocks=2)
+    with pytest.raises(ConfigurationError, match="last layer is its single CNF"):
+        ctflows.fit(two, density, steps=2, batch_size=8, objective="flow_matching", progress=False)
     flow = ctflows.cnf(2, hidden=(8,), regularization=("kinetic_energy",))
     with pytest.raises(ConfigurationError, match="likelihood objective only"):
         ctflows.fit(flow, density, steps=2, objective="flow_matching", regularization={"kinetic_energy": 0.1})
@@ -53,6 +56,22 @@ def test_flow_matching_refuses_models_it_cannot_train():
                     objective=FlowMatching("ot"), progress=False)
     with pytest.raises(ConfigurationError, match="coupling"):
         FlowMatching("sinkhorn")
+
+
+@pytest.mark.parametrize("coupling", ["independent", "ot"])
+def test_a_fixed_standardization_in_front_is_the_same_regression_on_standardised_data(coupling):
+    # Flow matching pushes the data through the fixed layers first: with the same draws, the loss on raw
+    # data behind Standardization(c, a) equals the loss of the lone CNF on (x - c) / a.
+    torch.manual_seed(0)
+    lone = ctflows.cnf(2, hidden=(16,)).double()
+    a, c = torch.tensor([40.0, 0.5], dtype=torch.float64), torch.tensor([-300.0, 2.0], dtype=torch.float64)
+    fronted = ctflows.Flow([ctflows.Standardization(c, a), lone.transform.layers[0]], lone.base)
+    x = torch.randn(64, 2, dtype=torch.float64) * a + c
+    losses = []
+    for flow, data in ((fronted, x), (lone, (x - c) / a)):
+        torch.manual_seed(1)
+        losses.append(FlowMatching(coupling)(flow, data, None)[0])
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("coupling", ["independent", "ot"])

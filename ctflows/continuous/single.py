@@ -1,0 +1,43 @@
+"""Models whose continuous part is one CNF: the layers in front of it, and the CNF itself.
+
+Flow matching regresses one CNF's velocity field and the density animation follows one CNF along t. Both
+accept layers in front of that CNF (for instance a :class:`~ctflows.linear.Standardization` of data given
+in raw units) and push the data through them first:
+
+    log p(x) = log p_CNF(y) + log|det ∂y/∂x|,      y = front(x)
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ctflows.continuous.cnf import CNF
+from ctflows.core.transform import Chain, Transform, zeros_logdet
+from ctflows.errors import ConfigurationError
+
+
+def flat_layers(transform: Transform) -> list[Transform]:
+    """The layers of ``transform`` in forward order, nested Chains expanded."""
+    if isinstance(transform, Chain):
+        return [leaf for layer in transform.layers for leaf in flat_layers(layer)]
+    return [transform]
+
+
+def split_at_cnf(flow: nn.Module, purpose: str) -> tuple[list[Transform], CNF]:
+    """``(front, cnf)`` for a flow whose last layer is its only CNF; a ConfigurationError naming ``purpose`` otherwise."""
+    layers = flat_layers(flow.transform)
+    if not isinstance(layers[-1], CNF) or any(isinstance(layer, CNF) for layer in layers[:-1]):
+        names = [type(layer).__name__ for layer in layers]
+        raise ConfigurationError(
+            f"{purpose} needs a model whose last layer is its single CNF (other layers may come before it), "
+            f"but this model's layers are {names}"
+        )
+    return layers[:-1], layers[-1]
+
+
+def through_front(front: list[Transform], x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Push ``x [B, *event]`` through the ``front`` layers: ``(y [B, *event], log|det ∂y/∂x| [B])``."""
+    total = zeros_logdet(x)
+    for layer in front:
+        x, logdet = layer._forward(x, context)  # as Chain does: the model checked its input once
+        total = total + logdet
+    return x, total

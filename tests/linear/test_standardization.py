@@ -1,0 +1,43 @@
+"""Standardization: fitted from data it standardises them, its parameters are fixed, bad data are refused."""
+import math
+
+import pytest
+import torch
+
+import ctflows
+from ctflows.errors import DataError
+
+
+def test_from_data_standardises_and_its_logdet_is_the_volume_change():
+    x = torch.randn(500, 3, dtype=torch.float64) * torch.tensor([0.01, 1.0, 300.0], dtype=torch.float64) + 7
+    layer = ctflows.Standardization.from_data(x)
+    z, logdet = layer(x)
+    torch.testing.assert_close(z.mean(dim=0), torch.zeros(3, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(z.std(dim=0), torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(logdet, torch.full((500,), -float(x.std(dim=0).log().sum()), dtype=torch.float64))
+    assert list(layer.parameters()) == []  # nothing for an optimizer to move
+    assert {name for name, _ in layer.named_buffers()} == {"loc", "scale"}
+
+
+def test_a_flow_behind_it_has_the_density_of_an_affine_change_of_variables():
+    x = torch.randn(200, 2, dtype=torch.float64)
+    a, c = torch.tensor([50.0, 0.2], dtype=torch.float64), torch.tensor([300.0, -4.0], dtype=torch.float64)
+    layer = ctflows.Standardization(c, a)
+    flow = ctflows.Flow([layer], ctflows.StandardNormal(2)).double()
+    y = a * x + c
+    expected = ctflows.StandardNormal(2).double().log_prob(x) - math.log(50.0 * 0.2)
+    torch.testing.assert_close(flow.log_prob(y), expected)
+
+
+def test_bad_data_get_a_message_that_says_what_to_change():
+    x = torch.randn(100, 3)
+    with pytest.raises(DataError, match=r"feature\(s\) \[1\] are constant"):
+        ctflows.Standardization.from_data(torch.cat([x[:, :1], torch.full((100, 1), 2.5), x[:, 2:]], dim=1))
+    with pytest.raises(DataError, match="NaN or Inf"):
+        ctflows.Standardization.from_data(torch.where(torch.arange(100).unsqueeze(1) == 7, float("nan"), x))
+    with pytest.raises(DataError, match="N >= 2"):
+        ctflows.Standardization.from_data(x[:1])
+    with pytest.raises(DataError, match="positive"):
+        ctflows.Standardization(torch.zeros(3), torch.tensor([1.0, 0.0, 1.0]))
+    with pytest.raises(DataError, match=r"\[D\]"):
+        ctflows.Standardization(torch.zeros(3), torch.ones(2))
