@@ -7,7 +7,8 @@ concat-squash 64-64-64, tanh, dopri5, atol = rtol = 1e-5, T = 0.5 learned, adjoi
 lr 1e-3, batch 512) on eight Gaussians, one thread. The model first trains ``--warm-iters`` iterations so the
 solver takes more than its minimum of steps; then ``--iters`` iterations are timed in two parts (the
 ``log_prob`` forward solve; ``backward()`` with the optimizer step) and profiled with ``torch.profiler``.
-``--compile`` turns on ``CNF(compile_field=True)`` (the field's ``forward_with_jvp`` under ``torch.compile``; the
+It also times the right-hand side alone (no solver) to split the iteration into the field's own work and
+the rest. ``--compile`` turns on ``CNF(compile_field=True)`` (the field's ``forward_with_jvp`` under ``torch.compile``; the
 first iterations, which compile, are timed apart and not in the per-iteration numbers). Prints Markdown.
 """
 from __future__ import annotations
@@ -45,6 +46,40 @@ def timed_step(flow, opt, x) -> tuple[float, float]:
     return middle - tick, time.perf_counter() - middle
 
 
+def field_seconds(flow, x, repeats: int = 200) -> tuple[float, float]:
+    """Seconds per right-hand-side evaluation outside the solver: ``(no-grad, with its vector-Jacobian product)``.
+
+    The same ``AugmentedDynamics`` the solve calls (field, exact divergence, compiled or not), on ``x [B, 2]``
+    at t = T/2; the second number also takes the VJP with respect to the state and the field's parameters,
+    which is what each evaluation of torchdiffeq's adjoint backward solve does.
+    """
+    cnf = flow.transform.layers[0]
+    params = tuple(p for p in cnf.field.parameters())
+    t = torch.as_tensor(cnf.end_time).detach() / 2
+    state = (x, torch.zeros(x.shape[0]))
+    dynamics = cnf._dynamics(x, None, inverse=False)
+
+    def plain() -> None:
+        with torch.no_grad():
+            dynamics(t, state)
+
+    def with_vjp() -> None:
+        y = tuple(s.detach().requires_grad_(True) for s in state)
+        with torch.enable_grad():
+            out = dynamics(t, y)
+            torch.autograd.grad(out, (*y, *params), [torch.ones_like(o) for o in out], allow_unused=True)
+
+    seconds = []
+    for call in (plain, with_vjp):
+        for _ in range(repeats // 10):
+            call()
+        tick = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        seconds.append((time.perf_counter() - tick) / repeats)
+    return seconds[0], seconds[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warm-iters", type=int, default=60)
@@ -77,15 +112,21 @@ def main() -> None:
             timed_step(flow, opt, density.sample(args.batch, generator=generator))
     total = sum(e.self_cpu_time_total for e in prof.key_averages())
     fwd, bwd = statistics.mean(forward), statistics.mean(backward)
+    nfe_f, nfe_b = (statistics.mean(n[k] for n in nfe) for k in (0, 1))
+    plain, with_vjp = field_seconds(flow, density.sample(args.batch, generator=generator))
     print(f"{'torch.compile of the field' if args.compile else 'eager'}; after {args.warm_iters} training iterations; "
           f"mean of {args.iters}. {machine_line('cpu')}.\n")
     if args.compile:
         print(f"First 3 iterations (compiling): {compile_seconds:.1f} s\n")
     print("| part | s / iter | share | NFE |\n| --- | ---: | ---: | ---: |")
-    print(f"| forward solve (`log_prob`) | {fwd:.4f} | {fwd / (fwd + bwd):.0%} | {statistics.mean(n[0] for n in nfe):.1f} |")
-    print(f"| backward (adjoint solve) + Adam step | {bwd:.4f} | {bwd / (fwd + bwd):.0%} | "
-          f"{statistics.mean(n[1] for n in nfe):.1f} |")
+    print(f"| forward solve (`log_prob`) | {fwd:.4f} | {fwd / (fwd + bwd):.0%} | {nfe_f:.1f} |")
+    print(f"| backward (adjoint solve) + Adam step | {bwd:.4f} | {bwd / (fwd + bwd):.0%} | {nfe_b:.1f} |")
     print(f"| total | {fwd + bwd:.4f} | | |\n")
+    inside = nfe_f * plain + nfe_b * with_vjp
+    print(f"The right-hand side alone, outside the solver (batch {args.batch}): {plain * 1e3:.3f} ms per evaluation, "
+          f"{with_vjp * 1e3:.3f} ms with its vector-Jacobian product; at this iteration's NFE that is "
+          f"{inside:.4f} s, {inside / (fwd + bwd):.0%} of the iteration (the rest: solver, adjoint bookkeeping, "
+          "optimizer).\n")
     print(f"Top {args.top} ops by self CPU time under torch.profiler (which adds its own overhead):\n")
     print("| op | self CPU share | calls / iter |\n| --- | ---: | ---: |")
     for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[: args.top]:
