@@ -44,3 +44,5 @@ def test_profile_splits_an_iteration_into_forward_and_backward():
     total = float(_rows(out, "total")[0][1])
     assert forward > 0 and backward > 0 and abs(total - forward - backward) < 2e-4
     assert len(re.findall(r"^\| `", out, flags=re.M)) == 3
+    plain, with_vjp, share = re.search(r"([\d.]+) ms per evaluation, ([\d.]+) ms with its vector-Jacobian product.*?(\d+)% of the", out).groups()
+    assert 0 < float(plain) < float(with_vjp) and 0 < int(share)  # a VJP costs more than the evaluation it differentiates
