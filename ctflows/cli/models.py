@@ -12,8 +12,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ctflows.continuous.single import flat_layers
 from ctflows.core import Chain, Flow
+from ctflows.core.transform import flat_layers
 from ctflows.errors import ConfigurationError
 from ctflows.image import multiscale_cnf, multiscale_glow
 from ctflows.linear import Standardization

@@ -11,15 +11,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ctflows.continuous.cnf import CNF
-from ctflows.core.transform import Chain, Transform, zeros_logdet
+from ctflows.core.transform import Transform, flat_layers, zeros_logdet
 from ctflows.errors import ConfigurationError
-
-
-def flat_layers(transform: Transform) -> list[Transform]:
-    """The layers of ``transform`` in forward order, nested Chains expanded."""
-    if isinstance(transform, Chain):
-        return [leaf for layer in transform.layers for leaf in flat_layers(layer)]
-    return [transform]
 
 
 def split_at_cnf(flow: nn.Module, purpose: str) -> tuple[list[Transform], CNF]:

@@ -129,6 +129,13 @@ class Chain(Transform):
         return len(self.layers)
 
 
+def flat_layers(transform: Transform) -> list[Transform]:
+    """The layers of ``transform`` in forward order, nested Chains expanded."""
+    if isinstance(transform, Chain):
+        return [leaf for layer in transform.layers for leaf in flat_layers(layer)]
+    return [transform]
+
+
 class Inverse(Transform):
     """The inverse of a layer: ``Inverse(f).forward = f.inverse`` and vice versa."""
 

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from ctflows.continuous.cnf import CNF
-from ctflows.continuous.single import flat_layers
 from ctflows.continuous.trajectory import cnf_path
+from ctflows.core.transform import flat_layers
 from ctflows.grid import Bounds
 from ctflows.viz.density import CMAP, Panel, plt
 

@@ -40,3 +40,11 @@ def test_flow_forward_is_latent_and_log_prob_and_inverse_swaps():
     z_inv, logdet_inv = Inverse(layer).inverse(x)
     torch.testing.assert_close(z_inv, layer(x)[0])
     torch.testing.assert_close(logdet_inv, layer(x)[1])
+
+
+def test_flat_layers_expands_nested_chains_in_forward_order():
+    from ctflows.core.transform import flat_layers
+
+    a, b, c = ActNorm(2), ReversePermutation(2), LULinear(2)
+    assert flat_layers(Chain(a, Chain(b, Chain(c)))) == [a, b, c]
+    assert flat_layers(a) == [a]
