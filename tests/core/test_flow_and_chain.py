@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from ctflows.core import Chain, Flow, Inverse, StandardNormal
+from ctflows.core.transform import flat_layers
 from ctflows.errors import ConfigurationError, InputError
 from ctflows.linear import ActNorm, LULinear, ReversePermutation
 
@@ -43,8 +44,6 @@ def test_flow_forward_is_latent_and_log_prob_and_inverse_swaps():
 
 
 def test_flat_layers_expands_nested_chains_in_forward_order():
-    from ctflows.core.transform import flat_layers
-
     a, b, c = ActNorm(2), ReversePermutation(2), LULinear(2)
     assert flat_layers(Chain(a, Chain(b, Chain(c)))) == [a, b, c]
     assert flat_layers(a) == [a]
