@@ -157,6 +157,10 @@ def test_configuration_errors():
         CNF(field, atol=0)
     with pytest.raises(ConfigurationError):
         ConcatMLP(2, activation="relu")
+    for bad in (dict(method="rk4", step_size=0.0), dict(method="euler", step_size=-0.1), dict(eval_atol=-1.0),
+                dict(eval_rtol=0.0), dict(exact_chunk_size=0), dict(exact_chunk_size=-1)):
+        with pytest.raises(ConfigurationError, match=f"{[k for k in bad if k != 'method'][0]} must be positive"):
+            CNF(field, **bad)
 
 
 def test_tolerances_beyond_float32_precision_are_raised_not_fatal():
