@@ -96,9 +96,9 @@ class CNF(Transform):
             raise ConfigurationError(f"CNF: step_size is for fixed-step solvers; {method!r} chooses its own steps from atol/rtol")
         if min(atol, rtol) <= 0 or end_time <= 0 or max_num_steps < 1:
             raise ConfigurationError(f"CNF: atol, rtol, end_time and max_num_steps must be positive (got {atol}, {rtol}, {end_time}, {max_num_steps})")
-        for name, value in (("step_size", step_size), ("eval_atol", eval_atol), ("eval_rtol", eval_rtol), ("exact_chunk_size", exact_chunk_size)):
+        for setting, value in (("step_size", step_size), ("eval_atol", eval_atol), ("eval_rtol", eval_rtol), ("exact_chunk_size", exact_chunk_size)):
             if value is not None and not value > 0:
-                raise ConfigurationError(f"CNF: {name} must be positive (or None for the default), got {value}")
+                raise ConfigurationError(f"CNF: {setting} must be positive (or None for the default), got {value}")
         if noise not in NOISE_KINDS:
             raise ConfigurationError(f"CNF: noise {noise!r} is not one of {NOISE_KINDS}")
         resolve_divergence(divergence, features)
@@ -182,6 +182,10 @@ class CNF(Transform):
             if not is_solver_failure(error):
                 raise
             raise solver_error(settings, dynamics.direction, str(error), stats["nfe_forward"], stats["nfe_backward"]) from error
+        # Fixed-grid solvers do not check the state; an adaptive one would have failed on a NaN already.
+        if not all(bool(torch.isfinite(s).all()) for s in final):
+            reason = "the state became NaN or Inf: the field returned non-finite values"
+            raise solver_error(settings, dynamics.direction, reason, stats["nfe_forward"], stats["nfe_backward"])
         dynamics.end_forward()
         out, logdet, *values = final
         if regs:

@@ -126,7 +126,7 @@ class AugmentedDynamics:
         # Only adaptive solves (no step_size) can shrink their step to nothing; a fixed grid skips this
         # comparison and so the host-device synchronisation it costs on a GPU.
         elif self.settings.step_size is None and not bool(t0.abs() + dt.abs() > t0.abs()):
-            reason = f"step size underflow at t={float(t0):.6g}, dt={float(dt):.3g}"
+            reason = f"step size underflow at t={float(t0):.6g}, dt={float(dt):.3g}: stiff dynamics, or a field returning NaN/Inf"
         elif check_finite and not all(bool(torch.isfinite(y).all()) for y in (y0 if isinstance(y0, tuple) else (y0,))):
             reason = f"non-finite values in the state at t={float(t0):.6g}"
         if reason is not None:

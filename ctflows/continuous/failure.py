@@ -5,6 +5,8 @@ deep inside the solver; the user needs the layer, the tolerances, the work done 
 """
 from __future__ import annotations
 
+import os
+import traceback
 from dataclasses import dataclass
 
 from ctflows.errors import SolverError
@@ -26,9 +28,13 @@ class SolveSettings:
 
 
 def is_solver_failure(error: BaseException) -> bool:
-    """Whether an exception raised inside ``odeint`` means the solve itself failed (rather than, e.g., a shape bug)."""
+    """Whether an exception raised inside ``odeint`` means the solve itself failed (rather than, e.g., a shape bug).
+
+    An ``AssertionError`` counts only when torchdiffeq raised it: one from the user's own field is theirs.
+    """
     if isinstance(error, AssertionError):
-        return True
+        frames = traceback.extract_tb(error.__traceback__)
+        return bool(frames) and f"{os.sep}torchdiffeq{os.sep}" in frames[-1].filename
     return isinstance(error, RuntimeError) and any(p in str(error).lower() for p in _SOLVER_PHRASES)
 
 

@@ -80,3 +80,38 @@ def test_bugs_in_the_field_are_not_disguised_as_solver_failures():
     with pytest.raises(RuntimeError) as info:
         CNF(Broken())(torch.ones(2, 2))
     assert not isinstance(info.value, SolverError)
+
+
+class Asserting(VelocityField):
+    features = 2
+
+    def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        assert x.shape[1] == 3, "my field expects 3 columns"
+        return x
+
+
+def test_an_assertion_in_the_users_field_stays_theirs():
+    with pytest.raises(AssertionError, match="my field expects 3 columns") as info:
+        CNF(Asserting())(torch.ones(2, 2))
+    assert not isinstance(info.value, SolverError)
+
+
+@pytest.mark.parametrize("method", ["rk4", "euler"])
+@pytest.mark.parametrize("adjoint", [True, False])
+def test_fixed_step_solvers_do_not_return_nan_silently(method, adjoint):
+    field = Stiff(k=1.0)
+    field.poisoned = True
+    cnf = CNF(field, method=method, step_size=0.1, adjoint=adjoint)
+    with pytest.raises(SolverError) as info:
+        cnf(torch.ones(4, 2))
+    check_message(info.value, "NaN or Inf", "step_size=0.1")
+    with torch.no_grad(), pytest.raises(SolverError):
+        cnf.eval().inverse(torch.ones(4, 2))
+
+
+def test_nan_under_an_adaptive_solver_is_named_as_a_possible_cause():
+    field = Stiff(k=1.0)
+    field.poisoned = True
+    with pytest.raises(SolverError) as info:
+        CNF(field)(torch.ones(4, 2))
+    assert "NaN" in str(info.value) or "non-finite" in str(info.value), str(info.value)
