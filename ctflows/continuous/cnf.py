@@ -147,7 +147,7 @@ class CNF(Transform):
 
     def __getstate__(self) -> dict:
         # Compiled code does not pickle or deep-copy; a copy compiles its own on first use.
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state.pop("_compiled_jvp", None)
         return state
 

@@ -35,6 +35,14 @@ class Transform(nn.Module):
         super().__init__()
         self.stats: dict[str, Any] = {}
 
+    def __getstate__(self) -> dict:
+        # stats may hold tensors of the last call's graph (a CNF's regularizers, kept for the loss): copies and
+        # pickles keep their values, detached, since deepcopy refuses non-leaf tensors.
+        state = self.__dict__.copy()
+        if "stats" in state:
+            state["stats"] = _detached(state["stats"])
+        return state
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Map data to base: ``x [B, *event] -> (z [B, *event], log|det J| [B])``."""
         self.check(x, context)
@@ -61,6 +69,17 @@ class Transform(nn.Module):
 
     def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
+
+def _detached(value: Any) -> Any:
+    """``value`` with every tensor in it (through dicts, lists and tuples) detached from its graph."""
+    if isinstance(value, Tensor):
+        return value.detach()
+    if isinstance(value, dict):
+        return {k: _detached(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_detached(v) for v in value)
+    return value
 
 
 def zeros_logdet(x: Tensor) -> Tensor:

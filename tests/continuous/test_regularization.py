@@ -1,7 +1,9 @@
 """RNODE regularizers integrated in the solve, checked on a linear field where they have closed forms."""
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
 import pytest
 import torch
@@ -61,6 +63,18 @@ def test_regularizers_are_differentiable_and_gathered_by_the_model_stats(linear_
     assert set(terms) == {"kinetic_energy", "jacobian_frobenius"}
     sum(terms.values()).backward()
     assert field.a.grad is not None and field.a.grad.abs().sum() > 0
+
+
+def test_a_model_holding_the_last_calls_regularizers_deep_copies_and_pickles(linear_field, matrix_a):
+    # The regularizers stay in stats with their graph (fit weights them into the loss); copies keep values.
+    cnf = CNF(linear_field(matrix_a, learnable=True), end_time=T, regularization="kinetic_energy").double()
+    cnf(torch.randn(6, 3, dtype=torch.float64))
+    live = cnf.stats["regularization"]["kinetic_energy"]
+    assert live.requires_grad
+    for twin in (copy.deepcopy(cnf), pickle.loads(pickle.dumps(cnf))):
+        kept = twin.stats["regularization"]["kinetic_energy"]
+        assert not kept.requires_grad and float(kept) == float(live)
+    assert cnf.stats["regularization"]["kinetic_energy"] is live  # the original still feeds the loss
 
 
 def test_regularizers_are_off_in_eval_mode_and_names_are_checked(linear_field, matrix_a):
