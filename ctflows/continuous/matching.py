@@ -93,6 +93,7 @@ class FlowMatching:
     def __call__(self, flow: nn.Module, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """``(loss, None)``: flow matching has no likelihood to report per step."""
         front, cnf = trained_cnf(flow)
+        flow.transform.check(x, context)  # the shape, finiteness and context checks maximum likelihood gets
         if self.coupling == "ot" and context is not None:
             raise ConfigurationError(
                 "FlowMatching: minibatch OT would pair points across different contexts; use coupling='independent'"

@@ -6,7 +6,7 @@ import torch
 
 import ctflows
 from ctflows.continuous.matching import FlowMatching, flow_matching_loss, optimal_transport_pairing
-from ctflows.errors import ConfigurationError
+from ctflows.errors import ConfigurationError, InputError
 from ctflows.grid import integrate_2d
 
 
@@ -56,6 +56,20 @@ def test_flow_matching_refuses_models_it_cannot_train():
                     objective=FlowMatching("ot"), progress=False)
     with pytest.raises(ConfigurationError, match="coupling"):
         FlowMatching("sinkhorn")
+
+
+def test_flow_matching_checks_data_and_context_like_maximum_likelihood():
+    conditional = ctflows.cnf(2, hidden=(8,), context_features=3)
+    plain = ctflows.cnf(2, hidden=(8,))
+    x, objective = torch.randn(16, 2), FlowMatching("independent")
+    with pytest.raises(InputError, match="context"):
+        objective(conditional, x, None)  # a conditional model without its context
+    with pytest.raises(InputError, match="context"):
+        objective(conditional, x, torch.randn(16, 5))  # the wrong width
+    with pytest.raises(InputError, match="takes no context"):
+        objective(plain, x, torch.randn(16, 3))  # a context the model would silently ignore
+    with pytest.raises(InputError, match="shape"):
+        objective(plain, torch.randn(16, 3), None)
 
 
 @pytest.mark.parametrize("coupling", ["independent", "ot"])
