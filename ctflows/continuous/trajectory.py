@@ -43,8 +43,8 @@ def cnf_path(cnf: CNF, x: Tensor, times: Sequence[float] | Tensor, context: Tens
 
 
 def _log_density_at(cnf: CNF, base_log_prob: Callable[[Tensor], Tensor], y: Tensor, s: float) -> Tensor:
-    end = float(cnf.end_time)
-    if s >= end:
+    times = _times([s, float(cnf.end_time)], y)
+    if not bool(times[0] < times[1]):  # compared in y's dtype: a learned float32 T need not equal float(T)
         return base_log_prob(y)
     field = cnf.field
 
@@ -55,7 +55,7 @@ def _log_density_at(cnf: CNF, base_log_prob: Callable[[Tensor], Tensor], y: Tens
             div, _ = exact_divergence(v, x)
         return v.detach(), div.detach()
 
-    x_end, integral = odeint(augmented, (y, y.new_zeros(y.shape[0])), _times([s, end], y), **_solver_options(cnf, y))
+    x_end, integral = odeint(augmented, (y, y.new_zeros(y.shape[0])), times, **_solver_options(cnf, y))
     return base_log_prob(x_end[-1]) + integral[-1]
 
 

@@ -42,6 +42,14 @@ def test_animation_frames_start_at_the_model_density_with_fixed_layers_in_front(
     torch.testing.assert_close(frames[-1].flatten(), pushed_base)
 
 
+def test_density_at_a_learned_float32_end_time_is_the_base():
+    # float(T) of a learned float32 T is not T in float32; s = 0.8 = T must still give the base density.
+    cnf = ctflows.CNF(ctflows.continuous.TimeMLP(2, (8,)), end_time=0.8, learn_end_time=True)
+    x = torch.randn(16, 2)
+    log_p = density_along_t(cnf, ctflows.StandardNormal(2).log_prob, x, [0.0, 0.8])
+    torch.testing.assert_close(log_p[1], ctflows.StandardNormal(2).log_prob(x))
+
+
 def test_intermediate_density_integrates_to_one(cnf_flow):
     points, area = grid_2d((-7, 7, -7, 7), 80, dtype=torch.float64)
     log_p = density_along_t(cnf_flow.transform.layers[0], cnf_flow.base.log_prob, points, [0.4])
