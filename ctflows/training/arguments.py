@@ -30,7 +30,7 @@ def _positive_int(name: str, value: Any) -> None:
 
 def check_arguments(
     steps: int | None, seconds: float | None, batch_size: int, lr: float, clip_grad: float | None, eval_data: Any,
-    eval_every: int | None, regularization: dict[str, float] | None,
+    eval_every: int | None, eval_samples: int, regularization: dict[str, float] | None,
 ) -> None:
     """Budget, batch, learning rate, clipping, evaluation cadence and regularization weights of a ``fit`` call."""
     if steps is None and seconds is None:
@@ -49,9 +49,21 @@ def check_arguments(
         if eval_data is None:
             raise ConfigurationError("fit: eval_every is set but eval_data is None; pass held-out data to evaluate on")
         _positive_int("eval_every", eval_every)
+    if eval_data is not None:
+        _positive_int("eval_samples", eval_samples)
     for name, weight in (regularization or {}).items():
         if not isinstance(weight, (int, float)) or not math.isfinite(weight):
             raise ConfigurationError(f"fit: the regularization weight for {name!r} must be a finite number, got {weight!r}")
+
+
+def check_eval_shape(eval_data: Any, x: torch.Tensor) -> None:
+    """Held-out points (a Tensor, or the first of an ``(x, context)`` pair) must have the training points' shape."""
+    points = eval_data[0] if isinstance(eval_data, (tuple, list)) else eval_data
+    if isinstance(points, torch.Tensor) and tuple(points.shape[1:]) != tuple(x.shape[1:]):
+        raise ConfigurationError(
+            f"fit: eval_data has points of shape {list(points.shape[1:])} but the training data {list(x.shape[1:])}; "
+            "give held-out points of the same kind"
+        )
 
 
 def check_checkpointing(directory: Any, every: int | None, resume: bool) -> None:

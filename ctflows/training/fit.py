@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ctflows.core.stats import count_stats
 from ctflows.errors import ConfigurationError, TrainingError
-from ctflows.training.arguments import check_arguments, check_checkpointing, optimizer_class
+from ctflows.training.arguments import check_arguments, check_checkpointing, check_eval_shape, optimizer_class
 from ctflows.training.checkpoint import save
 from ctflows.training.data_source import BatchStream, make_generator, placement
 from ctflows.training.distributed import DataParallel
@@ -98,11 +98,12 @@ def fit(
             weights apply to the likelihood objective only.
         checkpoint_dir: where ``training_state.pt`` (model, optimizer, schedule position, history, data
             stream and RNG states; :mod:`.training_state`) and ``model.pt`` (for :func:`ctflows.training.load`)
-            are written atomically: every ``checkpoint_every`` steps, at the end, on Ctrl-C, and before
-            stopping for non-finite steps.
+            are written atomically: every ``checkpoint_every`` steps, at the end, on Ctrl-C or an error
+            between steps (in the callback or an evaluation), and before stopping for non-finite steps.
         resume: continue from ``checkpoint_dir/training_state.pt`` if it exists (else start afresh). With
             the same arguments, device and deterministic kernels, an interrupted and resumed run ends with
-            the same parameters, to the bit, as an uninterrupted one (density and tensor data).
+            the same parameters, to the bit, as an uninterrupted one (density and tensor data); ``seed=None``
+            takes the saved run's seed, and an evaluation the interruption cut short is done first.
         on_nonfinite: when the loss or gradient norm is NaN/Inf: ``"skip"`` the step (no update),
             ``"restore"`` the last checkpoint's model and optimizer state too, or ``"raise"`` at once.
             Skipped steps count toward ``steps`` and are listed in ``history.skipped``.
@@ -122,7 +123,7 @@ def fit(
         TrainingError: too many non-finite steps in a row (or one, with ``on_nonfinite="raise"``).
     """
     # Everything is checked before the first forward pass, which can be costly (an ODE solve).
-    check_arguments(steps, seconds, batch_size, lr, clip_grad, eval_data, eval_every, regularization)
+    check_arguments(steps, seconds, batch_size, lr, clip_grad, eval_data, eval_every, eval_samples, regularization)
     check_checkpointing(checkpoint_dir, checkpoint_every, resume)
     plan = Schedule.build(schedule, warmup, steps=steps, seconds=seconds)
     optimizer_cls = optimizer_class(optimizer)
@@ -136,16 +137,20 @@ def fit(
     group = DataParallel(device_, enabled=distributed)
     try:
         group.check_batch_size(batch_size)
-        if seed is None:  # every rank must draw the same global batches
-            seed = group.broadcast_int(int(torch.randint(2**62, (1,))), device_)
+        if resume and group.main:
+            remove_interrupted_writes(checkpoint_dir)
+        saved = read_state(checkpoint_dir) if resume else None
+        if seed is None:  # every rank must draw the same global batches; a resumed run keeps its own
+            seed = int(saved["config"]["seed"]) if saved is not None else group.broadcast_int(int(torch.randint(2**62, (1,))), device_)
         generator = make_generator(seed)
         eval_seed = int(torch.randint(2**62, (1,), generator=generator))
         stream = BatchStream(data, batch_size, generator=generator, device=device_, dtype=dtype)
         config = {"steps": steps, "seconds": seconds, "batch_size": batch_size, "lr": lr, "seed": seed,
-                  "schedule": schedule, "warmup": warmup, "processes": group.world}
+                  "schedule": schedule, "warmup": warmup, "processes": group.world, "weight_decay": weight_decay}
 
         flow.train()
         first = next(stream)
+        check_eval_shape(eval_data, first[0])
         if loss_of.likelihood:  # flow matching trains a lone CNF, which has nothing to initialise from data
             with torch.no_grad():
                 flow.log_prob(*first)
@@ -154,9 +159,6 @@ def fit(
             raise ConfigurationError("fit: the model has no trainable parameters")
         opt = optimizer_cls(params, lr=lr, weight_decay=weight_decay)
         history, trained_seconds = History(), 0.0
-        if resume and group.main:
-            remove_interrupted_writes(checkpoint_dir)
-        saved = read_state(checkpoint_dir) if resume else None
         if saved is not None:
             _check_same_run(saved["config"], config, checkpoint_dir)
             flow.load_state_dict(saved["model"])
@@ -173,11 +175,20 @@ def fit(
                 _write_checkpoint(Path(checkpoint_dir), flow, opt, stream, history, trained_seconds, eval_seed, config)
                 guard.remember(flow, opt)
 
+        def evaluate_if_due(last: bool) -> None:
+            """Held-out numbers for the step just recorded, if it is due some and does not have them yet."""
+            step = history.steps
+            due = last or (eval_every and step % eval_every == 0)
+            if group.main and eval_data is not None and step and due and not (history.evals and history.evals[-1]["step"] == step):
+                record = evaluate(flow, eval_data, n=eval_samples, seed=eval_seed)
+                history.evals.append({"step": step, "time": trained_seconds, **record})
+
         start = time.perf_counter()
         show = group.main and (sys.stderr.isatty() if progress is None else progress)
         bar = tqdm(total=steps, initial=history.steps, disable=not show, unit="step", file=sys.stderr, dynamic_ncols=True)
         last_step_seconds, in_step = 0.0, False
         try:
+            evaluate_if_due(last=False)  # a resumed run first does the evaluation an interruption cut short
             while not plan.exhausted(history.steps, trained_seconds):
                 step = history.steps + 1
                 tick, in_step = time.perf_counter(), True
@@ -213,9 +224,7 @@ def fit(
                     raise TrainingError(_nonfinite_message(loss_value, grad_norm, step, steps, lr * factor, guard, checkpoint_dir))
                 stop = callback is not None and bool(callback(step, history))
                 last = stop or plan.exhausted(history.steps, trained_seconds)
-                if group.main and eval_data is not None and (last or (eval_every and step % eval_every == 0)):
-                    record = evaluate(flow, eval_data, n=eval_samples, seed=eval_seed)
-                    history.evals.append({"step": step, "time": trained_seconds, **record})
+                evaluate_if_due(last)
                 if checkpoint_every and step % checkpoint_every == 0 and not last:
                     checkpoint()
                 bar.update(1)
@@ -224,10 +233,12 @@ def fit(
                     bar.set_postfix(loss=f"{loss_value:.4f}", **_last_eval(history), **nfe, refresh=False)
                 if stop:
                     break
+            evaluate_if_due(last=True)  # also when a resumed run had no step left to take
             history.wall_time += time.perf_counter() - start
             checkpoint()
-        except KeyboardInterrupt:
-            # The state after the last completed step is consistent only if no step was half applied.
+        except BaseException:
+            # Ctrl-C, or an error in the callback or an evaluation: the state after the last completed step is
+            # consistent (and worth keeping) only if no step was half applied.
             if not in_step and checkpoint_dir is not None:
                 history.wall_time += time.perf_counter() - start
                 checkpoint()
@@ -253,7 +264,8 @@ def _write_checkpoint(
 
 
 def _check_same_run(saved: dict[str, Any], now: dict[str, Any], directory: Any) -> None:
-    changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+    # A setting a checkpoint predates (weight_decay was added later) is not held against it.
+    changed = {k: (saved[k], v) for k, v in now.items() if k in saved and saved[k] != v}
     if changed:
         listed = ", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in sorted(changed.items()))
         raise ConfigurationError(

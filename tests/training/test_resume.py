@@ -112,3 +112,72 @@ def test_ctrl_c_between_steps_leaves_a_checkpoint_to_resume_from(tmp_path):
     whole = run(None, resume=False)
     for a, b in zip(whole.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
+
+
+def test_resume_without_a_seed_continues_the_run_it_finds(tmp_path):
+    # seed=None draws a seed; resuming with the same call (seed still None) must take the saved one and
+    # end where an uninterrupted run with that seed ends.
+    def run(directory: Path, resume: bool, stop_at: int | None, seed: int | None = None, global_seed: int = 0):
+        torch.manual_seed(0)
+        flow = affine_flow()
+        torch.manual_seed(global_seed)  # what a seed=None call would draw from
+        stop = (lambda step, h: step == stop_at) if stop_at else None
+        return fit(flow, CorrelatedGaussian(), steps=12, batch_size=16, seed=seed, callback=stop,
+                   checkpoint_dir=directory, resume=resume, progress=False)
+
+    run(tmp_path / "a", resume=False, stop_at=5)
+    drawn = int(read_state(tmp_path / "a")["config"]["seed"])
+    resumed = run(tmp_path / "a", resume=True, stop_at=None, global_seed=1)  # a new process would draw anew
+    whole = run(tmp_path / "b", resume=False, stop_at=None, seed=drawn)
+    assert resumed.steps == 12 and resumed.losses == whole.losses
+
+
+def test_resume_refuses_another_weight_decay(tmp_path):
+    fit(affine_flow(), CorrelatedGaussian(), steps=3, batch_size=16, seed=0, weight_decay=0.0, checkpoint_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match=r"weight_decay: 0.0 then, 0.5 now"):
+        fit(affine_flow(), CorrelatedGaussian(), steps=6, batch_size=16, seed=0, weight_decay=0.5, checkpoint_dir=tmp_path, resume=True)
+
+
+class Interrupt:
+    """An evaluation stand-in that raises KeyboardInterrupt on the given calls and evaluates otherwise."""
+
+    def __init__(self, real, fail_on: set[int]) -> None:
+        self.real, self.fail_on, self.calls = real, fail_on, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls in self.fail_on:
+            raise KeyboardInterrupt
+        return self.real(*args, **kwargs)
+
+
+@pytest.mark.parametrize("fail_on, evaluated", [({2}, [2, 4, 6, 8]), ({4}, [2, 4, 6, 8])], ids=["mid-run", "final"])
+def test_an_evaluation_cut_short_is_done_when_the_run_resumes(tmp_path, monkeypatch, fail_on, evaluated):
+    import importlib
+
+    fit_module = importlib.import_module("ctflows.training.fit")
+    real = fit_module.evaluate
+    held_out = CorrelatedGaussian().sample(200, generator=torch.Generator().manual_seed(3))
+    options = dict(steps=8, batch_size=16, seed=0, eval_data=held_out, eval_every=2, eval_samples=200, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(fit_module, "evaluate", Interrupt(real, fail_on))
+    with pytest.raises(KeyboardInterrupt):
+        fit(affine_flow(), CorrelatedGaussian(), **options)
+    monkeypatch.setattr(fit_module, "evaluate", real)
+    history = fit(affine_flow(), CorrelatedGaussian(), **options, resume=True)
+    assert [e["step"] for e in history.evals] == evaluated
+
+
+def test_evaluation_settings_are_checked_before_training_and_an_error_after_a_step_keeps_the_work(tmp_path):
+    x = CorrelatedGaussian().sample(100, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigurationError, match="eval_samples must be a positive int"):
+        fit(affine_flow(), x, steps=3, batch_size=16, eval_data=x, eval_samples=0)
+    with pytest.raises(ConfigurationError, match=r"eval_data has points of shape \[3\]"):
+        fit(affine_flow(), x, steps=3, batch_size=16, eval_data=torch.randn(10, 3))
+
+    def broken(step, history):
+        if step == 4:
+            raise ValueError("a bug in the user's callback")
+
+    with pytest.raises(ValueError, match="user's callback"):
+        fit(affine_flow(), x, steps=10, batch_size=16, seed=0, callback=broken, checkpoint_dir=tmp_path)
+    assert read_state(tmp_path)["step"] == 4  # the four applied steps were written before the error went up
