@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ctflows.data import ToyDensity, get_density, load_array
+from ctflows.data import ToyDensity, get_density, list_densities, load_array
 from ctflows.data.images import DIGITS_LEVELS, load_digits
 from ctflows.errors import DataError
 from ctflows.grid import Bounds
@@ -66,8 +66,13 @@ class Dataset:
 
 
 def is_file_argument(text: str) -> bool:
-    """Whether ``--data`` names a file (a known extension or an existing path) rather than a built-in density."""
-    return Path(text).suffix.lower() in (".csv", ".npy") or Path(text).exists()
+    """Whether ``--data`` names a file (a known extension or an existing file) rather than built-in data.
+
+    A built-in name wins over a file or folder of that name (``--out two_moons`` makes one).
+    """
+    if text in list_densities() or text in IMAGE_DATA:
+        return False
+    return Path(text).suffix.lower() in (".csv", ".npy") or Path(text).is_file()
 
 
 def load_dataset(text: str, seed: int, *, split: bool = True) -> Dataset:

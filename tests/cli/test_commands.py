@@ -93,3 +93,13 @@ def test_file_data_in_any_units_give_the_same_model_up_to_the_change_of_units(mo
         torch.testing.assert_close(first.loc.double(), train_rows.mean(dim=0), rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(first.scale.double(), train_rows.std(dim=0), rtol=1e-5, atol=0)
     assert nll["y"] - nll["x"] == pytest.approx(2 * math.log(50.0), abs=1e-3)
+
+
+def test_a_built_in_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch, capsys):
+    # `--out two_moons` makes a folder named like the density; evaluating and training again must still work.
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", "two_moons", "--model", "nice", "--out", "two_moons", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "two_moons/model.pt", "--n", "300"]) == 0
+    assert "KL(p || q)" in capsys.readouterr().out
+    assert main(["train", "--data", "two_moons", "--model", "nice", "--out", "two_moons", *TINY]) == 0
