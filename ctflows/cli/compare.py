@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``ctflows compare`` with parsed ``args``; returns 0, or 1 if some model failed to train."""
     data = load_dataset(args.data, args.seed)
     names = parse_model_list(args.models or (DEFAULT_IMAGE_MODELS if data.is_image else DEFAULT_MODELS))
-    check_models_suit_data(names, data.is_image, data.name)
+    check_models_suit_data(names, data.is_image, data.name, data.shape)
     device = resolve_device(args.device)
     budget = Budget.from_options(args.steps, args.minutes, default_minutes=args.default_minutes)
     out = Path(args.out)

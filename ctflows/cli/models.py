@@ -103,13 +103,30 @@ def parse_model_list(text: str) -> list[str]:
     return names
 
 
-def check_models_suit_data(names: list[str], image: bool, data_name: str) -> None:
-    """A ConfigurationError naming the models that fit the data when one of ``names`` is for the other kind."""
+# Models that do not split the features in two, so they also take one-dimensional data.
+ONE_FEATURE_MODELS = ("cnf", "cnf-fm", "maf")
+
+
+def _too_narrow(names: list[str], shape: tuple[int, ...]) -> list[str]:
+    return [n for n in names if not model_spec(n).image and shape[0] < 2 and n not in ONE_FEATURE_MODELS]
+
+
+def check_models_suit_data(names: list[str], image: bool, data_name: str, shape: tuple[int, ...]) -> None:
+    """A ConfigurationError naming the models that fit the data when one of ``names`` cannot model it.
+
+    Checked for all names before any trains, so a comparison does not fail after its first models.
+    """
     wrong = [n for n in names if model_spec(n).image != image]
     if wrong:
         kind = "an image data set" if image else "vector data"
         valid = ", ".join(n for n, spec in MODELS.items() if spec.image == image)
         raise ConfigurationError(f"{', '.join(wrong)} cannot model {data_name}, which is {kind}; choose from {valid}")
+    narrow = _too_narrow(names, shape)
+    if narrow:
+        raise ConfigurationError(
+            f"{', '.join(narrow)} split the features in two and need at least 2, but {data_name} has {shape[0]}; "
+            f"choose from {', '.join(ONE_FEATURE_MODELS)}"
+        )
 
 
 def build_model(name: str, shape: tuple[int, ...], seed: int, *, standardize: Tensor | None = None) -> Flow:
@@ -121,7 +138,7 @@ def build_model(name: str, shape: tuple[int, ...], seed: int, *, standardize: Te
     (unlike ActNorm) also serves CNFs trained by flow matching.
     """
     spec = model_spec(name)
-    if not spec.image and shape[0] < 2 and name not in ("cnf", "cnf-fm", "maf"):
+    if _too_narrow([name], shape):
         raise ConfigurationError(f"model {name!r} splits the features in two and needs at least 2; the data has {shape[0]}")
     torch.manual_seed(seed)  # builders without a seed argument initialise from the global generator
     flow = spec.build(shape, seed)

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``ctflows train`` with parsed ``args``; returns the exit status."""
     spec = model_spec(args.model)
     data = load_dataset(args.data, args.seed)
-    check_models_suit_data([args.model], data.is_image, data.name)
+    check_models_suit_data([args.model], data.is_image, data.name, data.shape)
     device = resolve_device(args.device)
     budget = Budget.from_options(args.steps, args.minutes, default_steps=args.default_steps)
     out = Path(args.out)

@@ -15,6 +15,7 @@ def files(tmp_path):
     (tmp_path / "bad.csv").write_text("x,y\n1,2\n3,oops\n")
     (tmp_path / "ragged.csv").write_text("1,2\n3\n")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "one.csv").write_text("".join(f"{k * 0.37 % 1:.3f}\n" for k in range(60)))
     return tmp_path
 
 
@@ -38,6 +39,9 @@ CASES = {
     "samples to .txt": (["sample", "{dir}/junk.pt", "--out", "{dir}/s.txt"], ".csv or .npy"),
     "negative frames": (["compare", "--data", "two_moons", "--frames", "-1", "--out", "{out}"], "must be at least 0"),
     "no command": ([], "required"),
+    # Checked for every model before the first trains: cnf would otherwise train first, then realnvp fail.
+    "a model too narrow for the data": (["compare", "--data", "{dir}/one.csv", "--models", "cnf,realnvp", "--steps", "1", "--out", "{out}"],
+                                        "realnvp split the features in two and need at least 2"),
 }
 
 
