@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ctflows.cli.dataset import is_file_argument, load_dataset
 from ctflows.core.stats import count_stats
@@ -20,7 +21,13 @@ def run(args: argparse.Namespace) -> int:
         if "data" not in metadata:
             raise ConfigurationError(f"{args.checkpoint} does not say what data it was trained on; give --data NAME|FILE")
         # The file the model was trained on: evaluate on the same held-out 20% that train/compare used.
-        data = load_dataset(metadata["data"], int(metadata.get("seed", 0)))
+        trained_on = metadata["data"]
+        if is_file_argument(trained_on) and not Path(trained_on).is_file():
+            raise ConfigurationError(
+                f"{args.checkpoint} was trained on {trained_on}, which is not there from {Path.cwd()} (the path is "
+                "as it was given to ctflows train); run from that directory, or give --data FILE"
+            )
+        data = load_dataset(trained_on, int(metadata.get("seed", 0)))
     else:
         data = load_dataset(args.data, args.seed, split=not is_file_argument(args.data))
     if "dim" in metadata and metadata["dim"] != data.dim:

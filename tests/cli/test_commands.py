@@ -103,3 +103,16 @@ def test_a_built_in_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch, 
     assert main(["evaluate", "two_moons/model.pt", "--n", "300"]) == 0
     assert "KL(p || q)" in capsys.readouterr().out
     assert main(["train", "--data", "two_moons", "--model", "nice", "--out", "two_moons", *TINY]) == 0
+
+
+def test_evaluate_elsewhere_says_where_the_training_file_was_expected(tmp_path, monkeypatch, capsys):
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    np.savetxt("data.csv", get_density("two_moons").sample(200, generator=torch.Generator().manual_seed(0)).numpy(), delimiter=",")
+    assert main(["train", "--data", "data.csv", "--model", "nice", "--out", "out", *TINY]) == 0
+    assert main(["evaluate", "out/model.pt"]) == 0  # from where it trained: the relative path resolves
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["evaluate", "run/out/model.pt"]) != 0
+    error = capsys.readouterr().err
+    assert "was trained on data.csv, which is not there from" in error and "--data FILE" in error
