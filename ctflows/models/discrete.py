@@ -19,6 +19,7 @@ from ctflows.core import Chain, Flow, StandardNormal, Transform
 from ctflows.coupling import AdditiveCoupling, AffineCoupling, Coupling
 from ctflows.errors import ConfigurationError
 from ctflows.linear import ActNorm, LULinear, RandomPermutation, ReversePermutation
+from ctflows.models.seeding import initialised_from
 
 
 def _mixing(kind: str, features: int, generator: torch.Generator | None) -> Transform:
@@ -44,18 +45,19 @@ def _coupling_flow(
 ) -> Flow:
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     layers: list[Transform] = []
-    for _ in range(blocks):
-        layers += [
-            ActNorm(features),
-            _mixing(mixing, features, generator),
-            coupling(
-                features,
-                hidden=hidden,
-                context_features=context_features,
-                activation=activation,
-                **coupling_kwargs,
-            ),
-        ]
+    with initialised_from(seed):
+        for _ in range(blocks):
+            layers += [
+                ActNorm(features),
+                _mixing(mixing, features, generator),
+                coupling(
+                    features,
+                    hidden=hidden,
+                    context_features=context_features,
+                    activation=activation,
+                    **coupling_kwargs,
+                ),
+            ]
     layers.append(ActNorm(features))
     return Flow(Chain(*layers), StandardNormal(features))
 
@@ -73,7 +75,8 @@ def realnvp(
 ) -> Flow:
     """RealNVP (Dinh et al. 2017): ``blocks`` affine couplings, each after ActNorm and a mixing layer.
 
-    Shapes: data ``[B, features]``; context ``[B, context_features]`` if given.
+    Shapes: data ``[B, features]``; context ``[B, context_features]`` if given. ``seed``, when given, fixes
+    the initial weights and random permutations (drawn in a forked RNG, leaving torch's global one as it was).
     """
     return _coupling_flow(
         AffineCoupling, features, blocks, hidden, context_features, activation, mixing, seed, scale_bound=scale_bound

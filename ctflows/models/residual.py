@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import torch
-
 from ctflows.core import Chain, Flow, StandardNormal, Transform
 from ctflows.errors import ConfigurationError
 from ctflows.linear import ActNorm
+from ctflows.models.seeding import initialised_from
 from ctflows.residual import ResidualBlock
 
 
@@ -39,9 +38,7 @@ def resflow(
     """
     if blocks < 1:
         raise ConfigurationError(f"resflow: blocks must be >= 1, got {blocks}")
-    with torch.random.fork_rng(devices=[], enabled=seed is not None):
-        if seed is not None:
-            torch.manual_seed(seed)
+    with initialised_from(seed):
         layers: list[Transform] = []
         for _ in range(blocks):
             layers += [

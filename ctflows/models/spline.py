@@ -27,8 +27,8 @@ def spline(
     """Neural spline flow: ``blocks`` RQ-spline couplings with ``bins`` bins on [-bound, bound].
 
     Shapes: data ``[B, features]``; context ``[B, context_features]`` if given. ``mixing`` is
-    ``"reverse"``, ``"random"`` or ``"lu"`` (see :func:`ctflows.models.realnvp`); ``seed`` fixes random
-    permutations. The flow starts as ActNorm layers around identity splines.
+    ``"reverse"``, ``"random"`` or ``"lu"`` (see :func:`ctflows.models.realnvp`); ``seed`` fixes the initial
+    weights and random permutations. The flow starts as ActNorm layers around identity splines.
     """
     return _coupling_flow(
         RQSplineCoupling, features, blocks, hidden, context_features, activation, mixing, seed, bins=bins, bound=bound
