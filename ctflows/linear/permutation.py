@@ -29,7 +29,11 @@ class Permutation(Transform):
 
 
 class ReversePermutation(Permutation):
-    """Reverses the feature order, so alternating coupling layers see every feature."""
+    """Reverses the feature order: for even D it swaps the features a checkerboard coupling transforms.
+
+    For odd D the reversal keeps every feature's parity (i -> D-1-i), so the coupling masks themselves must
+    alternate (the builders in :mod:`ctflows.models` do this).
+    """
 
     def __init__(self, features: int) -> None:
         super().__init__(torch.arange(features - 1, -1, -1))

@@ -46,7 +46,7 @@ def _coupling_flow(
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     layers: list[Transform] = []
     with initialised_from(seed):
-        for _ in range(blocks):
+        for block in range(blocks):
             layers += [
                 ActNorm(features),
                 _mixing(mixing, features, generator),
@@ -55,6 +55,9 @@ def _coupling_flow(
                     hidden=hidden,
                     context_features=context_features,
                     activation=activation,
+                    # For odd D a reversal keeps each feature's parity (i -> D-1-i), so the masks must alternate
+                    # instead, or the same features would be transformed in every block and the rest never.
+                    parity=block % 2 if features % 2 else 0,
                     **coupling_kwargs,
                 ),
             ]

@@ -4,7 +4,7 @@ import torch
 
 from ctflows.errors import ConfigurationError
 from ctflows.grid import integrate_2d
-from ctflows.models import nice, realnvp
+from ctflows.models import nice, realnvp, spline
 
 
 @pytest.mark.parametrize("builder", [realnvp, nice])
@@ -61,3 +61,18 @@ def test_maf_builder_is_a_density_and_alternates_its_orders():
     assert integrate_2d(flow.log_prob, (-9, 9, -9, 9), n=500, dtype=torch.float64) == pytest.approx(1.0, abs=0.01)
     degrees = [m.made.degrees.tolist() for m in flow.modules() if isinstance(m, MaskedAutoregressive)]
     assert degrees == [[1, 2], [2, 1], [1, 2]]  # degree k+1 marks the k-th feature in the order
+
+
+@pytest.mark.parametrize("builder", [realnvp, nice, spline], ids=lambda b: b.__name__)
+@pytest.mark.parametrize("features", [3, 4, 5])
+def test_every_feature_is_transformed_nonlinearly_somewhere(builder, features):
+    # A feature only ever moved by affine layers has a Jacobian row that is the same at every point.
+    flow = builder(features, blocks=4, hidden=(16,), seed=0).double()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1), dtype=p.dtype))
+    flow.eval()
+    jacobians = [torch.autograd.functional.jacobian(lambda v: flow.transform(v.unsqueeze(0))[0][0], x)
+                 for x in torch.randn(2, features, dtype=torch.float64, generator=torch.Generator().manual_seed(2))]
+    varying = (jacobians[0] - jacobians[1]).abs().amax(dim=1) > 1e-6
+    assert varying.all(), f"rows whose map is affine: {(~varying).nonzero().flatten().tolist()}"
