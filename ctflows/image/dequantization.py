@@ -43,7 +43,10 @@ def dequantize(
     check_levels(images, levels)
     dtype = dtype or torch.get_default_dtype()
     noise = torch.rand(images.shape, generator=generator, dtype=dtype)
-    return (images.to(dtype=dtype, device="cpu") + noise).div(levels).to(images.device)
+    x = (images.to(dtype=dtype, device="cpu") + noise).div(levels)
+    # (L - 1 + u) / L can round up to exactly 1 in float32 (255 + u = 256); keep the promise of [0, 1).
+    below_one = torch.nextafter(torch.ones((), dtype=dtype), torch.zeros((), dtype=dtype))
+    return torch.minimum(x, below_one).to(images.device)
 
 
 class DequantizedImages:

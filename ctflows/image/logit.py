@@ -38,9 +38,12 @@ class Logit(Transform):
 
     def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
         super().check(x, context, name=name, inverse=inverse)
-        if not inverse and not bool(((x >= 0) & (x <= 1)).all()):
+        # With alpha = 0 the ends themselves map to ±inf, so the interval must be open.
+        inside = (x >= 0) & (x <= 1) if self.alpha > 0 else (x > 0) & (x < 1)
+        if not inverse and not bool(inside.all()):
+            interval = "[0, 1]" if self.alpha > 0 else "(0, 1) (alpha=0 leaves no room at the ends)"
             raise InputError(
-                f"Logit: {name} must lie in [0, 1] (got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]); "
+                f"Logit: {name} must lie in {interval} (got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]); "
                 "scale pixels to [0, 1), e.g. with ctflows.image.dequantize(images, levels)"
             )
 

@@ -84,3 +84,15 @@ def test_loader_draws_fresh_noise_every_pass_and_logit_rejects_raw_pixels() -> N
     assert not torch.allclose(torch.sort(first.flatten()).values, torch.sort(second.flatten()).values)
     with pytest.raises(InputError, match=r"Logit: input must lie in \[0, 1\].*dequantize"):
         Logit(SHAPE)(random_images(17).float())
+
+
+def test_float32_dequantization_of_the_top_level_stays_below_one_and_alpha_zero_refuses_the_ends() -> None:
+    # 255 + u rounds to 256 in float32 for u close to 1: without care some points land on exactly 1.
+    top = torch.full((1000, 1, 32, 32), 255, dtype=torch.uint8)
+    x = dequantize(top, 256, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    assert float(x.max()) < 1.0 and torch.equal(torch.floor(x.double() * 256).to(torch.uint8), top)
+    ends = torch.tensor([0.0, 0.5, 0.5, 1.0]).reshape(1, 1, 2, 2)
+    with pytest.raises(InputError, match=r"must lie in \(0, 1\)"):
+        Logit((1, 2, 2), alpha=0.0)(ends)
+    z, logdet = Logit((1, 2, 2), alpha=0.05)(ends)  # with a margin the ends are fine
+    assert torch.isfinite(z).all() and torch.isfinite(logdet).all()
