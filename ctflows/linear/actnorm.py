@@ -11,13 +11,15 @@ import torch
 from torch import Tensor, nn
 
 from ctflows.core.transform import Transform
+from ctflows.errors import InputError
 
 
 class ActNorm(Transform):
     """Per-feature affine normalization with data-dependent initialisation.
 
-    Shapes: ``[B, features] -> [B, features]``. The first forward call in ``train()`` mode initialises
-    μ, s from the batch (once; the flag is saved in checkpoints). Before that the layer is the identity.
+    Shapes: ``[B, features] -> [B, features]``. The first forward call in ``train()`` mode with B ≥ 2
+    initialises μ, s from the batch (once; the flag is saved in checkpoints). Before that the layer is the
+    identity (a single point has no spread to standardise by, so a batch of one waits for a larger one).
     """
 
     def __init__(self, features: int, eps: float = 1e-6) -> None:
@@ -31,12 +33,14 @@ class ActNorm(Transform):
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
         """Set μ, s to the mean and log std of ``x [B, features]`` (B ≥ 2)."""
+        if x.shape[0] < 2:
+            raise InputError(f"ActNorm.initialize: need a batch of at least 2 points, got {x.shape[0]}")
         self.loc.copy_(x.mean(dim=0))
-        self.log_scale.copy_(torch.log(x.std(dim=0) + self.eps) if x.shape[0] > 1 else torch.zeros_like(self.log_scale))
+        self.log_scale.copy_(torch.log(x.std(dim=0) + self.eps))
         self.initialized.fill_(True)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        if self.training and not self.initialized:
+        if self.training and not self.initialized and x.shape[0] > 1:
             self.initialize(x)
         z = (x - self.loc) * torch.exp(-self.log_scale)
         return z, (-self.log_scale.sum()).expand(x.shape[0])
