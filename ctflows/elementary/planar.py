@@ -49,38 +49,41 @@ class Planar(Transform):
         return self._constrained()[0]
 
     def _constrained(self) -> tuple[Tensor, Tensor]:
+        """``(û [D], 1 + wᵀû)``, the second as softplus(wᵀu) (exact, no cancellation near wᵀû = -1)."""
         wu = self.w @ self.u
         softplus = F.softplus(wu)
-        # tiny floor: w = 0 gives û = u (the map is then a translation, invertible for any u)
-        w_sq = self.w.square().sum().clamp_min(torch.finfo(self.w.dtype).tiny)
-        return self.u + (softplus - 1 - wu) * self.w / w_sq, softplus
+        raw_w_sq = self.w.square().sum()
+        # tiny floor: w = 0 gives û = u, and the map is a translation (1 + wᵀû = 1, not softplus(0))
+        w_sq = raw_w_sq.clamp_min(torch.finfo(self.w.dtype).tiny)
+        one_plus_c = torch.where(raw_w_sq > 0, softplus, torch.ones_like(softplus))
+        return self.u + (softplus - 1 - wu) * self.w / w_sq, one_plus_c
 
     @staticmethod
-    def _slope(h: Tensor, softplus: Tensor) -> Tensor:
-        # dφ/da = 1 + wᵀû tanh'(a) = tanh² + softplus(wᵀu) (1 - tanh²): a sum of non-negative terms, so it
+    def _slope(h: Tensor, one_plus_c: Tensor) -> Tensor:
+        # dφ/da = 1 + wᵀû tanh'(a) = tanh² + (1 + wᵀû)(1 - tanh²): a sum of non-negative terms, so it
         # stays positive where the literal form 1 + (wᵀû)(1 - tanh²) rounds to zero or below as wᵀû -> -1.
-        return h.square() + softplus * (1 - h.square())
+        return h.square() + one_plus_c * (1 - h.square())
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        u, softplus = self._constrained()
+        u, one_plus_c = self._constrained()
         h = torch.tanh(x @ self.w + self.b)
         self.stats = {}
-        return x + h[:, None] * u, torch.log(self._slope(h, softplus))
+        return x + h[:, None] * u, torch.log(self._slope(h, one_plus_c))
 
     def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        u, softplus = self._constrained()
-        c = self.w @ u  # wᵀû as the map applies it (equal to softplus - 1 up to rounding)
+        u, one_plus_c = self._constrained()
+        c = self.w @ u  # wᵀû as the map applies it (equal to one_plus_c - 1 up to rounding)
         r = z @ self.w + self.b
-        a = self._solve(r, c, softplus)
+        a = self._solve(r, c, one_plus_c)
         # One differentiable Newton step at the (detached) root: it moves a by ~0 but carries the exact
         # implicit-function gradient da = (dr - tanh(a) dc) / φ'(a).
         h = torch.tanh(a)
-        a = a - (a + c * h - r) / self._slope(h, softplus)
+        a = a - (a + c * h - r) / self._slope(h, one_plus_c)
         h = torch.tanh(a)
-        return z - h[:, None] * u, -torch.log(self._slope(h, softplus))
+        return z - h[:, None] * u, -torch.log(self._slope(h, one_plus_c))
 
     @torch.no_grad()
-    def _solve(self, r: Tensor, c: Tensor, softplus: Tensor) -> Tensor:
+    def _solve(self, r: Tensor, c: Tensor, one_plus_c: Tensor) -> Tensor:
         """Root of φ(a) = a + c tanh(a) - r per sample (``r [B]``) by safeguarded Newton.
 
         A Newton step is taken unless it would leave the bracket or is longer than half the step before
@@ -88,7 +91,7 @@ class Planar(Transform):
         least as fast as bisection's, and Newton's quadratic convergence takes over near the root.
         """
         tol = self.tolerance if self.tolerance is not None else DEFAULT_TOLERANCE.get(r.dtype, 1e-3)
-        r, c, softplus = r.detach(), c.detach(), softplus.detach()
+        r, c, one_plus_c = r.detach(), c.detach(), one_plus_c.detach()
         lo, hi = r - c.abs(), r + c.abs()  # φ(lo) <= 0 <= φ(hi) since |c tanh| <= |c|
         a = r.clone()
         step, older = hi - lo, hi - lo  # the last step and the one before it
@@ -97,7 +100,7 @@ class Planar(Transform):
             phi = a + c * h - r
             lo = torch.where(phi <= 0, a, lo)
             hi = torch.where(phi >= 0, a, hi)
-            newton = a - phi / self._slope(h, softplus)
+            newton = a - phi / self._slope(h, one_plus_c)
             bisect = ~((newton > lo) & (newton < hi)) | ((newton - a).abs() > older.abs() / 2)
             new = torch.where(bisect, (lo + hi) / 2, newton)
             step, older = new - a, step

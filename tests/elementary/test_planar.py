@@ -1,5 +1,7 @@
 """Planar flow: the invertibility constraint wᵀû > -1 for any raw parameters, the numerical inverse to
 1e-8 in float64 (also where the map is nearly flat), exact log-det, and implicit gradients."""
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -84,3 +86,18 @@ def test_starts_near_the_identity_and_reports_non_convergence():
     stubborn = planar_with([3.0, 0.0], [1.0, 0.0], max_iterations=1, tolerance=1e-300)
     with pytest.raises(SolverError, match="Planar.*did not converge"):
         stubborn.inverse(torch.randn(6, 2, dtype=torch.float64) * 5)
+
+
+def test_with_w_zero_the_map_is_a_translation_with_zero_log_det():
+    layer = Planar(3).double()
+    with torch.no_grad():
+        layer.w.zero_()
+        layer.u.copy_(torch.tensor([1.0, 2.0, 3.0]))
+        layer.b.fill_(0.7)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    z, logdet = layer(x)
+    torch.testing.assert_close(z, x + math.tanh(0.7) * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    torch.testing.assert_close(logdet, torch.zeros(5, dtype=torch.float64))
+    x_back, inverse_logdet = layer.inverse(z)
+    torch.testing.assert_close(x_back, x)
+    torch.testing.assert_close(inverse_logdet, torch.zeros(5, dtype=torch.float64))
