@@ -13,7 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctflows.errors import ConfigurationError
 from ctflows.networks.mlp import activation_module
+
+
+def check_order(owner: str, order: Sequence[int] | None, features: int) -> None:
+    """A ConfigurationError unless ``order`` is ``None`` or a permutation of ``range(features)``."""
+    if order is not None and sorted(int(i) for i in order) != list(range(features)):
+        raise ConfigurationError(f"{owner}: order must be a permutation of range({features}), got {list(order)}")
 
 
 class MaskedLinear(nn.Linear):
@@ -55,6 +62,7 @@ class MADE(nn.Module):
         super().__init__()
         self.features, self.params_per_feature = features, params_per_feature
         self.context_features = context_features
+        check_order("MADE", order, features)
         order_t = torch.arange(features) if order is None else torch.as_tensor(list(order))
         degrees = torch.empty(features, dtype=torch.long)
         degrees[order_t] = torch.arange(1, features + 1)

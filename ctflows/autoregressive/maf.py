@@ -13,7 +13,7 @@ from typing import Sequence
 
 from torch import Tensor
 
-from ctflows.autoregressive.made import MADE
+from ctflows.autoregressive.made import MADE, check_order
 from ctflows.networks import soft_clamp
 from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError
@@ -45,10 +45,7 @@ class MaskedAutoregressive(Transform):
         super().__init__()
         if features < 1:
             raise ConfigurationError(f"MaskedAutoregressive: features must be >= 1, got {features}")
-        if order is not None and sorted(int(i) for i in order) != list(range(features)):
-            raise ConfigurationError(
-                f"MaskedAutoregressive: order must be a permutation of range({features}), got {list(order)}"
-            )
+        check_order("MaskedAutoregressive", order, features)
         if not scale_bound > 0:
             raise ConfigurationError(f"MaskedAutoregressive: scale_bound must be positive, got {scale_bound}")
         self.event_shape = (features,)

@@ -70,3 +70,10 @@ def test_starts_as_the_identity_and_bounds_the_scale():
 def test_bad_configuration_is_refused(kwargs):
     with pytest.raises(ConfigurationError, match="MaskedAutoregressive"):
         MaskedAutoregressive(3, **kwargs)
+
+
+@pytest.mark.parametrize("order", [[0, 0, 1], [0, 1], [1, 2, 3]])
+def test_made_refuses_an_order_that_is_not_a_permutation(order):
+    # Its degrees would otherwise be read from uninitialised memory.
+    with pytest.raises(ConfigurationError, match=r"MADE: order must be a permutation of range\(3\)"):
+        MADE(3, 2, (8,), order=order)
