@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ctflows.core.transform import Transform, zeros_logdet
-from ctflows.core.validation import check_tensor
+from ctflows.core.validation import check_context, check_tensor
 from ctflows.errors import ConfigurationError
 
 
@@ -38,6 +38,7 @@ class Squeeze(Transform):
 
     def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
         check_tensor(type(self).__name__, x, self.out_shape if inverse else self.event_shape, name=name)
+        check_context(type(self).__name__, context, self.context_features, x.shape[0])
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         b, (c, h, w) = x.shape[0], self.event_shape

@@ -30,3 +30,5 @@ def test_squeeze_checks_shapes() -> None:
     with pytest.raises(ConfigurationError, match="even"):
         level_shapes((1, 8, 8), 4)  # (16, 1, 1) cannot be squeezed again
     assert level_shapes((1, 8, 8), 2) == [(4, 4, 4), (8, 2, 2)]
+    with pytest.raises(InputError, match="takes no context"):
+        layer(torch.randn(2, 1, 4, 4), torch.randn(2, 5))  # a context it would silently ignore
