@@ -74,10 +74,10 @@ class ResidualBlock(Transform):
         self.context_features = context_features
         self.logdet = resolve_logdet(logdet, features)
         self.eval_logdet = resolve_logdet(eval_logdet, features)
-        if terms < 1 or eval_terms < 1 or max_iterations < 1:
-            raise ConfigurationError(
-                f"ResidualBlock: terms, eval_terms and max_iterations must be >= 1, got {terms}, {eval_terms}, {max_iterations}"
-            )
+        if terms < 1 or eval_terms < 1:
+            raise ConfigurationError(f"ResidualBlock: terms and eval_terms must be >= 1, got {terms}, {eval_terms}")
+        if max_iterations < 2:  # the inverse judges convergence by the step between two iterates
+            raise ConfigurationError(f"ResidualBlock: max_iterations must be >= 2, got {max_iterations}")
         if noise not in ("rademacher", "gaussian"):
             raise ConfigurationError(f"ResidualBlock: noise {noise!r} is not 'rademacher' or 'gaussian'")
         self.terms, self.eval_terms, self.truncation, self.noise = int(terms), int(eval_terms), truncation, noise

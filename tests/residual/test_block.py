@@ -114,6 +114,8 @@ def test_bad_configuration_is_refused():
         ResidualBlock(2, noise="uniform")
     with pytest.raises(ConfigurationError, match="activation"):
         ResidualBlock(2, activation="relu")
+    with pytest.raises(ConfigurationError, match="max_iterations must be >= 2"):
+        ResidualBlock(2, max_iterations=1)  # one iterate gives no step to judge convergence by
 
 
 def test_checkpoint_round_trip_keeps_the_power_iteration_state(tmp_path):
