@@ -17,6 +17,7 @@ from ctflows.core.validation import check_tensor
 from ctflows.errors import ConfigurationError, DataError, InputError
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+MAX_REPEATED_FRACTION = 0.01  # exact repeats allowed (float32 samples of a continuous density rarely collide)
 
 
 def gaussian_log_likelihood(z: Tensor, logdet: Tensor) -> Tensor:
@@ -30,7 +31,8 @@ def split(
     """Shuffle ``data [N, D]`` and cut it into ``(train, validation)``; the validation part has ≥ 1 point.
 
     Raises :class:`InputError` for a non-tensor, non-float, NaN/Inf or non-2-D ``data`` and
-    :class:`DataError` when too few points are left to fit (fewer than D + 2 for training).
+    :class:`DataError` when too few points are left to fit (fewer than D + 2 for training) or more than
+    1% of the points repeat another one exactly.
     """
     check_tensor(owner, data, None, name="data")
     if data.dim() != 2:
@@ -43,6 +45,14 @@ def split(
         raise DataError(
             f"{owner}: {n} points leave {n - n_val} for training after holding out {n_val}; "
             f"pass at least {data.shape[1] + 2 + n_val} points (a few hundred give a useful fit)"
+        )
+    repeats = n - torch.unique(data, dim=0).shape[0]
+    if repeats > MAX_REPEATED_FRACTION * n:
+        # Copies of a point land on both sides of the split, so the held-out score rewards spikes on them.
+        raise DataError(
+            f"{owner}: {repeats} of {n} points repeat another point exactly; a density has no such ties, and the "
+            "held-out likelihood would reward spikes on them. For rounded or discrete data add uniform noise of "
+            "one rounding step (dequantization); otherwise drop the duplicates"
         )
     order = torch.randperm(n, generator=generator).to(data.device)
     return data[order[n_val:]], data[order[:n_val]]

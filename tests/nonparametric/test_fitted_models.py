@@ -109,6 +109,11 @@ def test_bad_data_is_refused_with_a_clear_message(fitter):
         fitter(good, max_steps=-1)
     with pytest.raises(DataError, match="constant|singular"):
         fitter(torch.cat([good[:, :1], torch.ones(200, 1, dtype=torch.float64)], dim=1))
+    # Repeated points fall on both sides of the held-out split: the stopping rule cannot see the overfit.
+    with pytest.raises(DataError, match="repeat another point exactly.*dequantization"):
+        fitter(good.repeat(4, 1))
+    with pytest.raises(DataError, match="repeat another point exactly"):
+        fitter(torch.randint(0, 3, (200, 2), generator=torch.Generator().manual_seed(0)).double())
 
 
 def test_truncate_checks_its_arguments(fitted):
