@@ -12,7 +12,7 @@
   marginal step; by Laparra's Theorem the negentropy falls at every layer whose marginal fit is exact.
 * **Stopping rule.** One layer is a rotation and a marginal map. The held-out mean log-likelihood is
   recorded after each layer; fitting stops when it has not improved for ``patience`` layers (or at
-  ``max_layers``) and the chain is cut back to the best number of layers.
+  ``max_steps``) and the chain is cut back to the best number of layers.
 
 The result is an ordinary :class:`Flow` with a :class:`FitReport` in ``flow.report`` and exact ``log_prob``; ``sample``/``inverse`` invert each
 marginal map by bracketed Newton. Marginal maps keep their kernels as parameters, so the fitted flow

@@ -115,9 +115,9 @@ def fit(
     eight Gaussians with the default ``realnvp``: over seeds 0–5 they gave KL 0.073–0.093 nats after
     2,000 steps at batch 512 (``benchmarks/realnvp_defaults.py``).
 
-    Before the optimizer is made, ``flow`` is run once on the first (global) batch in ``train()`` mode
-    under ``torch.no_grad()``, so that layers which create parameters lazily or initialise them from data
-    (ActNorm) have done so; that batch is then also the first training batch.
+    Under maximum likelihood, before the optimizer is made, ``flow`` is run once on the first (global)
+    batch in ``train()`` mode under ``torch.no_grad()``, so that layers which create parameters lazily or
+    initialise them from data (ActNorm) have done so; that batch is then also the first training batch.
 
     Raises:
         TrainingError: too many non-finite steps in a row (or one, with ``on_nonfinite="raise"``).

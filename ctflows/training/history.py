@@ -19,7 +19,7 @@ class History:
             (``None`` at steps where no layer reported it).
         counts: integer counts from the layers per step, e.g. ``"nfe_forward"``, ``"nfe_backward"``
             (``None`` where not reported).
-        evals: one dict per evaluation: ``step``, ``time`` (s since start) and :func:`evaluate`'s keys.
+        evals: one dict per evaluation: ``step``, ``time`` (training seconds so far: steps only, evaluations and checkpoint writes excluded) and :func:`evaluate`'s keys.
         skipped: steps (1-based) whose loss or gradient was not finite, so no update was applied.
         wall_time: seconds the run took, evaluations included (summed over resumed segments).
     """
