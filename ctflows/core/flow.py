@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ctflows.core.distributions import Distribution
-from ctflows.core.transform import Chain, Transform
+from ctflows.core.transform import Chain, Transform, output_shape
 from ctflows.core.validation import check_context, check_tensor, placement
 from ctflows.errors import ConfigurationError, InputError
 
@@ -34,13 +34,9 @@ class Flow(nn.Module):
             raise ConfigurationError(f"Flow: transform must be a ctflows Transform, got {type(transform).__name__}")
         self.transform = transform
         self.base = base
-        if transform.event_shape is not None and tuple(transform.event_shape) != tuple(base.event_shape):
-            # Layers such as squeeze change shapes, so only a plain mismatch at the data end is certain.
-            last = transform.layers[-1] if isinstance(transform, Chain) else transform
-            if last.event_shape is not None and tuple(last.event_shape) != tuple(base.event_shape):
-                raise ConfigurationError(
-                    f"Flow: the transform ends in event shape {tuple(last.event_shape)} but the base has {tuple(base.event_shape)}"
-                )
+        end = output_shape(transform)
+        if end is not None and end != tuple(base.event_shape):
+            raise ConfigurationError(f"Flow: the transform ends in event shape {end} but the base has {tuple(base.event_shape)}")
 
     @property
     def event_shape(self) -> tuple[int, ...]:

@@ -105,6 +105,9 @@ class Chain(Transform):
         self.layers = nn.ModuleList(layers)
         shapes = [layer.event_shape for layer in layers if layer.event_shape is not None]
         self.event_shape = shapes[0] if shapes else None
+        end = chained_shape(layers)
+        if end is not None and self.event_shape is not None and end != tuple(self.event_shape):
+            self.out_shape = end  # the chain changes the shape (a squeeze): where z comes out
         contexts = {layer.context_features for layer in layers} - {None}
         if len(contexts) > 1:
             raise ConfigurationError(f"Chain: layers disagree on the context width: {sorted(contexts)}")
@@ -148,6 +151,27 @@ class Chain(Transform):
         return len(self.layers)
 
 
+def output_shape(layer: Transform) -> tuple[int, ...] | None:
+    """The shape of one sample leaving ``layer`` forward (``out_shape`` if it reshapes, else ``event_shape``)."""
+    shape = getattr(layer, "out_shape", layer.event_shape)
+    return tuple(shape) if shape is not None else None
+
+
+def chained_shape(layers: Iterable[Transform]) -> tuple[int, ...] | None:
+    """The shape leaving the last of ``layers``; a ConfigurationError where one layer cannot take the previous one's output."""
+    shape = None
+    for i, layer in enumerate(layers):
+        if layer.event_shape is None:
+            continue  # takes any shape and keeps it
+        if shape is not None and tuple(layer.event_shape) != shape:
+            raise ConfigurationError(
+                f"Chain: layer {i} ({type(layer).__name__}) takes points of shape {tuple(layer.event_shape)}, but the "
+                f"layers before it give {shape}; build every layer for the shape it receives"
+            )
+        shape = output_shape(layer)
+    return shape
+
+
 def flat_layers(transform: Transform) -> list[Transform]:
     """The layers of ``transform`` in forward order, nested Chains expanded."""
     if isinstance(transform, Chain):
@@ -161,7 +185,10 @@ class Inverse(Transform):
     def __init__(self, transform: Transform) -> None:
         super().__init__()
         self.transform = transform
-        self.event_shape = transform.event_shape
+        # Forward it takes what the layer gives, and gives what the layer takes (a reshaping layer swaps them).
+        self.event_shape = output_shape(transform)
+        if self.event_shape != (tuple(transform.event_shape) if transform.event_shape is not None else None):
+            self.out_shape = tuple(transform.event_shape)
         self.context_features = transform.context_features
 
     def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:

@@ -66,14 +66,14 @@ class FlatView(Transform):
         self.event_shape = (math.prod(self.image_shape),)
         self.transform = transform
         self.context_features = transform.context_features
-        self.out_shape = tuple(getattr(transform, "out_shape", self.image_shape))
+        self.image_out_shape = tuple(getattr(transform, "out_shape", self.image_shape))
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         z, logdet = self.transform._forward(x.reshape(x.shape[0], *self.image_shape), context)
         return z.reshape(x.shape[0], -1), logdet
 
     def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        x, logdet = self.transform._inverse(z.reshape(z.shape[0], *self.out_shape), context)
+        x, logdet = self.transform._inverse(z.reshape(z.shape[0], *self.image_out_shape), context)
         return x.reshape(z.shape[0], -1), logdet
 
 

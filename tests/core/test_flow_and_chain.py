@@ -4,6 +4,7 @@ import torch
 from ctflows.core import Chain, Flow, Inverse, StandardNormal
 from ctflows.core.transform import flat_layers
 from ctflows.errors import ConfigurationError, InputError
+from ctflows.image import Squeeze
 from ctflows.linear import ActNorm, LULinear, ReversePermutation
 
 
@@ -47,3 +48,23 @@ def test_flat_layers_expands_nested_chains_in_forward_order():
     a, b, c = ActNorm(2), ReversePermutation(2), LULinear(2)
     assert flat_layers(Chain(a, Chain(b, Chain(c)))) == [a, b, c]
     assert flat_layers(a) == [a]
+
+
+def test_chain_and_flow_refuse_layers_built_for_another_shape():
+    # Without the check these ran: ActNorm(1) broadcast over 2 features (density integrating to e), and a
+    # 2-feature coupling after 3 features returned uninitialised memory.
+    with pytest.raises(ConfigurationError, match=r"layer 1 \(ActNorm\) takes points of shape \(1,\), but the layers before it give \(2,\)"):
+        Flow([ActNorm(2), ActNorm(1)], StandardNormal(2))
+    with pytest.raises(ConfigurationError, match=r"layer 2 \(LULinear\).*give \(3,\)"):
+        Chain(ActNorm(3), ReversePermutation(3), LULinear(2))
+    with pytest.raises(ConfigurationError, match=r"ends in event shape \(3,\) but the base has \(2,\)"):
+        Flow([ActNorm(3)], StandardNormal(2))
+
+
+def test_a_reshaping_layer_passes_its_output_shape_on_and_its_inverse_swaps_them():
+    squeeze = Squeeze((1, 4, 4))
+    assert Inverse(squeeze).event_shape == (4, 2, 2) and Inverse(squeeze).out_shape == (1, 4, 4)
+    assert Chain(squeeze).out_shape == (4, 2, 2)
+    assert not hasattr(Chain(squeeze, Inverse(squeeze)), "out_shape")  # squeeze then unsqueeze: no change
+    with pytest.raises(ConfigurationError, match=r"takes points of shape \(1, 4, 4\), but the layers before it give \(4, 2, 2\)"):
+        Chain(squeeze, squeeze)
