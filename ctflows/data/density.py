@@ -50,8 +50,12 @@ class ToyDensity:
         if not dtype.is_floating_point:
             raise InputError(f"{self.name}: samples need a floating-point dtype, got {dtype}")
         draw_device = generator.device if generator is not None else torch.device(device or "cpu")
-        out = self._sample64(n, generator, draw_device)
-        return out.to(device=device if device is not None else draw_device, dtype=dtype)
+        out = self._cast(self._sample64(n, generator, draw_device), dtype)
+        return out.to(device=device if device is not None else draw_device)
+
+    def _cast(self, x64: Tensor, dtype: torch.dtype) -> Tensor:
+        """Float64 samples in ``dtype`` (densities with edges keep rounded points inside their support)."""
+        return x64.to(dtype)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Log-density ``[n, dim] -> [n]``, computed in float64, returned in ``x``'s dtype on ``x``'s device.
