@@ -68,20 +68,24 @@ def evaluate(
     _check_positive("batch_size", batch_size)
     device, dtype = placement(flow)
     generator = generator if generator is not None else make_generator(seed)
-    shared = None
-    if context is not None and context.dim() == 2 and isinstance(data, Tensor):
-        data = (data, context)
-    elif context is not None and (context.dim() == 1 or (context.dim() == 2 and context.shape[0] == 1)):
-        shared = context.to(device=device, dtype=dtype).reshape(1, -1)
-    elif context is not None:
-        raise ConfigurationError(
-            f"evaluate: a context of shape {list(context.shape)} needs Tensor data with one row per point; "
-            "for a density or a loader give one shared context [c]"
-        )
-    if levels is not None:
+    if levels is not None:  # before any pairing with a context: the images themselves are dequantized
         if not isinstance(data, Tensor):
             raise ConfigurationError(f"evaluate: levels= needs a Tensor of integer images, got {type(data).__name__}")
         data = dequantize(data, levels, generator=generator, dtype=dtype)
+        dims = data[0].numel()
+    shared = None
+    if context is not None:
+        if isinstance(data, (tuple, list)):
+            raise ConfigurationError("evaluate: the data are an (x, context) pair and context= is given too; give the context once")
+        if context.dim() == 1 or (context.dim() == 2 and context.shape[0] == 1):  # [c] or [1, c]: one for all
+            shared = context.to(device=device, dtype=dtype).reshape(1, -1)
+        elif context.dim() == 2 and isinstance(data, Tensor):
+            data = (data, context)
+        else:
+            raise ConfigurationError(
+                f"evaluate: a context of shape {list(context.shape)} needs Tensor data with one row per point; "
+                "for a density or a loader give one shared context [c]"
+            )
     log_p_fn = exact_log_prob(data)
     _check_positive("probes", probes)
     log_q, log_p, exact = [], [], True
@@ -90,7 +94,9 @@ def evaluate(
     try:
         with torch.no_grad():
             for x, ctx in one_pass(data, n=n, batch_size=batch_size, generator=generator, device=device, dtype=dtype):
-                if ctx is None and shared is not None:
+                if shared is not None:
+                    if ctx is not None:
+                        raise ConfigurationError("evaluate: the loader yields a context and context= is given too; give the context once")
                     ctx = shared.expand(x.shape[0], -1)
                 estimate = estimate_log_prob(flow, x, ctx, num_probes=probes)
                 log_q.append(estimate.per_probe.double().cpu())  # [K, B], K = 1 when exact
@@ -114,7 +120,6 @@ def evaluate(
         result["kl"], result["kl_se"] = _mean_and_se(p - q)
         result["entropy"], result["entropy_se"] = _mean_and_se(-p)
     if levels is not None:
-        dims = data[0].numel()
         result["bpd"] = nats_to_bits_per_dim(result["nll"], dims, levels)
         result["bpd_se"] = result["nll_se"] / (dims * math.log(2))
     return result

@@ -9,9 +9,10 @@ import torch.nn.functional as F
 
 from ctflows.core import Flow
 from ctflows.core.distributions import Distribution
-from ctflows.core.transform import sum_except_batch
+from ctflows.core.transform import Transform, sum_except_batch, zeros_logdet
 from ctflows.errors import DataError, InputError
 from ctflows.image import DequantizedImages, Logit, bits_per_dim, dequantize, multiscale_glow
+from ctflows.training import evaluate
 
 SHAPE = (1, 4, 4)
 
@@ -96,3 +97,30 @@ def test_float32_dequantization_of_the_top_level_stays_below_one_and_alpha_zero_
         Logit((1, 2, 2), alpha=0.0)(ends)
     z, logdet = Logit((1, 2, 2), alpha=0.05)(ends)  # with a margin the ends are fine
     assert torch.isfinite(z).all() and torch.isfinite(logdet).all()
+
+
+class ContextShift(Transform):
+    """z = x + c on [1, 2, 2] images, c one number per image: a minimal conditional image layer."""
+
+    event_shape = (1, 2, 2)
+    context_features = 1
+
+    def _forward(self, x: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return x + context.view(-1, 1, 1, 1), zeros_logdet(x)
+
+    def _inverse(self, z: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return z - context.view(-1, 1, 1, 1), zeros_logdet(z)
+
+
+def test_bits_per_dim_of_conditional_images_with_one_context_per_image() -> None:
+    # The images are dequantized first and then paired with their context rows.
+    shape, levels = (1, 2, 2), 4
+    flow = Flow([Logit(shape, alpha=0.05), ContextShift()], StandardLogistic(shape)).double()
+    images = torch.randint(0, levels, (50, *shape), generator=torch.Generator().manual_seed(0))
+    context = torch.randn(50, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    result = evaluate(flow, images, levels=levels, context=context, seed=3)
+    x = dequantize(images, levels, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    with torch.no_grad():
+        log_q = flow.log_prob(x, context)
+    assert result["nll"] == pytest.approx(float(-log_q.mean()), rel=1e-12)
+    assert result["bpd"] == pytest.approx(float(-(log_q - 4 * math.log(levels)).mean()) / (4 * math.log(2)), rel=1e-12)

@@ -71,6 +71,12 @@ def test_tensor_loader_and_context_data():
     assert pair["nll"] == pytest.approx(float(-cond.log_prob(x, c).mean().detach()), rel=1e-6)
     shared = evaluate(cond, x, context=torch.tensor([0.5]))
     assert shared["nll"] == pytest.approx(float(-cond.log_prob(x, torch.full((300, 1), 0.5)).mean().detach()), rel=1e-6)
+    assert evaluate(cond, x, context=torch.tensor([[0.5]]))["nll"] == shared["nll"]  # [1, c] is shared too
+    # A context given twice is refused, not silently dropped in favour of the data's own.
+    with pytest.raises(ConfigurationError, match="give the context once"):
+        evaluate(cond, (x, c), context=torch.tensor([0.5]))
+    with pytest.raises(ConfigurationError, match="give the context once"):
+        evaluate(cond, DataLoader(TensorDataset(x, c), batch_size=50), context=torch.tensor([0.5]))
 
 
 def test_modes_restored_and_exact_flag():
