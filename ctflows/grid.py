@@ -6,6 +6,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ctflows.errors import ConfigurationError
+
 Bounds = tuple[float, float, float, float]  # (x_min, x_max, y_min, y_max)
 
 
@@ -15,6 +17,8 @@ def grid_2d(bounds: Bounds, n: int, *, dtype: torch.dtype | None = None, device=
     ``dtype`` defaults to torch's default dtype, so the points fit a model built with the defaults.
     """
     x0, x1, y0, y1 = bounds
+    if not (x0 < x1 and y0 < y1):  # reversed bounds would give a negative cell area and integral
+        raise ConfigurationError(f"bounds must be (x_min, x_max, y_min, y_max) with x_min < x_max and y_min < y_max, got {tuple(bounds)}")
     hx, hy = (x1 - x0) / n, (y1 - y0) / n
     xs = torch.linspace(x0 + hx / 2, x1 - hx / 2, n, dtype=dtype, device=device)
     ys = torch.linspace(y0 + hy / 2, y1 - hy / 2, n, dtype=dtype, device=device)

@@ -23,20 +23,27 @@ def flow_paths(flow: nn.Module, x: Tensor, cnf_steps: int = 24) -> Tensor:
 
     Row 0 is ``x`` and the last row ``z``. A CNF adds ``cnf_steps`` rows at evenly spaced times; a run of
     discrete layers adds only its end point, since a single layer's output (a permutation swapping the
-    axes, an ActNorm rescaling) is no place on a path.
+    axes, an ActNorm rescaling) is no place on a path. The flow runs in ``eval()`` mode (a layer in
+    training mode could change itself, e.g. ActNorm's initialisation); its modes are restored after.
     """
-    rows, current, moved = [x], x, False
-    for layer in flat_layers(flow.transform):
-        if isinstance(layer, CNF):
-            if moved:
-                rows.append(current)
-            times = torch.linspace(0.0, float(layer.end_time), cnf_steps + 1)
-            rows.extend(cnf_path(layer, current, times)[1:])
-            current, moved = rows[-1], False
-        else:
-            current, moved = layer(current)[0], True
-    if moved:
-        rows.append(current)
+    modes = {m: m.training for m in flow.modules()}
+    flow.eval()
+    try:
+        rows, current, moved = [x], x, False
+        for layer in flat_layers(flow.transform):
+            if isinstance(layer, CNF):
+                if moved:
+                    rows.append(current)
+                times = torch.linspace(0.0, float(layer.end_time), cnf_steps + 1)
+                rows.extend(cnf_path(layer, current, times)[1:])
+                current, moved = rows[-1], False
+            else:
+                current, moved = layer(current)[0], True
+        if moved:
+            rows.append(current)
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
     return torch.stack(rows)
 
 
@@ -48,7 +55,7 @@ def trajectory_panel(title: str, paths: Tensor, bounds: Bounds | None = None) ->
 
     def draw(ax: plt.Axes) -> None:
         p = paths.detach().cpu().numpy()
-        angle = torch.atan2(paths[0, :, 1], paths[0, :, 0]).cpu().numpy()
+        angle = torch.atan2(paths[0, :, 1], paths[0, :, 0]).detach().cpu().numpy()
         colours = plt.get_cmap(CMAP)(0.15 + 0.7 * (angle + math.pi) / (2 * math.pi))
         for i in range(p.shape[1]):
             ax.plot(p[:, i, 0], p[:, i, 1], color=colours[i], linewidth=0.6, alpha=0.7)

@@ -7,7 +7,9 @@ from PIL import Image
 import ctflows
 from ctflows.continuous.trajectory import cnf_path, density_along_t
 from ctflows.grid import grid_2d
-from ctflows.viz import cnf_density_frames, density_animation, flow_paths
+from ctflows.errors import ConfigurationError
+from ctflows.viz import cnf_density_frames, density_animation, flow_paths, trajectory_panel
+from ctflows.viz.density import plt
 from ctflows.viz.loss import running_mean
 
 
@@ -73,6 +75,24 @@ def test_cnf_path_ends_where_the_layer_maps_and_flow_paths_follow_discrete_layer
     rows = flow_paths(hybrid, x, cnf_steps=4)
     assert rows.shape[0] == 1 + 1 + 4  # x, after ActNorm, four CNF times
     torch.testing.assert_close(rows[-1], hybrid.transform(x)[0].detach(), atol=1e-6, rtol=1e-6)
+
+
+def test_flow_paths_leave_a_model_in_training_mode_untouched():
+    # In train() mode a fresh ActNorm would initialise itself on the plotted points.
+    flow = ctflows.Flow([ctflows.ActNorm(2), ctflows.ReversePermutation(2)], ctflows.StandardNormal(2)).train()
+    x = torch.randn(16, 2) * 5 + 3
+    paths = flow_paths(flow, x)
+    assert not bool(flow.transform.layers[0].initialized) and flow.training
+    torch.testing.assert_close(paths[-1], x.flip(1))  # an uninitialised ActNorm is the identity
+    _, draw = trajectory_panel("paths", paths.clone().requires_grad_(True))  # a tensor with grad plots too
+    fig, ax = plt.subplots()
+    draw(ax)
+    plt.close(fig)
+
+
+def test_grid_refuses_reversed_bounds():
+    with pytest.raises(ConfigurationError, match="x_min < x_max"):
+        grid_2d((8, -8, -8, 8), 10)
 
 
 def test_running_mean_matches_the_windowed_mean_and_skips_nan():
