@@ -33,5 +33,8 @@ class Funnel(ToyDensity):
         v, rest = x[:, 0], x[:, 1:]
         half_log_2pi = 0.5 * math.log(2 * math.pi)
         log_v = -0.5 * (v / self.v_std) ** 2 - math.log(self.v_std) - half_log_2pi
-        log_rest = -0.5 * (rest**2).sum(1) * torch.exp(-v) - (self.dim - 1) * (0.5 * v + half_log_2pi)
+        square_norm = (rest**2).sum(1)
+        # 0 · e^{-v} is 0 even where e^{-v} overflows (v < -709), not NaN.
+        scaled = torch.where(square_norm > 0, square_norm * torch.exp(-v), torch.zeros_like(square_norm))
+        log_rest = -0.5 * scaled - (self.dim - 1) * (0.5 * v + half_log_2pi)
         return log_v + log_rest

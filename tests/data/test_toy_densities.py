@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy import stats
 
-from ctflows.data import ToyDensity, get_density
+from ctflows.data import ToyDensity, get_density, list_densities
 from ctflows.errors import InputError
 
 
@@ -183,3 +183,14 @@ def test_float32_checkerboard_samples_stay_on_the_dark_squares() -> None:
     x64 = density.sample(1000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     x32 = density.sample(1000, generator=torch.Generator().manual_seed(1))
     assert torch.equal(x32, x64.float())  # everywhere else the cast is the ordinary one
+
+
+@pytest.mark.parametrize("name", sorted(list_densities()))
+def test_far_away_finite_points_get_a_number_or_minus_inf_never_nan(name: str) -> None:
+    # NaN is for NaN input only; far out in the tails overflow must not turn into inf - inf or 0 * inf.
+    density = get_density(name, **({"dim": 2} if name in ("funnel", "gaussian_mixture", "twisted_gaussian", "many_well") else {}))
+    far = torch.tensor([[1e3, 0.0], [1.5e3, 0.0], [-750.0, 0.0], [-750.0, 1.0], [0.0, -1e5], [1e30, 5.0], [-1e300, 1e300]],
+                       dtype=torch.float64)
+    log_p = density.log_prob(far)
+    assert not torch.isnan(log_p).any(), log_p
+    assert (log_p < 0).all()  # far from every density's mass
