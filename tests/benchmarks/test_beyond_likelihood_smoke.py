@@ -27,3 +27,24 @@ def test_quick_run_writes_time_to_kl_curves(tmp_path):
     ml = records["ml_exact"]["curve"]
     assert ml[-1][1] < ml[0][1]  # maximum likelihood learned within its budget
     assert "| fm_ot |" in done.stdout
+
+
+def test_kl_evaluations_stay_off_the_training_clock(monkeypatch):
+    # Each point's time is the training time before its evaluation; the evaluation itself is not counted.
+    import time
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import beyond_likelihood
+
+    def slow_evaluate(*args, **kwargs):
+        time.sleep(0.3)
+        return {"kl": 0.5, "kl_se": 0.01}
+
+    monkeypatch.setattr(beyond_likelihood.ctflows, "evaluate", slow_evaluate)
+    curve = beyond_likelihood.KLCurve(density=None, every=1.0, eval_n=10, stop_below=None)
+    curve.start()
+    for _ in range(3):
+        time.sleep(0.1)  # "training"
+        curve.measure(flow=None)
+    times = [t for t, _, _ in curve.points]
+    assert [round(t, 1) for t in times] == [0.1, 0.2, 0.3], times
