@@ -44,7 +44,8 @@ def model_args(args: argparse.Namespace) -> list[str]:
     if getattr(args, "compile_field", False):
         out.append("--compile-field")
     if getattr(args, "adjoint", None) is not None and args.mode in ("quality", "rnode"):
-        out += ["--adjoint", args.adjoint, "--divergence", args.divergence, "--objective", args.objective]
+        out += ["--adjoint", args.adjoint, "--divergence", args.divergence, "--objective", args.objective,
+                "--eval-n", str(args.eval_n), "--warmup-frac", repr(args.warmup_frac)]
     return out
 
 
