@@ -25,6 +25,8 @@ class ConcatSquashConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, cond_features: int, kernel_size: int = 3) -> None:
         super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:  # "same" padding k // 2 keeps H × W only for odd k
+            raise ConfigurationError(f"ConcatSquashConv2d: kernel_size must be odd, got {kernel_size}")
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
         self.gate = nn.Linear(cond_features, out_channels)
         self.shift = nn.Linear(cond_features, out_channels, bias=False)

@@ -41,6 +41,8 @@ class ConvAffineCoupling(Transform):
     def __init__(self, shape: tuple[int, int, int], hidden: int = 64, *, parity: int = 0, scale_bound: float = 3.0) -> None:
         super().__init__()
         c = int(shape[0])
+        if parity not in (0, 1):
+            raise ConfigurationError(f"ConvAffineCoupling: parity must be 0 (first half conditions) or 1 (last half), got {parity!r}")
         if c < 2 or hidden < 1 or not scale_bound > 0:
             raise ConfigurationError(f"ConvAffineCoupling: need at least 2 channels, hidden >= 1 and scale_bound > 0, got shape {tuple(shape)}, hidden {hidden}, scale_bound {scale_bound}")
         self.event_shape = tuple(int(s) for s in shape)

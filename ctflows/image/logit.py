@@ -3,8 +3,10 @@
     s = α + (1 - 2α) x,   z = log s - log(1 - s),   log|det J| = Σ_i [log(1 - 2α) - log s_i - log(1 - s_i)]
 
 Dequantized pixels ``x ∈ [0, 1)`` are squeezed into ``[α, 1 - α]`` so the logit stays finite; α = 0.05 is
-RealNVP's choice for images (FFJORD uses 1e-6 on MNIST). The log-det is part of the model's density on
-``[0, 1)^D``, so bits per dimension computed from ``Flow.log_prob`` include it.
+RealNVP's choice for images (FFJORD uses 1e-6 on MNIST). The map is a bijection from the slightly larger
+interval ``(-α/(1-2α), 1 + α/(1-2α))`` onto R, so a model's density (and its samples) live on that box and
+the mass outside ``[0, 1)^D`` is lost to the data: bits per dimension computed from ``Flow.log_prob``
+(log-det included) are an upper bound, exact as α -> 0.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ class Logit(Transform):
         shape: event shape, e.g. ``(1, 8, 8)``.
         alpha: margin α in ``[0, 0.5)``; with α = 0 the input must lie strictly inside (0, 1).
 
-    The forward input is checked to lie in ``[0, 1]`` (dequantize integer pixels first, see
+    The forward input is checked to lie in the map's domain ``(-α/(1-2α), 1 + α/(1-2α))``, which holds
+    ``[0, 1]`` and everything the inverse returns (dequantize integer pixels first, see
     :func:`ctflows.image.dequantize`).
     """
 
@@ -38,10 +41,11 @@ class Logit(Transform):
 
     def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
         super().check(x, context, name=name, inverse=inverse)
-        # With alpha = 0 the ends themselves map to ±inf, so the interval must be open.
-        inside = (x >= 0) & (x <= 1) if self.alpha > 0 else (x > 0) & (x < 1)
-        if not inverse and not bool(inside.all()):
-            interval = "[0, 1]" if self.alpha > 0 else "(0, 1) (alpha=0 leaves no room at the ends)"
+        # The domain is where α + (1 - 2α) x lies in (0, 1): open, so that the logit stays finite, and with
+        # room around [0, 1] when α > 0, where the model's own samples may fall.
+        low = -self.alpha / (1 - 2 * self.alpha)
+        if not inverse and not bool(((x > low) & (x < 1 - low)).all()):
+            interval = f"({low:.4g}, {1 - low:.4g})" if self.alpha > 0 else "(0, 1) (alpha=0 leaves no room at the ends)"
             raise InputError(
                 f"Logit: {name} must lie in {interval} (got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]); "
                 "scale pixels to [0, 1), e.g. with ctflows.image.dequantize(images, levels)"

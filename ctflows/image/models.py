@@ -3,8 +3,9 @@
     x ∈ [0, 1)^{C×H×W} --logit--> multiscale(levels) --> z ~ N(0, I)
 
 Both take dequantized pixels in ``[0, 1)`` (see :func:`ctflows.image.dequantize`) and return a
-:class:`~ctflows.core.Flow` whose ``log_prob`` is the density on the unit cube, logit log-det included;
-:func:`ctflows.image.bits_per_dim` turns it into bits per dimension.
+:class:`~ctflows.core.Flow` whose ``log_prob`` is a density on a box slightly larger than the unit cube
+(the logit's domain, see :mod:`ctflows.image.logit`), logit log-det included; samples may fall just
+outside ``[0, 1]``. :func:`ctflows.image.bits_per_dim` turns it into bits per dimension (an upper bound).
 """
 from __future__ import annotations
 

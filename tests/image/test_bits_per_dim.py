@@ -83,7 +83,7 @@ def test_loader_draws_fresh_noise_every_pass_and_logit_rejects_raw_pixels() -> N
     first, second = [torch.cat(list(loader)) for _ in range(2)]
     assert first.shape == (10, *SHAPE) and len(loader) == 3
     assert not torch.allclose(torch.sort(first.flatten()).values, torch.sort(second.flatten()).values)
-    with pytest.raises(InputError, match=r"Logit: input must lie in \[0, 1\].*dequantize"):
+    with pytest.raises(InputError, match=r"Logit: input must lie in \(-0.05556, 1.056\).*dequantize"):
         Logit(SHAPE)(random_images(17).float())
 
 
@@ -124,3 +124,28 @@ def test_bits_per_dim_of_conditional_images_with_one_context_per_image() -> None
         log_q = flow.log_prob(x, context)
     assert result["nll"] == pytest.approx(float(-log_q.mean()), rel=1e-12)
     assert result["bpd"] == pytest.approx(float(-(log_q - 4 * math.log(levels)).mean()) / (4 * math.log(2)), rel=1e-12)
+
+
+def test_an_image_models_own_samples_are_in_its_log_prob_domain() -> None:
+    # The logit's inverse reaches a little beyond [0, 1] when alpha > 0; log_prob must take those points.
+    torch.manual_seed(0)
+    flow = multiscale_glow((1, 8, 8), levels=2, steps=2, hidden=8).eval()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        samples, log_q = flow.sample_and_log_prob(100, generator=torch.Generator().manual_seed(0))
+        assert ((samples < 0) | (samples > 1)).any()  # the case that used to be refused
+        torch.testing.assert_close(flow.log_prob(samples), log_q, atol=1e-3, rtol=1e-4)
+
+
+def test_image_layers_refuse_settings_they_would_silently_misread() -> None:
+    from ctflows.errors import ConfigurationError
+    from ctflows.image.fields import ConcatSquashConv2d
+    from ctflows.image.glow import ConvAffineCoupling
+
+    for parity in (2, -1):
+        with pytest.raises(ConfigurationError, match="parity must be 0"):
+            ConvAffineCoupling((3, 2, 2), 4, parity=parity)
+    with pytest.raises(ConfigurationError, match="kernel_size must be odd"):
+        ConcatSquashConv2d(1, 1, 1, kernel_size=2)  # "same" padding would grow 4x4 to 5x5
+    assert ConcatSquashConv2d(1, 1, 1, kernel_size=5)(torch.randn(1, 1, 4, 4), torch.zeros(1, 1)).shape == (1, 1, 4, 4)
