@@ -93,9 +93,10 @@ def fit(
         progress: a tqdm bar on stderr with loss, steps/s and NFE; ``None`` shows it only on a terminal.
         callback: ``callback(step, history)`` after each step (1-based); returning True stops training.
         objective: ``"likelihood"`` (default), ``"flow_matching"`` (regression of a single CNF's field onto
-            straight paths, with minibatch OT coupling; fixed layers may precede the CNF; ``FlowMatching(coupling=..., sigma=...)`` for the
-            options), or any callable ``(flow, x, context) -> (loss, nll or None)``. Regularization
-            weights apply to the likelihood objective only.
+            straight paths, with minibatch OT coupling; fixed layers may precede the CNF;
+            ``FlowMatching(coupling=..., sigma=...)`` for the options), or any callable
+            ``(flow, x, context) -> (loss, nll or None)``. Regularization weights apply to the likelihood
+            objective only.
         checkpoint_dir: where ``training_state.pt`` (model, optimizer, schedule position, history, data
             stream and RNG states; :mod:`.training_state`) and ``model.pt`` (for :func:`ctflows.training.load`)
             are written atomically: every ``checkpoint_every`` steps, at the end, on Ctrl-C or an error
@@ -140,8 +141,10 @@ def fit(
         if resume and group.main:
             remove_interrupted_writes(checkpoint_dir)
         saved = read_state(checkpoint_dir) if resume else None
-        if seed is None:  # every rank must draw the same global batches; a resumed run keeps its own
-            seed = int(saved["config"]["seed"]) if saved is not None else group.broadcast_int(int(torch.randint(2**62, (1,))), device_)
+        if seed is None and saved is not None:  # a resumed run keeps the seed it drew
+            seed = int(saved["config"]["seed"])
+        elif seed is None:  # every rank must draw the same global batches
+            seed = group.broadcast_int(int(torch.randint(2**62, (1,))), device_)
         generator = make_generator(seed)
         eval_seed = int(torch.randint(2**62, (1,), generator=generator))
         stream = BatchStream(data, batch_size, generator=generator, device=device_, dtype=dtype)
