@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ctflows.continuous.likelihood import estimate_log_prob
+from ctflows.core.modes import evaluation_mode
 from ctflows.errors import ConfigurationError, DataError
 from ctflows.image.bits import nats_to_bits_per_dim
 from ctflows.image.dequantization import dequantize
@@ -89,23 +90,17 @@ def evaluate(
     log_p_fn = exact_log_prob(data)
     _check_positive("probes", probes)
     log_q, log_p, exact = [], [], True
-    modes = {m: m.training for m in flow.modules()}
-    flow.eval()
-    try:
-        with torch.no_grad():
-            for x, ctx in one_pass(data, n=n, batch_size=batch_size, generator=generator, device=device, dtype=dtype):
-                if shared is not None:
-                    if ctx is not None:
-                        raise ConfigurationError("evaluate: the loader yields a context and context= is given too; give the context once")
-                    ctx = shared.expand(x.shape[0], -1)
-                estimate = estimate_log_prob(flow, x, ctx, num_probes=probes)
-                log_q.append(estimate.per_probe.double().cpu())  # [K, B], K = 1 when exact
-                exact = exact and estimate.exact
-                if log_p_fn is not None:
-                    log_p.append(log_p_fn(x).double().cpu())
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
+    with evaluation_mode(flow), torch.no_grad():
+        for x, ctx in one_pass(data, n=n, batch_size=batch_size, generator=generator, device=device, dtype=dtype):
+            if shared is not None:
+                if ctx is not None:
+                    raise ConfigurationError("evaluate: the loader yields a context and context= is given too; give the context once")
+                ctx = shared.expand(x.shape[0], -1)
+            estimate = estimate_log_prob(flow, x, ctx, num_probes=probes)
+            log_q.append(estimate.per_probe.double().cpu())  # [K, B], K = 1 when exact
+            exact = exact and estimate.exact
+            if log_p_fn is not None:
+                log_p.append(log_p_fn(x).double().cpu())
     if not log_q:
         raise DataError("evaluate: the data yielded no points")
     k = min(block.shape[0] for block in log_q)  # exact batches need one evaluation, estimated ones K

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ctflows.continuous.single import split_at_cnf, through_front
 from ctflows.continuous.trajectory import density_along_t
+from ctflows.core.modes import evaluation_mode
 from ctflows.grid import Bounds, grid_2d
 from ctflows.viz.density import CMAP, plt
 
@@ -29,17 +30,13 @@ def cnf_density_frames(flow: nn.Module, bounds: Bounds, frames: int = 16, n: int
     :func:`ctflows.grid.grid_2d` lays them.
     """
     front, cnf = split_at_cnf(flow, "the density animation")
-    was_training = flow.training
-    flow.eval()
-    try:
+    with evaluation_mode(flow):
         like = next(flow.parameters())
         points, _ = grid_2d(bounds, n, dtype=like.dtype, device=like.device)
         times = torch.linspace(0.0, float(cnf.end_time), frames)
         with torch.no_grad():
             inside, front_logdet = through_front(front, points)
         log_p = density_along_t(cnf, flow.base.log_prob, inside, times.tolist()) + front_logdet
-    finally:
-        flow.train(was_training)
     return times, torch.exp(log_p).reshape(frames, n, n).cpu()
 
 

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ctflows.continuous.cnf import CNF
 from ctflows.continuous.trajectory import cnf_path
+from ctflows.core.modes import evaluation_mode
 from ctflows.core.transform import flat_layers
 from ctflows.grid import Bounds
 from ctflows.viz.density import CMAP, Panel, plt
@@ -26,9 +27,7 @@ def flow_paths(flow: nn.Module, x: Tensor, cnf_steps: int = 24) -> Tensor:
     axes, an ActNorm rescaling) is no place on a path. The flow runs in ``eval()`` mode (a layer in
     training mode could change itself, e.g. ActNorm's initialisation); its modes are restored after.
     """
-    modes = {m: m.training for m in flow.modules()}
-    flow.eval()
-    try:
+    with evaluation_mode(flow):
         rows, current, moved = [x], x, False
         for layer in flat_layers(flow.transform):
             if isinstance(layer, CNF):
@@ -41,9 +40,6 @@ def flow_paths(flow: nn.Module, x: Tensor, cnf_steps: int = 24) -> Tensor:
                 current, moved = layer(current)[0], True
         if moved:
             rows.append(current)
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
     return torch.stack(rows)
 
 
