@@ -17,8 +17,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from ctflows.continuous.cnf import CNF
-from ctflows.continuous.single import split_at_cnf, through_front
-from ctflows.core.transform import Transform
+from ctflows.continuous.single import split_at_cnf
+from ctflows.core.transform import Transform, forward_through
 from ctflows.errors import ConfigurationError
 
 COUPLINGS = ("independent", "ot")
@@ -99,7 +99,7 @@ class FlowMatching:
                 "FlowMatching: minibatch OT would pair points across different contexts; use coupling='independent'"
             )
         with torch.no_grad():
-            x, _ = through_front(front, x, context)
+            x, _ = forward_through(front, x, context)
         z = flow.base.sample(x.shape[0], context).to(x)
         if self.coupling == "ot":
             z = optimal_transport_pairing(x, z)

@@ -2,16 +2,16 @@
 
 Flow matching regresses one CNF's velocity field and the density animation follows one CNF along t. Both
 accept layers in front of that CNF (for instance a :class:`~ctflows.linear.Standardization` of data given
-in raw units) and push the data through them first:
+in raw units) and push the data through them first (``core.transform.forward_through``):
 
     log p(x) = log p_CNF(y) + log|det ∂y/∂x|,      y = front(x)
 """
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import nn
 
 from ctflows.continuous.cnf import CNF
-from ctflows.core.transform import Transform, flat_layers, zeros_logdet
+from ctflows.core.transform import Transform, flat_layers
 from ctflows.errors import ConfigurationError
 
 
@@ -25,12 +25,3 @@ def split_at_cnf(flow: nn.Module, purpose: str) -> tuple[list[Transform], CNF]:
             f"but this model's layers are {names}"
         )
     return layers[:-1], layers[-1]
-
-
-def through_front(front: list[Transform], x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Push ``x [B, *event]`` through the ``front`` layers: ``(y [B, *event], log|det ∂y/∂x| [B])``."""
-    total = zeros_logdet(x)
-    for layer in front:
-        x, logdet = layer._forward(x, context)  # as Chain does: the model checked its input once
-        total = total + logdet
-    return x, total

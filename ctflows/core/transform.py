@@ -123,11 +123,7 @@ class Chain(Transform):
         check_context("Chain", context, self.context_features, x.shape[0], device=device, dtype=dtype)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        total = zeros_logdet(x)
-        for layer in self.layers:
-            x, logdet = layer._forward(x, context)
-            total = total + logdet
-        return x, total
+        return forward_through(self.layers, x, context)
 
     def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         total = zeros_logdet(z)
@@ -149,6 +145,15 @@ class Chain(Transform):
 
     def __len__(self) -> int:
         return len(self.layers)
+
+
+def forward_through(layers: Iterable[Transform], x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``layers`` applied in order to ``x [B, *event]`` (inputs unchecked): ``(z, summed log-det [B])``; none: identity."""
+    total = zeros_logdet(x)
+    for layer in layers:
+        x, logdet = layer._forward(x, context)
+        total = total + logdet
+    return x, total
 
 
 def output_shape(layer: Transform) -> tuple[int, ...] | None:

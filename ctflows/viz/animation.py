@@ -14,9 +14,10 @@ import torch
 from matplotlib.animation import FuncAnimation, PillowWriter
 from torch import Tensor, nn
 
-from ctflows.continuous.single import split_at_cnf, through_front
+from ctflows.continuous.single import split_at_cnf
 from ctflows.continuous.trajectory import density_along_t
 from ctflows.core.modes import evaluation_mode
+from ctflows.core.transform import forward_through
 from ctflows.grid import Bounds, grid_2d
 from ctflows.viz.density import CMAP, plt
 
@@ -35,7 +36,7 @@ def cnf_density_frames(flow: nn.Module, bounds: Bounds, frames: int = 16, n: int
         points, _ = grid_2d(bounds, n, dtype=like.dtype, device=like.device)
         times = torch.linspace(0.0, float(cnf.end_time), frames)
         with torch.no_grad():
-            inside, front_logdet = through_front(front, points)
+            inside, front_logdet = forward_through(front, points)
         log_p = density_along_t(cnf, flow.base.log_prob, inside, times.tolist()) + front_logdet
     return times, torch.exp(log_p).reshape(frames, n, n).cpu()
 
