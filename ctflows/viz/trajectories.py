@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import torch
 from torch import Tensor, nn
 
@@ -51,7 +53,7 @@ def trajectory_panel(title: str, paths: Tensor, bounds: Bounds | None = None) ->
 
     def draw(ax: plt.Axes) -> None:
         p = paths.detach().cpu().numpy()
-        angle = torch.atan2(paths[0, :, 1], paths[0, :, 0]).detach().cpu().numpy()
+        angle = np.arctan2(p[0, :, 1], p[0, :, 0])
         colours = plt.get_cmap(CMAP)(0.15 + 0.7 * (angle + math.pi) / (2 * math.pi))
         for i in range(p.shape[1]):
             ax.plot(p[:, i, 0], p[:, i, 1], color=colours[i], linewidth=0.6, alpha=0.7)
