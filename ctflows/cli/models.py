@@ -107,8 +107,14 @@ def parse_model_list(text: str) -> list[str]:
 ONE_FEATURE_MODELS = ("cnf", "cnf-fm", "maf")
 
 
-def _too_narrow(names: list[str], shape: tuple[int, ...]) -> list[str]:
-    return [n for n in names if not model_spec(n).image and shape[0] < 2 and n not in ONE_FEATURE_MODELS]
+def _check_wide_enough(names: list[str], shape: tuple[int, ...], data_name: str) -> None:
+    """A ConfigurationError naming the vector models among ``names`` that need 2 features when the data have 1."""
+    narrow = [n for n in names if not model_spec(n).image and shape[0] < 2 and n not in ONE_FEATURE_MODELS]
+    if narrow:
+        raise ConfigurationError(
+            f"{', '.join(narrow)} split the features in two and need at least 2, but {data_name} has {shape[0]}; "
+            f"choose from {', '.join(ONE_FEATURE_MODELS)}"
+        )
 
 
 def check_models_suit_data(names: list[str], image: bool, data_name: str, shape: tuple[int, ...]) -> None:
@@ -121,12 +127,7 @@ def check_models_suit_data(names: list[str], image: bool, data_name: str, shape:
         kind = "an image data set" if image else "vector data"
         valid = ", ".join(n for n, spec in MODELS.items() if spec.image == image)
         raise ConfigurationError(f"{', '.join(wrong)} cannot model {data_name}, which is {kind}; choose from {valid}")
-    narrow = _too_narrow(names, shape)
-    if narrow:
-        raise ConfigurationError(
-            f"{', '.join(narrow)} split the features in two and need at least 2, but {data_name} has {shape[0]}; "
-            f"choose from {', '.join(ONE_FEATURE_MODELS)}"
-        )
+    _check_wide_enough(names, shape, data_name)
 
 
 def build_model(name: str, shape: tuple[int, ...], seed: int, *, standardize: Tensor | None = None) -> Flow:
@@ -138,8 +139,7 @@ def build_model(name: str, shape: tuple[int, ...], seed: int, *, standardize: Te
     (unlike ActNorm) also serves CNFs trained by flow matching.
     """
     spec = model_spec(name)
-    if _too_narrow([name], shape):
-        raise ConfigurationError(f"model {name!r} splits the features in two and needs at least 2; the data has {shape[0]}")
+    _check_wide_enough([name], shape, "the data")
     torch.manual_seed(seed)  # builders without a seed argument initialise from the global generator
     flow = spec.build(shape, seed)
     if standardize is None:
