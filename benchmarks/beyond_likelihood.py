@@ -45,16 +45,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import ctflows  # noqa: E402
-from cnf_common import build_flow, machine_line  # noqa: E402
+from cnf_common import FFJORD_TOY_MODEL, build_flow, machine_line  # noqa: E402
 from ctflows.continuous.matching import FlowMatching  # noqa: E402
 from ctflows.nonparametric import fit_dual_ascent, fit_gaussianization  # noqa: E402
 
 GRADIENT_METHODS = ("ml_exact", "ml_hutchinson", "fm_independent", "fm_ot", "spline")
 NONPARAMETRIC_METHODS = ("tabak", "gaussianization")
-CNF_MODEL = argparse.Namespace(  # benchmarks/cnf.py's defaults: FFJORD's train_toy configuration
-    hidden=[64, 64, 64], activation="tanh", layer="concatsquash", method="dopri5", tol=1e-5, eval_tol=1e-5,
-    end_time=0.5, fixed_end_time=False, no_seminorm=False,
-)
 
 
 class KLCurve:
@@ -110,7 +106,7 @@ def train_gradient(method: str, density, dim: int, seconds: float, curve: KLCurv
         flow, options = ctflows.spline(dim, blocks=5, hidden=(64, 64), bins=8), {}
     else:
         divergence = "hutchinson" if method == "ml_hutchinson" else "exact"
-        flow = build_flow(dim, CNF_MODEL, adjoint=False, divergence=divergence)
+        flow = build_flow(dim, FFJORD_TOY_MODEL, adjoint=False, divergence=divergence)
         if method.startswith("fm_"):
             options["objective"] = FlowMatching(coupling=method[3:])
             if method == "fm_independent":  # OT's exact assignment is O(batch³): it keeps 256

@@ -126,19 +126,13 @@ def cmd_memory(args: argparse.Namespace) -> str:
 
 def likelihood_step(flow, opt, x, weights: dict[str, float], clip: float | None = None):
     """One maximum-likelihood step (NLL + weighted RNODE terms), as both timing loops take it; returns (NLL, loss)."""
-    import torch
-
     from ctflows.core.stats import regularization_terms
 
     flow.train()
     nll = -flow.log_prob(x).mean()
     terms = regularization_terms(flow)
     loss = nll + sum(w * terms[k] for k, w in weights.items())
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if clip:
-        torch.nn.utils.clip_grad_norm_(flow.parameters(), clip)
-    opt.step()
+    descend(flow, opt, loss, clip)
     return nll, loss
 
 
@@ -146,10 +140,19 @@ def matching_step(flow, opt, x, objective):
     """One flow-matching step (regression of the field, no ODE solve); returns the loss."""
     flow.train()
     loss, _ = objective(flow, x, None)
+    descend(flow, opt, loss)
+    return loss
+
+
+def descend(flow, opt, loss, clip: float | None = None) -> None:
+    """Backpropagate ``loss`` and take one optimizer step (the gradient norm clipped at ``clip`` if given)."""
+    import torch
+
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(flow.parameters(), clip)
     opt.step()
-    return loss
 
 
 def cmd_row(args: argparse.Namespace) -> None:

@@ -11,6 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parent / "cnf.py"
+# benchmarks/cnf.py's defaults, FFJORD's train_toy configuration, for scripts that build the model without its flags.
+FFJORD_TOY_MODEL = argparse.Namespace(
+    hidden=[64, 64, 64], activation="tanh", layer="concatsquash", method="dopri5", tol=1e-5, eval_tol=1e-5,
+    end_time=0.5, fixed_end_time=False, no_seminorm=False,
+)
 
 
 def build_flow(dim: int, args: argparse.Namespace, *, adjoint: bool, divergence: str):

@@ -25,13 +25,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import ctflows  # noqa: E402
-from cnf_common import build_flow, machine_line  # noqa: E402
+from cnf_common import FFJORD_TOY_MODEL, build_flow, machine_line  # noqa: E402
 from ctflows.core.stats import count_stats  # noqa: E402
-
-MODEL = argparse.Namespace(  # benchmarks/cnf.py's defaults: FFJORD's train_toy configuration
-    hidden=[64, 64, 64], activation="tanh", layer="concatsquash", method="dopri5", tol=1e-5, eval_tol=1e-5,
-    end_time=0.5, fixed_end_time=False, no_seminorm=False,
-)
 
 
 def timed_step(flow, opt, x) -> tuple[float, float]:
@@ -92,7 +87,7 @@ def main() -> None:
     torch.manual_seed(0)
     density = ctflows.get_density("eight_gaussians")
     generator = torch.Generator().manual_seed(0)
-    flow = build_flow(2, argparse.Namespace(**vars(MODEL), compile_field=args.compile), adjoint=True, divergence="exact")
+    flow = build_flow(2, argparse.Namespace(**vars(FFJORD_TOY_MODEL), compile_field=args.compile), adjoint=True, divergence="exact")
     compile_seconds = 0.0
     opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
     for i in range(args.warm_iters):
