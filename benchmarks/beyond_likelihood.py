@@ -2,7 +2,8 @@
 
     python benchmarks/beyond_likelihood.py [--densities eight_gaussians checkerboard gaussian_mixture:16]
                                            [--seconds 120] [--main-seconds 300] [--methods ...] [--quick]
-                                           [--fm-fraction 0.2] [--fm-batch 4096]
+                                           [--fm-fraction 0.2] [--fm-batch 4096] [--seed 0]
+                                           [--target-from earlier.json]
 
 For each density the CNF trained by maximum likelihood with the exact divergence runs for its budget B
 (``--main-seconds`` for the first density, ``--seconds`` for the rest); the KL it has at the end is the
@@ -23,13 +24,20 @@ Methods (one at a time, one thread):
                             so "reached" means "reached ML's KL at least 1/fraction times sooner"; a flow-
                             matching step is ~50x cheaper than an ML step, so fm_independent uses batch
                             ``--fm-batch`` (4096; fm_ot keeps 256: its exact assignment is O(batch³))
+  fm_ema                    fm_independent with a constant learning rate (after the warm-up) and KL
+                            measured on the exponential moving average of the parameters, β = 0.99
+                            (``ctflows.training.averaging.ParameterAverage``, what ``fit(ema_decay=0.99)``
+                            keeps; here the callback updates it after every step, on the clock)
   spline                    rational-quadratic spline couplings (Durkan et al. 2019), 5 blocks, 64-64, 8 bins
   tabak, gaussianization    Tabak–Turner dual ascent (2013) and rotation-based Gaussianization (Laparra et
                             al. 2011) on 5,000 samples, float64; their time is the whole fit (they do not
                             train against a clock), reported with their final KL
 
 All gradient-trained methods: batch 256 (spline: fit's default 512; fm_independent: 4096), AdamW, lr 5e-3,
-5% warm-up then cosine decay over the method's budget (spline: fit's defaults), seed 0. Evaluation of a CNF integrates with the exact divergence.
+5% warm-up then cosine decay over the method's budget (fm_ema: constant; spline: fit's defaults), seed
+``--seed`` (0). Evaluation of a CNF integrates with the exact divergence. ``--target-from`` takes each density's
+ml_exact record (so its target) from an earlier ``--json`` file instead of training it again, to run more
+seeds or methods against the same target.
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -47,9 +56,11 @@ sys.path.insert(0, str(HERE))
 import ctflows  # noqa: E402
 from cnf_common import FFJORD_TOY_MODEL, build_flow, machine_line  # noqa: E402
 from ctflows.continuous.matching import FlowMatching  # noqa: E402
+from ctflows.training.averaging import ParameterAverage  # noqa: E402
 from ctflows.nonparametric import fit_dual_ascent, fit_gaussianization  # noqa: E402
 
-GRADIENT_METHODS = ("ml_exact", "ml_hutchinson", "fm_independent", "fm_ot", "spline")
+GRADIENT_METHODS = ("ml_exact", "ml_hutchinson", "fm_independent", "fm_ot", "fm_ema", "spline")
+EMA_DECAY = 0.99
 NONPARAMETRIC_METHODS = ("tabak", "gaussianization")
 
 
@@ -73,21 +84,25 @@ class KLCurve:
     def trained(self) -> float:
         return time.perf_counter() - self.began - self.off_clock
 
-    def measure(self, flow) -> float:
+    def measure(self, flow, average: ParameterAverage | None = None) -> float:
+        """KL of ``flow``, holding the parameter ``average`` if one is given, at the current training time."""
         trained = self.trained()  # read before the evaluation, whose time is not training
         tick = time.perf_counter()
-        result = ctflows.evaluate(flow, self.density, n=self.eval_n, seed=1)
+        with average.applied() if average is not None else nullcontext():
+            result = ctflows.evaluate(flow, self.density, n=self.eval_n, seed=1)
         self.points.append((trained, float(result["kl"]), float(result["kl_se"])))
         self.off_clock += time.perf_counter() - tick
         return float(result["kl"])
 
-    def callback(self, flow):
+    def callback(self, flow, average: ParameterAverage | None = None):
         def on_step(step: int, history) -> bool:
             self.steps = step
+            if average is not None:
+                average.update()
             if self.trained() < self.next_mark:
                 return False
             self.next_mark = self.next_mark * 2 if self.next_mark < self.every else self.next_mark + self.every
-            kl = self.measure(flow)
+            kl = self.measure(flow, average)
             return self.stop_below is not None and kl <= self.stop_below
         return on_step
 
@@ -98,9 +113,11 @@ def make_density(spec: str):
     return ctflows.get_density(name, **({"dim": int(dim)} if dim else {}))
 
 
-def train_gradient(method: str, density, dim: int, seconds: float, curve: KLCurve, fm_batch: int = 256) -> dict:
+def train_gradient(
+    method: str, density, dim: int, seconds: float, curve: KLCurve, fm_batch: int = 256, seed: int = 0
+) -> dict:
     """Train one gradient-based method for ``seconds`` with the curve's callback; returns its record."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     options = dict(batch_size=256, lr=5e-3, warmup=0.05, schedule="cosine")
     if method == "spline":
         flow, options = ctflows.spline(dim, blocks=5, hidden=(64, 64), bins=8), {}
@@ -108,15 +125,19 @@ def train_gradient(method: str, density, dim: int, seconds: float, curve: KLCurv
         divergence = "hutchinson" if method == "ml_hutchinson" else "exact"
         flow = build_flow(dim, FFJORD_TOY_MODEL, adjoint=False, divergence=divergence)
         if method.startswith("fm_"):
-            options["objective"] = FlowMatching(coupling=method[3:])
-            if method == "fm_independent":  # OT's exact assignment is O(batch³): it keeps 256
+            options["objective"] = FlowMatching(coupling="ot" if method == "fm_ot" else "independent")
+            if method != "fm_ot":  # OT's exact assignment is O(batch³): it keeps 256
                 options["batch_size"] = fm_batch
+        if method == "fm_ema":
+            options["schedule"] = "constant"
+    # After fit's data-initialisation pass, as fit's own average: the first step's update is the first one.
+    average = ParameterAverage(flow.parameters(), EMA_DECAY) if method == "fm_ema" else None
     curve.start()
-    ctflows.fit(flow, density, steps=None, seconds=seconds, seed=0, progress=False,
-                callback=curve.callback(flow), **options)
+    ctflows.fit(flow, density, steps=None, seconds=seconds, seed=seed, progress=False,
+                callback=curve.callback(flow, average), **options)
     stopped_early = bool(curve.points) and curve.stop_below is not None and curve.points[-1][1] <= curve.stop_below
     if not stopped_early:  # the final state, unless the last mark already was the stopping one
-        curve.measure(flow)
+        curve.measure(flow, average)
     return {"steps": curve.steps, "curve": curve.points}
 
 
@@ -132,6 +153,15 @@ def fit_nonparametric(method: str, density, eval_n: int) -> dict:
     seconds = time.perf_counter() - tick
     result = ctflows.evaluate(flow, density, n=eval_n, seed=1)
     return {"steps": flow.report.steps, "curve": [(seconds, float(result["kl"]), float(result["kl_se"]))]}
+
+
+def earlier_target(earlier: dict, spec: str, seconds: float, path: str) -> dict:
+    """The ml_exact record of ``spec`` in an earlier run's JSON; it must have had the same budget."""
+    if spec not in earlier or "ml_exact" not in earlier[spec]["records"]:
+        raise SystemExit(f"--target-from {path}: no ml_exact record for {spec!r} there")
+    if earlier[spec]["seconds"] != seconds:
+        raise SystemExit(f"--target-from {path}: {spec!r} had budget {earlier[spec]['seconds']} s there, {seconds} s here")
+    return earlier[spec]["records"]["ml_exact"]
 
 
 def first_reach(curve: list, target: float) -> float | None:
@@ -185,6 +215,9 @@ def main() -> None:
                         help="flow matching trains for this fraction of B, with its schedule over that budget")
     parser.add_argument("--fm-batch", type=int, default=4096, help="batch of fm_independent (its steps are cheap)")
     parser.add_argument("--methods", nargs="+", default=[*GRADIENT_METHODS, *NONPARAMETRIC_METHODS])
+    parser.add_argument("--seed", type=int, default=0, help="seed of the gradient-trained methods")
+    parser.add_argument("--target-from", default=None,
+                        help="take each density's ml_exact record (its target) from this earlier --json file")
     parser.add_argument("--json", default=None, help="also write every curve here (updated after each method)")
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     parser.add_argument("--from-json", nargs="+", default=None, help="only print the tables of saved --json files")
@@ -199,6 +232,7 @@ def main() -> None:
         args.main_seconds = args.seconds = 4.0
         args.every, args.eval_n = 2.0, 500
     methods = ["ml_exact", *[m for m in args.methods if m != "ml_exact"]]
+    earlier = json.loads(Path(args.target_from).read_text()) if args.target_from else {}
     print(machine_line(), flush=True)
     results: dict[str, dict] = {}
     for index, spec in enumerate(args.densities):
@@ -207,12 +241,14 @@ def main() -> None:
         records: dict[str, dict] = {}
         target = None
         for method in methods:
-            if method in NONPARAMETRIC_METHODS:
+            if method == "ml_exact" and args.target_from:
+                records[method] = earlier_target(earlier, spec, seconds, args.target_from)
+            elif method in NONPARAMETRIC_METHODS:
                 records[method] = fit_nonparametric(method, density, args.eval_n)
             else:
                 curve = KLCurve(density, args.every, args.eval_n, stop_below=target)
                 records[method] = train_gradient(method, density, dim, budget(method, seconds, args.fm_fraction),
-                                                 curve, fm_batch=args.fm_batch)
+                                                 curve, fm_batch=args.fm_batch, seed=args.seed)
             if method == "ml_exact":
                 target = records[method]["curve"][-1][1]
             t, kl, se = records[method]["curve"][-1]
