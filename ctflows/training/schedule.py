@@ -34,6 +34,8 @@ def warmup_fraction(warmup: int | float, steps: int | None) -> float:
         return warmup
     if isinstance(warmup, bool) or not isinstance(warmup, int):
         raise ConfigurationError(f"warmup must be an int step count or a fraction in [0, 1), got {warmup!r}")
+    if steps is None and warmup == 0:  # no warm-up is the same in steps and in seconds
+        return 0.0
     if steps is None:
         raise ConfigurationError(
             f"warmup={warmup} counts steps, but the budget is in seconds only; give a fraction such as warmup=0.3"

@@ -36,6 +36,14 @@ def test_progress_is_the_larger_of_the_two_fractions():
     assert lr_factor(0.625, warmup=0.25) == pytest.approx(0.5)  # half way down the cosine
 
 
+def test_no_warmup_needs_no_unit():
+    # warmup=0 means no warm-up whether the budget is counted in steps or in seconds.
+    assert Schedule.build("constant", 0, steps=None, seconds=5.0).factor(0, 0.0) == 1.0
+    history = fit(affine_flow(), CorrelatedGaussian(), steps=None, seconds=0.3, batch_size=16, lr=1e-2,
+                  warmup=0, schedule="constant")
+    assert history.lr[0] == 1e-2
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"steps": None}, "give a budget"),
     ({"steps": None, "seconds": -1.0}, "seconds must be a positive number"),
