@@ -45,7 +45,6 @@ import argparse
 import json
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -56,7 +55,7 @@ sys.path.insert(0, str(HERE))
 import ctflows  # noqa: E402
 from cnf_common import FFJORD_TOY_MODEL, build_flow, machine_line  # noqa: E402
 from ctflows.continuous.matching import FlowMatching  # noqa: E402
-from ctflows.training.averaging import ParameterAverage  # noqa: E402
+from ctflows.training.averaging import ParameterAverage, holding_average  # noqa: E402
 from ctflows.nonparametric import fit_dual_ascent, fit_gaussianization  # noqa: E402
 
 GRADIENT_METHODS = ("ml_exact", "ml_hutchinson", "fm_independent", "fm_ot", "fm_ema", "spline")
@@ -88,7 +87,7 @@ class KLCurve:
         """KL of ``flow``, holding the parameter ``average`` if one is given, at the current training time."""
         trained = self.trained()  # read before the evaluation, whose time is not training
         tick = time.perf_counter()
-        with average.applied() if average is not None else nullcontext():
+        with holding_average(average):
             result = ctflows.evaluate(flow, self.density, n=self.eval_n, seed=1)
         self.points.append((trained, float(result["kl"]), float(result["kl_se"])))
         self.off_clock += time.perf_counter() - tick
@@ -97,8 +96,8 @@ class KLCurve:
     def callback(self, flow, average: ParameterAverage | None = None):
         def on_step(step: int, history) -> bool:
             self.steps = step
-            if average is not None:
-                average.update()
+            if average is not None and not (history.skipped and history.skipped[-1] == step):
+                average.update()  # as fit's own average: applied steps only
             if self.trained() < self.next_mark:
                 return False
             self.next_mark = self.next_mark * 2 if self.next_mark < self.every else self.next_mark + self.every
@@ -130,8 +129,10 @@ def train_gradient(
                 options["batch_size"] = fm_batch
         if method == "fm_ema":
             options["schedule"] = "constant"
-    # After fit's data-initialisation pass, as fit's own average: the first step's update is the first one.
-    average = ParameterAverage(flow.parameters(), EMA_DECAY) if method == "fm_ema" else None
+    # Flow matching has no data-initialisation pass, so the average can start before fit; it is bias-corrected,
+    # so these initial values get no weight anyway. Trainable parameters only, as in fit.
+    trainable = [p for p in flow.parameters() if p.requires_grad]
+    average = ParameterAverage(trainable, EMA_DECAY) if method == "fm_ema" else None
     curve.start()
     ctflows.fit(flow, density, steps=None, seconds=seconds, seed=seed, progress=False,
                 callback=curve.callback(flow, average), **options)

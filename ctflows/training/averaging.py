@@ -1,16 +1,18 @@
 """An exponential moving average (EMA) of a model's trainable parameters, to evaluate and return:
 
-    θ̄ ← β · θ̄ + (1 − β) · θ      after every applied optimizer step, starting from θ̄ = θ
+    θ̄_n = Σ_{k=1..n} β^(n−k) (1 − β) θ_k / (1 − βⁿ)      over the iterates θ_1 … θ_n after each applied step
 
-Averaging the iterates cancels much of the step-to-step noise of stochastic training (Polyak & Juditsky,
-1992); models trained by regression onto noisy targets, flow matching among them, are usually evaluated
-with such an average (Song et al., 2021). The update itself is torch's ``get_ema_multi_avg_fn``.
+i.e. θ̄_n = θ̄_{n−1} + w_n (θ_n − θ̄_{n−1}) with w_n = (1 − β) / (1 − βⁿ): the bias-corrected average (as in
+Adam's moments, Kingma & Ba 2015), so the initial parameters carry no weight and a short run is not pulled
+back towards them. Averaging the iterates cancels much of the step-to-step noise of stochastic training
+(Polyak & Juditsky, 1992); models trained by regression onto noisy targets, flow matching among them, are
+usually evaluated with such an average (Song et al., 2021). Each update is torch's ``get_ema_multi_avg_fn``.
 """
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import ContextManager, Iterable, Iterator
 
 import torch
 from torch import Tensor
@@ -33,18 +35,20 @@ class ParameterAverage:
     """The running average θ̄ of ``params`` (tensors updated in place by an optimizer), β = ``decay``.
 
     ``update()`` after each optimizer step; ``applied()`` puts θ̄ into the parameters for a while (to
-    evaluate or save), ``swap()`` exchanges θ and θ̄ for good.
+    evaluate or save), ``swap()`` exchanges θ and θ̄ for good. Before the first update θ̄ = θ.
     """
 
     def __init__(self, params: Iterable[Tensor], decay: float) -> None:
         self.decay = check_decay(decay)
         self.params = list(params)
         self.averaged = [p.detach().clone() for p in self.params]
-        self._lerp = get_ema_multi_avg_fn(self.decay)
+        self.updates = 0
 
     def update(self) -> None:
-        """θ̄ ← β θ̄ + (1 − β) θ for the parameters' current values."""
-        self._lerp(self.averaged, [p.detach() for p in self.params], None)
+        """Fold the parameters' current values into θ̄ with weight w_n = (1 − β) / (1 − βⁿ)."""
+        self.updates += 1
+        weight = (1 - self.decay) / (1 - self.decay**self.updates)  # 1 at the first update
+        get_ema_multi_avg_fn(1 - min(weight, 1.0))(self.averaged, [p.detach() for p in self.params], None)
 
     def swap(self) -> None:
         """Exchange the parameters' values with the averages (done twice, it restores both)."""
@@ -64,7 +68,7 @@ class ParameterAverage:
             self.swap()
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "averaged": [a.clone() for a in self.averaged]}
+        return {"decay": self.decay, "updates": self.updates, "averaged": [a.clone() for a in self.averaged]}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore saved averages; they must belong to parameters of the same shapes."""
@@ -78,3 +82,9 @@ class ParameterAverage:
         with torch.no_grad():
             for average, value in zip(self.averaged, saved):
                 average.copy_(value)
+        self.updates = int(state["updates"])
+
+
+def holding_average(average: ParameterAverage | None) -> ContextManager[None]:
+    """``average.applied()``, or a block that changes nothing when there is no average."""
+    return average.applied() if average is not None else nullcontext()

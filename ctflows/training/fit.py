@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ctflows.core.stats import count_stats
 from ctflows.errors import ConfigurationError, TrainingError
-from ctflows.training.averaging import ParameterAverage, check_decay
+from ctflows.training.averaging import ParameterAverage, check_decay, holding_average
 from ctflows.training.arguments import check_arguments, check_checkpointing, check_eval_shape, optimizer_class
 from ctflows.training.checkpoint import save
 from ctflows.training.data_source import BatchStream, make_generator, placement
@@ -114,8 +113,9 @@ def fit(
         max_bad_steps: stop with a :class:`TrainingError` after this many non-finite steps in a row.
         distributed: data-parallel over a ``torch.distributed`` process group (``None``: when launched by
             ``torchrun``). Each rank trains on its share of the same global batch; rank 0 alone writes.
-        ema_decay: keep an exponential moving average θ̄ ← β θ̄ + (1 − β) θ of the trainable parameters,
-            β = ``ema_decay``, after every applied step (:mod:`.averaging`). Evaluations use θ̄, ``model.pt``
+        ema_decay: keep an exponential moving average θ̄ of the trainable parameters over the applied steps,
+            θ̄ ← θ̄ + w (θ − θ̄) with w = (1 − β)/(1 − βⁿ) at the n-th, β = ``ema_decay`` (bias-corrected, so the
+            initial values carry no weight; :mod:`.averaging`). Evaluations use θ̄, ``model.pt``
             holds θ̄, and ``flow`` ends the run holding θ̄ (the training state keeps θ and θ̄, so resuming is
             exact; a run stopped by an error or Ctrl-C leaves ``flow`` with θ). Pair it with
             ``schedule="constant"`` (a cosine decay already averages the last steps); measured with flow
@@ -181,22 +181,22 @@ def fit(
             history, trained_seconds = History.from_dict(saved["history"]), float(saved["trained_seconds"])
             eval_seed = int(saved["eval_seed"])
             restore_rng(saved["rng"])
-        average = _start_average(params, ema_decay, saved, checkpoint_dir)
-        with_average = average.applied if average is not None else nullcontext
-        guard.remember(flow, opt)
         model = group.wrap(loss_of)
+        # After the wrap: DDP has given every rank rank 0's parameters, so every rank averages the same iterates.
+        average = _start_average(params, ema_decay, saved, checkpoint_dir)
+        guard.remember(flow, opt, average)
 
         def checkpoint() -> None:
             if checkpoint_dir is not None and group.main:
                 _write_checkpoint(Path(checkpoint_dir), flow, opt, stream, history, trained_seconds, eval_seed, config, average)
-                guard.remember(flow, opt)
+                guard.remember(flow, opt, average)
 
         def evaluate_if_due(last: bool) -> None:
             """Held-out numbers for the step just recorded, if it is due some and does not have them yet."""
             step = history.steps
             due = last or (eval_every and step % eval_every == 0)
             if group.main and eval_data is not None and step and due and not (history.evals and history.evals[-1]["step"] == step):
-                with with_average():
+                with holding_average(average):
                     record = evaluate(flow, eval_data, n=eval_samples, seed=eval_seed)
                 history.evals.append({"step": step, "time": trained_seconds, **record})
 
@@ -238,7 +238,7 @@ def fit(
                 last_step_seconds = time.perf_counter() - tick
                 trained_seconds += last_step_seconds
                 in_step = False  # the step is applied and recorded: a checkpoint now is consistent
-                if not applied and guard.bad_step(flow, opt):
+                if not applied and guard.bad_step(flow, opt, average):
                     checkpoint()
                     raise TrainingError(_nonfinite_message(loss_value, grad_norm, step, steps, lr * factor, guard, checkpoint_dir))
                 stop = callback is not None and bool(callback(step, history))
@@ -255,8 +255,6 @@ def fit(
             evaluate_if_due(last=True)  # also when a resumed run had no step left to take
             history.wall_time += time.perf_counter() - start
             checkpoint()
-            if average is not None:  # the run is over: the flow returned is the averaged one
-                average.swap()
         except BaseException:
             # Ctrl-C, or an error in the callback or an evaluation: the state after the last completed step is
             # consistent (and worth keeping) only if no step was half applied.
@@ -266,6 +264,8 @@ def fit(
             raise
         finally:
             bar.close()
+        if average is not None:  # the run is over and saved: the flow returned holds the average
+            average.swap()
         return history
     finally:
         group.close()
@@ -282,7 +282,7 @@ def _write_checkpoint(
         "stream": stream.state_dict(), "rng": capture_rng(),
         **({"average": average.state_dict()} if average is not None else {}),
     })
-    with average.applied() if average is not None else nullcontext():  # the model users load is the averaged one
+    with holding_average(average):  # the model users load is the averaged one
         save(flow, directory / MODEL_FILE, metadata={"step": history.steps, "trained_seconds": trained_seconds})
 
 

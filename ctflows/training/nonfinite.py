@@ -1,7 +1,8 @@
 """What ``fit`` does when a step's loss or gradient is NaN or infinite: skip it, maybe roll back, count it.
 
-A skipped step applies no update. ``"restore"`` also puts back the model and optimizer state of the last
-checkpoint (or of the start), for runs that have wandered into a region where every batch diverges.
+A skipped step applies no update. ``"restore"`` also puts back the model and optimizer state (and the
+parameter average, if the run keeps one) of the last checkpoint or of the start, for runs that have wandered
+into a region where every batch diverges.
 After ``max_bad_steps`` bad steps in a row ``fit`` stops with a :class:`TrainingError`.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from ctflows.errors import ConfigurationError
+from ctflows.training.averaging import ParameterAverage
 
 POLICIES = ("skip", "restore", "raise")
 
@@ -39,17 +41,24 @@ class NonFiniteGuard:
         """A step was applied: the run of bad steps is over."""
         self.in_a_row = 0
 
-    def bad_step(self, flow: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+    def bad_step(
+        self, flow: nn.Module, optimizer: torch.optim.Optimizer, average: ParameterAverage | None = None
+    ) -> bool:
         """Record a bad step (rolling back under ``"restore"``); True when it is one too many in a row."""
         self.in_a_row += 1
         if self.policy == "restore" and self._snapshot is not None:
             flow.load_state_dict(self._snapshot["model"])
             optimizer.load_state_dict(self._snapshot["optimizer"])
+            if average is not None:  # a divergent update may already have been folded into the average
+                average.load_state_dict(self._snapshot["average"])
         return self.policy == "raise" or self.in_a_row >= self.max_bad_steps
 
-    def remember(self, flow: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def remember(
+        self, flow: nn.Module, optimizer: torch.optim.Optimizer, average: ParameterAverage | None = None
+    ) -> None:
         """Keep the current state as the one ``"restore"`` returns to (only under that policy: it costs a copy)."""
         if self.policy == "restore":
             self._snapshot = {
                 "model": copy.deepcopy(flow.state_dict()), "optimizer": copy.deepcopy(optimizer.state_dict()),
+                "average": average.state_dict() if average is not None else None,
             }

@@ -5,7 +5,10 @@ import json
 import math
 import subprocess
 import sys
+import types
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,7 +76,15 @@ def test_the_averaged_method_is_measured_on_its_average(monkeypatch):
     curve = beyond_likelihood.KLCurve(density=None, every=1e-9, eval_n=10, stop_below=None)
     curve.start()
     on_step = curve.callback(param, average)
+    history = types.SimpleNamespace(skipped=[])
+    for step, value in ((1, 4.0), (2, 0.0)):
+        with torch.no_grad():
+            param.fill_(value)
+        on_step(step, history)
+    # (0.5 · 4 + 1 · 0) / 1.5 = 4/3 (bias-corrected), read with the average in place; the parameter keeps its value
+    assert curve.points[-1][1] == pytest.approx(4 / 3) and float(param.detach()) == 0.0
+    history.skipped.append(3)
     with torch.no_grad():
-        param.fill_(4.0)
-    on_step(1, None)  # the average moves to 0.5 · 0 + 0.5 · 4 = 2 and the KL is read with it in place
-    assert curve.points[-1][1] == 2.0 and float(param.detach()) == 4.0
+        param.fill_(100.0)
+    on_step(3, history)  # a skipped step is not averaged
+    assert curve.points[-1][1] == pytest.approx(4 / 3)

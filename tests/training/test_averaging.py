@@ -12,15 +12,22 @@ from ctflows.training.averaging import ParameterAverage
 from training.fakes import CorrelatedGaussian, affine_flow
 
 
-def test_average_follows_the_recursion_and_swaps_back():
-    param = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+def bias_corrected(iterates: list[list[torch.Tensor]], decay: float) -> list[torch.Tensor]:
+    """Σ_k β^(n−k) (1 − β) θ_k / (1 − βⁿ), written out over the iterates θ_1 … θ_n."""
+    n = len(iterates)
+    weights = [decay ** (n - k) * (1 - decay) / (1 - decay**n) for k in range(1, n + 1)]
+    return [sum(w * values[i] for w, values in zip(weights, iterates)) for i in range(len(iterates[0]))]
+
+
+def test_average_is_the_bias_corrected_weighted_mean_and_swaps_back():
+    param = torch.nn.Parameter(torch.tensor([1.0, -2.0]))  # the initial value gets no weight
     average = ParameterAverage([param], decay=0.75)
-    expected = param.detach().clone()
-    for value in ([3.0, 0.0], [-1.0, 5.0], [0.5, 0.5]):
+    values = [torch.tensor(v) for v in ([3.0, 0.0], [-1.0, 5.0], [0.5, 0.5])]
+    for value in values:
         with torch.no_grad():
-            param.copy_(torch.tensor(value))
+            param.copy_(value)
         average.update()
-        expected = 0.75 * expected + 0.25 * torch.tensor(value)
+    expected = bias_corrected([[v] for v in values], 0.75)[0]
     torch.testing.assert_close(average.averaged[0], expected)
     with average.applied():
         torch.testing.assert_close(param.detach(), expected)
@@ -36,17 +43,14 @@ def test_decay_outside_the_open_unit_interval_is_refused(decay):
 def test_fit_returns_and_saves_the_average_of_its_iterates(tmp_path):
     torch.manual_seed(0)
     flow, data = affine_flow(), CorrelatedGaussian()
-    iterates = [[p.detach().clone() for p in flow.parameters()]]  # θ̄ starts at the initial (data-initialised) θ
+    iterates = []
 
     def record(step, history):
         iterates.append([p.detach().clone() for p in flow.parameters()])
 
     decay = 0.8
     fit(flow, data, steps=12, batch_size=32, seed=3, lr=1e-2, ema_decay=decay, callback=record, checkpoint_dir=tmp_path)
-    expected = iterates[0]
-    for values in iterates[1:]:
-        expected = [decay * e + (1 - decay) * v for e, v in zip(expected, values)]
-    for param, want in zip(flow.parameters(), expected):
+    for param, want in zip(flow.parameters(), bias_corrected(iterates, decay)):
         torch.testing.assert_close(param.detach(), want)
     assert not all(torch.equal(p.detach(), v) for p, v in zip(flow.parameters(), iterates[-1]))  # not the last iterate
     saved = load(tmp_path / "model.pt")
@@ -54,16 +58,62 @@ def test_fit_returns_and_saves_the_average_of_its_iterates(tmp_path):
         assert torch.equal(a, b)
 
 
-def test_the_final_evaluation_is_of_the_average(tmp_path, monkeypatch):
+def test_every_evaluation_is_of_the_average_so_far(monkeypatch):
     fit_module = importlib.import_module("ctflows.training.fit")  # the package's ``fit`` is the function
-
-    seen = []
+    seen, iterates = [], []
     monkeypatch.setattr(fit_module, "evaluate", lambda flow, *a, **k: seen.append(
         [p.detach().clone() for p in flow.parameters()]) or {"nll": 0.0})
     flow = affine_flow()
-    fit(flow, CorrelatedGaussian(), steps=6, batch_size=16, seed=0, ema_decay=0.5, eval_data=CorrelatedGaussian())
-    for evaluated, returned in zip(seen[-1], flow.parameters()):
-        assert torch.equal(evaluated, returned.detach())
+    fit(flow, CorrelatedGaussian(), steps=6, batch_size=16, seed=0, ema_decay=0.5, eval_data=CorrelatedGaussian(),
+        eval_every=3, callback=lambda step, h: iterates.append([p.detach().clone() for p in flow.parameters()]))
+    assert len(seen) == 2  # after steps 3 and 6
+    for evaluated, step in zip(seen, (3, 6)):
+        for got, want in zip(evaluated, bias_corrected(iterates[:step], 0.5)):
+            torch.testing.assert_close(got, want)
+
+
+class BlowsUpOnce(torch.optim.AdamW):
+    """AdamW whose 4th step sets a parameter to inf: a divergent update made from a finite loss and gradient."""
+
+    def step(self, closure=None):
+        result = super().step(closure)
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 4:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("inf"))
+        return result
+
+
+@pytest.mark.parametrize("policy", ["skip", "restore"])
+def test_a_divergent_step_does_not_poison_the_average_under_restore(policy):
+    flow = affine_flow()
+    history = fit(flow, CorrelatedGaussian(), steps=12, batch_size=32, seed=0, lr=1e-2, optimizer=BlowsUpOnce,
+                  on_nonfinite=policy, ema_decay=0.9, max_bad_steps=20)
+    assert history.skipped  # the step after the blow-up had a non-finite loss
+    finite = all(bool(torch.isfinite(p).all()) for p in flow.parameters())
+    # "skip" keeps the inf parameter (and so its average); "restore" rolls back the parameters and the average.
+    assert finite == (policy == "restore")
+
+
+def test_skipped_steps_leave_the_average_alone(monkeypatch):
+    fit_module = importlib.import_module("ctflows.training.fit")
+    real_forward = fit_module.TrainingLoss.forward
+    flow, steps_seen, iterates = affine_flow(), [], []
+
+    def nan_at_step_3(self, x, context):
+        loss, nll, terms = real_forward(self, x, context)
+        return (loss * float("nan"), nll, terms) if len(steps_seen) == 2 else (loss, nll, terms)
+
+    def record(step, history):
+        steps_seen.append(step)
+        if step not in history.skipped:
+            iterates.append([p.detach().clone() for p in flow.parameters()])
+
+    monkeypatch.setattr(fit_module.TrainingLoss, "forward", nan_at_step_3)
+    history = fit(flow, CorrelatedGaussian(), steps=6, batch_size=16, seed=0, ema_decay=0.7, callback=record)
+    assert history.skipped == [3] and len(iterates) == 5
+    for got, want in zip(flow.parameters(), bias_corrected(iterates, 0.7)):
+        torch.testing.assert_close(got.detach(), want)
 
 
 def test_resumed_run_with_an_average_matches_an_uninterrupted_one(tmp_path):

@@ -34,6 +34,17 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, model):
     assert any(not torch.allclose(one[k], initial[k]) for k in one)
 
 
+def test_every_rank_ends_with_the_same_average_when_ranks_start_apart(tmp_path):
+    # DDP gives every rank rank 0's parameters when it wraps the model; the average must not keep a rank's own start.
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(launcher + [str(WORKER), "--double", "--steps", "6", "--ema-decay", "0.9", "--rank-offset",
+                                      "--out", str(tmp_path)], capture_output=True, text=True, timeout=240, env=ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for name in ranks[0]:
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+
+
 def train_free_initial(model: str) -> dict[str, torch.Tensor]:
     return {k: v.double() if v.is_floating_point() else v for k, v in build(model).state_dict().items()}
 

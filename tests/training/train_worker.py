@@ -2,8 +2,10 @@
 
     python train_worker.py --model realnvp --out DIR [--checkpoint DIR] [--resume]
                            [--kill-at-step K | --kill-in-write N] [--batch-size B] [--steps S] [--double]
+                           [--ema-decay BETA] [--rank-offset]
 
-Writes the final parameters to ``OUT/params.pt`` (rank 0). ``--kill-at-step K`` SIGKILLs the process after
+Writes the final parameters to ``OUT/params.pt`` (rank 0) and every rank's to ``OUT/params_rank{R}.pt``;
+``--rank-offset`` adds the rank to every initial parameter (ranks that start apart). ``--kill-at-step K`` SIGKILLs the process after
 step K; ``--kill-in-write N`` SIGKILLs it halfway through writing its N-th checkpoint file.
 """
 from __future__ import annotations
@@ -59,6 +61,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--double", action="store_true", help="float64 model")
+    parser.add_argument("--ema-decay", type=float)
+    parser.add_argument("--rank-offset", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.kill_in_write:
@@ -71,13 +75,20 @@ def main() -> None:
     flow = build(args.model)
     if args.double:
         flow = flow.double()
+    rank = int(os.environ.get("RANK", "0"))
+    if args.rank_offset:
+        with torch.no_grad():
+            for param in flow.parameters():
+                param.add_(rank)
     data = ctflows.data.get_density("eight_gaussians")
     fit(flow, data, steps=args.steps, batch_size=args.batch_size, lr=1e-2, seed=3, progress=False,
         checkpoint_dir=args.checkpoint, checkpoint_every=5 if args.checkpoint else None, resume=args.resume,
-        callback=callback)
-    if int(os.environ.get("RANK", "0")) == 0:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().clone() for k, v in flow.state_dict().items()}, Path(args.out) / "params.pt")
+        callback=callback, ema_decay=args.ema_decay)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    final = {k: v.detach().clone() for k, v in flow.state_dict().items()}
+    torch.save(final, Path(args.out) / f"params_rank{rank}.pt")
+    if rank == 0:
+        torch.save(final, Path(args.out) / "params.pt")
 
 
 if __name__ == "__main__":
