@@ -24,6 +24,7 @@ Methods (one at a time, one thread):
                             so "reached" means "reached ML's KL at least 1/fraction times sooner"; a flow-
                             matching step is ~50x cheaper than an ML step, so fm_independent uses batch
                             ``--fm-batch`` (4096; fm_ot keeps 256: its exact assignment is O(batch³))
+  fm_constant               fm_independent with a constant learning rate after the warm-up
   fm_ema                    fm_independent with a constant learning rate (after the warm-up) and KL
                             measured on the exponential moving average of the parameters, β = 0.99
                             (``ctflows.training.averaging.ParameterAverage``, what ``fit(ema_decay=0.99)``
@@ -34,7 +35,7 @@ Methods (one at a time, one thread):
                             train against a clock), reported with their final KL
 
 All gradient-trained methods: batch 256 (spline: fit's default 512; fm_independent: 4096), AdamW, lr 5e-3,
-5% warm-up then cosine decay over the method's budget (fm_ema: constant; spline: fit's defaults), seed
+5% warm-up then cosine decay over the method's budget (fm_constant, fm_ema: constant; spline: fit's defaults), seed
 ``--seed`` (0). Evaluation of a CNF integrates with the exact divergence. ``--target-from`` takes each density's
 ml_exact record (so its target) from an earlier ``--json`` file instead of training it again, to run more
 seeds or methods against the same target.
@@ -58,7 +59,7 @@ from ctflows.continuous.matching import FlowMatching  # noqa: E402
 from ctflows.training.averaging import ParameterAverage, holding_average  # noqa: E402
 from ctflows.nonparametric import fit_dual_ascent, fit_gaussianization  # noqa: E402
 
-GRADIENT_METHODS = ("ml_exact", "ml_hutchinson", "fm_independent", "fm_ot", "fm_ema", "spline")
+GRADIENT_METHODS = ("ml_exact", "ml_hutchinson", "fm_independent", "fm_ot", "fm_constant", "fm_ema", "spline")
 EMA_DECAY = 0.99
 NONPARAMETRIC_METHODS = ("tabak", "gaussianization")
 
@@ -127,7 +128,7 @@ def train_gradient(
             options["objective"] = FlowMatching(coupling="ot" if method == "fm_ot" else "independent")
             if method != "fm_ot":  # OT's exact assignment is O(batch³): it keeps 256
                 options["batch_size"] = fm_batch
-        if method == "fm_ema":
+        if method in ("fm_constant", "fm_ema"):
             options["schedule"] = "constant"
     # Flow matching has no data-initialisation pass, so the average can start before fit; it is bias-corrected,
     # so these initial values get no weight anyway. Trainable parameters only, as in fit.
