@@ -72,6 +72,11 @@ class ParameterAverage:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore saved averages; they must belong to parameters of the same shapes."""
+        if not {"averaged", "updates"} <= state.keys():
+            raise CheckpointError(
+                f"resume: the saved parameter average has keys {sorted(state)}, not 'averaged' and 'updates' "
+                "(it was written by an earlier ctflows); start a new run in another checkpoint_dir"
+            )
         saved = state["averaged"]
         shapes = [tuple(a.shape) for a in self.averaged]
         if [tuple(a.shape) for a in saved] != shapes:

@@ -117,9 +117,9 @@ def fit(
             θ̄ ← θ̄ + w (θ − θ̄) with w = (1 − β)/(1 − βⁿ) at the n-th, β = ``ema_decay`` (bias-corrected, so the
             initial values carry no weight; :mod:`.averaging`). Evaluations use θ̄, ``model.pt``
             holds θ̄, and ``flow`` ends the run holding θ̄ (the training state keeps θ and θ̄, so resuming is
-            exact; a run stopped by an error or Ctrl-C leaves ``flow`` with θ). Pair it with
-            ``schedule="constant"`` (a cosine decay already averages the last steps); measured with flow
-            matching in ``docs/benchmarks.md`` ("Beyond maximum likelihood").
+            exact; a run stopped by an error or Ctrl-C leaves ``flow`` with θ). With flow matching it was
+            measured with ``schedule="constant"``, where it helped on every 2-D toy tried
+            (``docs/benchmarks.md``, "Beyond maximum likelihood").
 
     The defaults (peak lr 5e-3, 30% warm-up, cosine decay, gradient norm clipped at 1) were chosen on
     eight Gaussians with the default ``realnvp``: over seeds 0–5 they gave KL 0.073–0.093 nats after

@@ -150,4 +150,7 @@ def test_resume_refuses_a_changed_or_missing_average(tmp_path):
 def test_averages_of_another_model_are_refused():
     average = ParameterAverage([torch.zeros(3)], decay=0.9)
     with pytest.raises(CheckpointError, match="do not match"):
-        average.load_state_dict({"decay": 0.9, "averaged": [torch.zeros(4)]})
+        average.load_state_dict({"decay": 0.9, "updates": 3, "averaged": [torch.zeros(4)]})
+    with pytest.raises(CheckpointError, match="earlier ctflows"):  # no update count: nothing is half loaded
+        average.load_state_dict({"decay": 0.9, "averaged": [torch.ones(3)]})
+    assert torch.equal(average.averaged[0], torch.zeros(3))
