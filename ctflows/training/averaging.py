@@ -10,7 +10,6 @@ usually evaluated with such an average (Song et al., 2021). Each update is torch
 """
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager, nullcontext
 from typing import ContextManager, Iterable, Iterator
 
@@ -23,7 +22,7 @@ from ctflows.errors import CheckpointError, ConfigurationError
 
 def check_decay(decay: float) -> float:
     """``decay`` as a float in (0, 1), else a ConfigurationError that says what the number means."""
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not (0 < decay < 1) or not math.isfinite(decay):
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:  # NaN and inf fail it too
         raise ConfigurationError(
             f"fit: ema_decay must be a number strictly between 0 and 1 (the weight kept by the average at each "
             f"step; 0.99 averages over roughly the last 100 steps), got {decay!r}"
