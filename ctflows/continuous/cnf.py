@@ -17,7 +17,7 @@ from ctflows.continuous.divergence import NOISE_KINDS, resolve_divergence, sampl
 from ctflows.continuous.dynamics import AugmentedDynamics
 from ctflows.continuous.failure import SolveSettings, is_solver_failure, solver_error
 from ctflows.continuous.regularization import check_regularization
-from ctflows.continuous.solve import check_method, integrate, is_fixed_step, supports_step_callbacks
+from ctflows.continuous.solve import check_adjoint, check_method, integrate, is_fixed_step, supports_step_callbacks
 from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError, SolverError
 
@@ -40,12 +40,16 @@ class CNF(Transform):
         method: any torchdiffeq solver (``"dopri5"``, ``"bosh3"``, ``"rk4"``, ...); fixed-step ones need ``step_size``.
         atol, rtol: training tolerances. eval_atol, eval_rtol: evaluation tolerances (default a tenth of the
             training ones). Any tolerance below 8 machine epsilons of the input's dtype is raised to that.
-        adjoint: backpropagate by the adjoint ODE (memory independent of the number of steps) or directly.
+        adjoint: how gradients get through the solve. ``True``: a second, adjoint ODE solve backwards in time
+            (memory independent of the number of steps; :mod:`ctflows.continuous.adjoint`, which integrates
+            only what a CNF needs); ``"torchdiffeq"``: the general ``torchdiffeq.odeint_adjoint``, same
+            gradients, slower; ``False``: direct backpropagation through the solver's steps (memory grows
+            with them, no second solve).
         divergence, eval_divergence: ``"exact"``, ``"hutchinson"`` or ``"auto"`` (exact for D <= 8).
         noise: Hutchinson probes, ``"rademacher"`` (lower variance) or ``"gaussian"``.
         regularization: names from ``("kinetic_energy", "jacobian_frobenius")``; their batch means land in
             ``stats["regularization"]`` for the training loop to weight into the loss.
-        seminorm: step-size control on ``x`` only (forward) and torchdiffeq's adjoint seminorm; False
+        seminorm: step-size control on ``x`` only (forward) and on ``x`` and its adjoint (backward); False
             controls every state, as FFJORD does.
         max_num_steps: solver steps allowed per solve (each direction) before a :class:`SolverError`.
         exact_chunk_size: basis vectors per batched pass in the exact divergence (bounds memory for large D).
@@ -73,7 +77,7 @@ class CNF(Transform):
         rtol: float = 1e-5,
         eval_atol: float | None = None,
         eval_rtol: float | None = None,
-        adjoint: bool = True,
+        adjoint: bool | str = True,
         divergence: str = "auto",
         eval_divergence: str = "exact",
         noise: str = "rademacher",
@@ -90,6 +94,7 @@ class CNF(Transform):
         if features is None or getattr(field, "features", features) != features:
             raise ConfigurationError(f"CNF: give features=D matching the field (field says {getattr(field, 'features', None)}, got {features})")
         check_method(method)
+        check_adjoint(adjoint)
         if is_fixed_step(method) and step_size is None:
             raise ConfigurationError(f"CNF: the fixed-step solver {method!r} needs a step_size (e.g. step_size=0.05)")
         if not is_fixed_step(method) and step_size is not None:
@@ -166,14 +171,14 @@ class CNF(Transform):
         stats, settings, regs = dynamics.stats, dynamics.settings, dynamics.regularization
         end = self.end_time
         T = end.to(x) if isinstance(end, Tensor) else x.new_tensor(end)
-        times = torch.stack([T, torch.zeros_like(T)]) if inverse else torch.stack([torch.zeros_like(T), T])
+        start, end = (T, torch.zeros_like(T)) if inverse else (torch.zeros_like(T), T)
         zeros = x.new_zeros(x.shape[0])
         params = tuple(p for p in self.field.parameters() if p.requires_grad)
         if context is not None and context.requires_grad:
             params += (context,)  # the adjoint only differentiates what it is told about
         try:
             final = integrate(
-                dynamics, (x, zeros, *(zeros for _ in regs)), times, method=self.method, atol=settings.atol,
+                dynamics, (x, zeros, *(zeros for _ in regs)), start, end, method=self.method, atol=settings.atol,
                 rtol=settings.rtol, step_size=self.step_size, adjoint=self.adjoint, seminorm=self.seminorm, params=params,
             )
         except SolverError:

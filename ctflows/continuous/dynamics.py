@@ -71,6 +71,11 @@ class AugmentedDynamics:
             self.callback_step = self._on_step
             self.callback_step_adjoint = self._on_adjoint_step
 
+    @property
+    def backward_direction(self) -> str:
+        """How failure messages name the adjoint solve that ``loss.backward()`` runs."""
+        return f"adjoint (backward pass of the {self.direction})"
+
     def end_forward(self) -> None:
         """Mark the forward solve as done: later calls come from the adjoint backward solve."""
         self.backward_phase = True
@@ -138,4 +143,4 @@ class AugmentedDynamics:
 
     def _on_adjoint_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
         # Failures in loss.backward() cannot be caught by the CNF, so every check happens here.
-        self._check_step(t0, y0, dt, f"adjoint (backward pass of the {self.direction})", check_finite=True)
+        self._check_step(t0, y0, dt, self.backward_direction, check_finite=True)

@@ -1,4 +1,4 @@
-"""One ``odeint`` / ``odeint_adjoint`` call over the augmented CNF state, with error control on ``x`` only.
+"""One ODE solve over the augmented CNF state (``odeint``, ctflows' adjoint or ``odeint_adjoint``), error control on ``x`` only.
 
 The log-det and regularizer states are integrals of the trajectory (their rates never feed back into the
 dynamics), so letting their error estimates shrink the step buys nothing for ``x`` and costs steps. The
@@ -18,6 +18,7 @@ from torchdiffeq import odeint, odeint_adjoint
 from torchdiffeq._impl.odeint import SOLVERS
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
+from ctflows.continuous.adjoint import AdjointProblem, integrate_with_adjoint
 from ctflows.errors import ConfigurationError
 
 
@@ -41,20 +42,33 @@ def _x_only_rms(state: tuple[Tensor, ...]) -> Tensor:
     return state[0].pow(2).mean().sqrt()
 
 
+ADJOINTS = (True, False, "torchdiffeq")
+"""``True``: :mod:`ctflows.continuous.adjoint`; ``"torchdiffeq"``: ``torchdiffeq.odeint_adjoint``; ``False``: direct."""
+
+
+def check_adjoint(adjoint: bool | str) -> None:
+    if not (adjoint is True or adjoint is False or adjoint == "torchdiffeq"):
+        raise ConfigurationError(
+            f"adjoint must be True (ctflows' adjoint), 'torchdiffeq' (torchdiffeq.odeint_adjoint) or False (direct "
+            f"backpropagation), got {adjoint!r}"
+        )
+
+
 def integrate(
     dynamics: Any,
     state0: tuple[Tensor, ...],
-    times: Tensor,
+    start: Tensor,
+    end: Tensor,
     *,
     method: str,
     atol: float,
     rtol: float,
     step_size: float | None,
-    adjoint: bool,
+    adjoint: bool | str,
     seminorm: bool,
     params: tuple[Tensor, ...],
 ) -> tuple[Tensor, ...]:
-    """Integrate ``state0`` from ``times[0]`` to ``times[1]`` and return the final state (a tuple like ``state0``).
+    """Integrate ``state0`` from ``start`` to ``end`` and return the final state (a tuple like ``state0``).
 
     ``params`` are the tensors the adjoint differentiates besides the state (field parameters, context).
     Without grad mode the plain solver runs: there is no backward pass to make cheaper.
@@ -62,9 +76,13 @@ def integrate(
     options: dict[str, Any] = {}
     if step_size is not None:
         options["step_size"] = step_size
+    if adjoint is True and torch.is_grad_enabled():
+        problem = AdjointProblem(dynamics, method, atol, rtol, options, seminorm)
+        return integrate_with_adjoint(problem, state0, start, end, params)
+    times = torch.stack([start, end])
     if seminorm:
         options["norm"] = _x_only_rms
-    if adjoint and torch.is_grad_enabled():
+    if adjoint == "torchdiffeq" and torch.is_grad_enabled():
         adjoint_options = {k: v for k, v in options.items() if k != "norm"}
         if seminorm:
             adjoint_options["norm"] = "seminorm"

@@ -1,0 +1,153 @@
+"""The adjoint backward pass of a CNF solve, specialised to the CNF's augmented state: gradients by a second ODE solve.
+
+    forward   s(t1) = s(t0) + ∫ f(t, s) dt                  s = (x, ℓ, r_1, …) as one tensor [B, D + 1 + R]
+    backward  d/dt (x, a_x, a_θ) = (v, -aᵀ ∂f/∂x, -aᵀ ∂f/∂θ)  solved from t1 back to t0, a = (a_x, a_ℓ, a_r)
+    dL/dt1 = a(t1)·f(t1, s(t1)),   dL/dt0 = -a(t0)·f(t0, s(t0)),   dL/dθ = a_θ(t0),   dL/dx(t0) = a_x(t0)
+
+(Chen et al., "Neural ordinary differential equations", 2018). Both solves are ``torchdiffeq.odeint`` calls
+on one flat tensor. ``torchdiffeq.odeint_adjoint`` solves the general problem; a CNF's state allows less:
+the rates of ℓ and r_k never depend on ℓ or r_k, so their adjoints stay at dL/dℓ(t1), dL/dr(t1) and are not
+integrated, and only the two end times are ever differentiated, so the time adjoint is a·f at the ends
+instead of an integral. Fewer integrated states and no tuple packing per evaluation make each backward
+evaluation cheaper (docs/benchmarks.md measures it); the gradients are the same to solver tolerance.
+
+Step-size control with ``seminorm``: the forward error is measured on x only, the backward one on x and
+a_x (the parameter adjoints are integrals that feed nothing back: Kidger, Chen & Lyons, 2021).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchdiffeq import odeint
+
+from ctflows.continuous.failure import is_solver_failure, solver_error
+from ctflows.errors import SolverError
+
+
+@dataclass
+class AdjointProblem:
+    """What both solves need besides the tensors: the right-hand side and the solver's settings."""
+
+    dynamics: Any  # AugmentedDynamics: (t, (x,)) -> (v, div, *rates)
+    method: str
+    atol: float
+    rtol: float
+    options: dict[str, Any]
+    seminorm: bool
+
+
+def integrate_with_adjoint(
+    problem: AdjointProblem, state0: tuple[Tensor, ...], start: Tensor, end: Tensor, params: tuple[Tensor, ...]
+) -> tuple[Tensor, ...]:
+    """Solve from ``start`` to ``end`` and return the final state, a tuple like ``state0 = (x [B, D], ℓ [B], …)``.
+
+    Differentiable in ``state0``, ``start``, ``end`` and ``params`` through the adjoint solve above.
+    """
+    x0 = state0[0]
+    s0 = torch.cat([x0, *(part.unsqueeze(1) for part in state0[1:])], dim=1)
+    s1 = _AdjointSolve.apply(problem, x0.shape[1], start, end, s0, *params)
+    return (s1[:, : x0.shape[1]], *s1[:, x0.shape[1] :].unbind(dim=1))
+
+
+class _FlatDynamics:
+    """The augmented right-hand side on the flat state ``s [B, D + 1 + R]``."""
+
+    def __init__(self, dynamics: Any, features: int) -> None:
+        self.dynamics, self.features = dynamics, features
+        if hasattr(dynamics, "callback_step"):
+            self.callback_step = dynamics.callback_step
+
+    def __call__(self, t: Tensor, s: Tensor) -> Tensor:
+        v, *integrands = self.dynamics(t, (s[:, : self.features],))
+        return torch.cat([v, *(i.unsqueeze(1) for i in integrands)], dim=1)
+
+
+class _AdjointDynamics:
+    """``d/dt (x, a_x, a_θ)`` on one flat vector ``[B·D | B·D | P]``; the adjoints of ℓ and r_k are held fixed."""
+
+    def __init__(self, problem: AdjointProblem, shape: torch.Size, fixed_adjoints: Tensor, params: tuple[Tensor, ...]) -> None:
+        self.problem, self.params = problem, params
+        self.batch, self.features = shape
+        self.fixed_adjoints = fixed_adjoints.unbind(dim=1)  # dL/dℓ, dL/dr_k, each [B]
+        if hasattr(problem.dynamics, "callback_step_adjoint"):
+            self.callback_step = problem.dynamics.callback_step_adjoint
+
+    def __call__(self, t: Tensor, y: Tensor) -> Tensor:
+        n = self.batch * self.features
+        x, a_x = y[:n].view(self.batch, self.features), y[n : 2 * n].view(self.batch, self.features)
+        v, grad_x, grad_params = self._autograd_products(t, x, (a_x, *self.fixed_adjoints))
+        return torch.cat([v.reshape(-1), grad_x.neg().reshape(-1), *(g.neg().reshape(-1) for g in grad_params)])
+
+    def _autograd_products(self, t: Tensor, x: Tensor, grad_outputs: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, list[Tensor]]:
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            outputs = self.problem.dynamics(t, (x,))
+            pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad]
+            inputs = (x, *self.params)
+            grads = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True) if pairs else (None,) * len(inputs)
+        grads = [torch.zeros_like(i) if g is None else g for i, g in zip(inputs, grads)]
+        return outputs[0].detach(), grads[0], grads[1:]
+
+
+def _rms(t: Tensor) -> Tensor:
+    return t.pow(2).mean().sqrt()
+
+
+class _AdjointSolve(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, problem: AdjointProblem, features: int, start: Tensor, end: Tensor, s0: Tensor, *params: Tensor) -> Tensor:
+        rhs = _FlatDynamics(problem.dynamics, features)
+        options = dict(problem.options)
+        # Without the seminorm every integrated quantity controls the step, as torchdiffeq's default does.
+        options["norm"] = (lambda s: _rms(s[:, :features])) if problem.seminorm else (lambda s: max(_rms(c) for c in _parts(s, features)))
+        times = torch.stack([start, end]).to(s0)
+        s1 = odeint(rhs, s0, times, rtol=problem.rtol, atol=problem.atol, method=problem.method, options=options)[-1]
+        ctx.problem, ctx.features, ctx.rhs = problem, features, rhs
+        keep_s0 = s0 if ctx.needs_input_grad[2] else s0.new_empty(0)
+        ctx.save_for_backward(start, end, s1, keep_s0, *params)
+        return s1
+
+    @staticmethod
+    def backward(ctx: Any, grad_s1: Tensor) -> tuple[Tensor | None, ...]:
+        problem, features, rhs = ctx.problem, ctx.features, ctx.rhs
+        start, end, s1, s0, *params = ctx.saved_tensors
+        dynamics = problem.dynamics
+        n = s1.shape[0] * features
+        adjoint_rhs = _AdjointDynamics(problem, s1[:, :features].shape, grad_s1[:, features:], tuple(params))
+        sizes = [p.numel() for p in params]
+        options = dict(problem.options)
+        options["norm"] = (lambda y: torch.maximum(_rms(y[:n]), _rms(y[n : 2 * n]))) if problem.seminorm else (
+            lambda y: max(_rms(part) for part in (y[:n], y[n : 2 * n], *y[2 * n :].split(sizes)) if part.numel())
+        )
+        y1 = torch.cat([s1[:, :features].reshape(-1), grad_s1[:, :features].reshape(-1), s1.new_zeros(sum(sizes))])
+        times = torch.stack([end, start]).to(s1)
+        try:
+            with torch.no_grad():
+                y0 = odeint(adjoint_rhs, y1, times, rtol=problem.rtol, atol=problem.atol, method=problem.method, options=options)[-1]
+        except SolverError:
+            raise  # from a step callback, already saying which solve failed
+        except (AssertionError, RuntimeError) as error:
+            if not is_solver_failure(error):
+                raise
+            raise _backward_failure(dynamics, str(error)) from error
+        # Fixed-grid solvers check nothing, and the seminorm hides the parameter adjoints from the step control.
+        if not bool(torch.isfinite(y0).all()):
+            raise _backward_failure(dynamics, "the adjoint state became NaN or Inf")
+        a0 = torch.cat([y0[n : 2 * n].view(-1, features), grad_s1[:, features:]], dim=1)
+        with torch.no_grad():
+            grad_end = (grad_s1 * rhs(end, s1)).sum().reshape(end.shape) if ctx.needs_input_grad[3] else None
+            grad_start = -(a0 * rhs(start, s0)).sum().reshape(start.shape) if ctx.needs_input_grad[2] else None
+        grad_params = [g.view_as(p).to(p.dtype) for g, p in zip(y0[2 * n :].split(sizes), params)]
+        return (None, None, grad_start, grad_end, a0, *grad_params)
+
+
+def _parts(s: Tensor, features: int) -> tuple[Tensor, ...]:
+    return (s[:, :features], *s[:, features:].unbind(dim=1))
+
+
+def _backward_failure(dynamics: Any, reason: str) -> SolverError:
+    stats = dynamics.stats
+    return solver_error(dynamics.settings, dynamics.backward_direction, reason, stats["nfe_forward"], stats["nfe_backward"])
