@@ -78,18 +78,8 @@ class _AdjointDynamics:
     def __call__(self, t: Tensor, y: Tensor) -> Tensor:
         n = self.batch * self.features
         x, a_x = y[:n].view(self.batch, self.features), y[n : 2 * n].view(self.batch, self.features)
-        v, grad_x, grad_params = self._autograd_products(t, x, (a_x, *self.fixed_adjoints))
+        v, grad_x, grad_params = self.problem.dynamics.vector_jacobian_product(t, x, (a_x, *self.fixed_adjoints), self.params)
         return torch.cat([v.reshape(-1), grad_x.neg().reshape(-1), *(g.neg().reshape(-1) for g in grad_params)])
-
-    def _autograd_products(self, t: Tensor, x: Tensor, grad_outputs: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, list[Tensor]]:
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            outputs = self.problem.dynamics(t, (x,))
-            pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad]
-            inputs = (x, *self.params)
-            grads = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True) if pairs else (None,) * len(inputs)
-        grads = [torch.zeros_like(i) if g is None else g for i, g in zip(inputs, grads)]
-        return outputs[0].detach(), grads[0], grads[1:]
 
 
 def _rms(t: Tensor) -> Tensor:

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from ctflows.continuous.compiled import CompiledField
 from ctflows.continuous.divergence import NOISE_KINDS, resolve_divergence, sample_noise
 from ctflows.continuous.dynamics import AugmentedDynamics
 from ctflows.continuous.failure import SolveSettings, is_solver_failure, solver_error
@@ -141,13 +142,13 @@ class CNF(Transform):
             return nn.functional.softplus(self.raw_end_time)
         return self.fixed_end_time
 
-    def _jacobian_products(self) -> nn.Module | _CompiledJacobianProducts:
+    def _jacobian_products(self) -> nn.Module | CompiledField:
         """What the solve calls ``forward_with_jvp`` on: the field, or its compiled version (made once)."""
         if not self.compile_field:
             return self.field
         compiled = self.__dict__.get("_compiled_jvp")
         if compiled is None or compiled.field is not self.field:  # made anew if the field was replaced
-            compiled = self.__dict__["_compiled_jvp"] = _CompiledJacobianProducts(self.field)
+            compiled = self.__dict__["_compiled_jvp"] = CompiledField(self.field)
         return compiled
 
     def __getstate__(self) -> dict:
@@ -224,11 +225,3 @@ class CNF(Transform):
             f"adjoint={self.adjoint}, divergence={self.divergence!r}, eval_divergence={self.eval_divergence!r}, "
             f"regularization={self.regularization}"
         )
-
-
-class _CompiledJacobianProducts:
-    """A field's ``forward_with_jvp`` under ``torch.compile``, held outside the module tree (no parameters of its own)."""
-
-    def __init__(self, field: nn.Module) -> None:
-        self.field = field
-        self.forward_with_jvp = torch.compile(field.forward_with_jvp)

@@ -22,6 +22,18 @@ from ctflows.continuous.failure import SolveSettings, solver_error
 from ctflows.continuous.regularization import regularization_rates
 
 
+def forward_mode_outputs(
+    products: Any, estimator: str, regularization: Sequence[str], t: Tensor, x: Tensor, context: Tensor | None,
+    noise: Tensor | None, chunk_size: int | None,
+) -> tuple[Tensor, ...]:
+    """``(v [B, D], div [B], *rates [B])`` from ``products.forward_with_jvp`` (a field, or its compiled version)."""
+    if estimator == "exact":
+        v, div, jac = exact_divergence_forward_mode(products, t, x, context, chunk_size=chunk_size)
+    else:
+        v, div, jac = hutchinson_divergence_forward_mode(products, t, x, context, noise)
+    return (v, div, *regularization_rates(regularization, v, jac))
+
+
 class AugmentedDynamics:
     """Callable ``(t, (x, logdet, *regs)) -> (v, div, *rates)`` for ``torchdiffeq.odeint[_adjoint]``.
 
@@ -86,9 +98,9 @@ class AugmentedDynamics:
         need_graph = torch.is_grad_enabled()
         self.stats["nfe_backward" if self.backward_phase else "nfe_forward"] += 1
         if self.forward_mode:
-            v, div, jac = self._forward_mode(t, x)
-            rates = regularization_rates(self.regularization, v, jac)
-            out = (v, div, *rates)
+            out = forward_mode_outputs(
+                self.jacobian_products, self.estimator, self.regularization, t, x, self.context, self.noise, self.chunk_size
+            )
         else:
             out = self._reverse_mode(t, x, need_graph)
         if not need_graph:
@@ -98,10 +110,32 @@ class AugmentedDynamics:
             v.register_hook(self._count_backward)
         return out
 
-    def _forward_mode(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        if self.estimator == "exact":
-            return exact_divergence_forward_mode(self.jacobian_products, t, x, self.context, chunk_size=self.chunk_size)
-        return hutchinson_divergence_forward_mode(self.jacobian_products, t, x, self.context, self.noise)
+    def vector_jacobian_product(
+        self, t: Tensor, x: Tensor, grad_outputs: Sequence[Tensor], params: tuple[Tensor, ...]
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """One evaluation of the adjoint solve: ``v`` and ``aᵀ ∂(v, div, *rates)/∂(x, params)`` for ``a = grad_outputs``.
+
+        ``params`` are the field's trainable parameters, then the context if it requires grad (the CNF's
+        order). Compiled fields (``CNF(compile_field=True)``) run it as one compiled graph; others by autograd.
+        """
+        compiled = getattr(self.jacobian_products, "vector_jacobian_product", None)
+        if self.forward_mode and compiled is not None:
+            self.stats["nfe_backward"] += 1
+            v, grad_x, grad_params = compiled(
+                t, x, self.context, self.noise, grad_outputs,
+                estimator=self.estimator, regularization=self.regularization, chunk_size=self.chunk_size,
+            )
+            return v, grad_x, list(grad_params)
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            outputs = self(t, (x,))
+            pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad]
+            inputs = (x, *params)
+            grads = torch.autograd.grad(
+                [o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True
+            ) if pairs else (None,) * len(inputs)
+        grads = [torch.zeros_like(i) if g is None else g for i, g in zip(inputs, grads)]
+        return outputs[0].detach(), grads[0], grads[1:]
 
     def _reverse_mode(self, t: Tensor, x: Tensor, need_graph: bool) -> tuple[Tensor, ...]:
         want_jacobian = "jacobian_frobenius" in self.regularization

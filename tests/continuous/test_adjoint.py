@@ -1,6 +1,8 @@
 """ctflows' own adjoint (CNF(adjoint=True)) against direct backpropagation and torchdiffeq's odeint_adjoint."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -84,3 +86,16 @@ def test_ours_integrates_fewer_states_and_counts_its_evaluations():
 def test_unknown_adjoint_settings_are_refused(bad):
     with pytest.raises(ConfigurationError, match="adjoint must be"):
         CNF(ConcatSquashMLP(2, (8,)), adjoint=bad)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.parametrize("inverse", [False, True])
+def test_the_compiled_adjoint_products_give_the_eager_gradients(inverse):
+    """compile_field=True runs each adjoint evaluation as one compiled graph (torch.func.vjp); context, probes, regularizers."""
+    settings = dict(divergence="hutchinson", regularization=("kinetic_energy", "jacobian_frobenius"))
+    eager = gradients(make_cnf(True, **settings), inverse)
+    compiled_cnf = make_cnf(True, compile_field=True, **settings)
+    compiled = gradients(compiled_cnf, inverse)
+    assert compiled_cnf.stats["nfe_backward"] > 0
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
