@@ -1,6 +1,6 @@
 """Where a CNF training iteration spends its time: forward solve vs adjoint backward solve, and the top ops.
 
-    python benchmarks/cnf_profile.py [--warm-iters 60] [--iters 20] [--compile] [--top 12]
+    python benchmarks/cnf_profile.py [--warm-iters 60] [--iters 20] [--compile] [--adjoint ctflows|torchdiffeq] [--top 12]
 
 FFJORD's toy configuration (``benchmarks/cnf_common.build_flow`` with ``benchmarks/cnf.py``'s defaults:
 concat-squash 64-64-64, tanh, dopri5, atol = rtol = 1e-5, T = 0.5 learned, adjoint, exact divergence, Adam
@@ -45,13 +45,13 @@ def field_seconds(flow, x, repeats: int = 200) -> tuple[float, float]:
     """Seconds per right-hand-side evaluation outside the solver: ``(no-grad, with its vector-Jacobian product)``.
 
     The same ``AugmentedDynamics`` the solve calls (field, exact divergence, compiled or not), on ``x [B, 2]``
-    at t = T/2; the second number also takes the VJP with respect to the state and the field's parameters,
-    which is what each evaluation of torchdiffeq's adjoint backward solve does.
+    at t = T/2; the second number is one evaluation of ctflows' adjoint solve: the value and its
+    vector-Jacobian product with respect to x and the field's parameters (``vector_jacobian_product``).
     """
     cnf = flow.transform.layers[0]
     params = tuple(p for p in cnf.field.parameters())
     t = torch.as_tensor(cnf.end_time).detach() / 2
-    state = (x, torch.zeros(x.shape[0]))
+    state = (x, torch.zeros(x.shape[0]))  # (x, ℓ): the adjoint's cotangents are ones shaped like (v, div)
     dynamics = cnf._dynamics(x, None, inverse=False)
 
     def plain() -> None:
@@ -59,10 +59,7 @@ def field_seconds(flow, x, repeats: int = 200) -> tuple[float, float]:
             dynamics(t, state)
 
     def with_vjp() -> None:
-        y = tuple(s.detach().requires_grad_(True) for s in state)
-        with torch.enable_grad():
-            out = dynamics(t, y)
-            torch.autograd.grad(out, (*y, *params), [torch.ones_like(o) for o in out], allow_unused=True)
+        dynamics.vector_jacobian_product(t, x, [torch.ones_like(s) for s in state], params)
 
     seconds = []
     for call in (plain, with_vjp):
@@ -81,6 +78,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--adjoint", choices=["ctflows", "torchdiffeq"], default="ctflows",
+                        help="CNF(adjoint=True), ctflows' own, or adjoint='torchdiffeq' (odeint_adjoint)")
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -88,6 +87,7 @@ def main() -> None:
     density = ctflows.get_density("eight_gaussians")
     generator = torch.Generator().manual_seed(0)
     flow = build_flow(2, argparse.Namespace(**vars(FFJORD_TOY_MODEL), compile_field=args.compile), adjoint=True, divergence="exact")
+    flow.transform.layers[0].adjoint = True if args.adjoint == "ctflows" else "torchdiffeq"
     compile_seconds = 0.0
     opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
     for i in range(args.warm_iters):
@@ -109,7 +109,7 @@ def main() -> None:
     fwd, bwd = statistics.mean(forward), statistics.mean(backward)
     nfe_f, nfe_b = (statistics.mean(n[k] for n in nfe) for k in (0, 1))
     plain, with_vjp = field_seconds(flow, density.sample(args.batch, generator=generator))
-    print(f"{'torch.compile of the field' if args.compile else 'eager'}; after {args.warm_iters} training iterations; "
+    print(f"{'torch.compile of the field' if args.compile else 'eager'}, {args.adjoint}'s adjoint; after {args.warm_iters} training iterations; "
           f"mean of {args.iters}. {machine_line('cpu')}.\n")
     if args.compile:
         print(f"First 3 iterations (compiling): {compile_seconds:.1f} s\n")
@@ -118,10 +118,11 @@ def main() -> None:
     print(f"| backward (adjoint solve) + Adam step | {bwd:.4f} | {bwd / (fwd + bwd):.0%} | {nfe_b:.1f} |")
     print(f"| total | {fwd + bwd:.4f} | | |\n")
     inside = nfe_f * plain + nfe_b * with_vjp
-    print(f"The right-hand side alone, outside the solver (batch {args.batch}): {plain * 1e3:.3f} ms per evaluation, "
-          f"{with_vjp * 1e3:.3f} ms with its vector-Jacobian product; at this iteration's NFE that is "
-          f"{inside:.4f} s, {inside / (fwd + bwd):.0%} of the iteration (the rest: solver, adjoint bookkeeping, "
-          "optimizer).\n")
+    if args.adjoint == "ctflows":  # the product timed is the one ctflows' adjoint evaluates
+            print(f"The right-hand side alone, outside the solver (batch {args.batch}): {plain * 1e3:.3f} ms per evaluation, "
+              f"{with_vjp * 1e3:.3f} ms with its vector-Jacobian product; at this iteration's NFE that is "
+              f"{inside:.4f} s, {inside / (fwd + bwd):.0%} of the iteration (the rest: solver, adjoint bookkeeping, "
+              "optimizer).\n")
     print(f"Top {args.top} ops by self CPU time under torch.profiler (which adds its own overhead):\n")
     print("| op | self CPU share | calls / iter |\n| --- | ---: | ---: |")
     for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[: args.top]:
