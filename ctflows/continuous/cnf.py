@@ -56,9 +56,10 @@ class CNF(Transform):
         exact_chunk_size: basis vectors per batched pass in the exact divergence (bounds memory for large D).
         field_jvp: use the field's own forward-mode Jacobian products (``forward_with_jvp``, which the MLP
             fields have) instead of autograd vector-Jacobian products: same values, no double backward.
-        compile_field: run ``forward_with_jvp`` under ``torch.compile`` (compiled on first use, once per
-            grad mode and input shape; on CPU this needs a C++ compiler). About 1.4x faster training on
-            CPU in FFJORD's toy configuration (docs/benchmarks.md); off by default for the compile time.
+        compile_field: run ``forward_with_jvp``, and each evaluation of the adjoint solve (with its
+            vector-Jacobian product), under ``torch.compile`` (compiled on first use, once per grad mode and
+            input shape; on CPU this needs a C++ compiler). About 1.5x faster training on CPU in FFJORD's
+            toy configuration (docs/benchmarks.md); off by default for the compile time.
         name: label used in error messages.
 
     ``stats`` after a call: ``nfe_forward`` (field calls in this call's solve), ``nfe_backward`` (filled in
