@@ -66,9 +66,10 @@ def test_blow_up_gives_a_solver_error_in_the_inverse_too():
     check_message(info.value, "inverse")
 
 
-def test_failure_in_the_adjoint_backward_pass_is_a_solver_error():
+@pytest.mark.parametrize("adjoint", [True, "torchdiffeq"])
+def test_failure_in_the_adjoint_backward_pass_is_a_solver_error(adjoint):
     field = Stiff(k=1.0)
-    cnf = CNF(field, adjoint=True)
+    cnf = CNF(field, adjoint=adjoint)
     z, logdet = cnf(torch.ones(4, 2))
     field.poisoned = True
     with pytest.raises(SolverError) as info:
