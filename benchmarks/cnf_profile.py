@@ -119,7 +119,7 @@ def main() -> None:
     print(f"| total | {fwd + bwd:.4f} | | |\n")
     inside = nfe_f * plain + nfe_b * with_vjp
     if args.adjoint == "ctflows":  # the product timed is the one ctflows' adjoint evaluates
-            print(f"The right-hand side alone, outside the solver (batch {args.batch}): {plain * 1e3:.3f} ms per evaluation, "
+        print(f"The right-hand side alone, outside the solver (batch {args.batch}): {plain * 1e3:.3f} ms per evaluation, "
               f"{with_vjp * 1e3:.3f} ms with its vector-Jacobian product; at this iteration's NFE that is "
               f"{inside:.4f} s, {inside / (fwd + bwd):.0%} of the iteration (the rest: solver, adjoint bookkeeping, "
               "optimizer).\n")

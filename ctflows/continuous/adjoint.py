@@ -17,14 +17,15 @@ a_x (the parameter adjoints are integrals that feed nothing back: Kidger, Chen &
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 from torchdiffeq import odeint
 
 from ctflows.continuous.failure import is_solver_failure, solver_error
-from ctflows.errors import SolverError
+from ctflows.errors import InputError, SolverError
 
 
 @dataclass
@@ -86,13 +87,27 @@ def _rms(t: Tensor) -> Tensor:
     return t.pow(2).mean().sqrt()
 
 
+def state_error_norm(features: int, seminorm: bool) -> Callable[[Tensor], Tensor]:
+    """The forward solve's error norm on ``s [B, D + 1 + R]``: RMS over x only, or (no seminorm) the largest RMS of x, ℓ, r_k."""
+    if seminorm:
+        return lambda s: _rms(s[:, :features])
+    return lambda s: max(_rms(part) for part in (s[:, :features], *s[:, features:].unbind(dim=1)))
+
+
+def adjoint_error_norm(n: int, sizes: list[int], seminorm: bool) -> Callable[[Tensor], Tensor]:
+    """The backward solve's error norm on ``[x (n) | a_x (n) | a_θ (sizes)]``: x and a_x, or (no seminorm) every part."""
+    if seminorm:
+        return lambda y: torch.maximum(_rms(y[:n]), _rms(y[n : 2 * n]))
+    return lambda y: max(_rms(part) for part in (y[:n], y[n : 2 * n], *y[2 * n :].split(sizes)) if part.numel())
+
+
 class _AdjointSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, problem: AdjointProblem, features: int, start: Tensor, end: Tensor, s0: Tensor, *params: Tensor) -> Tensor:
         rhs = _FlatDynamics(problem.dynamics, features)
         options = dict(problem.options)
         # Without the seminorm every integrated quantity controls the step, as torchdiffeq's default does.
-        options["norm"] = (lambda s: _rms(s[:, :features])) if problem.seminorm else (lambda s: max(_rms(c) for c in _parts(s, features)))
+        options["norm"] = state_error_norm(features, problem.seminorm)
         times = torch.stack([start, end]).to(s0)
         s1 = odeint(rhs, s0, times, rtol=problem.rtol, atol=problem.atol, method=problem.method, options=options)[-1]
         ctx.problem, ctx.features, ctx.rhs = problem, features, rhs
@@ -101,17 +116,21 @@ class _AdjointSolve(torch.autograd.Function):
         return s1
 
     @staticmethod
+    @once_differentiable  # the backward solve builds no graph: a second derivative must fail, not come out zero
     def backward(ctx: Any, grad_s1: Tensor) -> tuple[Tensor | None, ...]:
         problem, features, rhs = ctx.problem, ctx.features, ctx.rhs
         start, end, s1, s0, *params = ctx.saved_tensors
         dynamics = problem.dynamics
+        if not bool(torch.isfinite(grad_s1).all()):
+            raise InputError(
+                f"{dynamics.settings.layer}: the gradient arriving at its output is NaN or Inf, before any solve; "
+                "the loss (or a layer after this one) produced it, not the ODE solver"
+            )
         n = s1.shape[0] * features
         adjoint_rhs = _AdjointDynamics(problem, s1[:, :features].shape, grad_s1[:, features:], tuple(params))
         sizes = [p.numel() for p in params]
         options = dict(problem.options)
-        options["norm"] = (lambda y: torch.maximum(_rms(y[:n]), _rms(y[n : 2 * n]))) if problem.seminorm else (
-            lambda y: max(_rms(part) for part in (y[:n], y[n : 2 * n], *y[2 * n :].split(sizes)) if part.numel())
-        )
+        options["norm"] = adjoint_error_norm(n, sizes, problem.seminorm)
         y1 = torch.cat([s1[:, :features].reshape(-1), grad_s1[:, :features].reshape(-1), s1.new_zeros(sum(sizes))])
         times = torch.stack([end, start]).to(s1)
         try:
@@ -132,10 +151,6 @@ class _AdjointSolve(torch.autograd.Function):
             grad_start = -(a0 * rhs(start, s0)).sum().reshape(start.shape) if ctx.needs_input_grad[2] else None
         grad_params = [g.view_as(p).to(p.dtype) for g, p in zip(y0[2 * n :].split(sizes), params)]
         return (None, None, grad_start, grad_end, a0, *grad_params)
-
-
-def _parts(s: Tensor, features: int) -> tuple[Tensor, ...]:
-    return (s[:, :features], *s[:, features:].unbind(dim=1))
 
 
 def _backward_failure(dynamics: Any, reason: str) -> SolverError:

@@ -59,7 +59,9 @@ class CNF(Transform):
         compile_field: run ``forward_with_jvp``, and each evaluation of the adjoint solve (with its
             vector-Jacobian product), under ``torch.compile`` (compiled on first use, once per grad mode and
             input shape; on CPU this needs a C++ compiler). About 1.5x faster training on CPU in FFJORD's
-            toy configuration (docs/benchmarks.md); off by default for the compile time.
+            toy configuration (docs/benchmarks.md); off by default for the compile time. torch.compile keeps
+            at most ``torch._dynamo.config.recompile_limit`` (8) variants per compiled function in a process,
+            shared by all CNFs: past that (many field shapes, batch sizes, settings) the rest run eagerly.
         name: label used in error messages.
 
     ``stats`` after a call: ``nfe_forward`` (field calls in this call's solve), ``nfe_backward`` (filled in
@@ -223,6 +225,6 @@ class CNF(Transform):
         return (
             f"features={self.features}, method={self.method!r}, atol={self.atol:g}, rtol={self.rtol:g}, "
             f"{'compile_field=True, ' if self.compile_field else ''}"
-            f"adjoint={self.adjoint}, divergence={self.divergence!r}, eval_divergence={self.eval_divergence!r}, "
+            f"adjoint={self.adjoint!r}, divergence={self.divergence!r}, eval_divergence={self.eval_divergence!r}, "
             f"regularization={self.regularization}"
         )

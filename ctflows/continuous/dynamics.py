@@ -125,6 +125,11 @@ class AugmentedDynamics:
                 t, x, self.context, self.noise, grad_outputs,
                 estimator=self.estimator, regularization=self.regularization, chunk_size=self.chunk_size,
             )
+            if len(grad_params) != len(params):  # it differentiates what requires grad now, not at the forward pass
+                raise RuntimeError(
+                    f"{self.settings.layer}: parameters were frozen or unfrozen between the forward pass and "
+                    "backward(); change requires_grad before the forward pass"
+                )
             return v, grad_x, list(grad_params)
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)

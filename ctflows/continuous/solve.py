@@ -2,9 +2,10 @@
 
 The log-det and regularizer states are integrals of the trajectory (their rates never feed back into the
 dynamics), so letting their error estimates shrink the step buys nothing for ``x`` and costs steps. The
-forward solve therefore measures error with an RMS norm over ``x`` alone, and the adjoint solve uses
-torchdiffeq's ``"seminorm"``, which also drops the parameter-adjoint integrals from the step control
-(Kidger, Chen & Lyons, "Hey, that's not an ODE", 2021). The adjoint of ℓ is constant, so dropping it is exact too.
+forward solve therefore measures error with an RMS norm over ``x`` alone; the adjoint solve measures it on
+``x`` and ``a_x`` (:mod:`ctflows.continuous.adjoint`; with ``adjoint="torchdiffeq"``, torchdiffeq's
+``"seminorm"``), leaving out the parameter-adjoint integrals, which feed nothing back (Kidger, Chen & Lyons,
+"Hey, that's not an ODE", 2021). The adjoint of ℓ is constant, so leaving it out is exact too.
 """
 from __future__ import annotations
 
@@ -42,11 +43,8 @@ def _x_only_rms(state: tuple[Tensor, ...]) -> Tensor:
     return state[0].pow(2).mean().sqrt()
 
 
-ADJOINTS = (True, False, "torchdiffeq")
-"""``True``: :mod:`ctflows.continuous.adjoint`; ``"torchdiffeq"``: ``torchdiffeq.odeint_adjoint``; ``False``: direct."""
-
-
 def check_adjoint(adjoint: bool | str) -> None:
+    """``True``: :mod:`ctflows.continuous.adjoint`; ``"torchdiffeq"``: ``torchdiffeq.odeint_adjoint``; ``False``: direct."""
     if not (adjoint is True or adjoint is False or adjoint == "torchdiffeq"):
         raise ConfigurationError(
             f"adjoint must be True (ctflows' adjoint), 'torchdiffeq' (torchdiffeq.odeint_adjoint) or False (direct "

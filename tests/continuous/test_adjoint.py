@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from ctflows.continuous import CNF, ConcatSquashMLP
-from ctflows.errors import ConfigurationError
+from ctflows.continuous.adjoint import adjoint_error_norm, state_error_norm
+from ctflows.errors import ConfigurationError, InputError
 
 F64 = torch.float64
 
@@ -78,7 +79,7 @@ def test_ours_integrates_fewer_states_and_counts_its_evaluations():
     for cnf in (ours, theirs):
         gradients(cnf, inverse=False)
     assert ours.stats["nfe_backward"] > 0
-    # One evaluation more than its solve takes, for dL/dT at the end point; torchdiffeq integrates that instead.
+    # Both spend one evaluation on dL/dT at the end point; torchdiffeq also integrates a time adjoint.
     assert ours.stats["nfe_backward"] <= theirs.stats["nfe_backward"] + 1
 
 
@@ -95,7 +96,57 @@ def test_the_compiled_adjoint_products_give_the_eager_gradients(inverse):
     settings = dict(divergence="hutchinson", regularization=("kinetic_energy", "jacobian_frobenius"))
     eager = gradients(make_cnf(True, **settings), inverse)
     compiled_cnf = make_cnf(True, compile_field=True, **settings)
+    products = compiled_cnf._jacobian_products()
+    calls = []
+    compiled_product = products.vector_jacobian_product
+    products.vector_jacobian_product = lambda *a, **k: calls.append(1) or compiled_product(*a, **k)
     compiled = gradients(compiled_cnf, inverse)
-    assert compiled_cnf.stats["nfe_backward"] > 0
+    # Every evaluation of the adjoint solve went through the compiled product (one more evaluates f for dL/dT).
+    assert len(calls) > 0 and len(calls) == compiled_cnf.stats["nfe_backward"] - 1
     for a, b in zip(compiled, eager):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+
+
+def test_the_error_norms_read_only_what_controls_the_step():
+    features, batch, sizes = 2, 3, [4, 5]
+    s = torch.randn(batch, features + 2)
+    spiked = s.clone()
+    spiked[:, features:] = 1e6  # log-det and a regularizer
+    assert state_error_norm(features, True)(spiked) == state_error_norm(features, True)(s)
+    assert state_error_norm(features, False)(spiked) >= 1e6
+    n = batch * features
+    y = torch.randn(2 * n + sum(sizes))
+    spiked = y.clone()
+    spiked[2 * n :] = 1e6  # the parameter adjoints
+    assert adjoint_error_norm(n, sizes, True)(spiked) == adjoint_error_norm(n, sizes, True)(y)
+    assert adjoint_error_norm(n, sizes, False)(spiked) >= 1e6
+    spiked[n : 2 * n] = 1e7  # a_x always counts
+    assert adjoint_error_norm(n, sizes, True)(spiked) >= 1e7
+
+
+@pytest.mark.parametrize("end_time, tol, direction", [(1.0, 1e-6, "nfe_backward"), (2.0, 1e-7, "nfe_forward")])
+def test_the_seminorm_saves_evaluations(end_time, tol, direction):
+    counts = []
+    for seminorm in (True, False):
+        torch.manual_seed(0)
+        field = ConcatSquashMLP(3, (16, 16), activation="tanh", context_features=2, init_scale=3.0 if end_time == 1.0 else 2.0)
+        cnf = CNF(field, adjoint=True, atol=tol, rtol=tol, end_time=end_time, seminorm=seminorm).to(F64).train()
+        gradients(cnf, inverse=False)
+        counts.append(cnf.stats[direction])
+    assert counts[0] < counts[1]
+
+
+def test_a_second_derivative_through_the_adjoint_fails_loudly():
+    cnf = make_cnf(True, context=None)
+    x = torch.randn(4, 3, dtype=F64).requires_grad_(True)
+    z, logdet = cnf(x)
+    (grad_x,) = torch.autograd.grad((z.pow(2).sum() - logdet.sum()), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="twice"):
+        grad_x.pow(2).sum().backward()
+
+
+def test_a_non_finite_loss_is_not_blamed_on_the_solver():
+    cnf = make_cnf(True, context=None)
+    z, logdet = cnf(torch.randn(4, 3, dtype=F64))
+    with pytest.raises(InputError, match="gradient arriving at its output is NaN or Inf"):
+        (z.sum() * float("nan") + logdet.sum()).backward()
