@@ -125,7 +125,8 @@ class AugmentedDynamics:
                 t, x, self.context, self.noise, grad_outputs,
                 estimator=self.estimator, regularization=self.regularization, chunk_size=self.chunk_size,
             )
-            if len(grad_params) != len(params):  # it differentiates what requires grad now, not at the forward pass
+            # It differentiates what requires grad now, not what did at the forward pass.
+            if len(grad_params) != len(params) or any(g.shape != p.shape for g, p in zip(grad_params, params)):
                 raise RuntimeError(
                     f"{self.settings.layer}: parameters were frozen or unfrozen between the forward pass and "
                     "backward(); change requires_grad before the forward pass"

@@ -109,19 +109,20 @@ def test_the_compiled_adjoint_products_give_the_eager_gradients(inverse):
 
 def test_the_error_norms_read_only_what_controls_the_step():
     features, batch, sizes = 2, 3, [4, 5]
-    s = torch.randn(batch, features + 2)
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(batch, features + 2, dtype=F64, generator=g)
     spiked = s.clone()
     spiked[:, features:] = 1e6  # log-det and a regularizer
     assert state_error_norm(features, True)(spiked) == state_error_norm(features, True)(s)
-    assert state_error_norm(features, False)(spiked) >= 1e6
+    assert state_error_norm(features, False)(spiked) > 0.5e6
     n = batch * features
-    y = torch.randn(2 * n + sum(sizes))
+    y = torch.randn(2 * n + sum(sizes), dtype=F64, generator=g)
     spiked = y.clone()
     spiked[2 * n :] = 1e6  # the parameter adjoints
     assert adjoint_error_norm(n, sizes, True)(spiked) == adjoint_error_norm(n, sizes, True)(y)
-    assert adjoint_error_norm(n, sizes, False)(spiked) >= 1e6
+    assert adjoint_error_norm(n, sizes, False)(spiked) > 0.5e6
     spiked[n : 2 * n] = 1e7  # a_x always counts
-    assert adjoint_error_norm(n, sizes, True)(spiked) >= 1e7
+    assert adjoint_error_norm(n, sizes, True)(spiked) > 0.5e7
 
 
 @pytest.mark.parametrize("end_time, tol, direction", [(1.0, 1e-6, "nfe_backward"), (2.0, 1e-7, "nfe_forward")])
