@@ -34,21 +34,18 @@ def _vector_jacobian_product(module, t, x, context, noise, grad_outputs, estimat
     named = {name: p for name, p in module.named_parameters() if p.requires_grad}
     names = list(named)
     settings = (estimator, regularization, chunk_size)
-    if context is not None and context.requires_grad:
-        def outputs(x_, context_, *params):
-            return functional_call(module, dict(zip(names, params)), (t, x_, context_, noise, *settings))
+    with_context = context is not None and context.requires_grad  # then it is differentiated too, as a primal
 
-        primals = (x, context, *named.values())
-    else:
-        def outputs(x_, *params):
-            return functional_call(module, dict(zip(names, params)), (t, x_, context, noise, *settings))
+    def outputs(x_, *rest):
+        context_, params = (rest[0], rest[1:]) if with_context else (context, rest)
+        return functional_call(module, dict(zip(names, params)), (t, x_, context_, noise, *settings))
 
-        primals = (x, *named.values())
+    primals = (x, *((context,) if with_context else ()), *named.values())
     values, pull_back = vjp(outputs, *primals)
-    grads = pull_back(tuple(grad_outputs))
-    if len(primals) > len(names) + 1:  # the context's gradient goes last, after the parameters'
-        return values[0], grads[0], (*grads[2:], grads[1])
-    return values[0], grads[0], grads[1:]
+    grad_x, *grads = pull_back(tuple(grad_outputs))
+    if with_context:  # the CNF's order: the parameters' gradients, then the context's
+        grads = [*grads[1:], grads[0]]
+    return values[0], grad_x, tuple(grads)
 
 
 class CompiledField:
