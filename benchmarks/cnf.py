@@ -330,6 +330,7 @@ def main() -> None:
         p.add_argument("--fixed-end-time", action="store_true", help="do not learn T (FFJORD learns it)")
         p.add_argument("--no-seminorm", action="store_true", help="error control on every state, as FFJORD")
         p.add_argument("--compile-field", action="store_true", help="CNF(compile_field=True): torch.compile the field")
+        p.add_argument("--no-warm-start", action="store_true", help="CNF(warm_start_step=False): torchdiffeq picks each first step")
         p.add_argument("--kinetic", type=float, default=0.01)
         p.add_argument("--frobenius", type=float, default=0.01)
         p.add_argument("--lr", type=float, default=1e-3)
@@ -434,7 +435,7 @@ def main() -> None:
         if args.mode == "rnode" and (args.kinetic, args.frobenius) != (0.01, 0.01):
             key += f"-{args.kinetic:g}-{args.frobenius:g}"
         if args.mode == "ffjord":
-            key = f"ffjord-{args.data}" + (f"-{args.seconds:g}s" if args.seconds else "") + "-compiled" * args.compile_field
+            key = f"ffjord-{args.data}" + (f"-{args.seconds:g}s" if args.seconds else "") + "-compiled" * args.compile_field + "-cold" * args.no_warm_start
         update_docs(DOCS, key, f"```\n{command}\n```\n\n{text}\n")
 
 

@@ -29,6 +29,7 @@ def build_flow(dim: int, args: argparse.Namespace, *, adjoint: bool, divergence:
         learn_end_time=not args.fixed_end_time, seminorm=not args.no_seminorm,
         regularization=("kinetic_energy", "jacobian_frobenius") if getattr(args, "regularize", False) else None,
         compile_field=getattr(args, "compile_field", False),
+        warm_start_step=not getattr(args, "no_warm_start", False),
     )
 
 
@@ -48,6 +49,8 @@ def model_args(args: argparse.Namespace) -> list[str]:
         out.append("--no-seminorm")
     if getattr(args, "compile_field", False):
         out.append("--compile-field")
+    if getattr(args, "no_warm_start", False):
+        out.append("--no-warm-start")
     if getattr(args, "adjoint", None) is not None and args.mode in ("quality", "rnode"):
         out += ["--adjoint", args.adjoint, "--divergence", args.divergence, "--objective", args.objective,
                 "--eval-n", str(args.eval_n), "--warmup-frac", repr(args.warmup_frac)]

@@ -72,7 +72,7 @@ def ffjord_time_per_iter(args: argparse.Namespace) -> str:
         f"of mean/median), both trainers run at the same time, one thread each: `{args.data}`, concat-squash "
         f"{'-'.join(map(str, args.hidden))}, {args.activation}, {args.method}, atol = rtol = {args.tol:g}, "
         f"batch {args.batch}, T = {args.end_time:g} {'fixed' if args.fixed_end_time else 'learned'}, adjoint, exact "
-        f"divergence, Adam lr {args.lr:g} (weight decay 1e-5). ctflows: seminorm {'off' if args.no_seminorm else 'on'}{', field compiled (torch.compile: the compiling happens in the first iterations, outside the mean and median but inside total s)' if args.compile_field else ''}. "
+        f"divergence, Adam lr {args.lr:g} (weight decay 1e-5). ctflows: seminorm {'off' if args.no_seminorm else 'on'}, first steps {'by torchdiffeq' if args.no_warm_start else 'warm-started'}{', field compiled (torch.compile: the compiling happens in the first iterations, outside the mean and median but inside total s)' if args.compile_field else ''}. "
         f"{machine_line()}.",
         "",
         "| code | iterations averaged | mean s / iter | median s / iter | NFE fwd | NFE bwd | total s |",

@@ -36,7 +36,8 @@ class AdjointProblem:
     method: str
     atol: float
     rtol: float
-    options: dict[str, Any]
+    options: dict[str, Any]  # the forward solve's torchdiffeq options (step_size, first_step)
+    backward_options: dict[str, Any]  # the backward solve's
     seminorm: bool
 
 
@@ -58,8 +59,9 @@ class _FlatDynamics:
 
     def __init__(self, dynamics: Any, features: int) -> None:
         self.dynamics, self.features = dynamics, features
-        if hasattr(dynamics, "callback_step"):
-            self.callback_step = dynamics.callback_step
+        for name in ("callback_step", "callback_accept_step"):
+            if hasattr(dynamics, name):
+                setattr(self, name, getattr(dynamics, name))
 
     def __call__(self, t: Tensor, s: Tensor) -> Tensor:
         v, *integrands = self.dynamics(t, (s[:, : self.features],))
@@ -73,8 +75,10 @@ class _AdjointDynamics:
         self.problem, self.params = problem, params
         self.batch, self.features = shape
         self.fixed_adjoints = fixed_adjoints.unbind(dim=1)  # dL/dℓ, dL/dr_k, each [B]
-        if hasattr(problem.dynamics, "callback_step_adjoint"):
-            self.callback_step = problem.dynamics.callback_step_adjoint
+        # The dynamics' callbacks for the adjoint solve, under the names torchdiffeq's odeint looks up.
+        for name in ("callback_step", "callback_accept_step"):
+            if hasattr(problem.dynamics, name + "_adjoint"):
+                setattr(self, name, getattr(problem.dynamics, name + "_adjoint"))
 
     def __call__(self, t: Tensor, y: Tensor) -> Tensor:
         n = self.batch * self.features
@@ -129,7 +133,7 @@ class _AdjointSolve(torch.autograd.Function):
         n = s1.shape[0] * features
         adjoint_rhs = _AdjointDynamics(problem, s1[:, :features].shape, grad_s1[:, features:], tuple(params))
         sizes = [p.numel() for p in params]
-        options = dict(problem.options)
+        options = dict(problem.backward_options)
         options["norm"] = adjoint_error_norm(n, sizes, problem.seminorm)
         y1 = torch.cat([s1[:, :features].reshape(-1), grad_s1[:, :features].reshape(-1), s1.new_zeros(sum(sizes))])
         times = torch.stack([end, start]).to(s1)

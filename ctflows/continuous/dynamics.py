@@ -63,6 +63,7 @@ class AugmentedDynamics:
         chunk_size: int | None = None,
         forward_mode: bool = True,
         jacobian_products: Any = None,
+        first_step_recorders: tuple[Any, Any] = (None, None),
     ) -> None:
         self.field = field
         self.context = context
@@ -82,6 +83,10 @@ class AugmentedDynamics:
             # torchdiffeq looks these up by name; solvers without callback support would warn about them.
             self.callback_step = self._on_step
             self.callback_step_adjoint = self._on_adjoint_step
+        # Each stores its solve's first accepted step (ctflows.continuous.first_step): this solve, its adjoint.
+        for name, recorder in zip(("callback_accept_step", "callback_accept_step_adjoint"), first_step_recorders):
+            if recorder is not None:
+                setattr(self, name, recorder)
 
     @property
     def backward_direction(self) -> str:

@@ -17,6 +17,7 @@ from torchdiffeq import odeint, odeint_adjoint
 
 # torchdiffeq keeps its solver table private; the pinned version (see constraints.txt) is the one tested.
 from torchdiffeq._impl.odeint import SOLVERS
+from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from ctflows.continuous.adjoint import AdjointProblem, integrate_with_adjoint
@@ -32,6 +33,11 @@ def is_fixed_step(method: str) -> bool:
 def supports_step_callbacks(method: str) -> bool:
     """Whether the solver calls ``callback_step`` on each step (all but the scipy wrapper)."""
     return "callback_step" in SOLVERS[method].valid_callbacks()
+
+
+def accepts_first_step(method: str) -> bool:
+    """Whether the solver is an adaptive Runge-Kutta one, which takes a ``first_step`` option (dopri5, bosh3, ...)."""
+    return issubclass(SOLVERS[method], RKAdaptiveStepsizeODESolver)
 
 
 def check_method(method: str) -> None:
@@ -65,23 +71,29 @@ def integrate(
     adjoint: bool | str,
     seminorm: bool,
     params: tuple[Tensor, ...],
+    first_steps: tuple[float | None, float | None] = (None, None),
 ) -> tuple[Tensor, ...]:
     """Integrate ``state0`` from ``start`` to ``end`` and return the final state (a tuple like ``state0``).
 
     ``params`` are the tensors the adjoint differentiates besides the state (field parameters, context).
-    Without grad mode the plain solver runs: there is no backward pass to make cheaper.
+    ``first_steps``: the first step to try in this solve and in its adjoint backward solve (None: torchdiffeq's
+    heuristic; see :mod:`ctflows.continuous.first_step`). Without grad mode the plain solver runs: there is
+    no backward pass to make cheaper.
     """
     options: dict[str, Any] = {}
     if step_size is not None:
         options["step_size"] = step_size
+    adjoint_options = dict(options)
+    for solve_options, first_step in zip((options, adjoint_options), first_steps):
+        if first_step is not None:
+            solve_options["first_step"] = first_step
     if adjoint is True and torch.is_grad_enabled():
-        problem = AdjointProblem(dynamics, method, atol, rtol, options, seminorm)
+        problem = AdjointProblem(dynamics, method, atol, rtol, options, adjoint_options, seminorm)
         return integrate_with_adjoint(problem, state0, start, end, params)
     times = torch.stack([start, end])
     if seminorm:
         options["norm"] = _x_only_rms
     if adjoint == "torchdiffeq" and torch.is_grad_enabled():
-        adjoint_options = {k: v for k, v in options.items() if k != "norm"}
         if seminorm:
             adjoint_options["norm"] = "seminorm"
         solution = odeint_adjoint(

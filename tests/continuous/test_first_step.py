@@ -1,0 +1,128 @@
+"""Warm-started first steps: what the memory hints, that training solves use it, and that nothing else changes."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from ctflows.continuous import CNF, ConcatSquashMLP
+from ctflows.continuous.dynamics import AugmentedDynamics
+from ctflows.continuous.first_step import GROWTH, FirstStepMemory
+from ctflows.data import get_density
+
+F64 = torch.float64
+
+
+def make_cnf(**kwargs) -> CNF:
+    torch.manual_seed(0)
+    field = ConcatSquashMLP(3, (16, 16), activation="tanh", init_scale=1.0)
+    return CNF(field, **{"atol": 1e-6, "rtol": 1e-6, "learn_end_time": True, **kwargs}).to(F64).train()
+
+
+def data(seed: int = 1) -> torch.Tensor:
+    return torch.randn(8, 3, dtype=F64, generator=torch.Generator().manual_seed(seed))
+
+
+def loss_of(cnf: CNF, x: torch.Tensor) -> torch.Tensor:
+    z, logdet = cnf(x)
+    return (0.5 * z.pow(2).sum(-1) - logdet).mean()
+
+
+def test_the_memory_hints_the_grown_first_accepted_step_as_a_fraction_of_the_span():
+    memory = FirstStepMemory()
+    assert memory.hint("k", 2.0) is None  # nothing recorded: torchdiffeq's heuristic decides
+    record = memory.recorder("k", 2.0)
+    record(torch.tensor(0.0), None, torch.tensor(0.5))
+    record(torch.tensor(0.5), None, torch.tensor(1.0))  # a later accepted step of the same run is ignored
+    assert memory.hint("k", 2.0) == pytest.approx(GROWTH * 0.5)
+    assert memory.hint("k", 4.0) == pytest.approx(GROWTH * 1.0)  # the same fraction of a longer span
+    assert memory.hint("other", 2.0) is None
+    memory.recorder("k", 1.0)(torch.tensor(0.0), None, torch.tensor(0.95))
+    assert memory.hint("k", 1.0) == 1.0  # never more than the whole span
+
+
+@pytest.mark.parametrize("adjoint", [True, "torchdiffeq", False])
+def test_training_solves_start_at_the_hinted_step(monkeypatch, adjoint):
+    attempted: list[tuple[bool, float]] = []
+    on_step, on_adjoint_step = AugmentedDynamics._on_step, AugmentedDynamics._on_adjoint_step
+    monkeypatch.setattr(AugmentedDynamics, "_on_step", lambda self, t0, y0, dt: (attempted.append((False, float(dt))), on_step(self, t0, y0, dt)))
+    monkeypatch.setattr(
+        AugmentedDynamics, "_on_adjoint_step", lambda self, t0, y0, dt: (attempted.append((True, float(dt))), on_adjoint_step(self, t0, y0, dt))
+    )
+    cnf = make_cnf(adjoint=adjoint)
+    loss_of(cnf, data()).backward()
+    recorded = dict(cnf.first_steps.fractions)
+    assert {kind[0] for kind in recorded} == ({"solve"} if adjoint is False else {"solve", "adjoint"})
+    span = float(cnf.end_time.detach())
+    hints = {kind[0]: min(GROWTH * fraction, 1.0) * span for kind, fraction in recorded.items()}
+    attempted.clear()
+    loss_of(cnf, data(seed=2)).backward()
+    first_forward = next(dt for backward, dt in attempted if not backward)
+    assert first_forward == pytest.approx(hints["solve"], rel=1e-12)
+    if adjoint is not False:
+        first_backward = next(dt for backward, dt in attempted if backward)
+        assert first_backward == pytest.approx(hints["adjoint"], rel=1e-12)
+
+
+def test_warm_started_solves_keep_their_accuracy_and_their_gradients():
+    """After a call has primed the memory, output, log-det and adjoint gradients still match a tight solve."""
+    x = data()
+    cnfs = {}
+    for name, kwargs in {"adjoint": dict(adjoint=True), "direct": dict(adjoint=False)}.items():
+        cnf = make_cnf(atol=1e-8, rtol=1e-8, **kwargs)
+        loss_of(cnf, data(seed=5)).backward()  # primes the memory
+        assert cnf.first_steps.fractions
+        cnf.zero_grad()
+        cnfs[name] = cnf
+    reference = make_cnf(atol=1e-12, rtol=1e-12, warm_start_step=False, adjoint=False)
+    z_ref, logdet_ref = reference(x)
+    for cnf in cnfs.values():
+        z, logdet = cnf(x)
+        torch.testing.assert_close(z, z_ref, atol=1e-6, rtol=0)
+        torch.testing.assert_close(logdet, logdet_ref, atol=1e-6, rtol=0)
+        loss_of(cnf, x).backward()
+    for a, b in zip(cnfs["adjoint"].parameters(), cnfs["direct"].parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_evaluation_does_not_depend_on_earlier_calls():
+    cnf = make_cnf()
+    fresh = copy.deepcopy(cnf)
+    for seed in range(3):
+        loss_of(cnf, data(seed)).backward()
+    assert cnf.first_steps.fractions
+    cnf.eval(), fresh.eval()
+    x = data(seed=9)
+    for a, b in zip(cnf(x), fresh(x)):
+        assert torch.equal(a, b)
+    assert torch.equal(cnf.inverse(x)[0], fresh.inverse(x)[0])
+
+
+@pytest.mark.parametrize("kwargs", [dict(warm_start_step=False), dict(method="rk4", step_size=0.1)])
+def test_nothing_is_carried_over_when_off_or_for_fixed_steps(kwargs):
+    cnf = make_cnf(**kwargs)
+    loss_of(cnf, data()).backward()
+    with torch.no_grad():
+        cnf.eval()(data())
+    assert cnf.first_steps.fractions == {}
+
+
+def test_warm_starts_save_evaluations_in_a_short_training_run():
+    """The same 25 Adam steps on eight Gaussians, with and without warm starts: fewer evaluations with them."""
+    batches = [get_density("eight_gaussians").sample(256, generator=torch.Generator().manual_seed(i)) for i in range(25)]
+    totals = {}
+    for warm in (True, False):
+        torch.manual_seed(0)
+        cnf = CNF(ConcatSquashMLP(2, (32, 32), activation="tanh"), end_time=0.5, learn_end_time=True, warm_start_step=warm)
+        optimizer = torch.optim.Adam(cnf.parameters(), lr=5e-3)
+        totals[warm] = 0
+        for x in batches:
+            z, logdet = cnf(x)
+            loss = (0.5 * z.pow(2).sum(-1) - logdet).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            totals[warm] += cnf.stats["nfe_forward"] + cnf.stats["nfe_backward"]
+    # Each solve skips the heuristic's extra evaluation, and a start it had guessed too long.
+    assert totals[True] < totals[False] - 25, totals
