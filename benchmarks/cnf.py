@@ -207,17 +207,24 @@ def cmd_quality(args: argparse.Namespace) -> str:
     if args.objective == "flow_matching" and args.regularize:
         raise SystemExit("quality: --regularize weights the likelihood objective only; flow matching would ignore them")
     job = ["train", "--density", args.density, "--seconds", str(args.seconds), *model_args(args),
-           *(["--regularize"] if args.regularize else [])]
+           *(["--regularize"] if args.regularize else []), *(["--steer", repr(args.steer)] if args.steer else [])]
     (r,) = run_children([job], 1, args.seconds * 3 + 600)
     name = "flow matching (independent coupling)" if args.objective == "flow_matching" else "maximum likelihood"
-    return quality_table(args, [(name + (", RNODE" if args.regularize else ""), r)])
+    return quality_table(args, [(name + (", RNODE" if args.regularize else "") + (f", STEER {args.steer:g}" if args.steer else ""), r)])
 
 
 def cmd_rnode(args: argparse.Namespace) -> str:
+    regularized = ["--regularize"] if args.kinetic or args.frobenius else []
+    name = f"RNODE (K {args.kinetic:g}, B {args.frobenius:g})" if regularized else ""
+    if args.steer:
+        regularized += ["--steer", repr(args.steer)]
+        name += (" + " if name else "") + f"STEER (b {args.steer:g})"
+    if not regularized:
+        raise SystemExit("rnode: give RNODE weights (--kinetic, --frobenius) or --steer, or there is nothing to compare")
     jobs = [["train", "--density", args.density, "--seconds", str(args.seconds), *model_args(args), *extra]
-            for extra in ([], ["--regularize"])]
+            for extra in ([], regularized)]
     rows = run_children(jobs, 2, args.seconds * 3 + 600)
-    return quality_table(args, [("plain", rows[0]), (f"RNODE (K {args.kinetic:g}, B {args.frobenius:g})", rows[1])])
+    return quality_table(args, [("plain", rows[0]), (name, rows[1])])
 
 
 def quality_table(args: argparse.Namespace, results: list) -> str:
@@ -331,6 +338,8 @@ def main() -> None:
         p.add_argument("--no-seminorm", action="store_true", help="error control on every state, as FFJORD")
         p.add_argument("--compile-field", action="store_true", help="CNF(compile_field=True): torch.compile the field")
         p.add_argument("--no-warm-start", action="store_true", help="CNF(warm_start_step=False): torchdiffeq picks each first step")
+        p.add_argument("--steer", type=float, default=0.0,
+                       help="CNF(end_time_jitter=b), STEER; in rnode mode the regularized model only")
         p.add_argument("--kinetic", type=float, default=0.01)
         p.add_argument("--frobenius", type=float, default=0.01)
         p.add_argument("--lr", type=float, default=1e-3)
@@ -434,6 +443,8 @@ def main() -> None:
             key += "-fm" * (args.objective == "flow_matching") + "-rnode" * args.regularize + f"-adjoint{args.adjoint}" * (args.adjoint != "True")
         if args.mode == "rnode" and (args.kinetic, args.frobenius) != (0.01, 0.01):
             key += f"-{args.kinetic:g}-{args.frobenius:g}"
+        if args.mode == "rnode" and args.steer:
+            key += f"-steer{args.steer:g}"
         if args.mode == "ffjord":
             key = f"ffjord-{args.data}" + (f"-{args.seconds:g}s" if args.seconds else "") + "-compiled" * args.compile_field + "-cold" * args.no_warm_start
         update_docs(DOCS, key, f"```\n{command}\n```\n\n{text}\n")

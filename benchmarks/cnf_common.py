@@ -30,6 +30,7 @@ def build_flow(dim: int, args: argparse.Namespace, *, adjoint: bool, divergence:
         regularization=("kinetic_energy", "jacobian_frobenius") if getattr(args, "regularize", False) else None,
         compile_field=getattr(args, "compile_field", False),
         warm_start_step=not getattr(args, "no_warm_start", False),
+        end_time_jitter=getattr(args, "steer", 0.0),
     )
 
 

@@ -70,6 +70,9 @@ class CNF(Transform):
             toy configuration (docs/benchmarks.md); off by default for the compile time. torch.compile keeps
             at most ``torch._dynamo.config.recompile_limit`` (8) variants per compiled function in a process,
             shared by all CNFs: past that (many field shapes, batch sizes, settings) the rest run eagerly.
+        end_time_jitter: b in [0, 1). In training mode each call integrates to T·(1 + u), u ~ U(-b, b), drawn
+            anew per call (STEER: Ghosh et al., "STEER: simple temporal regularization for neural ODEs", 2020,
+            who jitter T additively; relative jitter keeps T·(1 + u) > 0 when T is learned). Evaluation uses T.
         warm_start_step: in training mode, start each adaptive solve (and the adjoint's backward solve) at
             1.2x the first step the previous solve of its kind accepted, instead of torchdiffeq's initial-step
             heuristic, which costs an evaluation and is often rejected (:mod:`ctflows.continuous.first_step`).
@@ -105,6 +108,7 @@ class CNF(Transform):
         exact_chunk_size: int | None = None,
         field_jvp: bool = True,
         compile_field: bool = False,
+        end_time_jitter: float = 0.0,
         warm_start_step: bool = True,
         name: str | None = None,
     ) -> None:
@@ -123,6 +127,8 @@ class CNF(Transform):
         for setting, value in (("step_size", step_size), ("eval_atol", eval_atol), ("eval_rtol", eval_rtol), ("exact_chunk_size", exact_chunk_size)):
             if value is not None and not value > 0:
                 raise ConfigurationError(f"CNF: {setting} must be positive (or None for the default), got {value}")
+        if not 0.0 <= end_time_jitter < 1.0:
+            raise ConfigurationError(f"CNF: end_time_jitter must be in [0, 1) (a fraction of T), got {end_time_jitter}")
         if noise not in NOISE_KINDS:
             raise ConfigurationError(f"CNF: noise {noise!r} is not one of {NOISE_KINDS}")
         resolve_divergence(divergence, features)
@@ -146,6 +152,7 @@ class CNF(Transform):
                 "use a ctflows.continuous field (TimeMLP, ...) with field_jvp=True, or compile_field=False"
             )
         self.compile_field = compile_field
+        self.end_time_jitter = float(end_time_jitter)
         self.warm_start_step = warm_start_step
         self.first_steps = FirstStepMemory()
         if learn_end_time:
@@ -190,6 +197,8 @@ class CNF(Transform):
         context = context if self.context_features is not None else None
         end = self.end_time
         T = end.to(x) if isinstance(end, Tensor) else x.new_tensor(end)
+        if self.training and self.end_time_jitter > 0:
+            T = T * (1.0 + self.end_time_jitter * (2.0 * torch.rand((), dtype=x.dtype, device=x.device) - 1.0))
         first_steps, recorders = self._first_step_hints(x, T, inverse)
         dynamics = self._dynamics(x, context, inverse, recorders)
         stats, settings, regs = dynamics.stats, dynamics.settings, dynamics.regularization
