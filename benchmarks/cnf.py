@@ -443,8 +443,8 @@ def main() -> None:
             key += "-fm" * (args.objective == "flow_matching") + "-rnode" * args.regularize + f"-adjoint{args.adjoint}" * (args.adjoint != "True")
         if args.mode == "rnode" and (args.kinetic, args.frobenius) != (0.01, 0.01):
             key += f"-{args.kinetic:g}-{args.frobenius:g}"
-        if args.mode == "rnode" and args.steer:
-            key += f"-steer{args.steer:g}"
+        if args.mode in ("quality", "rnode"):
+            key += f"-steer{args.steer:g}" * bool(args.steer) + "-cold" * args.no_warm_start
         if args.mode == "ffjord":
             key = f"ffjord-{args.data}" + (f"-{args.seconds:g}s" if args.seconds else "") + "-compiled" * args.compile_field + "-cold" * args.no_warm_start
         update_docs(DOCS, key, f"```\n{command}\n```\n\n{text}\n")

@@ -17,7 +17,7 @@ from ctflows.continuous.compiled import CompiledField
 from ctflows.continuous.divergence import NOISE_KINDS, resolve_divergence, sample_noise
 from ctflows.continuous.dynamics import AugmentedDynamics
 from ctflows.continuous.failure import SolveSettings, is_solver_failure, solver_error
-from ctflows.continuous.first_step import FirstStepMemory
+from ctflows.continuous.first_step import FirstStepMemory, StepRecorder
 from ctflows.continuous.regularization import check_regularization
 from ctflows.continuous.solve import (
     accepts_first_step,
@@ -72,13 +72,15 @@ class CNF(Transform):
             shared by all CNFs: past that (many field shapes, batch sizes, settings) the rest run eagerly.
         end_time_jitter: b in [0, 1). In training mode each call integrates to T·(1 + u), u ~ U(-b, b), drawn
             anew per call (STEER: Ghosh et al., "STEER: simple temporal regularization for neural ODEs", 2020,
-            who jitter T additively; relative jitter keeps T·(1 + u) > 0 when T is learned). Evaluation uses T.
+            who jitter T additively; relative jitter keeps T·(1 + u) > 0 when T is learned). Evaluation uses T,
+            so call ``eval()`` before sampling. Flow matching (which never solves the ODE in training) ignores it.
         warm_start_step: in training mode, start each adaptive solve (and the adjoint's backward solve) at
             1.2x the first step the previous solve of its kind accepted, instead of torchdiffeq's initial-step
             heuristic, which costs an evaluation and is often rejected (:mod:`ctflows.continuous.first_step`).
             About 20% fewer evaluations per iteration in FFJORD's toy configuration (docs/benchmarks.md). The
             tolerances still hold every step; evaluation mode never uses it, so eval results do not depend on
-            the calls before.
+            the calls before. Training-mode outputs do: a finite-difference or gradcheck over training-mode
+            calls needs ``warm_start_step=False``. ``fit`` checkpoints the memory, so resumed runs stay exact.
         name: label used in error messages.
 
     ``stats`` after a call: ``nfe_forward`` (field calls in this call's solve), ``nfe_backward`` (filled in
@@ -184,6 +186,13 @@ class CNF(Transform):
         state.pop("_compiled_jvp", None)
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        # CNFs pickled before these settings existed get their defaults.
+        state.setdefault("end_time_jitter", 0.0)
+        state.setdefault("warm_start_step", True)
+        state.setdefault("first_steps", FirstStepMemory())
+        super().__setstate__(state)
+
     def label(self) -> str:
         return self.name or f"CNF(features={self.features}, field={type(self.field).__name__})"
 
@@ -231,18 +240,21 @@ class CNF(Transform):
             stats["regularization"] = {n: sign * v.mean() for n, v in zip(regs, values)}
         return out, logdet
 
-    def _first_step_hints(self, x: Tensor, T: Tensor, inverse: bool) -> tuple[tuple, tuple]:
+    def _first_step_hints(
+        self, x: Tensor, T: Tensor, inverse: bool
+    ) -> tuple[tuple[float | None, float | None], tuple[StepRecorder | None, StepRecorder | None]]:
         """The first steps to try in this solve and in its adjoint solve, and the callbacks recording what they accept."""
         if not (self.warm_start_step and self.training and accepts_first_step(self.method)):
             return (None, None), (None, None)
         span = float(T.detach())
         # Tolerances and dtype change the step a solve can take; the direction changes which end it starts at.
-        setting = (inverse, self.method, self.atol, self.rtol, x.dtype)
+        setting = (inverse, self.method, self.atol, self.rtol, str(x.dtype))
         kinds = (("solve", *setting), ("adjoint", *setting))
-        return tuple(self.first_steps.hint(k, span) for k in kinds), tuple(self.first_steps.recorder(k, span) for k in kinds)
+        return tuple(self.first_steps.hint(k, span) for k in kinds), tuple(self.first_steps.recorder(k) for k in kinds)
 
     def _dynamics(
-        self, x: Tensor, context: Tensor | None, inverse: bool, first_step_recorders: tuple = (None, None)
+        self, x: Tensor, context: Tensor | None, inverse: bool,
+        first_step_recorders: tuple[StepRecorder | None, StepRecorder | None] = (None, None),
     ) -> AugmentedDynamics:
         """The right-hand side for one call, with this mode's settings and fresh stats (also set on ``self``)."""
         train = self.training
@@ -266,6 +278,8 @@ class CNF(Transform):
         return (
             f"features={self.features}, method={self.method!r}, atol={self.atol:g}, rtol={self.rtol:g}, "
             f"{'compile_field=True, ' if self.compile_field else ''}"
+            f"{f'end_time_jitter={self.end_time_jitter:g}, ' if self.end_time_jitter else ''}"
+            f"{'' if self.warm_start_step else 'warm_start_step=False, '}"
             f"adjoint={self.adjoint!r}, divergence={self.divergence!r}, eval_divergence={self.eval_divergence!r}, "
             f"regularization={self.regularization}"
         )

@@ -19,6 +19,7 @@ from ctflows.continuous.divergence import (
     hutchinson_divergence_forward_mode,
 )
 from ctflows.continuous.failure import SolveSettings, solver_error
+from ctflows.continuous.first_step import StepRecorder
 from ctflows.continuous.regularization import regularization_rates
 
 
@@ -63,7 +64,7 @@ class AugmentedDynamics:
         chunk_size: int | None = None,
         forward_mode: bool = True,
         jacobian_products: Any = None,
-        first_step_recorders: tuple[Any, Any] = (None, None),
+        first_step_recorders: tuple[StepRecorder | None, StepRecorder | None] = (None, None),
     ) -> None:
         self.field = field
         self.context = context

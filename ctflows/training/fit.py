@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ctflows.continuous.first_step import first_step_states, load_first_step_states
 from ctflows.core.stats import count_stats
 from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.training.averaging import ParameterAverage, check_decay, holding_average
@@ -178,6 +179,7 @@ def fit(
             flow.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
             stream.load_state_dict(saved["stream"])
+            load_first_step_states(flow, saved.get("first_steps", {}))  # older states have none: cold starts
             history, trained_seconds = History.from_dict(saved["history"]), float(saved["trained_seconds"])
             eval_seed = int(saved["eval_seed"])
             restore_rng(saved["rng"])
@@ -279,7 +281,7 @@ def _write_checkpoint(
     write_state(directory, {
         "step": history.steps, "trained_seconds": trained_seconds, "eval_seed": eval_seed, "config": config,
         "model": flow.state_dict(), "optimizer": opt.state_dict(), "history": history.to_dict(),
-        "stream": stream.state_dict(), "rng": capture_rng(),
+        "stream": stream.state_dict(), "rng": capture_rng(), "first_steps": first_step_states(flow),
         **({"average": average.state_dict()} if average is not None else {}),
     })
     with holding_average(average):  # the model users load is the averaged one

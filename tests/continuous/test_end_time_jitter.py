@@ -33,11 +33,16 @@ def test_evaluation_integrates_to_t(linear_field, matrix_a):
 
 
 def test_a_learned_end_time_gets_its_gradient_through_the_jitter(linear_field, matrix_a):
+    torch.manual_seed(0)
     cnf = CNF(linear_field(matrix_a), end_time=T, learn_end_time=True, end_time_jitter=B).double().train()
     x = torch.randn(4, 3, dtype=torch.float64)
-    cnf(x)[1].sum().backward()
-    # d(logdet)/dθ = tr(A)·(1 + u)·softplus'(θ), nonzero with the same sign as tr(A).
-    assert float(cnf.raw_end_time.grad) * float(torch.trace(matrix_a)) > 0
+    logdet = cnf(x)[1]
+    logdet.sum().backward()
+    # logdet = T(θ)(1 + u) tr(A) per sample, so d(Σ logdet)/dθ = 4 (1 + u) tr(A) sigmoid(θ) with the u of this call.
+    jitter = float(logdet[0].detach()) / (T * float(torch.trace(matrix_a)))
+    assert jitter != pytest.approx(1.0, abs=1e-6)  # the call was jittered
+    expected = 4 * jitter * float(torch.trace(matrix_a)) * float(torch.sigmoid(cnf.raw_end_time.detach()))
+    assert float(cnf.raw_end_time.grad) == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 2.0])

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import copy
+import pickle
 
 import pytest
 import torch
 
 from ctflows.continuous import CNF, ConcatSquashMLP
+from ctflows.continuous import cnf as cnf_module
 from ctflows.continuous.dynamics import AugmentedDynamics
 from ctflows.continuous.first_step import GROWTH, FirstStepMemory
 from ctflows.data import get_density
@@ -29,35 +31,38 @@ def loss_of(cnf: CNF, x: torch.Tensor) -> torch.Tensor:
     return (0.5 * z.pow(2).sum(-1) - logdet).mean()
 
 
-def test_the_memory_hints_the_grown_first_accepted_step_as_a_fraction_of_the_span():
+def test_the_memory_hints_the_grown_first_accepted_step_within_the_span():
     memory = FirstStepMemory()
     assert memory.hint("k", 2.0) is None  # nothing recorded: torchdiffeq's heuristic decides
-    record = memory.recorder("k", 2.0)
+    record = memory.recorder("k")
     record(torch.tensor(0.0), None, torch.tensor(0.5))
     record(torch.tensor(0.5), None, torch.tensor(1.0))  # a later accepted step of the same run is ignored
     assert memory.hint("k", 2.0) == pytest.approx(GROWTH * 0.5)
-    assert memory.hint("k", 4.0) == pytest.approx(GROWTH * 1.0)  # the same fraction of a longer span
+    assert memory.hint("k", 0.3) == 0.3  # never more than the whole span
     assert memory.hint("other", 2.0) is None
-    memory.recorder("k", 1.0)(torch.tensor(0.0), None, torch.tensor(0.95))
-    assert memory.hint("k", 1.0) == 1.0  # never more than the whole span
+    restored = FirstStepMemory()
+    restored.load_state_dict(memory.state_dict())
+    assert restored.steps == memory.steps
 
 
+@pytest.mark.parametrize("inverse", [False, True])
 @pytest.mark.parametrize("adjoint", [True, "torchdiffeq", False])
-def test_training_solves_start_at_the_hinted_step(monkeypatch, adjoint):
+def test_training_solves_start_at_the_hinted_step(monkeypatch, adjoint, inverse):
     attempted: list[tuple[bool, float]] = []
     on_step, on_adjoint_step = AugmentedDynamics._on_step, AugmentedDynamics._on_adjoint_step
-    monkeypatch.setattr(AugmentedDynamics, "_on_step", lambda self, t0, y0, dt: (attempted.append((False, float(dt))), on_step(self, t0, y0, dt)))
+    monkeypatch.setattr(AugmentedDynamics, "_on_step", lambda self, t0, y0, dt: (attempted.append((False, float(dt.detach()))), on_step(self, t0, y0, dt)))
     monkeypatch.setattr(
-        AugmentedDynamics, "_on_adjoint_step", lambda self, t0, y0, dt: (attempted.append((True, float(dt))), on_adjoint_step(self, t0, y0, dt))
+        AugmentedDynamics, "_on_adjoint_step", lambda self, t0, y0, dt: (attempted.append((True, float(dt.detach()))), on_adjoint_step(self, t0, y0, dt))
     )
     cnf = make_cnf(adjoint=adjoint)
-    loss_of(cnf, data()).backward()
-    recorded = dict(cnf.first_steps.fractions)
-    assert {kind[0] for kind in recorded} == ({"solve"} if adjoint is False else {"solve", "adjoint"})
+    call = cnf.inverse if inverse else cnf
+    call(data())[0].pow(2).sum().backward()
+    recorded = dict(cnf.first_steps.steps)
+    assert {kind[:2] for kind in recorded} == {(phase, inverse) for phase in (("solve",) if adjoint is False else ("solve", "adjoint"))}
     span = float(cnf.end_time.detach())
-    hints = {kind[0]: min(GROWTH * fraction, 1.0) * span for kind, fraction in recorded.items()}
+    hints = {kind[0]: min(GROWTH * step, span) for kind, step in recorded.items()}
     attempted.clear()
-    loss_of(cnf, data(seed=2)).backward()
+    call(data(seed=2))[0].pow(2).sum().backward()
     first_forward = next(dt for backward, dt in attempted if not backward)
     assert first_forward == pytest.approx(hints["solve"], rel=1e-12)
     if adjoint is not False:
@@ -72,7 +77,7 @@ def test_warm_started_solves_keep_their_accuracy_and_their_gradients():
     for name, kwargs in {"adjoint": dict(adjoint=True), "direct": dict(adjoint=False)}.items():
         cnf = make_cnf(atol=1e-8, rtol=1e-8, **kwargs)
         loss_of(cnf, data(seed=5)).backward()  # primes the memory
-        assert cnf.first_steps.fractions
+        assert cnf.first_steps.steps
         cnf.zero_grad()
         cnfs[name] = cnf
     reference = make_cnf(atol=1e-12, rtol=1e-12, warm_start_step=False, adjoint=False)
@@ -91,7 +96,7 @@ def test_evaluation_does_not_depend_on_earlier_calls():
     fresh = copy.deepcopy(cnf)
     for seed in range(3):
         loss_of(cnf, data(seed)).backward()
-    assert cnf.first_steps.fractions
+    assert cnf.first_steps.steps
     cnf.eval(), fresh.eval()
     x = data(seed=9)
     for a, b in zip(cnf(x), fresh(x)):
@@ -100,12 +105,15 @@ def test_evaluation_does_not_depend_on_earlier_calls():
 
 
 @pytest.mark.parametrize("kwargs", [dict(warm_start_step=False), dict(method="rk4", step_size=0.1)])
-def test_nothing_is_carried_over_when_off_or_for_fixed_steps(kwargs):
+def test_no_hint_when_off_or_for_fixed_steps(monkeypatch, kwargs):
+    handed: list[tuple] = []
+    integrate = cnf_module.integrate
+    monkeypatch.setattr(cnf_module, "integrate", lambda *a, **k: (handed.append(k["first_steps"]), integrate(*a, **k))[1])
     cnf = make_cnf(**kwargs)
-    loss_of(cnf, data()).backward()
-    with torch.no_grad():
-        cnf.eval()(data())
-    assert cnf.first_steps.fractions == {}
+    for _ in range(2):
+        loss_of(cnf, data()).backward()
+    assert handed == [(None, None)] * 2
+    assert cnf.first_steps.steps == {}
 
 
 def test_warm_starts_save_evaluations_in_a_short_training_run():
@@ -126,3 +134,13 @@ def test_warm_starts_save_evaluations_in_a_short_training_run():
             totals[warm] += cnf.stats["nfe_forward"] + cnf.stats["nfe_backward"]
     # Each solve skips the heuristic's extra evaluation, and a start it had guessed too long.
     assert totals[True] < totals[False] - 25, totals
+
+
+def test_a_cnf_pickled_before_these_settings_unpickles_with_their_defaults():
+    cnf = make_cnf()
+    for name in ("first_steps", "warm_start_step", "end_time_jitter"):
+        del cnf.__dict__[name]  # as in a CNF pickled by an earlier version
+    restored = pickle.loads(pickle.dumps(cnf))
+    assert restored.warm_start_step is True and restored.end_time_jitter == 0.0
+    loss_of(restored, data()).backward()
+    assert restored.first_steps.steps

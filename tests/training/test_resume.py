@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ctflows.errors import CheckpointError, ConfigurationError
+from ctflows.models import cnf
 from ctflows.training import fit, load
 from ctflows.training.training_state import read_state
 from training.fakes import CorrelatedGaussian, affine_flow
@@ -70,6 +71,25 @@ def test_resume_in_process_matches_and_continues_the_history(tmp_path, device):
     run(11, resume=False)  # stops early (a checkpoint is written when it stops)
     resumed, history = run(None, resume=True)
     assert history.losses == whole_history.losses and history.steps == 30
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_cnf_with_warm_started_solves_resumes_to_identical_parameters(tmp_path):
+    """Its adaptive solves start from the first steps earlier iterations accepted; the training state keeps them."""
+    def run(stop_at: int | None, resume: bool):
+        torch.manual_seed(0)
+        flow = cnf(2, (16, 16), activation="tanh", end_time=0.5, learn_end_time=True)
+        stop = (lambda step, h: step == stop_at) if stop_at else None
+        fit(flow, CorrelatedGaussian(), steps=10, batch_size=64, seed=1, callback=stop, checkpoint_dir=tmp_path, resume=resume)
+        return flow
+
+    whole = run(None, resume=False)
+    for path in tmp_path.iterdir():
+        path.unlink()
+    run(4, resume=False)
+    assert read_state(tmp_path)["first_steps"]  # the CNF's memory is in the checkpoint
+    resumed = run(None, resume=True)
     for a, b in zip(whole.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
 
