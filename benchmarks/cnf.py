@@ -338,8 +338,6 @@ def main() -> None:
         p.add_argument("--no-seminorm", action="store_true", help="error control on every state, as FFJORD")
         p.add_argument("--compile-field", action="store_true", help="CNF(compile_field=True): torch.compile the field")
         p.add_argument("--no-warm-start", action="store_true", help="CNF(warm_start_step=False): torchdiffeq picks each first step")
-        p.add_argument("--steer", type=float, default=0.0,
-                       help="CNF(end_time_jitter=b), STEER; in rnode mode the regularized model only")
         p.add_argument("--kinetic", type=float, default=0.01)
         p.add_argument("--frobenius", type=float, default=0.01)
         p.add_argument("--lr", type=float, default=1e-3)
@@ -377,6 +375,8 @@ def main() -> None:
         p.add_argument("--divergence", default="exact")
         p.add_argument("--regularize", action="store_true")
         p.add_argument("--objective", default="likelihood", choices=["likelihood", "flow_matching"])
+        p.add_argument("--steer", type=float, default=0.0,
+                       help="CNF(end_time_jitter=b), STEER; in rnode mode the regularized model only")
 
     p = sub.add_parser("ffjord", help="time per iteration: FFJORD's train_toy.py vs ctflows, same config")
     common(p)
@@ -425,6 +425,7 @@ def main() -> None:
     p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
     p.add_argument("--objective", default="likelihood", choices=["likelihood", "flow_matching"])
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--steer", type=float, default=0.0, help="CNF(end_time_jitter=b), STEER")
 
     args = parser.parse_args()
     if args.mode == "row":

@@ -54,14 +54,19 @@ def integrate_with_adjoint(
     return (s1[:, : x0.shape[1]], *s1[:, x0.shape[1] :].unbind(dim=1))
 
 
+def _take_step_callbacks(rhs: Any, dynamics: Any, suffix: str) -> None:
+    """Give ``rhs`` the dynamics' step callbacks named ``callback_*{suffix}`` under the names ``odeint`` looks up."""
+    for name in ("callback_step", "callback_accept_step"):
+        if hasattr(dynamics, name + suffix):
+            setattr(rhs, name, getattr(dynamics, name + suffix))
+
+
 class _FlatDynamics:
     """The augmented right-hand side on the flat state ``s [B, D + 1 + R]``."""
 
     def __init__(self, dynamics: Any, features: int) -> None:
         self.dynamics, self.features = dynamics, features
-        for name in ("callback_step", "callback_accept_step"):
-            if hasattr(dynamics, name):
-                setattr(self, name, getattr(dynamics, name))
+        _take_step_callbacks(self, dynamics, suffix="")
 
     def __call__(self, t: Tensor, s: Tensor) -> Tensor:
         v, *integrands = self.dynamics(t, (s[:, : self.features],))
@@ -75,10 +80,7 @@ class _AdjointDynamics:
         self.problem, self.params = problem, params
         self.batch, self.features = shape
         self.fixed_adjoints = fixed_adjoints.unbind(dim=1)  # dL/dℓ, dL/dr_k, each [B]
-        # The dynamics' callbacks for the adjoint solve, under the names torchdiffeq's odeint looks up.
-        for name in ("callback_step", "callback_accept_step"):
-            if hasattr(problem.dynamics, name + "_adjoint"):
-                setattr(self, name, getattr(problem.dynamics, name + "_adjoint"))
+        _take_step_callbacks(self, problem.dynamics, suffix="_adjoint")
 
     def __call__(self, t: Tensor, y: Tensor) -> Tensor:
         n = self.batch * self.features

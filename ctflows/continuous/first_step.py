@@ -12,7 +12,7 @@ from a cold start's only at that tolerance, but they do depend on the solves bef
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Iterator
 
 from torch import Tensor, nn
 
@@ -56,13 +56,19 @@ class FirstStepMemory:
         self.steps = {tuple(kind) if isinstance(kind, list) else kind: float(step) for kind, step in state}
 
 
+def _memories(model: nn.Module) -> Iterator[tuple[str, FirstStepMemory]]:
+    for name, module in model.named_modules():
+        memory = getattr(module, "first_steps", None)
+        if isinstance(memory, FirstStepMemory):
+            yield name, memory
+
+
 def first_step_states(model: nn.Module) -> dict[str, list]:
     """Every submodule's first-step memory by module name, for a training checkpoint (resumes stay bit-exact)."""
-    return {name: m.first_steps.state_dict() for name, m in model.named_modules() if isinstance(getattr(m, "first_steps", None), FirstStepMemory)}
+    return {name: memory.state_dict() for name, memory in _memories(model)}
 
 
 def load_first_step_states(model: nn.Module, states: dict[str, list]) -> None:
     """Restore what :func:`first_step_states` saved; submodules it does not name start with an empty memory."""
-    for name, m in model.named_modules():
-        if isinstance(getattr(m, "first_steps", None), FirstStepMemory):
-            m.first_steps.load_state_dict(states.get(name, []))
+    for name, memory in _memories(model):
+        memory.load_state_dict(states.get(name, []))
