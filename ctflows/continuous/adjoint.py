@@ -24,8 +24,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torchdiffeq import odeint
 
-from ctflows.continuous.failure import is_solver_failure, solver_error
-from ctflows.errors import InputError, SolverError
+from ctflows.continuous.failure import check_output_gradient, is_solver_failure, solver_error
+from ctflows.errors import SolverError
 
 
 @dataclass
@@ -127,11 +127,7 @@ class _AdjointSolve(torch.autograd.Function):
         problem, features, rhs = ctx.problem, ctx.features, ctx.rhs
         start, end, s1, s0, *params = ctx.saved_tensors
         dynamics = problem.dynamics
-        if not bool(torch.isfinite(grad_s1).all()):
-            raise InputError(
-                f"{dynamics.settings.layer}: the gradient arriving at its output is NaN or Inf, before any solve; "
-                "the loss (or a layer after this one) produced it, not the ODE solver"
-            )
+        check_output_gradient(dynamics.settings.layer, grad_s1)
         n = s1.shape[0] * features
         adjoint_rhs = _AdjointDynamics(problem, s1[:, :features].shape, grad_s1[:, features:], tuple(params))
         sizes = [p.numel() for p in params]

@@ -9,7 +9,10 @@ import os
 import traceback
 from dataclasses import dataclass
 
-from ctflows.errors import SolverError
+import torch
+from torch import Tensor
+
+from ctflows.errors import InputError, SolverError
 
 # Messages torchdiffeq uses when a solve cannot go on; other RuntimeErrors (shapes, memory) are not ours.
 _SOLVER_PHRASES = ("underflow", "max_num_steps", "non-finite", "maximum number of iterations", "step size")
@@ -52,3 +55,16 @@ def solver_error(settings: SolveSettings, direction: str, reason: str, nfe_forwa
         "looser tolerances (e.g. atol=rtol=1e-4), a larger max_num_steps, a fixed-step solver "
         "(method='rk4', step_size=0.05), a lower learning rate, or a shorter end time T."
     )
+
+
+def check_output_gradient(layer: str, grad: Tensor) -> None:
+    """Raise an :class:`InputError` if the gradient arriving at a CNF's output is NaN or Inf.
+
+    An adjoint solve started from such a gradient would fail or return NaN, and the failure would look like
+    the solver's; the loss (or a layer after the CNF) is what produced it.
+    """
+    if not bool(torch.isfinite(grad).all()):
+        raise InputError(
+            f"{layer}: the gradient arriving at its output is NaN or Inf, before any solve; "
+            "the loss (or a layer after this one) produced it, not the ODE solver"
+        )

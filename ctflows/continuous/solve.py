@@ -9,6 +9,7 @@ forward solve therefore measures error with an RMS norm over ``x`` alone; the ad
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from ctflows.continuous.adjoint import AdjointProblem, integrate_with_adjoint
+from ctflows.continuous.failure import check_output_gradient
 from ctflows.errors import ConfigurationError
 
 
@@ -100,6 +102,12 @@ def integrate(
             dynamics, state0, times, rtol=rtol, atol=atol, method=method, options=options,
             adjoint_options=adjoint_options, adjoint_params=params,
         )
-    else:
-        solution = odeint(dynamics, state0, times, rtol=rtol, atol=atol, method=method, options=options)
+        final = tuple(s[-1] for s in solution)
+        # As ctflows' adjoint does: a NaN loss is reported as such, not as a failed backward solve.
+        guard = functools.partial(check_output_gradient, dynamics.settings.layer)
+        for part in final:
+            if part.requires_grad:
+                part.register_hook(guard)
+        return final
+    solution = odeint(dynamics, state0, times, rtol=rtol, atol=atol, method=method, options=options)
     return tuple(s[-1] for s in solution)

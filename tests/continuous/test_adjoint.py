@@ -147,8 +147,12 @@ def test_a_second_derivative_through_the_adjoint_fails_loudly():
         grad_x.pow(2).sum().backward()
 
 
-def test_a_non_finite_loss_is_not_blamed_on_the_solver():
-    cnf = make_cnf(True, context=None)
+@pytest.mark.parametrize("adjoint", [True, "torchdiffeq"])
+@pytest.mark.parametrize("poisoned", ["z", "logdet"])
+def test_a_non_finite_loss_is_not_blamed_on_the_solver(adjoint, poisoned):
+    cnf = make_cnf(adjoint, context=None)
     z, logdet = cnf(torch.randn(4, 3, dtype=F64))
+    nan = torch.tensor(float("nan"), dtype=F64)
+    loss = z.sum() * (nan if poisoned == "z" else 1) + logdet.sum() * (nan if poisoned == "logdet" else 1)
     with pytest.raises(InputError, match="gradient arriving at its output is NaN or Inf"):
-        (z.sum() * float("nan") + logdet.sum()).backward()
+        loss.backward()
