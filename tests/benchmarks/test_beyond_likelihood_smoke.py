@@ -1,6 +1,7 @@
 """benchmarks/beyond_likelihood.py runs (its --quick mode) and writes curves that make sense."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import subprocess
@@ -88,3 +89,27 @@ def test_the_averaged_method_is_measured_on_its_average(monkeypatch):
         param.fill_(100.0)
     on_step(3, history)  # a skipped step is not averaged
     assert curve.points[-1][1] == pytest.approx(4 / 3)
+
+
+@pytest.mark.parametrize("method", ["ml_deep", "fm_deep"])
+def test_the_deep_methods_train_the_deeper_field_with_their_twins_settings(monkeypatch, method):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import beyond_likelihood
+    from cnf_common import FFJORD_TOY_MODEL, build_flow
+
+    seen = {}
+
+    def record_fit(flow, density, **options):
+        seen.update(options, flow=flow)
+
+    monkeypatch.setattr(beyond_likelihood.ctflows, "fit", record_fit)
+    monkeypatch.setattr(beyond_likelihood.KLCurve, "measure", lambda self, flow, average=None: self.points.append((0.0, 1.0, 0.1)))
+    curve = beyond_likelihood.KLCurve(density=None, every=1.0, eval_n=10, stop_below=None)
+    beyond_likelihood.train_gradient(method, None, 2, 1.0, curve, fm_batch=4096, deep_hidden=(8, 8, 8, 8))
+    count = lambda flow: sum(p.numel() for p in flow.parameters())  # noqa: E731
+    deep = build_flow(2, argparse.Namespace(**{**vars(FFJORD_TOY_MODEL), "hidden": [8, 8, 8, 8]}), adjoint=False, divergence="exact")
+    assert count(seen["flow"]) == count(deep) != count(build_flow(2, FFJORD_TOY_MODEL, adjoint=False, divergence="exact"))
+    if method == "fm_deep":  # fm_ema's settings: flow matching, the large batch, a constant rate
+        assert seen["objective"].name == "flow_matching" and seen["batch_size"] == 4096 and seen["schedule"] == "constant"
+    else:  # ml_exact's
+        assert "objective" not in seen and seen["batch_size"] == 256 and seen["schedule"] == "cosine"
