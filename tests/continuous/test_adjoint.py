@@ -156,3 +156,4 @@ def test_a_non_finite_loss_is_not_blamed_on_the_solver(adjoint, poisoned):
     loss = z.sum() * (nan if poisoned == "z" else 1) + logdet.sum() * (nan if poisoned == "logdet" else 1)
     with pytest.raises(InputError, match="gradient arriving at its output is NaN or Inf"):
         loss.backward()
+    assert cnf.stats["nfe_backward"] == 0  # raised before the backward solve took a step
