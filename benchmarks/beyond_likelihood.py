@@ -66,6 +66,8 @@ GRADIENT_METHODS = (
     "ml_exact", "ml_hutchinson", "fm_independent", "fm_ot", "fm_constant", "fm_ema", "ml_deep", "fm_deep", "spline",
 )
 DEEP_HIDDEN = (64,) * 6
+AVERAGED_METHODS = ("fm_ema", "fm_deep")  # measured on the parameter average
+CONSTANT_RATE_METHODS = ("fm_constant", *AVERAGED_METHODS)
 OPT_IN_METHODS = ("ml_deep", "fm_deep")  # left out of the default --methods, which the docs' earlier commands use
 EMA_DECAY = 0.99
 NONPARAMETRIC_METHODS = ("tabak", "gaussianization")
@@ -142,12 +144,12 @@ def train_gradient(
             options["objective"] = FlowMatching(coupling="ot" if method == "fm_ot" else "independent")
             if method != "fm_ot":  # OT's exact assignment is O(batch³): it keeps 256
                 options["batch_size"] = fm_batch
-        if method in ("fm_constant", "fm_ema", "fm_deep"):
+        if method in CONSTANT_RATE_METHODS:
             options["schedule"] = "constant"
     # Flow matching has no data-initialisation pass, so the average can start before fit; it is bias-corrected,
     # so these initial values get no weight anyway. Trainable parameters only, as in fit.
     trainable = [p for p in flow.parameters() if p.requires_grad]
-    average = ParameterAverage(trainable, EMA_DECAY) if method in ("fm_ema", "fm_deep") else None
+    average = ParameterAverage(trainable, EMA_DECAY) if method in AVERAGED_METHODS else None
     curve.start()
     ctflows.fit(flow, density, steps=None, seconds=seconds, seed=seed, progress=False,
                 callback=curve.callback(flow, average), **options)

@@ -445,9 +445,10 @@ def main() -> None:
         if args.mode == "rnode" and (args.kinetic, args.frobenius) != (0.01, 0.01):
             key += f"-{args.kinetic:g}-{args.frobenius:g}"
         if args.mode in ("quality", "rnode"):
-            key += f"-steer{args.steer:g}" * bool(args.steer) + "-cold" * args.no_warm_start
+            key += f"-steer{args.steer:g}" * bool(args.steer)
         if args.mode == "ffjord":
-            key = f"ffjord-{args.data}" + (f"-{args.seconds:g}s" if args.seconds else "") + "-compiled" * args.compile_field + "-cold" * args.no_warm_start
+            key = f"ffjord-{args.data}" + (f"-{args.seconds:g}s" if args.seconds else "") + "-compiled" * args.compile_field
+        key += "-cold" * args.no_warm_start  # in every mode, so a cold run never replaces a warm run's block
         update_docs(DOCS, key, f"```\n{command}\n```\n\n{text}\n")
 
 

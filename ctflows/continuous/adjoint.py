@@ -89,22 +89,23 @@ class _AdjointDynamics:
         return torch.cat([v.reshape(-1), grad_x.neg().reshape(-1), *(g.neg().reshape(-1) for g in grad_params)])
 
 
-def _rms(t: Tensor) -> Tensor:
+def rms(t: Tensor) -> Tensor:
+    """Root mean square over all entries: the error norm every CNF solve applies to the parts it controls."""
     return t.pow(2).mean().sqrt()
 
 
 def state_error_norm(features: int, seminorm: bool) -> Callable[[Tensor], Tensor]:
     """The forward solve's error norm on ``s [B, D + 1 + R]``: RMS over x only, or (no seminorm) the largest RMS of x, ℓ, r_k."""
     if seminorm:
-        return lambda s: _rms(s[:, :features])
-    return lambda s: max(_rms(part) for part in (s[:, :features], *s[:, features:].unbind(dim=1)))
+        return lambda s: rms(s[:, :features])
+    return lambda s: max(rms(part) for part in (s[:, :features], *s[:, features:].unbind(dim=1)))
 
 
 def adjoint_error_norm(n: int, sizes: list[int], seminorm: bool) -> Callable[[Tensor], Tensor]:
     """The backward solve's error norm on ``[x (n) | a_x (n) | a_θ (sizes)]``: x and a_x, or (no seminorm) every part."""
     if seminorm:
-        return lambda y: torch.maximum(_rms(y[:n]), _rms(y[n : 2 * n]))
-    return lambda y: max(_rms(part) for part in (y[:n], y[n : 2 * n], *y[2 * n :].split(sizes)) if part.numel())
+        return lambda y: torch.maximum(rms(y[:n]), rms(y[n : 2 * n]))
+    return lambda y: max(rms(part) for part in (y[:n], y[n : 2 * n], *y[2 * n :].split(sizes)) if part.numel())
 
 
 class _AdjointSolve(torch.autograd.Function):

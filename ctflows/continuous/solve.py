@@ -21,7 +21,7 @@ from torchdiffeq._impl.odeint import SOLVERS
 from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
-from ctflows.continuous.adjoint import AdjointProblem, integrate_with_adjoint
+from ctflows.continuous.adjoint import AdjointProblem, integrate_with_adjoint, rms
 from ctflows.continuous.failure import check_output_gradient
 from ctflows.errors import ConfigurationError
 
@@ -48,7 +48,7 @@ def check_method(method: str) -> None:
 
 
 def _x_only_rms(state: tuple[Tensor, ...]) -> Tensor:
-    return state[0].pow(2).mean().sqrt()
+    return rms(state[0])
 
 
 def check_adjoint(adjoint: bool | str) -> None:
