@@ -75,13 +75,15 @@ def is_file_argument(text: str) -> bool:
     return Path(text).suffix.lower() in (".csv", ".npy") or Path(text).is_file()
 
 
-def load_dataset(text: str, seed: int, *, split: bool = True) -> Dataset:
+def load_dataset(text: str, seed: int, *, split: bool = True, image_batch: int = IMAGE_BATCH) -> Dataset:
     """The data named by ``text``; a file is shuffled with ``seed`` and ``TEST_FRACTION`` of its rows held out.
+
+    Images are batched here (``image_batch`` per step), since their batches come from the data set, not ``fit``.
 
     With ``split=False`` a file is used whole as test data (``ctflows evaluate`` on a test file).
     """
     if text in IMAGE_DATA:
-        return load_digits_dataset(seed)
+        return load_digits_dataset(seed, image_batch)
     if not is_file_argument(text):
         density = get_density(text)
         return Dataset(text, density.dim, density, density, density)
@@ -95,12 +97,17 @@ def load_dataset(text: str, seed: int, *, split: bool = True) -> Dataset:
     return Dataset(text, x.shape[1], x[order[n_test:]], x[order[:n_test]], None)
 
 
-def load_digits_dataset(seed: int) -> Dataset:
+def image_batch(args: Any) -> dict[str, int]:
+    """``{"image_batch": args.batch_size}`` for :func:`load_dataset` when ``--batch-size`` was given, else ``{}``."""
+    return {} if getattr(args, "batch_size", None) is None else {"image_batch": args.batch_size}
+
+
+def load_digits_dataset(seed: int, batch_size: int = IMAGE_BATCH) -> Dataset:
     """scikit-learn's 8×8 digits (values 0…16): the first 1,500 for training, freshly dequantized each pass
-    (batches of 128 shuffled with ``seed``), and the last ``DIGITS_TEST`` held out as integers."""
+    (batches of ``batch_size`` shuffled with ``seed``), and the last ``DIGITS_TEST`` held out as integers."""
     images = load_digits()
     train, test = images[:-DIGITS_TEST], images[-DIGITS_TEST:]
-    return Dataset("digits", test[0].numel(), DequantizedImages(train, DIGITS_LEVELS, IMAGE_BATCH, seed=seed), test,
+    return Dataset("digits", test[0].numel(), DequantizedImages(train, DIGITS_LEVELS, batch_size, seed=seed), test,
                    density=None, shape=tuple(test.shape[1:]), levels=DIGITS_LEVELS)
 
 

@@ -1,7 +1,8 @@
 """The ``ctflows`` command: argument parsing, and one-line errors instead of tracebacks.
 
-    ctflows train    --data NAME|FILE --model MODEL [--steps N | --minutes M] [--seed S] [--device cpu|cuda] --out DIR
-    ctflows compare  --data NAME|FILE --models a,b,... [--steps N | --minutes M] [--seed S] --out DIR
+    ctflows train    --data NAME|FILE --model MODEL [--steps N | --minutes M] [--lr LR] [--batch-size B] [--seed S]
+                     [--device cpu|cuda] --out DIR
+    ctflows compare  --data NAME|FILE --models a,b,... [--steps N | --minutes M] [--lr LR] [--batch-size B] [--seed S] --out DIR
     ctflows sample   CHECKPOINT [--n N] --out FILE.csv|FILE.npy [--plot FILE.png]
     ctflows evaluate CHECKPOINT [--data NAME|FILE] [--n N]
     ctflows data list
@@ -50,15 +51,22 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 positive_int, non_negative_int = int_at_least(1), int_at_least(0)
 
 
-def positive_minutes(text: str) -> float:
-    """argparse type: a finite number of minutes > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"the budget must be a positive number of minutes, got {text}")
-    return value
+def positive_float(what: str) -> Callable[[str], float]:
+    """An argparse type: a finite number > 0; ``what`` names it in the messages (``"number of minutes"``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be a positive {what}, got {text}")
+        return value
+
+    return parse
+
+
+positive_minutes, positive_number = positive_float("number of minutes"), positive_float("number")
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: float | None) -> None:
@@ -68,6 +76,10 @@ def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: fl
     budget.add_argument("--steps", type=positive_int, help="optimizer steps per model")
     budget.add_argument("--minutes", type=positive_minutes,
                         help=f"wall-clock training budget per model{f' (default {default_minutes:g})' if default_minutes else ''}")
+    parser.add_argument("--lr", type=positive_number,
+                        help="peak learning rate for every model (default: each model's own, e.g. 1e-2 for cnf, 5e-3 for realnvp)")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="points (or images) per step for every model (default: each model's own, e.g. 256 for cnf, 512 for realnvp, 128 images)")
     parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, batches and evaluation (default 0)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", required=True, help="output directory (created if needed)")

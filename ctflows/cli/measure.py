@@ -8,6 +8,7 @@ per exact ``log_prob`` batch on the test points; and sampling speed, 10,000 samp
 """
 from __future__ import annotations
 
+import inspect
 import math
 import statistics
 import time
@@ -57,6 +58,8 @@ class Trained:
     flow: nn.Module
     history: History
     step_seconds: list[float]
+    lr: float
+    batch_size: int
 
 
 class _CountingFlow(nn.Module):
@@ -80,24 +83,38 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _fit_default(name: str) -> Any:
+    return inspect.signature(fit).parameters[name].default
+
+
 def train(
     name: str, data: Dataset, budget: Budget, *, seed: int, device: torch.device,
     checkpoint_dir: Path | None = None, progress: bool | None = None,
+    lr: float | None = None, batch_size: int | None = None,
 ) -> Trained:
-    """Build model ``name`` for ``data`` and train it with ``fit`` under ``budget`` (the model's fit defaults apply).
+    """Build model ``name`` for ``data`` and train it with ``fit`` under ``budget``.
 
-    File data are standardised by a fixed first layer (see :func:`~ctflows.cli.models.build_model`).
+    The model's own fit settings apply (:data:`~ctflows.cli.models.MODELS`), except ``lr`` and ``batch_size``
+    where given (``--lr``, ``--batch-size``); image batches come from the data set, so ``batch_size`` is set
+    there (:func:`~ctflows.cli.dataset.load_dataset`). File data are standardised by a fixed first layer
+    (see :func:`~ctflows.cli.models.build_model`).
     """
     flow = build_model(name, data.shape, seed, standardize=data.file_points)
+    options = dict(model_spec(name).fit_options)
+    if lr is not None:
+        options["lr"] = lr
+    if batch_size is not None and not data.is_image:
+        options["batch_size"] = batch_size
     stamps = [time.perf_counter()]
 
     def tick(step: int, history: History) -> None:
         stamps.append(time.perf_counter())
 
     history = fit(flow, data.train, steps=budget.steps, seconds=budget.seconds, seed=seed, device=device,
-                  progress=progress, callback=tick, checkpoint_dir=checkpoint_dir, **model_spec(name).fit_options)
+                  progress=progress, callback=tick, checkpoint_dir=checkpoint_dir, **options)
     steps = [b - a for a, b in zip(stamps, stamps[1:])]
-    return Trained(name, flow, history, steps)
+    used_batch = data.train.batch_size if data.is_image else options.get("batch_size", _fit_default("batch_size"))
+    return Trained(name, flow, history, steps, options.get("lr", _fit_default("lr")), used_batch)
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -126,7 +143,7 @@ def measure(trained: Trained, data: Dataset, *, eval_n: int, seed: int) -> tuple
         "model": trained.name,
         "description": spec.summary,
         "parameters": sum(p.numel() for p in flow.parameters() if p.requires_grad),
-        "steps": trained.history.steps,
+        "steps": trained.history.steps, "lr": trained.lr, "batch_size": trained.batch_size,
         "train_seconds": trained.history.wall_time,
         "seconds_per_step": statistics.median(trained.step_seconds) if trained.step_seconds else None,
         "nll": result["nll"], "nll_se": result["nll_se"], "eval_points": result["n"], "exact": result["exact"],

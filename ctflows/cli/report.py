@@ -46,7 +46,7 @@ def _quality(known_density: bool, image: bool) -> tuple[str, str, str]:
 def table(rows: Sequence[dict[str, Any]], known_density: bool, image: bool = False) -> str:
     """The markdown table: quality first (KL, test NLL or test bits/dim), then size and cost columns."""
     quality, key, _ = _quality(known_density, image)
-    head = ["model", quality, "parameters", "steps", "training (s)", "ms / step", "eval NFE", "samples / s"]
+    head = ["model", quality, "parameters", "steps", "batch", "peak lr", "training (s)", "ms / step", "eval NFE", "samples / s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r.get("error"):
@@ -54,7 +54,7 @@ def table(rows: Sequence[dict[str, Any]], known_density: bool, image: bool = Fal
             continue
         score = _pm(r[key], r[f"{key}_se"])
         per_step = None if r["seconds_per_step"] is None else 1000 * r["seconds_per_step"]
-        cells = [r["model"], score, f"{r['parameters']:,}", f"{r['steps']:,}", _number(r["train_seconds"], ".1f"),
+        cells = [r["model"], score, f"{r['parameters']:,}", f"{r['steps']:,}", f"{r['batch_size']:,}", f"{r['lr']:g}", _number(r["train_seconds"], ".1f"),
                  _number(per_step, ".1f"), _number(r["eval_nfe"], ".0f"), _number(r["samples_per_second"], ",.0f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ctflows.cli.dataset import load_dataset, plot_bounds
+from ctflows.cli.dataset import image_batch, load_dataset, plot_bounds
 from ctflows.cli.figures import figure_grid, image_rows, model_panels, truth_panels
 from ctflows.cli.measure import Budget, measure, quality, resolve_device, train
 from ctflows.cli.models import check_models_suit_data, model_spec
@@ -31,7 +31,7 @@ REFERENCE_POINTS = 20000
 def run(args: argparse.Namespace) -> int:
     """Execute ``ctflows train`` with parsed ``args``; returns the exit status."""
     spec = model_spec(args.model)
-    data = load_dataset(args.data, args.seed)
+    data = load_dataset(args.data, args.seed, **image_batch(args))
     check_models_suit_data([args.model], data.is_image, data.name, data.shape)
     device = resolve_device(args.device)
     budget = Budget.from_options(args.steps, args.minutes, default_steps=args.default_steps)
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if is_main_process():
         print(f"Training {args.model} ({spec.summary}) on {data.name} (D = {data.dim}) for {budget.describe()}", flush=True)
-    trained = train(args.model, data, budget, seed=args.seed, device=device, checkpoint_dir=out / "checkpoint")
+    trained = train(args.model, data, budget, seed=args.seed, device=device, checkpoint_dir=out / "checkpoint",
+                    lr=args.lr, batch_size=args.batch_size)
     if not is_main_process():
         return 0  # under torchrun every rank trained its share; rank 0 alone measures and writes
     row, samples = measure(trained, data, eval_n=args.eval_samples, seed=args.seed)

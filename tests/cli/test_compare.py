@@ -44,6 +44,9 @@ def test_compare_reports_one_finite_row_per_model(density_run):
     rows = _table_rows((out / "report.md").read_text())
     assert [r.split("|")[1].strip() for r in rows] == ["realnvp", "cnf-fm"]
     assert f"{realnvp['kl']:.3f} ± {realnvp['kl_se']:.3f}" in rows[0]
+    # Without --lr / --batch-size each model keeps its own settings, and the table says which.
+    assert (realnvp["lr"], realnvp["batch_size"], cnf["lr"], cnf["batch_size"]) == (5e-3, 512, 2e-2, 256)
+    assert "| 512 | 0.005 |" in rows[0] and "| 256 | 0.02 |" in rows[1]
 
 
 def test_compare_writes_figure_animation_checkpoints(density_run):

@@ -79,9 +79,12 @@ def test_sample_from_an_image_model_writes_flat_rows_and_an_image_grid(image_run
 
 
 def test_train_on_digits_writes_metrics_and_a_sample_grid(tmp_path):
-    assert main(["train", "--data", "digits", "--model", "glow", "--out", str(tmp_path), *TINY]) == 0
+    argv = ["train", "--data", "digits", "--model", "glow", "--batch-size", "16", "--lr", "2e-3", "--out", str(tmp_path), *TINY]
+    assert main(argv) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["data"] == "digits" and metrics["steps"] == 3 and math.isfinite(metrics["bpd"])
+    # Image batches come from the data set, which was built with --batch-size (read back from it).
+    assert metrics["batch_size"] == 16 and metrics["lr"] == 2e-3
     assert (tmp_path / "samples.png").stat().st_size > 0 and (tmp_path / "model.pt").exists()
 
 
