@@ -234,16 +234,16 @@ def quality_table(args: argparse.Namespace, results: list) -> str:
         f"KL(p‖q) ± standard error on {args.eval_n} fresh samples with the exact divergence in eval() mode "
         f"(eval atol = rtol = {args.eval_tol:g}). {machine_line(args.device)}.",
         "",
-        "| model | iterations | s / iter | train NFE fwd+bwd (last) | KL (nats) | eval NFE |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| model | iterations | s / iter | train NFE fwd+bwd (last) | KL (nats) | eval NFE | T |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in results:
         if r is None or "error" in r:
-            lines.append(f"| {name} | failed: {'timeout' if r is None else r['error'][:80]} | | | | |")
+            lines.append(f"| {name} | failed: {'timeout' if r is None else r['error'][:80]} | | | | | |")
             continue
         lines.append(
             f"| {name} | {r['iterations']} | {r['sec_per_iter']:.3f} | {r['nfe_train']:.0f} | "
-            f"{r['kl']:.4f} ± {r['kl_se']:.4f} | {r['eval_nfe']} |"
+            f"{r['kl']:.4f} ± {r['kl_se']:.4f} | {r['eval_nfe']} | {', '.join(f'{t:.3f}' for t in r['end_time'])} |"
         )
     return "\n".join(lines)
 
@@ -291,9 +291,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         nfe_bwd.append(counts.get("nfe_backward", 0))
         if args.log_every and it % args.log_every == 0:
             print(f"it {it} t {elapsed:.0f}s nll {float(nll):.4f} nfe {nfe}", file=sys.stderr, flush=True)
+    end_times = []
     for m in flow.modules():
         if isinstance(m, ctflows.CNF):
             m.eval_atol = m.eval_rtol = args.eval_tol
+            end_times.append(float(m.end_time))
     if args.save:
         torch.save(flow.state_dict(), args.save)
     if args.eval_n == 0:  # timing only
@@ -305,6 +307,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(json.dumps({
         "iterations": it, "seconds": elapsed, "sec_per_iter": elapsed / it, "nfe_train": nfe, "kl": result["kl"],
         "kl_se": result["kl_se"], "exact": result["exact"], "eval_nfe": eval_nfe, "eval_seconds": time.perf_counter() - t0,
+        "end_time": end_times,  # T after training, per CNF (learned unless --fixed-end-time)
     }))
 
 
