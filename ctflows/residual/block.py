@@ -45,7 +45,10 @@ class ResidualBlock(Transform):
         noise: Hutchinson probe, ``"rademacher"`` or ``"gaussian"``, one per sample per call.
         tolerance, max_iterations: of the fixed-point inverse (tolerance per dtype by default: 1e-12 in
             float64, 1e-6 in float32, relative to 1 + |x|).
-        power_iterations: spectral-norm power iterations per training call (see :class:`SpectralLinear`).
+        power_iterations: spectral-norm power iterations per forward call in ``train()`` mode (see
+            :class:`SpectralLinear`). Each such call moves g a little, so in training the inverse undoes the
+            last forward call (it reuses that call's normalisation), while a forward after an inverse does
+            not reproduce its input exactly; in ``eval()`` mode both directions are exact.
 
     Stats: ``logdet`` (estimator used), ``logdet_exact``, ``logdet_terms`` (vector-Jacobian products of
     the series, 0 for exact) and, after an inverse, ``iterations`` and ``residual`` (the last relative step).
@@ -91,7 +94,9 @@ class ResidualBlock(Transform):
         return self._map_and_logdet(x, context)
 
     def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        with cached_weights(self.branch):  # one spectral normalisation for all the iterations
+        # One spectral normalisation for all the iterations, and in training the one the last forward call
+        # used: advancing the power iteration here would invert a slightly different map.
+        with cached_weights(self.branch, advance=False):
             x, iterations, residual = fixed_point_inverse(
                 lambda v: self.branch(v, context), z, tolerance=self.tolerance, max_iterations=self.max_iterations,
                 owner=type(self).__name__, lipschitz_bound=self.branch.lipschitz_bound,

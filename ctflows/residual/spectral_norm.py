@@ -99,14 +99,20 @@ class SpectralLinear(nn.Module):
                 sigma = new
         return u, v
 
-    def normalized_weight(self) -> Tensor:
-        """W̃ = W / max(1, σ̂/c) ``[out, in]``, differentiable in W (σ̂ too: u and v are held constant)."""
+    def normalized_weight(self, advance: bool = True) -> Tensor:
+        """W̃ = W / max(1, σ̂/c) ``[out, in]``, differentiable in W (σ̂ too: u and v are held constant).
+
+        In ``train()`` mode ``advance=False`` takes σ̂ from the stored u, v without iterating: the W̃ of the
+        last advancing call, as long as W has not changed since (what an inverse of that call needs).
+        """
         w = self.weight
-        if self.training:
+        if self.training and advance:
             u, v = self._power_iteration(w, self.u, self.v, self.iterations, None)
             with torch.no_grad():
                 self.u.copy_(u)
                 self.v.copy_(v)
+        elif self.training:
+            u, v = self.u, self.v
         else:
             u, v = self._power_iteration(w, self.u, self.v, self.eval_iterations, self.eval_rtol)
         sigma = u @ w @ v
@@ -122,16 +128,17 @@ class SpectralLinear(nn.Module):
 
 
 @contextlib.contextmanager
-def cached_weights(module: nn.Module) -> Iterator[None]:
+def cached_weights(module: nn.Module, *, advance: bool = True) -> Iterator[None]:
     """Within the block, every :class:`SpectralLinear` in ``module`` uses one W̃ computed on entry.
 
     A fixed-point inverse calls the branch hundreds of times; without the cache each call would redo
-    the power iteration. Re-entrant: an inner use leaves the outer cache in place.
+    the power iteration. ``advance=False`` reuses the last training call's σ̂ (see
+    :meth:`SpectralLinear.normalized_weight`). Re-entrant: an inner use leaves the outer cache in place.
     """
     fresh = [m for m in module.modules() if isinstance(m, SpectralLinear) and m._cached is None]
     try:
         for m in fresh:
-            m._cached = m.normalized_weight()
+            m._cached = m.normalized_weight(advance)
         yield
     finally:
         for m in fresh:

@@ -38,6 +38,27 @@ def test_fixed_point_inverse_round_trip_float64(aligned, coefficient):
     assert layer.stats["residual"] <= 1e-12
 
 
+def test_train_mode_inverse_undoes_the_last_forward_call():
+    """In train() mode each forward call advances the power iteration (u, v move, so σ̂ and W̃ do too); the
+    inverse must invert the map that call used, not advance again. With one iteration per call on weights
+    far from their stored singular vectors the old inverse missed by 0.04."""
+    torch.manual_seed(0)
+    layer = ResidualBlock(3, (32, 32), power_iterations=1).double()
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if name.endswith("weight"):
+                p.add_(0.5 * torch.randn_like(p)).mul_(10.0)
+    layer.train()
+    x = torch.randn(200, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    stored = [b.clone() for name, b in layer.named_buffers() if name.endswith((".u", ".v"))]
+    z, _ = layer(x)
+    moved = [b.clone() for name, b in layer.named_buffers() if name.endswith((".u", ".v"))]
+    assert any(not torch.equal(a, b) for a, b in zip(stored, moved))  # the forward call did advance
+    x_back, _ = layer.inverse(z)
+    torch.testing.assert_close(x_back, x, atol=1e-9, rtol=0)
+    assert all(torch.equal(a, b) for a, b in zip(moved, (b for name, b in layer.named_buffers() if name.endswith((".u", ".v")))))
+
+
 def test_fixed_point_inverse_float32():
     torch.manual_seed(0)
     layer = ResidualBlock(3, (32, 32)).eval()
