@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ctflows.cli.dataset import image_batch, load_dataset, plot_bounds
 from ctflows.cli.figures import animate, figure_grid, image_rows, model_panels, truth_panels
+from ctflows.cli.main import fit_overrides
 from ctflows.cli.measure import Budget, measure, quality, resolve_device, train
 from ctflows.cli.models import DEFAULT_IMAGE_MODELS, DEFAULT_MODELS, check_models_suit_data, model_spec, parse_model_list
 from ctflows.cli.report import machine, write_report
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name}: training ...", flush=True)
         try:
-            trained = train(name, data, budget, seed=args.seed, device=device, lr=args.lr, batch_size=args.batch_size)
+            trained = train(name, data, budget, seed=args.seed, device=device, overrides=fit_overrides(args))
             row, samples = measure(trained, data, eval_n=args.eval_samples, seed=args.seed)
         except (SolverError, TrainingError) as error:  # one model failing should not lose the others' results
             message = " ".join(str(error).split())
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         notes.append("Trained on 80% of the file's rows (shuffled with the seed) and tested on the other 20%.")
     header = {
         "data": args.data, "dim": data.dim, "known_density": data.density is not None, "image": data.is_image,
-        "levels": data.levels, "seed": args.seed, "lr": args.lr, "batch_size": args.batch_size,
+        "levels": data.levels, "seed": args.seed, "fit_overrides": fit_overrides(args),
         "budget": budget.describe(), "budget_steps": budget.steps, "budget_seconds": budget.seconds,
         "device": str(device), "machine": machine(), "command": "ctflows " + " ".join(args.argv),
         "figure": figure, "animations": animations, "loss_curve": "loss.png" if curves else None,

@@ -1,13 +1,14 @@
 """The ``ctflows`` command: argument parsing, and one-line errors instead of tracebacks.
 
-    ctflows train    --data NAME|FILE --model MODEL [--steps N | --minutes M] [--lr LR] [--batch-size B] [--seed S]
+    ctflows train    --data NAME|FILE --model MODEL [--steps N | --minutes M] [TRAINING] [--seed S]
                      [--device cpu|cuda] --out DIR
-    ctflows compare  --data NAME|FILE --models a,b,... [--steps N | --minutes M] [--lr LR] [--batch-size B] [--seed S] --out DIR
+    ctflows compare  --data NAME|FILE --models a,b,... [--steps N | --minutes M] [TRAINING] [--seed S] --out DIR
     ctflows sample   CHECKPOINT [--n N] --out FILE.csv|FILE.npy [--plot FILE.png]
     ctflows evaluate CHECKPOINT [--data NAME|FILE] [--n N]
     ctflows data list
 
-``--data digits`` (8×8 images, bits/dim) takes the image models ``glow`` and ``cnf-image``; the others take vectors.
+TRAINING: ``--lr LR --batch-size B --schedule cosine|constant --ema-decay BETA``, any of them, for every model
+(each model's own settings otherwise). ``--data digits`` (8×8 images, bits/dim) takes the image models ``glow`` and ``cnf-image``; the others take vectors.
 
 Every mistake a user can make (an unknown name, a missing or malformed file, an impossible budget)
 ends with one line on stderr and exit status 1 (2 for malformed arguments), never a traceback.
@@ -18,12 +19,13 @@ import argparse
 import math
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from ctflows.cli.models import DEFAULT_IMAGE_MODELS, DEFAULT_MODELS, MODELS
 from ctflows.errors import CtflowsError
+from ctflows.training.schedule import SCHEDULES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,12 +82,23 @@ def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: fl
                         help="peak learning rate for every model (default: each model's own, e.g. 1e-2 for cnf, 5e-3 for realnvp)")
     parser.add_argument("--batch-size", type=positive_int,
                         help="points (or images) per step for every model (default: each model's own, e.g. 256 for cnf, 512 for realnvp, 128 images)")
+    parser.add_argument("--schedule", choices=SCHEDULES, help="learning rate after the warm-up (default: cosine decay over the budget)")
+    parser.add_argument("--ema-decay", type=float, metavar="BETA",
+                        help="evaluate and save an exponential moving average of the parameters with this decay, e.g. 0.99 (default: none)")
     parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, batches and evaluation (default 0)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", required=True, help="output directory (created if needed)")
     parser.add_argument("--eval-samples", type=positive_int, default=20000,
                         help="points drawn from a built-in density for KL / NLL, or at most this many held-out images (default 20000)")
     parser.add_argument("--grid", type=positive_int, default=150, help="grid points per side in density plots (default 150)")
+
+
+FIT_OPTIONS = ("lr", "batch_size", "schedule", "ema_decay")  # command-line names of fit's keyword arguments
+
+
+def fit_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``fit`` keyword arguments given on the command line (``--lr``, ``--batch-size``, ...), for every model."""
+    return {key: getattr(args, key) for key in FIT_OPTIONS if getattr(args, key, None) is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:

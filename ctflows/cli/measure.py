@@ -58,8 +58,7 @@ class Trained:
     flow: nn.Module
     history: History
     step_seconds: list[float]
-    lr: float
-    batch_size: int
+    fit_options: dict[str, Any]
 
 
 class _CountingFlow(nn.Module):
@@ -89,22 +88,20 @@ def _fit_default(name: str) -> Any:
 
 def train(
     name: str, data: Dataset, budget: Budget, *, seed: int, device: torch.device,
-    checkpoint_dir: Path | None = None, progress: bool | None = None,
-    lr: float | None = None, batch_size: int | None = None,
+    checkpoint_dir: Path | None = None, progress: bool | None = None, overrides: dict[str, Any] | None = None,
 ) -> Trained:
     """Build model ``name`` for ``data`` and train it with ``fit`` under ``budget``.
 
-    The model's own fit settings apply (:data:`~ctflows.cli.models.MODELS`), except ``lr`` and ``batch_size``
-    where given (``--lr``, ``--batch-size``); image batches come from the data set, so ``batch_size`` is set
-    there (:func:`~ctflows.cli.dataset.load_dataset`). File data are standardised by a fixed first layer
-    (see :func:`~ctflows.cli.models.build_model`).
+    The model's own fit settings apply (:data:`~ctflows.cli.models.MODELS`), updated by ``overrides``
+    (``fit`` keyword arguments from the command line, :func:`~ctflows.cli.main.fit_overrides`). Image
+    batches come from the data set, so a ``batch_size`` is set there (:func:`~ctflows.cli.dataset.load_dataset`)
+    and not passed on. File data are standardised by a fixed first layer (see
+    :func:`~ctflows.cli.models.build_model`).
     """
     flow = build_model(name, data.shape, seed, standardize=data.file_points)
-    options = dict(model_spec(name).fit_options)
-    if lr is not None:
-        options["lr"] = lr
-    if batch_size is not None and not data.is_image:
-        options["batch_size"] = batch_size
+    options = {**model_spec(name).fit_options, **(overrides or {})}
+    if data.is_image:
+        options.pop("batch_size", None)
     stamps = [time.perf_counter()]
 
     def tick(step: int, history: History) -> None:
@@ -113,8 +110,16 @@ def train(
     history = fit(flow, data.train, steps=budget.steps, seconds=budget.seconds, seed=seed, device=device,
                   progress=progress, callback=tick, checkpoint_dir=checkpoint_dir, **options)
     steps = [b - a for a, b in zip(stamps, stamps[1:])]
-    used_batch = data.train.batch_size if data.is_image else options.get("batch_size", _fit_default("batch_size"))
-    return Trained(name, flow, history, steps, options.get("lr", _fit_default("lr")), used_batch)
+    return Trained(name, flow, history, steps, options)
+
+
+def training_settings(trained: Trained, data: Dataset) -> dict[str, Any]:
+    """The peak lr, batch size, schedule and parameter average ``trained`` used, fit's defaults filled in."""
+    defaults = {key: inspect.signature(fit).parameters[key].default for key in ("lr", "batch_size", "schedule", "ema_decay")}
+    settings = {**defaults, **{k: v for k, v in trained.fit_options.items() if k in defaults}}
+    if data.is_image:
+        settings["batch_size"] = data.train.batch_size
+    return settings
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -143,7 +148,7 @@ def measure(trained: Trained, data: Dataset, *, eval_n: int, seed: int) -> tuple
         "model": trained.name,
         "description": spec.summary,
         "parameters": sum(p.numel() for p in flow.parameters() if p.requires_grad),
-        "steps": trained.history.steps, "lr": trained.lr, "batch_size": trained.batch_size,
+        "steps": trained.history.steps, **training_settings(trained, data),
         "train_seconds": trained.history.wall_time,
         "seconds_per_step": statistics.median(trained.step_seconds) if trained.step_seconds else None,
         "nll": result["nll"], "nll_se": result["nll_se"], "eval_points": result["n"], "exact": result["exact"],

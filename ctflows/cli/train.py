@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ctflows.cli.dataset import image_batch, load_dataset, plot_bounds
 from ctflows.cli.figures import figure_grid, image_rows, model_panels, truth_panels
+from ctflows.cli.main import fit_overrides
 from ctflows.cli.measure import Budget, measure, quality, resolve_device, train
 from ctflows.cli.models import check_models_suit_data, model_spec
 from ctflows.training import save
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if is_main_process():
         print(f"Training {args.model} ({spec.summary}) on {data.name} (D = {data.dim}) for {budget.describe()}", flush=True)
     trained = train(args.model, data, budget, seed=args.seed, device=device, checkpoint_dir=out / "checkpoint",
-                    lr=args.lr, batch_size=args.batch_size)
+                    overrides=fit_overrides(args))
     if not is_main_process():
         return 0  # under torchrun every rank trained its share; rank 0 alone measures and writes
     row, samples = measure(trained, data, eval_n=args.eval_samples, seed=args.seed)

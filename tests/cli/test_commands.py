@@ -31,14 +31,16 @@ def test_train_writes_model_checkpoint_metrics_and_plots(trained):
     assert metrics["kl"] >= -3 * metrics["kl_se"]
 
 
-def test_lr_and_batch_size_reach_fit_and_the_metrics(tmp_path):
-    argv = ["train", "--data", "two_moons", "--model", "cnf", "--lr", "3e-3", "--batch-size", "64", "--out", str(tmp_path)]
+def test_training_options_reach_fit_and_the_metrics(tmp_path):
+    argv = ["train", "--data", "two_moons", "--model", "cnf", "--lr", "3e-3", "--batch-size", "64", "--schedule", "constant",
+            "--ema-decay", "0.9", "--out", str(tmp_path)]
     assert main([*argv, *TINY]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert (metrics["lr"], metrics["batch_size"]) == (3e-3, 64)  # in place of cnf's own 1e-2 and 256
+    given = {"lr": 3e-3, "batch_size": 64, "schedule": "constant", "ema_decay": 0.9}  # cnf's own: 1e-2, 256, cosine, none
+    assert {key: metrics[key] for key in given} == given
     # fit records what it was given in its resumable state, so the values reached the training loop itself.
     state = torch.load(tmp_path / "checkpoint" / "training_state.pt", weights_only=False)
-    assert (state["config"]["lr"], state["config"]["batch_size"]) == (3e-3, 64)
+    assert {key: state["config"][key] for key in given} == given
 
 
 def test_saved_model_reproduces_the_reported_kl(trained, capsys):
