@@ -212,7 +212,7 @@ def fit(
                 step = history.steps + 1
                 tick, in_step = time.perf_counter(), True
                 x, context = first if (step == 1 and saved is None) else next(stream)
-                factor = plan.factor(history.steps, trained_seconds + last_step_seconds)
+                factor = plan.factor(history.steps, trained_seconds, last_step_seconds)
                 for group_ in opt.param_groups:
                     group_["lr"] = lr * factor
                 flow.train()

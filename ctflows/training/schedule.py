@@ -1,12 +1,14 @@
 """Learning-rate schedules driven by the fraction of the training budget spent, in steps or in seconds.
 
-    p = max(steps taken / steps, seconds spent / seconds)       (after the step about to be taken)
-    factor(p) = p / w                                for p < w    (linear warm-up over a fraction w)
-    factor(p) = ½ (1 + cos(π (p − w) / (1 − w)))     for p ≥ w    ("cosine", Loshchilov & Hutter 2017)
+    p = max(steps taken / steps, seconds spent / seconds)
+    factor = p⁺ / w                                  while p⁺ < w  (linear warm-up over a fraction w)
+    factor = ½ (1 + cos(π (max(p⁻, w) − w) / (1 − w)))   after     ("cosine", Loshchilov & Hutter 2017)
 
-The learning rate of a step is ``lr · factor(p)``. With a step budget alone, warm-up over a fraction w of
-S steps is the familiar ``(s + 1) / W`` ramp; with a wall-clock budget the same shape is laid over time,
-so a run cut at ``seconds`` still ends its cosine near zero.
+where p⁺ is the fraction spent once the step about to be taken is done and p⁻ the fraction before it. So
+the first step of a warm-up is not wasted at lr 0 (with a step budget the ramp is the familiar
+``(s + 1) / W``), and neither is the last step of the cosine: with S steps and no warm-up step s takes
+``½ (1 + cos(π s / S))``. With a wall-clock budget the same shape is laid over time, so a run cut at
+``seconds`` still ends its cosine near zero.
 """
 from __future__ import annotations
 
@@ -70,9 +72,13 @@ class Schedule:
             fractions.append(seconds_done / self.seconds)
         return min(max(fractions), 1.0)
 
-    def factor(self, steps_done: int, seconds_done: float) -> float:
-        """The learning-rate multiplier for the next step."""
-        return lr_factor(self.progress(steps_done, seconds_done), warmup=self.warmup, kind=self.kind)
+    def factor(self, steps_done: int, seconds_done: float, step_seconds: float = 0.0) -> float:
+        """The learning-rate multiplier for the next step, expected to take ``step_seconds``."""
+        after = self.progress(steps_done, seconds_done + step_seconds)
+        if after < self.warmup:
+            return lr_factor(after, warmup=self.warmup, kind=self.kind)
+        before = self.progress(steps_done - 1, seconds_done)
+        return lr_factor(max(before, self.warmup), warmup=self.warmup, kind=self.kind)
 
     def exhausted(self, steps_done: int, seconds_done: float) -> bool:
         """Whether the budget is spent (no further step should be taken)."""

@@ -1,6 +1,7 @@
 """A wall-clock budget: training stops when it is spent and the schedule is laid over it."""
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -34,6 +35,15 @@ def test_progress_is_the_larger_of_the_two_fractions():
     assert plan.exhausted(100, 0.0) and plan.exhausted(3, 10.0) and not plan.exhausted(3, 9.9)
     assert lr_factor(0.125, warmup=0.25) == pytest.approx(0.5)
     assert lr_factor(0.625, warmup=0.25) == pytest.approx(0.5)  # half way down the cosine
+
+
+def test_a_step_budget_wastes_neither_the_first_nor_the_last_step():
+    history = fit(affine_flow(), CorrelatedGaussian(), steps=10, batch_size=16, lr=1e-2, warmup=0)
+    assert history.lr == pytest.approx([1e-2 * 0.5 * (1 + math.cos(math.pi * s / 10)) for s in range(10)])
+    assert history.lr[-1] > 1e-2 * 0.02
+    ramped = fit(affine_flow(), CorrelatedGaussian(), steps=10, batch_size=16, lr=1e-2, warmup=2)
+    assert ramped.lr[:3] == pytest.approx([5e-3, 1e-2, 1e-2]) and ramped.lr[-1] > 0
+    assert ramped.lr == sorted(ramped.lr[:2]) + sorted(ramped.lr[2:], reverse=True)
 
 
 def test_no_warmup_needs_no_unit():
