@@ -215,7 +215,8 @@ def cmd_quality(args: argparse.Namespace) -> str:
 
 def cmd_rnode(args: argparse.Namespace) -> str:
     regularized = ["--regularize"] if args.kinetic or args.frobenius else []
-    name = f"RNODE (K {args.kinetic:g}, B {args.frobenius:g})" if regularized else ""
+    decay = ", decaying" if args.weight_schedule == "decay" else ""
+    name = f"RNODE (K {args.kinetic:g}, B {args.frobenius:g}{decay})" if regularized else ""
     if args.steer:
         regularized += ["--steer", repr(args.steer)]
         name += (" + " if name else "") + f"STEER (b {args.steer:g})"
@@ -276,7 +277,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             g["lr"] = args.lr * max(scale, 0.01)
         x = density.sample(args.batch, generator=gen).float().to(device)
         if matching is None:
-            nll, _ = likelihood_step(flow, opt, x, weights, args.clip)
+            scaled = {k: w * (1.0 - elapsed / args.seconds) for k, w in weights.items()} if args.weight_schedule == "decay" else weights
+            nll, _ = likelihood_step(flow, opt, x, scaled, args.clip)
         else:
             nll = matching_step(flow, opt, x, matching)
         if device.type == "cuda":
@@ -343,6 +345,8 @@ def main() -> None:
         p.add_argument("--no-warm-start", action="store_true", help="CNF(warm_start_step=False): torchdiffeq picks each first step")
         p.add_argument("--kinetic", type=float, default=0.01)
         p.add_argument("--frobenius", type=float, default=0.01)
+        p.add_argument("--weight-schedule", default="constant", choices=["constant", "decay"],
+                       help="RNODE weights constant, or decaying linearly to 0 over the time budget")
         p.add_argument("--lr", type=float, default=1e-3)
         p.add_argument("--batch", type=int, default=512)
         p.add_argument("--seed", type=int, default=0)
@@ -448,7 +452,7 @@ def main() -> None:
         if args.mode == "rnode" and (args.kinetic, args.frobenius) != (0.01, 0.01):
             key += f"-{args.kinetic:g}-{args.frobenius:g}"
         if args.mode in ("quality", "rnode"):
-            key += f"-steer{args.steer:g}" * bool(args.steer)
+            key += f"-steer{args.steer:g}" * bool(args.steer) + "-decay" * (args.weight_schedule == "decay")
         if args.mode == "ffjord":
             key = f"ffjord-{args.data}" + (f"-{args.seconds:g}s" if args.seconds else "") + "-compiled" * args.compile_field
         key += "-cold" * args.no_warm_start  # in every mode, so a cold run never replaces a warm run's block

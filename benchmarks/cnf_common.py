@@ -40,7 +40,7 @@ def model_args(args: argparse.Namespace) -> list[str]:
         "--hidden", *map(str, args.hidden), "--activation", args.activation, "--layer", args.layer,
         "--method", args.method, "--tol", repr(args.tol), "--eval-tol", repr(args.eval_tol),
         "--end-time", repr(args.end_time), "--kinetic", repr(args.kinetic), "--frobenius", repr(args.frobenius),
-        "--lr", repr(args.lr), "--seed", str(args.seed), "--device", args.device,
+        "--lr", repr(args.lr), "--seed", str(args.seed), "--device", args.device, "--weight-schedule", args.weight_schedule,
     ]
     if getattr(args, "mode", "") not in ("table", "memory"):
         out += ["--batch", str(args.batch)]

@@ -46,3 +46,13 @@ def test_profile_splits_an_iteration_into_forward_and_backward():
     assert len(re.findall(r"^\| `", out, flags=re.M)) == 3
     plain, with_vjp, share = re.search(r"([\d.]+) ms per evaluation, ([\d.]+) ms with its vector-Jacobian product.*?(\d+)% of the", out).groups()
     assert 0 < float(plain) < float(with_vjp) and 0 < int(share)  # a VJP costs more than the evaluation it differentiates
+
+
+def test_rnode_run_reports_both_models_with_their_end_times():
+    out = _run("cnf.py", "rnode", "--density", "eight_gaussians", "--seconds", "2", "--adjoint", "False", "--batch", "64",
+               "--kinetic", "0.5", "--frobenius", "0.5", "--weight-schedule", "decay", "--eval-n", "300", "--hidden", "16", "16")
+    (plain,) = _rows(out, "plain")
+    (regularized,) = _rows(out, "RNODE (K 0.5, B 0.5, decaying)")
+    for row in (plain, regularized):
+        assert int(row[1]) > 5 and float(row[4].split("±")[0]) < 10 and int(row[5]) > 0
+        assert 0 < float(row[6]) < 5  # T after training, learned from 0.5
