@@ -82,10 +82,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _fit_default(name: str) -> Any:
-    return inspect.signature(fit).parameters[name].default
-
-
 def train(
     name: str, data: Dataset, budget: Budget, *, seed: int, device: torch.device,
     checkpoint_dir: Path | None = None, progress: bool | None = None, overrides: dict[str, Any] | None = None,
