@@ -42,7 +42,8 @@ class SpectralLinear(nn.Module):
     Args:
         linear: the ``nn.Linear`` whose weight and bias this layer takes over (e.g. one of an MLP's).
         coefficient: c in (0, 1), the bound on ‖W̃‖₂.
-        iterations: power iterations per call in ``train()`` mode; u and v (buffers, so they are saved
+        iterations: power iterations per forward call in ``train()`` mode (an inverse reuses the last one's,
+            see :meth:`normalized_weight`); u and v (buffers, so they are saved
             and moved with the model) carry over between steps, so a few iterations track σ as W drifts
             (5, as in Chen et al.'s toy experiments).
         eval_iterations: at most this many in ``eval()`` mode, from the stored u, v (not written back, so
@@ -77,6 +78,7 @@ class SpectralLinear(nn.Module):
         self.register_buffer("u", F.normalize(torch.randn(out_features, dtype=w.dtype, device=w.device), dim=0))
         self.register_buffer("v", F.normalize(torch.randn(in_features, dtype=w.dtype, device=w.device), dim=0))
         self._cached: Tensor | None = None
+        self._advanced_at: int | None = None  # W's version counter when the power iteration last advanced
         # Start from converged vectors: after one iteration from random ones, σ̂ of a default-initialised
         # 64 × 64 weight is 1.39 times too small on average (20 draws), and the first steps would use it.
         u, v = self._power_iteration(w, self.u, self.v, 500, 1e-10)
@@ -99,20 +101,24 @@ class SpectralLinear(nn.Module):
                 sigma = new
         return u, v
 
-    def normalized_weight(self, advance: bool = True) -> Tensor:
+    def normalized_weight(self, *, advance: bool = True) -> Tensor:
         """W̃ = W / max(1, σ̂/c) ``[out, in]``, differentiable in W (σ̂ too: u and v are held constant).
 
-        In ``train()`` mode ``advance=False`` takes σ̂ from the stored u, v without iterating: the W̃ of the
-        last advancing call, as long as W has not changed since (what an inverse of that call needs).
+        In ``train()`` mode ``advance=False`` reuses the stored u, v without iterating, which gives the W̃ of
+        the last advancing call (what an inverse of that call needs) -- unless W has changed since (an
+        optimizer step, a loaded state), in which case it advances after all, so that a layer used only in
+        the inverse direction still tracks σ.
         """
         w = self.weight
-        if self.training and advance:
+        if self.training and (advance or self._advanced_at != w._version):
             u, v = self._power_iteration(w, self.u, self.v, self.iterations, None)
             with torch.no_grad():
                 self.u.copy_(u)
                 self.v.copy_(v)
+            self._advanced_at = w._version
         elif self.training:
-            u, v = self.u, self.v
+            # Copies: a later advancing call overwrites the buffers in place, and autograd keeps u, v.
+            u, v = self.u.clone(), self.v.clone()
         else:
             u, v = self._power_iteration(w, self.u, self.v, self.eval_iterations, self.eval_rtol)
         sigma = u @ w @ v
@@ -138,7 +144,7 @@ def cached_weights(module: nn.Module, *, advance: bool = True) -> Iterator[None]
     fresh = [m for m in module.modules() if isinstance(m, SpectralLinear) and m._cached is None]
     try:
         for m in fresh:
-            m._cached = m.normalized_weight(advance)
+            m._cached = m.normalized_weight(advance=advance)
         yield
     finally:
         for m in fresh:

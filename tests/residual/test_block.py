@@ -38,6 +38,10 @@ def test_fixed_point_inverse_round_trip_float64(aligned, coefficient):
     assert layer.stats["residual"] <= 1e-12
 
 
+def _power_vectors(layer: ResidualBlock) -> list[torch.Tensor]:
+    return [b.clone() for name, b in layer.named_buffers() if name.endswith((".u", ".v"))]
+
+
 def test_train_mode_inverse_undoes_the_last_forward_call():
     """In train() mode each forward call advances the power iteration (u, v move, so σ̂ and W̃ do too); the
     inverse must invert the map that call used, not advance again. With one iteration per call on weights
@@ -50,13 +54,42 @@ def test_train_mode_inverse_undoes_the_last_forward_call():
                 p.add_(0.5 * torch.randn_like(p)).mul_(10.0)
     layer.train()
     x = torch.randn(200, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    stored = [b.clone() for name, b in layer.named_buffers() if name.endswith((".u", ".v"))]
+    stored = _power_vectors(layer)
     z, _ = layer(x)
-    moved = [b.clone() for name, b in layer.named_buffers() if name.endswith((".u", ".v"))]
+    moved = _power_vectors(layer)
     assert any(not torch.equal(a, b) for a, b in zip(stored, moved))  # the forward call did advance
     x_back, _ = layer.inverse(z)
     torch.testing.assert_close(x_back, x, atol=1e-9, rtol=0)
-    assert all(torch.equal(a, b) for a, b in zip(moved, (b for name, b in layer.named_buffers() if name.endswith((".u", ".v")))))
+    assert all(torch.equal(a, b) for a, b in zip(moved, _power_vectors(layer)))
+
+
+def test_train_mode_inverse_then_forward_backpropagates():
+    """A loss that samples (inverse) and scores (forward) in one step: the forward's in-place update of u, v
+    must not invalidate what the inverse's graph saved."""
+    torch.manual_seed(0)
+    layer = ResidualBlock(2, (16,)).double().train()
+    z = torch.randn(8, 2, dtype=torch.float64)
+    x, _ = layer.inverse(z)
+    _, logdet = layer(torch.randn(8, 2, dtype=torch.float64))
+    (x.square().sum() + logdet.sum()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())
+
+
+def test_a_block_trained_through_its_inverse_still_tracks_the_spectral_norm():
+    """Used only in the inverse direction, the power iteration must still advance once W has changed."""
+    torch.manual_seed(0)
+    layer = ResidualBlock(2, (16,), power_iterations=1).double().train()
+    z = torch.randn(64, 2, dtype=torch.float64)
+    layer.inverse(z)
+    before = _power_vectors(layer)
+    layer.inverse(z)  # W unchanged: the same normalisation, u and v untouched
+    assert all(torch.equal(a, b) for a, b in zip(before, _power_vectors(layer)))
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if name.endswith("weight"):
+                p.add_(0.3 * torch.randn_like(p))
+    layer.inverse(z)
+    assert any(not torch.equal(a, b) for a, b in zip(before, _power_vectors(layer)))
 
 
 def test_fixed_point_inverse_float32():
