@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ctflows.cli.dataset import image_batch, load_dataset, plot_bounds
+from ctflows.cli.dataset import load_dataset, plot_bounds
 from ctflows.cli.figures import animate, figure_grid, image_rows, model_panels, truth_panels
-from ctflows.cli.main import fit_overrides
-from ctflows.cli.measure import Budget, measure, quality, resolve_device, train
+from ctflows.cli.measure import Budget, fit_overrides, measure, quality, resolve_device, train
 from ctflows.cli.models import DEFAULT_IMAGE_MODELS, DEFAULT_MODELS, check_models_suit_data, model_spec, parse_model_list
 from ctflows.cli.report import machine, write_report
 from ctflows.errors import SolverError, TrainingError
@@ -28,7 +27,7 @@ REFERENCE_POINTS = 20000
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``ctflows compare`` with parsed ``args``; returns 0, or 1 if some model failed to train."""
-    data = load_dataset(args.data, args.seed, **image_batch(args))
+    data = load_dataset(args.data, args.seed, image_batch=args.batch_size)
     names = parse_model_list(args.models or (DEFAULT_IMAGE_MODELS if data.is_image else DEFAULT_MODELS))
     check_models_suit_data(names, data.is_image, data.name, data.shape)
     device = resolve_device(args.device)

@@ -75,15 +75,16 @@ def is_file_argument(text: str) -> bool:
     return Path(text).suffix.lower() in (".csv", ".npy") or Path(text).is_file()
 
 
-def load_dataset(text: str, seed: int, *, split: bool = True, image_batch: int = IMAGE_BATCH) -> Dataset:
+def load_dataset(text: str, seed: int, *, split: bool = True, image_batch: int | None = None) -> Dataset:
     """The data named by ``text``; a file is shuffled with ``seed`` and ``TEST_FRACTION`` of its rows held out.
 
-    Images are batched here (``image_batch`` per step), since their batches come from the data set, not ``fit``.
+    Images are batched here (``image_batch`` per step, default ``IMAGE_BATCH``), since their batches come
+    from the data set, not ``fit``.
 
     With ``split=False`` a file is used whole as test data (``ctflows evaluate`` on a test file).
     """
     if text in IMAGE_DATA:
-        return load_digits_dataset(seed, image_batch)
+        return load_digits_dataset(seed, image_batch or IMAGE_BATCH)
     if not is_file_argument(text):
         density = get_density(text)
         return Dataset(text, density.dim, density, density, density)
@@ -95,11 +96,6 @@ def load_dataset(text: str, seed: int, *, split: bool = True, image_batch: int =
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
     n_test = max(1, round(TEST_FRACTION * x.shape[0]))
     return Dataset(text, x.shape[1], x[order[n_test:]], x[order[:n_test]], None)
-
-
-def image_batch(args: Any) -> dict[str, int]:
-    """``{"image_batch": args.batch_size}`` for :func:`load_dataset` when ``--batch-size`` was given, else ``{}``."""
-    return {} if getattr(args, "batch_size", None) is None else {"image_batch": args.batch_size}
 
 
 def load_digits_dataset(seed: int, batch_size: int = IMAGE_BATCH) -> Dataset:

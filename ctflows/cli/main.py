@@ -19,7 +19,7 @@ import argparse
 import math
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -71,6 +71,14 @@ def positive_float(what: str) -> Callable[[str], float]:
 positive_minutes, positive_number = positive_float("number of minutes"), positive_float("number")
 
 
+def open_unit_interval(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1 (a decay rate)."""
+    value = positive_number(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
+    return value
+
+
 def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: float | None) -> None:
     parser.add_argument("--data", required=True,
                         help="a built-in density (see `ctflows data list`), the 8x8 images `digits`, or a .csv/.npy file")
@@ -83,7 +91,7 @@ def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: fl
     parser.add_argument("--batch-size", type=positive_int,
                         help="points (or images) per step for every model (default: each model's own, e.g. 256 for cnf, 512 for realnvp, 128 images)")
     parser.add_argument("--schedule", choices=SCHEDULES, help="learning rate after the warm-up (default: cosine decay over the budget)")
-    parser.add_argument("--ema-decay", type=float, metavar="BETA",
+    parser.add_argument("--ema-decay", type=open_unit_interval, metavar="BETA",
                         help="evaluate and save an exponential moving average of the parameters with this decay, e.g. 0.99 (default: none)")
     parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, batches and evaluation (default 0)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -91,14 +99,6 @@ def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: fl
     parser.add_argument("--eval-samples", type=positive_int, default=20000,
                         help="points drawn from a built-in density for KL / NLL, or at most this many held-out images (default 20000)")
     parser.add_argument("--grid", type=positive_int, default=150, help="grid points per side in density plots (default 150)")
-
-
-FIT_OPTIONS = ("lr", "batch_size", "schedule", "ema_decay")  # command-line names of fit's keyword arguments
-
-
-def fit_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``fit`` keyword arguments given on the command line (``--lr``, ``--batch-size``, ...), for every model."""
-    return {key: getattr(args, key) for key in FIT_OPTIONS if getattr(args, key, None) is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:

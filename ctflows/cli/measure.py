@@ -58,7 +58,7 @@ class Trained:
     flow: nn.Module
     history: History
     step_seconds: list[float]
-    fit_options: dict[str, Any]
+    settings: dict[str, Any]  # the FIT_OPTIONS it trained with (peak lr, batch size, schedule, ema_decay)
 
 
 class _CountingFlow(nn.Module):
@@ -82,6 +82,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+FIT_OPTIONS = ("lr", "batch_size", "schedule", "ema_decay")  # fit's keyword arguments the command line sets
+
+
+def fit_overrides(args: Any) -> dict[str, Any]:
+    """The :data:`FIT_OPTIONS` given on the command line (``--lr``, ``--batch-size``, ...), to apply to every model."""
+    return {key: getattr(args, key) for key in FIT_OPTIONS if getattr(args, key, None) is not None}
+
+
 def train(
     name: str, data: Dataset, budget: Budget, *, seed: int, device: torch.device,
     checkpoint_dir: Path | None = None, progress: bool | None = None, overrides: dict[str, Any] | None = None,
@@ -89,15 +97,14 @@ def train(
     """Build model ``name`` for ``data`` and train it with ``fit`` under ``budget``.
 
     The model's own fit settings apply (:data:`~ctflows.cli.models.MODELS`), updated by ``overrides``
-    (``fit`` keyword arguments from the command line, :func:`~ctflows.cli.main.fit_overrides`). Image
-    batches come from the data set, so a ``batch_size`` is set there (:func:`~ctflows.cli.dataset.load_dataset`)
-    and not passed on. File data are standardised by a fixed first layer (see
+    (:func:`fit_overrides`). Image batches come from the data set (``load_dataset(..., image_batch=)``),
+    whose batch size is what ``fit`` is told. File data are standardised by a fixed first layer (see
     :func:`~ctflows.cli.models.build_model`).
     """
     flow = build_model(name, data.shape, seed, standardize=data.file_points)
     options = {**model_spec(name).fit_options, **(overrides or {})}
     if data.is_image:
-        options.pop("batch_size", None)
+        options["batch_size"] = data.train.batch_size
     stamps = [time.perf_counter()]
 
     def tick(step: int, history: History) -> None:
@@ -106,16 +113,19 @@ def train(
     history = fit(flow, data.train, steps=budget.steps, seconds=budget.seconds, seed=seed, device=device,
                   progress=progress, callback=tick, checkpoint_dir=checkpoint_dir, **options)
     steps = [b - a for a, b in zip(stamps, stamps[1:])]
-    return Trained(name, flow, history, steps, options)
+    defaults = {key: inspect.signature(fit).parameters[key].default for key in FIT_OPTIONS}
+    settings = {**defaults, **{key: options[key] for key in FIT_OPTIONS if key in options}}
+    rows = _training_rows(data)
+    if rows is not None:  # a batch never holds more than the training rows (images)
+        settings["batch_size"] = min(settings["batch_size"], rows)
+    return Trained(name, flow, history, steps, settings)
 
 
-def training_settings(trained: Trained, data: Dataset) -> dict[str, Any]:
-    """The peak lr, batch size, schedule and parameter average ``trained`` used, fit's defaults filled in."""
-    defaults = {key: inspect.signature(fit).parameters[key].default for key in ("lr", "batch_size", "schedule", "ema_decay")}
-    settings = {**defaults, **{k: v for k, v in trained.fit_options.items() if k in defaults}}
+def _training_rows(data: Dataset) -> int | None:
+    """How many training points a finite data set has (None for a density: fresh samples every step)."""
     if data.is_image:
-        settings["batch_size"] = data.train.batch_size
-    return settings
+        return len(data.train.images)
+    return data.train.shape[0] if isinstance(data.train, Tensor) else None
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -144,7 +154,7 @@ def measure(trained: Trained, data: Dataset, *, eval_n: int, seed: int) -> tuple
         "model": trained.name,
         "description": spec.summary,
         "parameters": sum(p.numel() for p in flow.parameters() if p.requires_grad),
-        "steps": trained.history.steps, **training_settings(trained, data),
+        "steps": trained.history.steps, **trained.settings,
         "train_seconds": trained.history.wall_time,
         "seconds_per_step": statistics.median(trained.step_seconds) if trained.step_seconds else None,
         "nll": result["nll"], "nll_se": result["nll_se"], "eval_points": result["n"], "exact": result["exact"],

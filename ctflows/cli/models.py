@@ -71,7 +71,7 @@ MODELS: dict[str, ModelSpec] = {
     "cnf-fm": ModelSpec(_vector(lambda d, s: cnf(d, hidden=_hidden(d, 3), adjoint=False)), True,
                         "the same CNF trained by flow matching (Lipman et al. 2023)",
                         {"lr": 2e-2, "batch_size": 256, "objective": "flow_matching"}),
-    # Images: batches of 128 come from the data set (DequantizedImages). The CNF trains at tolerance 1e-4 and is
+    # Images: batches (128 unless --batch-size says otherwise) come from the data set (DequantizedImages). The CNF trains at tolerance 1e-4 and is
     # evaluated at 1e-5: examples/09_images.py reports 2.94 bits/dim after 150 steps this way, 3.39 with FFJORD's 1e-5.
     "glow": ModelSpec(lambda shape, s: multiscale_glow(shape, levels=2, steps=4, hidden=64), False,
                       "multiscale Glow, 2 levels of 4 steps (Kingma & Dhariwal 2018)", {"lr": 1e-3}, image=True),

@@ -17,10 +17,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ctflows.cli.dataset import image_batch, load_dataset, plot_bounds
+from ctflows.cli.dataset import load_dataset, plot_bounds
 from ctflows.cli.figures import figure_grid, image_rows, model_panels, truth_panels
-from ctflows.cli.main import fit_overrides
-from ctflows.cli.measure import Budget, measure, quality, resolve_device, train
+from ctflows.cli.measure import Budget, fit_overrides, measure, quality, resolve_device, train
 from ctflows.cli.models import check_models_suit_data, model_spec
 from ctflows.training import save
 from ctflows.training.distributed import is_main_process
@@ -32,7 +31,7 @@ REFERENCE_POINTS = 20000
 def run(args: argparse.Namespace) -> int:
     """Execute ``ctflows train`` with parsed ``args``; returns the exit status."""
     spec = model_spec(args.model)
-    data = load_dataset(args.data, args.seed, **image_batch(args))
+    data = load_dataset(args.data, args.seed, image_batch=args.batch_size)
     check_models_suit_data([args.model], data.is_image, data.name, data.shape)
     device = resolve_device(args.device)
     budget = Budget.from_options(args.steps, args.minutes, default_steps=args.default_steps)

@@ -49,6 +49,16 @@ def test_compare_reports_one_finite_row_per_model(density_run):
     assert "| 512 | 0.005 |" in rows[0] and "| 256 | 0.02 |" in rows[1]
 
 
+def test_training_options_apply_to_every_model_of_a_comparison(tmp_path):
+    argv = ["compare", "--data", "two_moons", "--models", "realnvp,nice", "--lr", "1e-3", "--batch-size", "64",
+            "--out", str(tmp_path), *TINY, "--frames", "0"]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["fit_overrides"] == {"lr": 1e-3, "batch_size": 64}
+    assert [(r["lr"], r["batch_size"]) for r in report["models"]] == [(1e-3, 64), (1e-3, 64)]
+    assert all("| 64 | 0.001 |" in row for row in _table_rows((tmp_path / "report.md").read_text()))
+
+
 def test_compare_writes_figure_animation_checkpoints(density_run):
     _, out = density_run
     report = json.loads((out / "report.json").read_text())

@@ -33,7 +33,7 @@ CASES = {
     "zero lr": (["train", "--data", "two_moons", "--model", "nice", "--lr", "0", "--out", "{out}"], "must be a positive number"),
     "inf lr": (["compare", "--data", "two_moons", "--lr", "inf", "--out", "{out}"], "must be a positive number"),
     "word lr": (["train", "--data", "two_moons", "--model", "nice", "--lr", "fast", "--out", "{out}"], "'fast' is not a number"),
-    "ema decay of 1": (["train", "--data", "two_moons", "--model", "nice", "--ema-decay", "1", "--steps", "1", "--out", "{out}"], "ema_decay"),
+    "ema decay of 1": (["train", "--data", "two_moons", "--model", "nice", "--ema-decay", "1", "--steps", "1", "--out", "{out}"], "strictly between 0 and 1"),
     "unknown schedule": (["train", "--data", "two_moons", "--model", "nice", "--schedule", "linear", "--out", "{out}"], "invalid choice"),
     "zero batch": (["train", "--data", "two_moons", "--model", "nice", "--batch-size", "0", "--out", "{out}"], "must be at least 1"),
     "zero steps": (["train", "--data", "two_moons", "--model", "nice", "--steps", "0", "--out", "{out}"], "must be at least 1"),

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ctflows.cli.dataset import load_dataset
 from ctflows.cli.main import main
 from ctflows.cli.models import MODELS
 from ctflows.data.images import load_digits
@@ -83,8 +84,11 @@ def test_train_on_digits_writes_metrics_and_a_sample_grid(tmp_path):
     assert main(argv) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["data"] == "digits" and metrics["steps"] == 3 and math.isfinite(metrics["bpd"])
-    # Image batches come from the data set, which was built with --batch-size (read back from it).
     assert metrics["batch_size"] == 16 and metrics["lr"] == 2e-3
+    # Image batches come from the data set: it yields what --batch-size asked for, and fit is told so.
+    assert next(iter(load_dataset("digits", 0, image_batch=16).train)).shape[0] == 16
+    state = torch.load(tmp_path / "checkpoint" / "training_state.pt", weights_only=False)
+    assert (state["config"]["batch_size"], state["config"]["lr"]) == (16, 2e-3)
     assert (tmp_path / "samples.png").stat().st_size > 0 and (tmp_path / "model.pt").exists()
 
 
