@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 import ctflows  # noqa: E402
 from ctflows.core import Flow  # noqa: E402
 from ctflows.models import maf  # noqa: E402
-from ctflows.training.schedule import lr_factor  # noqa: E402
+from ctflows.training.schedule import Schedule  # noqa: E402
 from cnf_common import machine_line, update_docs  # noqa: E402
 
 HIDDEN = (64, 64)
@@ -137,6 +137,7 @@ class Run:
     steps: int = 0
     seconds: float = 0.0
     step_times: list[float] = field(default_factory=list)
+    schedule: Schedule | None = None
 
 
 def make_runs(models: dict[str, nn.Module], density, batch: int, seed: int, lr: float) -> dict[str, Run]:
@@ -153,11 +154,13 @@ def make_runs(models: dict[str, nn.Module], density, batch: int, seed: int, lr: 
     return runs
 
 
-def train_step(run: Run, density, batch: int, lr: float, progress: float, clip: float, warmup: float) -> None:
-    """One AdamW step on ``-mean log q(x)`` for a fresh batch, timed (sampling the batch excluded)."""
+def train_step(run: Run, density, batch: int, lr: float, clip: float) -> None:
+    """One AdamW step on ``-mean log q(x)`` for a fresh batch at peak ``lr`` times the schedule, timed (sampling excluded)."""
     x = density.sample(batch, generator=run.generator).float()
+    # The step about to be taken is estimated to cost what the last one did, as fit's schedule does.
+    last = run.step_times[-1] if run.step_times else 0.0
     for group in run.optimizer.param_groups:
-        group["lr"] = lr * lr_factor(progress, warmup=warmup)
+        group["lr"] = lr * run.schedule.factor(run.steps, run.seconds, step_seconds=last)
     start = time.perf_counter()
     loss = -run.model.log_prob(x).mean()
     run.optimizer.zero_grad(set_to_none=True)
@@ -173,19 +176,20 @@ def train_step(run: Run, density, batch: int, lr: float, progress: float, clip: 
 def train_interleaved(runs: dict[str, Run], density, args: argparse.Namespace) -> None:
     """``steps``: round robin, order reversed every step; ``seconds``: the least-trained model goes next."""
     names = list(runs)
+    for run in runs.values():
+        run.schedule = Schedule.build("cosine", args.warmup, steps=args.steps if args.mode == "steps" else None,
+                                      seconds=args.seconds if args.mode == "seconds" else None)
     if args.mode == "steps":
         for s in range(args.steps):
             for name in names if s % 2 == 0 else reversed(names):
-                train_step(runs[name], density, args.batch, args.lr, (s + 1) / args.steps, args.clip, args.warmup)
+                train_step(runs[name], density, args.batch, args.lr, args.clip)
         return
     while True:
         active = [n for n in names if runs[n].seconds < args.seconds]
         if not active:
             return
         name = min(active, key=lambda n: runs[n].seconds)
-        # The step about to be taken is estimated to cost what the last one did, as fit's schedule does.
-        last = runs[name].step_times[-1] if runs[name].step_times else 0.0
-        train_step(runs[name], density, args.batch, args.lr, (runs[name].seconds + last) / args.seconds, args.clip, args.warmup)
+        train_step(runs[name], density, args.batch, args.lr, args.clip)
 
 
 def sampling_seconds(model: nn.Module, n: int, repeats: int) -> float:

@@ -83,7 +83,8 @@ def fit(
         batch_size: points per step (density samples / tensor rows); under ``torchrun`` the global batch.
         lr: peak learning rate. weight_decay: decoupled (AdamW) weight decay.
         clip_grad: max gradient norm (``None``: no clipping; the norm is still recorded).
-        schedule: ``"cosine"`` (decay to 0 at the end of the budget) or ``"constant"``; ``warmup``: linear
+        schedule: ``"cosine"`` (decaying toward 0 over the budget; with S steps and no warm-up, step s takes
+            ``½ (1 + cos(π s / S))`` of ``lr``) or ``"constant"``; ``warmup``: linear
             warm-up before it, in steps (int) or as a fraction of the budget (float).
         optimizer: ``"adamw"``, ``"adam"`` or a ``torch.optim.Optimizer`` class taking ``lr`` and ``weight_decay``.
         regularization: ``{term name: weight}``; every named term must be reported by some layer, else a
@@ -212,7 +213,7 @@ def fit(
                 step = history.steps + 1
                 tick, in_step = time.perf_counter(), True
                 x, context = first if (step == 1 and saved is None) else next(stream)
-                factor = plan.factor(history.steps, trained_seconds, last_step_seconds)
+                factor = plan.factor(history.steps, trained_seconds, step_seconds=last_step_seconds)
                 for group_ in opt.param_groups:
                     group_["lr"] = lr * factor
                 flow.train()

@@ -5,9 +5,10 @@
     factor = ½ (1 + cos(π (max(p⁻, w) − w) / (1 − w)))   after     ("cosine", Loshchilov & Hutter 2017)
 
 where p⁺ is the fraction spent once the step about to be taken is done and p⁻ the fraction before it. So
-the first step of a warm-up is not wasted at lr 0 (with a step budget the ramp is the familiar
-``(s + 1) / W``), and neither is the last step of the cosine: with S steps and no warm-up step s takes
-``½ (1 + cos(π s / S))``. With a wall-clock budget the same shape is laid over time, so a run cut at
+with a step budget neither the first step of a warm-up (the ramp is the familiar ``(s + 1) / W``) nor the
+last step of the cosine runs at lr 0: with S steps and no warm-up step s takes ``½ (1 + cos(π s / S))``.
+With a wall-clock budget the same shape is laid over time, p⁺ counting the next step as long as the last
+one took (so the very first step, with no duration to go by, starts the warm-up at 0), and a run cut at
 ``seconds`` still ends its cosine near zero.
 """
 from __future__ import annotations
@@ -66,14 +67,18 @@ class Schedule:
         return cls(kind, warmup_fraction(warmup, steps), steps, seconds)
 
     def progress(self, steps_done: int, seconds_done: float) -> float:
-        """Fraction of the budget spent once step ``steps_done + 1`` is taken (``seconds_done`` includes it, estimated)."""
+        """Fraction of the budget spent once step ``steps_done + 1`` is taken (``seconds_done`` includes it, estimated).
+
+        ``progress(steps_done - 1, seconds)`` is then the fraction spent before that step.
+        """
         fractions = [] if self.steps is None else [(steps_done + 1) / self.steps]
         if self.seconds is not None:
             fractions.append(seconds_done / self.seconds)
         return min(max(fractions), 1.0)
 
-    def factor(self, steps_done: int, seconds_done: float, step_seconds: float = 0.0) -> float:
-        """The learning-rate multiplier for the next step, expected to take ``step_seconds``."""
+    def factor(self, steps_done: int, seconds_done: float, *, step_seconds: float = 0.0) -> float:
+        """The learning-rate multiplier for the next step, after ``steps_done`` steps and ``seconds_done``
+        seconds, the step expected to take ``step_seconds``."""
         after = self.progress(steps_done, seconds_done + step_seconds)
         if after < self.warmup:
             return lr_factor(after, warmup=self.warmup, kind=self.kind)

@@ -46,6 +46,14 @@ def test_a_step_budget_wastes_neither_the_first_nor_the_last_step():
     assert ramped.lr == sorted(ramped.lr[:2]) + sorted(ramped.lr[2:], reverse=True)
 
 
+def test_a_seconds_budget_ramps_with_the_time_after_the_step_and_decays_with_the_time_before_it():
+    plan = Schedule.build("cosine", 0.5, steps=None, seconds=10.0)
+    assert plan.factor(0, 0.0, step_seconds=1.0) == pytest.approx(0.2)  # 1 s of a 5-s warm-up, once taken
+    assert plan.factor(7, 5.0, step_seconds=1.0) == pytest.approx(1.0)  # the cosine starts where 5 s are spent
+    assert plan.factor(9, 7.5, step_seconds=1.0) == pytest.approx(0.5)  # half way down, from the time before
+    assert 0 < plan.factor(12, 9.9, step_seconds=1.0) < 0.01  # the last step: small, not zero
+
+
 def test_no_warmup_needs_no_unit():
     # warmup=0 means no warm-up whether the budget is counted in steps or in seconds.
     assert Schedule.build("constant", 0, steps=None, seconds=5.0).factor(0, 0.0) == 1.0
