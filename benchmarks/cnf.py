@@ -124,6 +124,13 @@ def cmd_memory(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def rnode_weights(weights: dict[str, float], elapsed: float, seconds: float, schedule: str) -> dict[str, float]:
+    """The RNODE weights of a step taken after ``elapsed`` of ``seconds``: constant, or decaying linearly to 0."""
+    if schedule == "constant":
+        return weights
+    return {name: w * max(0.0, 1.0 - elapsed / seconds) for name, w in weights.items()}
+
+
 def likelihood_step(flow, opt, x, weights: dict[str, float], clip: float | None = None):
     """One maximum-likelihood step (NLL + weighted RNODE terms), as both timing loops take it; returns (NLL, loss)."""
     from ctflows.core.stats import regularization_terms
@@ -210,13 +217,18 @@ def cmd_quality(args: argparse.Namespace) -> str:
            *(["--regularize"] if args.regularize else []), *(["--steer", repr(args.steer)] if args.steer else [])]
     (r,) = run_children([job], 1, args.seconds * 3 + 600)
     name = "flow matching (independent coupling)" if args.objective == "flow_matching" else "maximum likelihood"
-    return quality_table(args, [(name + (", RNODE" if args.regularize else "") + (f", STEER {args.steer:g}" if args.steer else ""), r)])
+    rnode = f", RNODE (K {args.kinetic:g}, B {args.frobenius:g}{decaying(args)})" if args.regularize else ""
+    return quality_table(args, [(name + rnode + (f", STEER {args.steer:g}" if args.steer else ""), r)])
+
+
+def decaying(args: argparse.Namespace) -> str:
+    """``", decaying"`` when the RNODE weights decay over the budget (and there are weights), else ``""``."""
+    return ", decaying" if args.weight_schedule == "decay" and (args.kinetic or args.frobenius) else ""
 
 
 def cmd_rnode(args: argparse.Namespace) -> str:
     regularized = ["--regularize"] if args.kinetic or args.frobenius else []
-    decay = ", decaying" if args.weight_schedule == "decay" else ""
-    name = f"RNODE (K {args.kinetic:g}, B {args.frobenius:g}{decay})" if regularized else ""
+    name = f"RNODE (K {args.kinetic:g}, B {args.frobenius:g}{decaying(args)})" if regularized else ""
     if args.steer:
         regularized += ["--steer", repr(args.steer)]
         name += (" + " if name else "") + f"STEER (b {args.steer:g})"
@@ -277,8 +289,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             g["lr"] = args.lr * max(scale, 0.01)
         x = density.sample(args.batch, generator=gen).float().to(device)
         if matching is None:
-            scaled = {k: w * (1.0 - elapsed / args.seconds) for k, w in weights.items()} if args.weight_schedule == "decay" else weights
-            nll, _ = likelihood_step(flow, opt, x, scaled, args.clip)
+            nll, _ = likelihood_step(flow, opt, x, rnode_weights(weights, elapsed, args.seconds, args.weight_schedule), args.clip)
         else:
             nll = matching_step(flow, opt, x, matching)
         if device.type == "cuda":
@@ -297,7 +308,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     for m in flow.modules():
         if isinstance(m, ctflows.CNF):
             m.eval_atol = m.eval_rtol = args.eval_tol
-            end_times.append(float(m.end_time))
+            end_times.append(float(torch.as_tensor(m.end_time).detach()))
     if args.save:
         torch.save(flow.state_dict(), args.save)
     if args.eval_n == 0:  # timing only
@@ -452,7 +463,7 @@ def main() -> None:
         if args.mode == "rnode" and (args.kinetic, args.frobenius) != (0.01, 0.01):
             key += f"-{args.kinetic:g}-{args.frobenius:g}"
         if args.mode in ("quality", "rnode"):
-            key += f"-steer{args.steer:g}" * bool(args.steer) + "-decay" * (args.weight_schedule == "decay")
+            key += f"-steer{args.steer:g}" * bool(args.steer) + "-decay" * bool(decaying(args))
         if args.mode == "ffjord":
             key = f"ffjord-{args.data}" + (f"-{args.seconds:g}s" if args.seconds else "") + "-compiled" * args.compile_field
         key += "-cold" * args.no_warm_start  # in every mode, so a cold run never replaces a warm run's block

@@ -68,7 +68,8 @@ def run_child(argv: list[str], timeout: float) -> dict | None:
         return None
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
-        err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        # A child killed by a signal (the out-of-memory killer's SIGKILL) leaves no traceback to quote.
+        err = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else (proc.stderr.strip().splitlines() or ["no output"])[-1]
         print(f"failed: {' '.join(argv)}\n  {err}", file=sys.stderr)
         return {"error": err}
     result = json.loads(lines[-1])

@@ -56,3 +56,14 @@ def test_rnode_run_reports_both_models_with_their_end_times():
     for row in (plain, regularized):
         assert int(row[1]) > 5 and float(row[4].split("±")[0]) < 10 and int(row[5]) > 0
         assert 0 < float(row[6]) < 5  # T after training, learned from 0.5
+
+
+def test_decaying_rnode_weights_fall_linearly_to_zero_over_the_budget(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import cnf
+
+    weights = {"kinetic_energy": 0.5, "jacobian_frobenius": 0.2}
+    assert cnf.rnode_weights(weights, 30.0, 60.0, "constant") == weights
+    assert cnf.rnode_weights(weights, 0.0, 60.0, "decay") == weights
+    assert cnf.rnode_weights(weights, 45.0, 60.0, "decay") == {"kinetic_energy": 0.125, "jacobian_frobenius": 0.05}
+    assert cnf.rnode_weights(weights, 61.0, 60.0, "decay") == {"kinetic_energy": 0.0, "jacobian_frobenius": 0.0}
