@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ctflows.continuous.compiled import CompiledField
 from ctflows.continuous.divergence import NOISE_KINDS, resolve_divergence, sample_noise
-from ctflows.continuous.dynamics import AugmentedDynamics
+from ctflows.continuous.dynamics import AugmentedDynamics, SolveStats
 from ctflows.continuous.failure import SolveSettings, is_solver_failure, solver_error
 from ctflows.continuous.first_step import FirstStepMemory, StepRecorder
 from ctflows.continuous.regularization import check_regularization
@@ -262,7 +262,7 @@ class CNF(Transform):
         # A tolerance the state's dtype cannot resolve would only end in step-size underflow.
         floor = TOLERANCE_FLOOR_EPS * torch.finfo(x.dtype).eps
         atol, rtol = (max(tol, floor) for tol in ((self.atol, self.rtol) if train else (self.eval_atol, self.eval_rtol)))
-        self.stats = {"nfe_forward": 0, "nfe_backward": 0, "logdet_exact": estimator == "exact", "divergence": estimator}
+        self.stats = SolveStats(nfe_forward=0, nfe_backward=0, logdet_exact=estimator == "exact", divergence=estimator)
         return AugmentedDynamics(
             self.field, context, estimator=estimator,
             noise=sample_noise(x, self.noise) if estimator == "hutchinson" else None,

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Sequence
 
 import torch
@@ -35,6 +36,17 @@ def forward_mode_outputs(
     return (v, div, *regularization_rates(regularization, v, jac))
 
 
+class SolveStats(dict):
+    """One CNF call's stats (``nfe_forward``, ``nfe_backward``, ..., ``regularization``): a dict that the call's
+    dynamics refer to weakly.
+
+    The regularizer terms in it hold the solve's autograd graph, and the graph holds the dynamics (a backward
+    hook, or the adjoint's saved context). A strong reference from the dynamics back to the stats would close
+    a cycle through the graph that Python's collector cannot see, and every training step's graph would stay
+    in memory (direct backpropagation with RNODE lost 1-3 MB a step that way).
+    """
+
+
 class AugmentedDynamics:
     """Callable ``(t, (x, logdet, *regs)) -> (v, div, *rates)`` for ``torchdiffeq.odeint[_adjoint]``.
 
@@ -57,7 +69,7 @@ class AugmentedDynamics:
         estimator: str,
         noise: Tensor | None,
         regularization: Sequence[str],
-        stats: dict[str, Any],
+        stats: SolveStats,
         settings: SolveSettings,
         direction: str,
         use_callbacks: bool,
@@ -71,7 +83,8 @@ class AugmentedDynamics:
         self.estimator = estimator
         self.noise = noise
         self.regularization = tuple(regularization)
-        self.stats = stats
+        self._stats = weakref.ref(stats)
+        self._counts_of_replaced_stats: dict[str, Any] | None = None
         self.settings = settings
         self.direction = direction
         self.chunk_size = chunk_size
@@ -88,6 +101,17 @@ class AugmentedDynamics:
         for name, recorder in zip(("callback_accept_step", "callback_accept_step_adjoint"), first_step_recorders):
             if recorder is not None:
                 setattr(self, name, recorder)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """The call's :class:`SolveStats`; if the CNF's next call has replaced (and so dropped) them before this
+        solve is done, a dict that counts from there on, for the messages of a failure."""
+        stats = self._stats()
+        if stats is not None:
+            return stats
+        if self._counts_of_replaced_stats is None:
+            self._counts_of_replaced_stats = {"nfe_forward": 0, "nfe_backward": 0}
+        return self._counts_of_replaced_stats
 
     @property
     def backward_direction(self) -> str:
