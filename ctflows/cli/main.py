@@ -19,13 +19,15 @@ import argparse
 import math
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import torch
 
 from ctflows.cli.models import DEFAULT_IMAGE_MODELS, DEFAULT_MODELS, MODELS
 from ctflows.errors import CtflowsError
 from ctflows.training.schedule import SCHEDULES
+
+Number = TypeVar("Number", int, float)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,19 +37,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number ``>= minimum``."""
+def checked(
+    convert: Callable[[str], Number], noun: str, ok: Callable[[Number], bool], rule: str
+) -> Callable[[str], Number]:
+    """An argparse type: ``convert(text)`` (else "is not a ``noun``"), kept only when ``ok`` (else "must be ``rule``")."""
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> Number:
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {noun}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
         return value
 
     return parse
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number ``>= minimum``."""
+    return checked(int, "whole number", lambda value: value >= minimum, f"at least {minimum}")
 
 
 positive_int, non_negative_int = int_at_least(1), int_at_least(0)
@@ -55,28 +64,14 @@ positive_int, non_negative_int = int_at_least(1), int_at_least(0)
 
 def positive_float(what: str) -> Callable[[str], float]:
     """An argparse type: a finite number > 0; ``what`` names it in the messages (``"number of minutes"``)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"must be a positive {what}, got {text}")
-        return value
-
-    return parse
+    return checked(float, what, lambda value: math.isfinite(value) and value > 0, f"a positive {what}")
 
 
 positive_minutes, positive_number = positive_float("number of minutes"), positive_float("number")
 
 
-def open_unit_interval(text: str) -> float:
-    """argparse type: a number strictly between 0 and 1 (a decay rate)."""
-    value = positive_number(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
-    return value
+# a decay rate; NaN fails both comparisons
+open_unit_interval = checked(float, "number", lambda value: 0 < value < 1, "strictly between 0 and 1")
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: float | None) -> None:

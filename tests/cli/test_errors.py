@@ -34,6 +34,8 @@ CASES = {
     "inf lr": (["compare", "--data", "two_moons", "--lr", "inf", "--out", "{out}"], "must be a positive number"),
     "word lr": (["train", "--data", "two_moons", "--model", "nice", "--lr", "fast", "--out", "{out}"], "'fast' is not a number"),
     "ema decay of 1": (["train", "--data", "two_moons", "--model", "nice", "--ema-decay", "1", "--steps", "1", "--out", "{out}"], "strictly between 0 and 1"),
+    "nan ema decay": (["train", "--data", "two_moons", "--model", "nice", "--ema-decay", "nan", "--steps", "1", "--out", "{out}"], "strictly between 0 and 1"),
+    "word batch": (["train", "--data", "two_moons", "--model", "nice", "--batch-size", "many", "--out", "{out}"], "'many' is not a whole number"),
     "unknown schedule": (["train", "--data", "two_moons", "--model", "nice", "--schedule", "linear", "--out", "{out}"], "invalid choice"),
     "zero batch": (["train", "--data", "two_moons", "--model", "nice", "--batch-size", "0", "--out", "{out}"], "must be at least 1"),
     "zero steps": (["train", "--data", "two_moons", "--model", "nice", "--steps", "0", "--out", "{out}"], "must be at least 1"),
