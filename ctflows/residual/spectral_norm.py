@@ -154,7 +154,11 @@ def cached_weights(module: nn.Module, *, advance: bool = True) -> Iterator[None]
 def spectral_norms(module: nn.Module) -> list[Tensor]:
     """Exact ‖W̃‖₂ (largest singular value, by SVD) of every :class:`SpectralLinear` in ``module``.
 
-    W̃ is the one the current mode uses; in ``train()`` mode computing it runs (and stores) a power iteration.
+    W̃ is the current mode's; in ``train()`` mode the last training call's, so that looking does not move the
+    power iteration (it advances only if W changed since, as an inverse would).
     """
     with torch.no_grad():
-        return [torch.linalg.matrix_norm(m.normalized_weight(), ord=2) for m in module.modules() if isinstance(m, SpectralLinear)]
+        return [
+            torch.linalg.matrix_norm(m.normalized_weight(advance=False), ord=2)
+            for m in module.modules() if isinstance(m, SpectralLinear)
+        ]

@@ -88,3 +88,15 @@ def test_lipschitz_constant_stays_below_coefficient_after_training(activation):
     lip = _jacobian_norms(g, points).max().item()  # measured 0.7144 (lipswish), 0.7289 (elu); c³ = 0.729
     assert lip <= g.lipschitz_bound * (1 + 1e-6)
     assert g.lipschitz_bound == pytest.approx(c**3)
+
+
+def test_reading_the_norms_in_train_mode_does_not_move_the_power_iteration():
+    torch.manual_seed(0)
+    layer = SpectralLinear(torch.nn.Linear(6, 5).double(), 0.9, iterations=1).train()
+    with torch.no_grad():
+        layer.weight.mul_(4.0)  # the stored u, v are now stale: an advancing call would move them
+    used = layer.normalized_weight()  # what a training forward uses
+    u, v = layer.u.clone(), layer.v.clone()
+    first, second = spectral_norms(layer)[0], spectral_norms(layer)[0]
+    assert torch.equal(layer.u, u) and torch.equal(layer.v, v)
+    assert first.item() == second.item() == pytest.approx(torch.linalg.matrix_norm(used.detach(), ord=2).item(), rel=1e-12)
