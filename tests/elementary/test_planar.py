@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ctflows.elementary import Planar
@@ -23,6 +23,7 @@ def planar_with(u, w, b=0.0, **kwargs):
 
 
 @settings(max_examples=100, deadline=None)
+@example(([2.0, 0.0, 0.0, 0.0, 0.0, 0.0], [-11.043474999382397, 0.0, 0.99609375, 0.0, 47.09375, 3.626421644374446]))
 @given(st.integers(1, 6).flatmap(lambda d: st.tuples(*[st.lists(floats, min_size=d, max_size=d)] * 2)))
 def test_constraint_holds_for_any_parameters(uw):
     u, w = uw
@@ -34,7 +35,11 @@ def test_constraint_holds_for_any_parameters(uw):
     x = torch.randn(8, len(u), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     z, logdet = layer(x)
     assert torch.isfinite(logdet).all()
-    torch.testing.assert_close(layer.inverse(z)[0], x, atol=1e-6, rtol=1e-8)
+    back = layer.inverse(z)[0]
+    torch.testing.assert_close(layer(back)[0], z, atol=1e-10, rtol=1e-12)  # backward stable: z is reproduced
+    # In x the inverse is as ill-conditioned as the map is flat: at wᵀû = -1, φ(a) ≈ a³/3 near 0, so a is
+    # fixed only to about eps^(1/3) ≈ 6e-6 (a random example reached 3.5e-6).
+    torch.testing.assert_close(back, x, atol=3e-5, rtol=1e-8)
 
 
 @settings(max_examples=60, deadline=None)
