@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import AutoLocator
 import torch
 
 import ctflows
 from ctflows.continuous import CNF, estimate_log_prob
-from ctflows.viz import density_panel, sample_panel, side_by_side
+from ctflows.viz import density_panel, lines_panel, sample_panel, side_by_side
 from ctflows.viz.density import Panel
 
 BOUNDS = (-4.5, 4.5, -4.5, 4.5)
@@ -88,23 +87,6 @@ def trajectory_panel(paths: torch.Tensor, colour: torch.Tensor, times: list[floa
     return f"paths x(t), t = 0 (•) -> {times[-1]:g} (x)", draw
 
 
-def nfe_panel(forward: list[int], backward: list[int]) -> Panel:
-    """A panel plotting the forward and adjoint-backward NFE of every training step."""
-
-    def draw(ax: plt.Axes) -> None:
-        ax.set_axis_on()
-        # side_by_side clears every panel's ticks; a line plot needs them back.
-        ax.xaxis.set_major_locator(AutoLocator())
-        ax.yaxis.set_major_locator(AutoLocator())
-        ax.plot(forward, lw=0.8, label="forward solve")
-        ax.plot(backward, lw=0.8, label="adjoint solve")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("function evaluations")
-        ax.legend(fontsize=7)
-
-    return "NFE per training step", draw
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Tutorial 03: a CNF trained the FFJORD way")
     parser.add_argument("--quick", action="store_true", help="tiny budget (used by the test suite)")
@@ -156,7 +138,8 @@ def main() -> None:
         density_panel(f"CNF density (exact trace)\nKL {exact['kl']:.3f}", flow.log_prob, BOUNDS, n=grid),
         sample_panel("CNF samples", samples, BOUNDS, bins=grid),
         trajectory_panel(paths, colour, times),
-        nfe_panel(forward, backward),
+        lines_panel("NFE per training step", {"forward solve": forward, "adjoint solve": backward},
+                    xlabel="training step", ylabel="function evaluations"),
     ]
     path = side_by_side(panels, Path(args.out) / "03_continuous_flow_ffjord_way.png", columns=5,
                         suptitle=f"FFJORD-style CNF on {args.data}, {steps} steps")

@@ -31,16 +31,12 @@ import argparse
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-from matplotlib.ticker import AutoLocator
 import torch
 
 import ctflows
 from ctflows.core.stats import count_stats
 from ctflows.training.history import History
-from ctflows.viz import density_panel, side_by_side
-from ctflows.viz.density import Panel
-from ctflows.viz.loss import running_mean
+from ctflows.viz import density_panel, lines_panel, side_by_side
 from ctflows.viz.trajectories import flow_paths, trajectory_panel
 
 BOUNDS = (-4.5, 4.5, -4.5, 4.5)
@@ -60,22 +56,6 @@ def train(density, seconds: float, weight: float) -> tuple[ctflows.Flow, History
                           regularization=dict.fromkeys(PENALTIES, weight) if weight > 0 else None, seed=0,
                           progress=False)
     return flow, history
-
-
-def nfe_panel(curves: dict[str, list[int]]) -> Panel:
-    """Function evaluations of each training step's forward solve, one smoothed line per model."""
-
-    def draw(ax: plt.Axes) -> None:
-        ax.set_axis_on()
-        ax.xaxis.set_major_locator(AutoLocator())  # side_by_side clears ticks; a line plot needs them
-        ax.yaxis.set_major_locator(AutoLocator())
-        for name, nfe in curves.items():
-            ax.plot(running_mean([float(n) for n in nfe], max(1, len(nfe) // 50)), lw=0.9, label=name)
-        ax.set_xlabel("training step")
-        ax.set_ylabel("NFE of the forward solve")
-        ax.legend(fontsize=7)
-
-    return "solver cost while training", draw
 
 
 def main() -> None:
@@ -109,7 +89,9 @@ def main() -> None:
         panels.append(density_panel(f"{name}\nKL {result['kl']:.3f}, eval NFE {nfe}", flow.log_prob, BOUNDS, n=grid))
         path_panels.append(trajectory_panel(f"{name}: paths to the base (T = {end_time:.2f})", flow_paths(flow, x), BOUNDS))
 
-    path = side_by_side([*panels, *path_panels, nfe_panel(curves)], Path(args.out) / "10_regularized_cnf.png",
+    cost = lines_panel("solver cost while training", curves, xlabel="training step", ylabel="NFE of the forward solve",
+                       smooth=max(1, len(curves["plain"]) // 50))
+    path = side_by_side([*panels, *path_panels, cost], Path(args.out) / "10_regularized_cnf.png",
                         columns=3, suptitle=f"plain vs RNODE-regularized CNF on {args.data}, {seconds:g} s each")
     print(f"figure: {path}\ntotal runtime {time.perf_counter() - start:.1f} s")
 

@@ -1,0 +1,28 @@
+"""A panel of per-step series (e.g. a solver's function evaluations per training step) for ``side_by_side``."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from matplotlib.ticker import AutoLocator
+
+from ctflows.viz.density import Panel, plt
+from ctflows.viz.loss import running_mean
+
+
+def lines_panel(
+    title: str, curves: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str, smooth: int = 1
+) -> Panel:
+    """One line per named series ``[K]`` against its index, each a trailing mean over ``smooth`` points."""
+
+    def draw(ax: plt.Axes) -> None:
+        ax.set_axis_on()
+        # side_by_side clears every panel's ticks (images need none); a line plot needs them back.
+        ax.xaxis.set_major_locator(AutoLocator())
+        ax.yaxis.set_major_locator(AutoLocator())
+        for name, values in curves.items():
+            ax.plot(running_mean([float(v) for v in values], max(1, smooth)), lw=0.9, label=name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+
+    return title, draw
