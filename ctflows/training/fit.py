@@ -238,6 +238,8 @@ def fit(
                     loss=loss_value, nll=nll_value, lr=lr * factor, grad_norm=grad_norm,
                     terms=dict(zip(terms, term_values)), counts=counts,
                 )
+                # A skipped step never ran backward: its graph would otherwise live through the next forward.
+                del loss, nll, terms
                 last_step_seconds = time.perf_counter() - tick
                 trained_seconds += last_step_seconds
                 in_step = False  # the step is applied and recorded: a checkpoint now is consistent

@@ -2,6 +2,8 @@
 (with a usable checkpoint) only after too many in a row."""
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
 
@@ -61,3 +63,25 @@ def test_restore_rolls_back_to_the_last_checkpoint(tmp_path):
 def test_policy_is_checked():
     with pytest.raises(ConfigurationError, match="on_nonfinite"):
         fit(flaky_flow(set()), CorrelatedGaussian(), steps=2, on_nonfinite="ignore")
+
+
+def test_a_skipped_steps_graph_is_freed_before_the_next_step():
+    # A skipped step never runs backward, so nothing frees its graph but fit dropping its references.
+    outputs = []
+
+    class Watched(Flaky):
+        def _forward(self, x, context):
+            z, logdet = super()._forward(x, context)
+            held = torch.ones_like(logdet, requires_grad=True)  # saved by the product's backward node only
+            outputs.append(weakref.ref(held))
+            return z, logdet * held
+
+    flow = Flow(Watched(2, {4}), StandardNormal(2))
+    alive = {}
+
+    def watch(step, history):
+        alive[step] = outputs[-1]() is not None
+
+    history = fit(flow, CorrelatedGaussian(), steps=5, batch_size=32, seed=0, callback=watch)
+    assert history.skipped == [3]
+    assert not alive[3], "the skipped step's graph outlived the step"
