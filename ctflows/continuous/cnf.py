@@ -262,11 +262,12 @@ class CNF(Transform):
         # A tolerance the state's dtype cannot resolve would only end in step-size underflow.
         floor = TOLERANCE_FLOOR_EPS * torch.finfo(x.dtype).eps
         atol, rtol = (max(tol, floor) for tol in ((self.atol, self.rtol) if train else (self.eval_atol, self.eval_rtol)))
-        self.stats = SolveStats(nfe_forward=0, nfe_backward=0, logdet_exact=estimator == "exact", divergence=estimator)
+        stats = SolveStats(nfe_forward=0, nfe_backward=0, logdet_exact=estimator == "exact", divergence=estimator)
+        self.stats = stats  # the CNF's strong reference; the dynamics' is weak
         return AugmentedDynamics(
             self.field, context, estimator=estimator,
             noise=sample_noise(x, self.noise) if estimator == "hutchinson" else None,
-            regularization=self.regularization if train else (), stats=self.stats,
+            regularization=self.regularization if train else (), stats=stats,
             settings=SolveSettings(self.label(), self.method, atol, rtol, self.max_num_steps, self.step_size),
             direction="inverse (base -> data)" if inverse else "forward (data -> base)",
             use_callbacks=supports_step_callbacks(self.method), chunk_size=self.exact_chunk_size,

@@ -43,7 +43,8 @@ class SolveStats(dict):
     The regularizer terms in it hold the solve's autograd graph, and the graph holds the dynamics (a backward
     hook, or the adjoint's saved context). A strong reference from the dynamics back to the stats would close
     a cycle through the graph that Python's collector cannot see, and every training step's graph would stay
-    in memory (direct backpropagation with RNODE lost 1-3 MB a step that way).
+    in memory (direct backpropagation with RNODE lost 1-3 MB a step that way). A subclass, because a plain
+    dict cannot be referred to weakly.
     """
 
 
