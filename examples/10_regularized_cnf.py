@@ -16,8 +16,8 @@ true density, the NFE of the evaluation solve, and the paths. Both learn the end
 given map shrink as 1/T, so the regularized model's T grows (an easing of the penalty as training goes on).
 
 On the checkerboard, 300 s per model (benchmarks/cnf.py, docs/benchmarks.md) the regularized model was also
-the better density: KL 0.059 against 0.098 with 50 evaluations against 74, and after 900 s 0.025 against
-0.063–0.083 with 50 against 92–104. On eight Gaussians it bought fewer evaluations at a cost in KL unless
+the better density: KL 0.059 against 0.098 with 50 evaluations against 74, and after 900 s (three seeds)
+0.025–0.030 against 0.063–0.084 with 50–56 against 92–104. On eight Gaussians it bought fewer evaluations at a cost in KL unless
 trained for longer. This script at its defaults (2-core CPU, the test suite running on the other core,
 310 s in all): plain KL 0.188 ± 0.004 with 104 evaluations, RNODE 0.133 ± 0.004 with 68 (0.65x), T 0.73 and
 2.58; the figure shows the plain model's training solves growing to about 75 evaluations, the regularized
