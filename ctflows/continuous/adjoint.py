@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torchdiffeq import odeint
 
-from ctflows.continuous.failure import check_output_gradient, is_solver_failure, solver_error
+from ctflows.continuous.failure import check_output_gradient, is_solver_failure
 from ctflows.errors import SolverError
 
 
@@ -157,5 +157,4 @@ class _AdjointSolve(torch.autograd.Function):
 
 
 def _backward_failure(dynamics: Any, reason: str) -> SolverError:
-    stats = dynamics.stats
-    return solver_error(dynamics.settings, dynamics.backward_direction, reason, stats["nfe_forward"], stats["nfe_backward"])
+    return dynamics.failure(dynamics.backward_direction, reason)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ctflows.continuous.compiled import CompiledField
 from ctflows.continuous.divergence import NOISE_KINDS, resolve_divergence, sample_noise
 from ctflows.continuous.dynamics import AugmentedDynamics, SolveStats
-from ctflows.continuous.failure import SolveSettings, is_solver_failure, solver_error
+from ctflows.continuous.failure import SolveSettings, is_solver_failure
 from ctflows.continuous.first_step import FirstStepMemory, StepRecorder
 from ctflows.continuous.regularization import check_regularization
 from ctflows.continuous.solve import (
@@ -210,7 +210,7 @@ class CNF(Transform):
             T = T * (1.0 + self.end_time_jitter * (2.0 * torch.rand((), dtype=x.dtype, device=x.device) - 1.0))
         first_steps, recorders = self._first_step_hints(x, T, inverse)
         dynamics = self._dynamics(x, context, inverse, recorders)
-        stats, settings, regs = dynamics.stats, dynamics.settings, dynamics.regularization
+        stats, settings, regs = self.stats, dynamics.settings, dynamics.regularization  # self.stats: this call's
         start, end = (T, torch.zeros_like(T)) if inverse else (torch.zeros_like(T), T)
         zeros = x.new_zeros(x.shape[0])
         params = tuple(p for p in self.field.parameters() if p.requires_grad)
@@ -227,12 +227,12 @@ class CNF(Transform):
         except (AssertionError, RuntimeError) as error:
             if not is_solver_failure(error):
                 raise
-            raise solver_error(settings, dynamics.direction, str(error), stats["nfe_forward"], stats["nfe_backward"]) from error
+            raise dynamics.failure(dynamics.direction, str(error)) from error
         # Fixed-grid solvers do not check the state, and an adaptive one's error norm (x only, with the
         # seminorm) never sees the log-det: one check of the final state, one host sync however many parts.
         if not bool(torch.stack([torch.isfinite(s).all() for s in final]).all()):
             reason = "the state became NaN or Inf: the field returned non-finite values"
-            raise solver_error(settings, dynamics.direction, reason, stats["nfe_forward"], stats["nfe_backward"])
+            raise dynamics.failure(dynamics.direction, reason)
         dynamics.end_forward()
         out, logdet, *values = final
         if regs:

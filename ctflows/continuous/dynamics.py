@@ -22,6 +22,7 @@ from ctflows.continuous.divergence import (
 from ctflows.continuous.failure import SolveSettings, solver_error
 from ctflows.continuous.first_step import StepRecorder
 from ctflows.continuous.regularization import regularization_rates
+from ctflows.errors import SolverError
 
 
 def forward_mode_outputs(
@@ -85,7 +86,9 @@ class AugmentedDynamics:
         self.noise = noise
         self.regularization = tuple(regularization)
         self._stats = weakref.ref(stats)
-        self._counts_of_replaced_stats: dict[str, Any] | None = None
+        # The dynamics' own tally, copied into the stats while they live: a failure late in an adjoint
+        # backward, after the CNF's next call has dropped this call's stats, still reports every evaluation.
+        self.counts = {"nfe_forward": 0, "nfe_backward": 0}
         self.settings = settings
         self.direction = direction
         self.chunk_size = chunk_size
@@ -103,16 +106,16 @@ class AugmentedDynamics:
             if recorder is not None:
                 setattr(self, name, recorder)
 
-    @property
-    def stats(self) -> dict[str, Any]:
-        """The call's :class:`SolveStats`; if the CNF's next call has replaced (and so dropped) them before this
-        solve is done, a dict that counts from there on, for the messages of a failure."""
+    def count(self, key: str) -> None:
+        """One field evaluation more under ``key`` (``"nfe_forward"`` or ``"nfe_backward"``)."""
+        self.counts[key] += 1
         stats = self._stats()
-        if stats is not None:
-            return stats
-        if self._counts_of_replaced_stats is None:
-            self._counts_of_replaced_stats = {"nfe_forward": 0, "nfe_backward": 0}
-        return self._counts_of_replaced_stats
+        if stats is not None:  # None once the CNF's next call has replaced (and so dropped) them
+            stats[key] = self.counts[key]
+
+    def failure(self, direction: str, reason: str) -> SolverError:
+        """The :class:`SolverError` for this solve, with the evaluations made so far."""
+        return solver_error(self.settings, direction, reason, **self.counts)
 
     @property
     def backward_direction(self) -> str:
@@ -127,7 +130,7 @@ class AugmentedDynamics:
     def __call__(self, t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         x = state[0]
         need_graph = torch.is_grad_enabled()
-        self.stats["nfe_backward" if self.backward_phase else "nfe_forward"] += 1
+        self.count("nfe_backward" if self.backward_phase else "nfe_forward")
         if self.forward_mode:
             out = forward_mode_outputs(
                 self.jacobian_products, self.estimator, self.regularization, t, x, self.context, self.noise, self.chunk_size
@@ -151,7 +154,7 @@ class AugmentedDynamics:
         """
         compiled = getattr(self.jacobian_products, "vector_jacobian_product", None)
         if self.forward_mode and compiled is not None:
-            self.stats["nfe_backward"] += 1
+            self.count("nfe_backward")
             v, grad_x, grad_params = compiled(
                 t, x, self.context, self.noise, grad_outputs,
                 estimator=self.estimator, regularization=self.regularization, chunk_size=self.chunk_size,
@@ -191,7 +194,7 @@ class AugmentedDynamics:
         return (v, div, *rates)
 
     def _count_backward(self, grad: Tensor) -> None:
-        self.stats["nfe_backward"] += 1
+        self.count("nfe_backward")
 
     def _check_step(self, t0: Tensor, y0: Any, dt: Tensor, direction: str, check_finite: bool) -> None:
         self.steps += 1
@@ -206,7 +209,7 @@ class AugmentedDynamics:
         elif check_finite and not all(bool(torch.isfinite(y).all()) for y in (y0 if isinstance(y0, tuple) else (y0,))):
             reason = f"non-finite values in the state at t={float(t0):.6g}"
         if reason is not None:
-            raise solver_error(self.settings, direction, reason, self.stats["nfe_forward"], self.stats["nfe_backward"])
+            raise self.failure(direction, reason)
 
     def _on_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
         # The solver itself asserts finiteness right after this callback; its message is caught upstream.

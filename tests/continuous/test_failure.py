@@ -77,6 +77,19 @@ def test_failure_in_the_adjoint_backward_pass_is_a_solver_error(adjoint):
     check_message(info.value, "adjoint")
 
 
+@pytest.mark.parametrize("adjoint", [True, "torchdiffeq"])
+def test_a_backward_failure_after_the_next_call_counts_every_evaluation_of_its_own_call(adjoint):
+    field = Stiff(k=1.0)
+    cnf = CNF(field, adjoint=adjoint)
+    z, logdet = cnf(torch.ones(4, 2))
+    forward = cnf.stats["nfe_forward"]
+    cnf(torch.ones(3, 2))  # replaces, and so drops, the first call's stats
+    field.poisoned = True
+    with pytest.raises(SolverError) as info:
+        (z.sum() + logdet.sum()).backward()
+    assert f"function evaluations so far: {forward} forward, " in str(info.value)
+
+
 def test_bugs_in_the_field_are_not_disguised_as_solver_failures():
     with pytest.raises(RuntimeError) as info:
         CNF(Broken())(torch.ones(2, 2))
