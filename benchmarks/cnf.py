@@ -140,15 +140,15 @@ def likelihood_step(flow, opt, x, weights: dict[str, float], clip: float | None 
     terms = regularization_terms(flow)
     loss = nll + sum(w * terms[k] for k, w in weights.items())
     descend(flow, opt, loss, clip)
-    return nll, loss
+    return nll.detach(), loss.detach()  # the callers keep them until the next step; not the spent graph
 
 
 def matching_step(flow, opt, x, objective):
-    """One flow-matching step (regression of the field, no ODE solve); returns the loss."""
+    """One flow-matching step (regression of the field, no ODE solve); returns the loss, detached."""
     flow.train()
     loss, _ = objective(flow, x, None)
     descend(flow, opt, loss)
-    return loss
+    return loss.detach()
 
 
 def descend(flow, opt, loss, clip: float | None = None) -> None:
