@@ -52,7 +52,7 @@ def field_seconds(flow, x, repeats: int = 200) -> tuple[float, float]:
     params = tuple(p for p in cnf.field.parameters())
     t = torch.as_tensor(cnf.end_time).detach() / 2
     state = (x, torch.zeros(x.shape[0]))  # (x, ℓ): the adjoint's cotangents are ones shaped like (v, div)
-    dynamics = cnf._dynamics(x, None, inverse=False)
+    dynamics, _ = cnf._dynamics(x, None, inverse=False)
 
     def plain() -> None:
         with torch.no_grad():

@@ -209,8 +209,8 @@ class CNF(Transform):
         if self.training and self.end_time_jitter > 0:
             T = T * (1.0 + self.end_time_jitter * (2.0 * torch.rand((), dtype=x.dtype, device=x.device) - 1.0))
         first_steps, recorders = self._first_step_hints(x, T, inverse)
-        dynamics = self._dynamics(x, context, inverse, recorders)
-        stats, settings, regs = self.stats, dynamics.settings, dynamics.regularization  # self.stats: this call's
+        dynamics, stats = self._dynamics(x, context, inverse, recorders)
+        settings, regs = dynamics.settings, dynamics.regularization
         start, end = (T, torch.zeros_like(T)) if inverse else (torch.zeros_like(T), T)
         zeros = x.new_zeros(x.shape[0])
         params = tuple(p for p in self.field.parameters() if p.requires_grad)
@@ -255,8 +255,8 @@ class CNF(Transform):
     def _dynamics(
         self, x: Tensor, context: Tensor | None, inverse: bool,
         first_step_recorders: tuple[StepRecorder | None, StepRecorder | None] = (None, None),
-    ) -> AugmentedDynamics:
-        """The right-hand side for one call, with this mode's settings and fresh stats (also set on ``self``)."""
+    ) -> tuple[AugmentedDynamics, SolveStats]:
+        """The right-hand side for one call, with this mode's settings, and its fresh stats (also set on ``self``)."""
         train = self.training
         estimator = resolve_divergence(self.divergence if train else self.eval_divergence, self.features)
         # A tolerance the state's dtype cannot resolve would only end in step-size underflow.
@@ -264,7 +264,7 @@ class CNF(Transform):
         atol, rtol = (max(tol, floor) for tol in ((self.atol, self.rtol) if train else (self.eval_atol, self.eval_rtol)))
         stats = SolveStats(nfe_forward=0, nfe_backward=0, logdet_exact=estimator == "exact", divergence=estimator)
         self.stats = stats  # the CNF's strong reference; the dynamics' is weak
-        return AugmentedDynamics(
+        dynamics = AugmentedDynamics(
             self.field, context, estimator=estimator,
             noise=sample_noise(x, self.noise) if estimator == "hutchinson" else None,
             regularization=self.regularization if train else (), stats=stats,
@@ -274,6 +274,7 @@ class CNF(Transform):
             forward_mode=self.field_jvp, jacobian_products=self._jacobian_products(),
             first_step_recorders=first_step_recorders,
         )
+        return dynamics, stats
 
     def extra_repr(self) -> str:
         return (

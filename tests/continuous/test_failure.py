@@ -1,6 +1,8 @@
 """A solve that cannot proceed raises SolverError with the layer, tolerances, work so far and remedies."""
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
 from torch import Tensor
@@ -19,8 +21,10 @@ class Stiff(VelocityField):
         self.k = k
         self.scale = torch.nn.Parameter(torch.ones(()))
         self.poisoned = False
+        self.calls = 0
 
     def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        self.calls += 1
         v = -self.k * self.scale * x
         return v * float("nan") if self.poisoned else v
 
@@ -82,12 +86,15 @@ def test_a_backward_failure_after_the_next_call_counts_every_evaluation_of_its_o
     field = Stiff(k=1.0)
     cnf = CNF(field, adjoint=adjoint)
     z, logdet = cnf(torch.ones(4, 2))
-    forward = cnf.stats["nfe_forward"]
-    cnf(torch.ones(3, 2))  # replaces, and so drops, the first call's stats
-    field.poisoned = True
+    forward, first_stats = cnf.stats["nfe_forward"], weakref.ref(cnf.stats)
+    cnf(torch.ones(3, 2))  # replaces the first call's stats
+    assert first_stats() is None, "the first call's stats should be gone, or this test checks nothing"
+    field.poisoned, calls = True, field.calls
     with pytest.raises(SolverError) as info:
         (z.sum() + logdet.sum()).backward()
-    assert f"function evaluations so far: {forward} forward, " in str(info.value)
+    backward = field.calls - calls
+    assert backward > 0
+    assert f"function evaluations so far: {forward} forward, {backward} backward" in str(info.value)
 
 
 def test_bugs_in_the_field_are_not_disguised_as_solver_failures():
