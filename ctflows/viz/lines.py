@@ -12,7 +12,10 @@ from ctflows.viz.loss import running_mean
 def lines_panel(
     title: str, curves: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str, smooth: int = 1
 ) -> Panel:
-    """One line per named series ``[K]`` against its index, each a trailing mean over ``smooth`` points."""
+    """One line per named series ``[K]`` against its index, each a trailing mean over ``smooth`` points.
+
+    ``None`` entries (steps a layer did not report, as in ``History.counts``) are gaps, like NaN.
+    """
 
     def draw(ax: plt.Axes) -> None:
         ax.set_axis_on()
@@ -20,7 +23,7 @@ def lines_panel(
         ax.xaxis.set_major_locator(AutoLocator())
         ax.yaxis.set_major_locator(AutoLocator())
         for name, values in curves.items():
-            ax.plot(running_mean([float(v) for v in values], max(1, smooth)), lw=0.9, label=name)
+            ax.plot(running_mean([float("nan") if v is None else float(v) for v in values], max(1, smooth)), lw=0.9, label=name)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
