@@ -28,6 +28,18 @@ def regularization_terms(model: nn.Module) -> dict[str, Tensor]:
     return totals
 
 
+def detach_regularization_terms(model: nn.Module) -> None:
+    """Replace every layer's regularization terms by their values without the graph that produced them.
+
+    A training loop calls it once a step is done: a step skipped for a non-finite loss never runs backward,
+    so its terms would otherwise keep the whole solve's graph alive through the next forward pass.
+    """
+    for layer in _leaf_transforms(model):
+        terms = layer.stats.get("regularization")
+        if terms:
+            layer.stats["regularization"] = {name: value.detach() for name, value in terms.items()}
+
+
 def count_stats(model: nn.Module) -> dict[str, int]:
     """Sum of each integer count (``nfe_forward``, ``iterations``, ...) over every layer of ``model``."""
     totals: dict[str, int] = {}

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ctflows.continuous.first_step import first_step_states, load_first_step_states
-from ctflows.core.stats import count_stats
+from ctflows.core.stats import count_stats, detach_regularization_terms
 from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.training.averaging import ParameterAverage, check_decay, holding_average
 from ctflows.training.arguments import check_arguments, check_checkpointing, check_eval_shape, optimizer_class
@@ -240,6 +240,7 @@ def fit(
                 )
                 # A skipped step never ran backward: its graph would otherwise live through the next forward.
                 del loss, nll, terms
+                detach_regularization_terms(flow)
                 last_step_seconds = time.perf_counter() - tick
                 trained_seconds += last_step_seconds
                 in_step = False  # the step is applied and recorded: a checkpoint now is consistent

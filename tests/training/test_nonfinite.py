@@ -65,23 +65,30 @@ def test_policy_is_checked():
         fit(flaky_flow(set()), CorrelatedGaussian(), steps=2, on_nonfinite="ignore")
 
 
-def test_a_skipped_steps_graph_is_freed_before_the_next_step():
-    # A skipped step never runs backward, so nothing frees its graph but fit dropping its references.
-    outputs = []
+@pytest.mark.parametrize("weighted", [True, False])
+def test_a_skipped_steps_graph_is_freed_before_the_next_step(weighted):
+    # A skipped step never runs backward, so nothing frees its graph but fit dropping its references:
+    # its own (the loss), and the layers' (a regularization term in their stats, as a CNF's RNODE terms).
+    outputs, penalties = [], []
 
     class Watched(Flaky):
         def _forward(self, x, context):
             z, logdet = super()._forward(x, context)
             held = torch.ones_like(logdet, requires_grad=True)  # saved by the product's backward node only
             outputs.append(weakref.ref(held))
+            scale = torch.ones((), requires_grad=True)
+            penalties.append(weakref.ref(scale))
+            self.stats["regularization"] = {"penalty": (scale * z.square()).mean()}
             return z, logdet * held
 
     flow = Flow(Watched(2, {4}), StandardNormal(2))
     alive = {}
 
     def watch(step, history):
-        alive[step] = outputs[-1]() is not None
+        alive[step] = (outputs[-1]() is not None, penalties[-1]() is not None)
+        assert float(flow.transform.stats["regularization"]["penalty"]) > 0  # the value stays readable
 
-    history = fit(flow, CorrelatedGaussian(), steps=5, batch_size=32, seed=0, callback=watch)
+    history = fit(flow, CorrelatedGaussian(), steps=5, batch_size=32, seed=0, callback=watch,
+                  regularization={"penalty": 0.1} if weighted else None)
     assert history.skipped == [3]
-    assert not alive[3], "the skipped step's graph outlived the step"
+    assert alive[3] == (False, False), "the skipped step's graph outlived the step"
