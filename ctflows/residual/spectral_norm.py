@@ -101,21 +101,23 @@ class SpectralLinear(nn.Module):
                 sigma = new
         return u, v
 
-    def normalized_weight(self, *, advance: bool = True) -> Tensor:
+    def normalized_weight(self, *, advance: bool = True, store: bool = True) -> Tensor:
         """W̃ = W / max(1, σ̂/c) ``[out, in]``, differentiable in W (σ̂ too: u and v are held constant).
 
         In ``train()`` mode ``advance=False`` reuses the stored u, v without iterating, which gives the W̃ of
         the last advancing call (what an inverse of that call needs) -- unless W has changed since (an
         optimizer step, a loaded state), in which case it advances after all, so that a layer used only in
-        the inverse direction still tracks σ.
+        the inverse direction still tracks σ. ``store=False`` keeps the advanced u, v out of the buffers
+        (a look that leaves the layer as it was).
         """
         w = self.weight
         if self.training and (advance or self._advanced_at != w._version):
             u, v = self._power_iteration(w, self.u, self.v, self.iterations, None)
-            with torch.no_grad():
-                self.u.copy_(u)
-                self.v.copy_(v)
-            self._advanced_at = w._version
+            if store:
+                with torch.no_grad():
+                    self.u.copy_(u)
+                    self.v.copy_(v)
+                self._advanced_at = w._version
         elif self.training:
             # Copies: a later advancing call overwrites the buffers in place, and autograd keeps u, v.
             u, v = self.u.clone(), self.v.clone()
@@ -154,11 +156,12 @@ def cached_weights(module: nn.Module, *, advance: bool = True) -> Iterator[None]
 def spectral_norms(module: nn.Module) -> list[Tensor]:
     """Exact ‖W̃‖₂ (largest singular value, by SVD) of every :class:`SpectralLinear` in ``module``.
 
-    W̃ is the current mode's; in ``train()`` mode the last training call's, so that looking does not move the
-    power iteration (it advances only if W changed since, as an inverse would).
+    W̃ is the current mode's; in ``train()`` mode the last training call's, or, if W changed since (an
+    optimizer step), the one the next training call will use. Looking never changes the layer: the power
+    iteration's vectors are not stored, so a run that logs the norms trains exactly as one that does not.
     """
     with torch.no_grad():
         return [
-            torch.linalg.matrix_norm(m.normalized_weight(advance=False), ord=2)
+            torch.linalg.matrix_norm(m.normalized_weight(advance=False, store=False), ord=2)
             for m in module.modules() if isinstance(m, SpectralLinear)
         ]

@@ -90,13 +90,32 @@ def test_lipschitz_constant_stays_below_coefficient_after_training(activation):
     assert g.lipschitz_bound == pytest.approx(c**3)
 
 
-def test_reading_the_norms_in_train_mode_does_not_move_the_power_iteration():
+def _perturbed_layer() -> SpectralLinear:
     torch.manual_seed(0)
     layer = SpectralLinear(torch.nn.Linear(6, 5).double(), 0.9, iterations=1).train()
-    with torch.no_grad():
-        layer.weight.mul_(4.0)  # the stored u, v are now stale: an advancing call would move them
+    with torch.no_grad():  # new singular vectors: an advancing call would move the stored u, v
+        layer.weight.add_(torch.randn_like(layer.weight))
+    return layer
+
+
+def test_reading_the_norms_in_train_mode_does_not_move_the_power_iteration():
+    layer = _perturbed_layer()
     used = layer.normalized_weight()  # what a training forward uses
     u, v = layer.u.clone(), layer.v.clone()
     first, second = spectral_norms(layer)[0], spectral_norms(layer)[0]
     assert torch.equal(layer.u, u) and torch.equal(layer.v, v)
     assert first.item() == second.item() == pytest.approx(torch.linalg.matrix_norm(used.detach(), ord=2).item(), rel=1e-12)
+
+
+def test_reading_the_norms_after_an_optimizer_step_leaves_training_as_it_would_be():
+    logged, plain = _perturbed_layer(), _perturbed_layer()
+    for layer in (logged, plain):
+        layer.normalized_weight()
+        with torch.no_grad():  # as an optimizer step: W changes after the last training call
+            layer.weight.add_(0.3 * torch.randn(layer.weight.shape, generator=torch.Generator().manual_seed(1)))
+    u = logged.u.clone()
+    looked = spectral_norms(logged)[0]
+    assert torch.equal(logged.u, u), "looking stored a power iteration"
+    unlogged_next = plain.normalized_weight().detach()
+    assert torch.equal(logged.normalized_weight().detach(), unlogged_next)  # the next step sees the same W̃
+    assert torch.allclose(looked, torch.linalg.matrix_norm(unlogged_next, ord=2), rtol=1e-12)  # and so did the look
