@@ -30,8 +30,8 @@ def rounding_allows(layer, x, z):
         eps_r = 8 * d * eps * (abs(float(layer.b)) + ((z.abs() + x.abs() + u.abs()) * layer.w.abs()).sum(1))
         linear = eps_r / float(one_plus_c.clamp(max=1.0))
         cubic = (12 * eps_r / max(abs(c), 1e-300)) ** (1 / 3)
-        a = z @ layer.w + layer.b
-        root = torch.minimum(linear, cubic) + 3e-13 * (1 + a.abs() + abs(c))
+        r = z @ layer.w + layer.b  # |root| <= |r| + |c|, which bounds the solver's relative step tolerance
+        root = torch.minimum(linear, cubic) + 3e-13 * (1 + r.abs() + abs(c))
         return root * float(u.norm()) + 8 * d * eps * (x.abs() + z.abs() + u.abs()).amax(1)
 
 
