@@ -82,6 +82,19 @@ def test_failure_in_the_adjoint_backward_pass_is_a_solver_error(adjoint):
 
 
 @pytest.mark.parametrize("adjoint", [True, "torchdiffeq"])
+def test_a_backward_solve_that_runs_out_of_steps_is_a_solver_error(adjoint):
+    # torchdiffeq's own step limit and underflow assertion would fire inside loss.backward(), where the CNF
+    # cannot catch them: the adjoint's step callback must get there first, with ctflows' message.
+    field = Stiff(k=1.0)
+    cnf = CNF(field, adjoint=adjoint, max_num_steps=30, atol=1e-7, rtol=1e-7)
+    z, logdet = cnf(torch.ones(4, 2))
+    field.k = 1e5  # stiff only in the backward solve
+    with pytest.raises(SolverError) as info:
+        (z.sum() + logdet.sum()).backward()
+    check_message(info.value, "adjoint", "more than max_num_steps=30")
+
+
+@pytest.mark.parametrize("adjoint", [True, "torchdiffeq"])
 def test_a_backward_failure_after_the_next_call_counts_every_evaluation_of_its_own_call(adjoint):
     field = Stiff(k=1.0)
     cnf = CNF(field, adjoint=adjoint)
