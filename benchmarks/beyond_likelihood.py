@@ -9,8 +9,8 @@ For each density the CNF trained by maximum likelihood with the exact divergence
 (``--main-seconds`` for the first density, ``--seconds`` for the rest); the KL it has at the end is the
 *target*. Every other method then trains until its KL ≤ target or until B, and the table gives the first
 training time at which it got there and the ratio (ML-exact time) / (method time). The KL is measured every
-``--every`` seconds of training (the evaluations are not on the clock: ``fit`` times its steps only and the
-callback's own evaluations are subtracted), always on the same ``--eval-n`` points of the density (seed 1),
+``--every`` seconds of training (``fit``'s own clock, ``History.trained_seconds``: its steps only, so neither
+its set-up nor the evaluations count), always on the same ``--eval-n`` points of the density (seed 1),
 so the curves of all methods are compared on identical samples.
 
 Methods (one at a time, one thread):
@@ -28,7 +28,7 @@ Methods (one at a time, one thread):
   fm_ema                    fm_independent with a constant learning rate (after the warm-up) and KL
                             measured on the exponential moving average of the parameters, β = 0.99
                             (``ctflows.training.averaging.ParameterAverage``, what ``fit(ema_decay=0.99)``
-                            keeps; here the callback updates it after every step, on the clock)
+                            keeps; here the callback updates it after every step, and that time is added to the clock)
   ml_deep, fm_deep          ml_exact and fm_ema with a deeper field, ``--deep-hidden`` (default six layers of
                             64), to compare depth for both objectives; not run unless named in ``--methods``
   spline                    rational-quadratic spline couplings (Durkan et al. 2019), 5 blocks, 64-64, 8 bins
@@ -74,44 +74,42 @@ NONPARAMETRIC_METHODS = ("tabak", "gaussianization")
 
 
 class KLCurve:
-    """``fit`` callback: KL(p‖q) every ``every`` seconds of training, evaluations kept off the clock.
+    """``fit`` callback: KL(p‖q) every ``every`` seconds of training, on ``fit``'s own clock.
 
     Marks at every/4, every/2, then every multiple of ``every`` (finer early, where fast methods arrive).
     Records ``points = [(training seconds, KL, KL s.e.)]`` on fixed evaluation samples; asks ``fit`` to
-    stop once KL ≤ ``stop_below`` (if given). Training seconds = wall clock since ``start()`` minus the
-    time spent in these evaluations.
+    stop once KL ≤ ``stop_below`` (if given). Training seconds are ``History.trained_seconds`` (the steps'
+    time, what ``fit``'s budget counts, so these evaluations and ``fit``'s set-up are off the clock) plus the
+    time the callback spends updating a parameter ``average``, which is training work done outside the step.
     """
 
     def __init__(self, density, every: float, eval_n: int, stop_below: float | None) -> None:
         self.density, self.every, self.eval_n, self.stop_below = density, every, eval_n, stop_below
         self.points: list[tuple[float, float, float]] = []
-        self.steps = 0
+        self.steps, self.next_mark, self.averaging = 0, every / 4, 0.0
 
-    def start(self) -> None:
-        self.began, self.off_clock, self.next_mark = time.perf_counter(), 0.0, self.every / 4
+    def trained(self, history) -> float:
+        """Training seconds after ``fit``'s ``history``'s last step, the callback's averaging included."""
+        return history.trained_seconds + self.averaging
 
-    def trained(self) -> float:
-        return time.perf_counter() - self.began - self.off_clock
-
-    def measure(self, flow, average: ParameterAverage | None = None) -> float:
-        """KL of ``flow``, holding the parameter ``average`` if one is given, at the current training time."""
-        trained = self.trained()  # read before the evaluation, whose time is not training
-        tick = time.perf_counter()
+    def measure(self, flow, trained: float, average: ParameterAverage | None = None) -> float:
+        """KL of ``flow`` after ``trained`` seconds of training, holding the parameter ``average`` if one is given."""
         with holding_average(average):
             result = ctflows.evaluate(flow, self.density, n=self.eval_n, seed=1)
         self.points.append((trained, float(result["kl"]), float(result["kl_se"])))
-        self.off_clock += time.perf_counter() - tick
         return float(result["kl"])
 
     def callback(self, flow, average: ParameterAverage | None = None):
         def on_step(step: int, history) -> bool:
             self.steps = step
             if average is not None and not (history.skipped and history.skipped[-1] == step):
+                tick = time.perf_counter()
                 average.update()  # as fit's own average: applied steps only
-            if self.trained() < self.next_mark:
+                self.averaging += time.perf_counter() - tick
+            if self.trained(history) < self.next_mark:
                 return False
             self.next_mark = self.next_mark * 2 if self.next_mark < self.every else self.next_mark + self.every
-            kl = self.measure(flow, average)
+            kl = self.measure(flow, self.trained(history), average)
             return self.stop_below is not None and kl <= self.stop_below
         return on_step
 
@@ -150,12 +148,11 @@ def train_gradient(
     # so these initial values get no weight anyway. Trainable parameters only, as in fit.
     trainable = [p for p in flow.parameters() if p.requires_grad]
     average = ParameterAverage(trainable, EMA_DECAY) if method in AVERAGED_METHODS else None
-    curve.start()
-    ctflows.fit(flow, density, steps=None, seconds=seconds, seed=seed, progress=False,
-                callback=curve.callback(flow, average), **options)
+    history = ctflows.fit(flow, density, steps=None, seconds=seconds, seed=seed, progress=False,
+                          callback=curve.callback(flow, average), **options)
     stopped_early = bool(curve.points) and curve.stop_below is not None and curve.points[-1][1] <= curve.stop_below
     if not stopped_early:  # the final state, unless the last mark already was the stopping one
-        curve.measure(flow, average)
+        curve.measure(flow, curve.trained(history), average)
     return {"steps": curve.steps, "curve": curve.points}
 
 

@@ -174,14 +174,15 @@ def fit(
         if not params:
             raise ConfigurationError("fit: the model has no trainable parameters")
         opt = optimizer_cls(params, lr=lr, weight_decay=weight_decay)
-        history, trained_seconds = History(), 0.0
+        history = History()
         if saved is not None:
             _check_same_run(saved["config"], config, checkpoint_dir)
             flow.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
             stream.load_state_dict(saved["stream"])
             load_first_step_states(flow, saved.get("first_steps", {}))  # older states have none: cold starts
-            history, trained_seconds = History.from_dict(saved["history"]), float(saved["trained_seconds"])
+            history = History.from_dict(saved["history"])
+            history.trained_seconds = float(saved["trained_seconds"])  # states written before History had it
             eval_seed = int(saved["eval_seed"])
             restore_rng(saved["rng"])
         model = group.wrap(loss_of)
@@ -191,7 +192,7 @@ def fit(
 
         def checkpoint() -> None:
             if checkpoint_dir is not None and group.main:
-                _write_checkpoint(Path(checkpoint_dir), flow, opt, stream, history, trained_seconds, eval_seed, config, average)
+                _write_checkpoint(Path(checkpoint_dir), flow, opt, stream, history, eval_seed, config, average)
                 guard.remember(flow, opt, average)
 
         def evaluate_if_due(last: bool) -> None:
@@ -201,7 +202,7 @@ def fit(
             if group.main and eval_data is not None and step and due and not (history.evals and history.evals[-1]["step"] == step):
                 with holding_average(average):
                     record = evaluate(flow, eval_data, n=eval_samples, seed=eval_seed)
-                history.evals.append({"step": step, "time": trained_seconds, **record})
+                history.evals.append({"step": step, "time": history.trained_seconds, **record})
 
         start = time.perf_counter()
         show = group.main and (sys.stderr.isatty() if progress is None else progress)
@@ -209,11 +210,11 @@ def fit(
         last_step_seconds, in_step = 0.0, False
         try:
             evaluate_if_due(last=False)  # a resumed run first does the evaluation an interruption cut short
-            while not plan.exhausted(history.steps, trained_seconds):
+            while not plan.exhausted(history.steps, history.trained_seconds):
                 step = history.steps + 1
                 tick, in_step = time.perf_counter(), True
                 x, context = first if (step == 1 and saved is None) else next(stream)
-                factor = plan.factor(history.steps, trained_seconds, step_seconds=last_step_seconds)
+                factor = plan.factor(history.steps, history.trained_seconds, step_seconds=last_step_seconds)
                 for group_ in opt.param_groups:
                     group_["lr"] = lr * factor
                 flow.train()
@@ -242,13 +243,13 @@ def fit(
                 del loss, nll, terms
                 detach_regularization_terms(flow)
                 last_step_seconds = time.perf_counter() - tick
-                trained_seconds += last_step_seconds
+                history.trained_seconds += last_step_seconds
                 in_step = False  # the step is applied and recorded: a checkpoint now is consistent
                 if not applied and guard.bad_step(flow, opt, average):
                     checkpoint()
                     raise TrainingError(_nonfinite_message(loss_value, grad_norm, step, steps, lr * factor, guard, checkpoint_dir))
                 stop = callback is not None and bool(callback(step, history))
-                last = stop or plan.exhausted(history.steps, trained_seconds)
+                last = stop or plan.exhausted(history.steps, history.trained_seconds)
                 evaluate_if_due(last)
                 if checkpoint_every and step % checkpoint_every == 0 and not last:
                     checkpoint()
@@ -279,17 +280,17 @@ def fit(
 
 def _write_checkpoint(
     directory: Path, flow: nn.Module, opt: torch.optim.Optimizer, stream: BatchStream, history: History,
-    trained_seconds: float, eval_seed: int, config: dict[str, Any], average: ParameterAverage | None,
+    eval_seed: int, config: dict[str, Any], average: ParameterAverage | None,
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     write_state(directory, {
-        "step": history.steps, "trained_seconds": trained_seconds, "eval_seed": eval_seed, "config": config,
+        "step": history.steps, "trained_seconds": history.trained_seconds, "eval_seed": eval_seed, "config": config,
         "model": flow.state_dict(), "optimizer": opt.state_dict(), "history": history.to_dict(),
         "stream": stream.state_dict(), "rng": capture_rng(), "first_steps": first_step_states(flow),
         **({"average": average.state_dict()} if average is not None else {}),
     })
     with holding_average(average):  # the model users load is the averaged one
-        save(flow, directory / MODEL_FILE, metadata={"step": history.steps, "trained_seconds": trained_seconds})
+        save(flow, directory / MODEL_FILE, metadata={"step": history.steps, "trained_seconds": history.trained_seconds})
 
 
 def _start_average(

@@ -19,8 +19,11 @@ class History:
             (``None`` at steps where no layer reported it).
         counts: integer counts from the layers per step, e.g. ``"nfe_forward"``, ``"nfe_backward"``
             (``None`` where not reported).
-        evals: one dict per evaluation: ``step``, ``time`` (training seconds so far: steps only, evaluations and checkpoint writes excluded) and :func:`evaluate`'s keys.
+        evals: one dict per evaluation: ``step``, ``time`` (:attr:`trained_seconds` then) and :func:`evaluate`'s keys.
         skipped: steps (1-based) whose loss or gradient was not finite, so no update was applied.
+        trained_seconds: training seconds so far: the steps' own time, what a ``seconds`` budget counts
+            (evaluations, callbacks, checkpoint writes and set-up excluded; summed over resumed segments).
+            Up to date when a callback sees it.
         wall_time: seconds the run took, evaluations included (summed over resumed segments).
     """
 
@@ -32,6 +35,7 @@ class History:
     counts: dict[str, list[int | None]] = field(default_factory=dict)
     evals: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
+    trained_seconds: float = 0.0
     wall_time: float = 0.0
 
     @property

@@ -45,24 +45,25 @@ def test_quick_run_writes_time_to_kl_curves(tmp_path):
 
 
 def test_kl_evaluations_stay_off_the_training_clock(monkeypatch):
-    # Each point's time is the training time before its evaluation; the evaluation itself is not counted.
+    # Each point's time is fit's training time at its step; the evaluations themselves are not counted.
     import time
+
+    import ctflows
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import beyond_likelihood
 
     def slow_evaluate(*args, **kwargs):
-        time.sleep(0.3)
+        time.sleep(0.2)
         return {"kl": 0.5, "kl_se": 0.01}
 
     monkeypatch.setattr(beyond_likelihood.ctflows, "evaluate", slow_evaluate)
-    curve = beyond_likelihood.KLCurve(density=None, every=1.0, eval_n=10, stop_below=None)
-    curve.start()
-    for _ in range(3):
-        time.sleep(0.1)  # "training"
-        curve.measure(flow=None)
+    curve = beyond_likelihood.KLCurve(density=None, every=1e-9, eval_n=10, stop_below=None)  # a mark every step
+    flow = ctflows.realnvp(features=2, blocks=1)
+    history = ctflows.fit(flow, ctflows.get_density("two_moons"), steps=3, batch_size=16, progress=False,
+                          callback=curve.callback(flow))
     times = [t for t, _, _ in curve.points]
-    assert [round(t, 1) for t in times] == [0.1, 0.2, 0.3], times
+    assert len(times) == 3 and 0 < times[0] < times[1] < times[2] == history.trained_seconds < 0.2, times
 
 
 def test_the_averaged_method_is_measured_on_its_average(monkeypatch):
@@ -75,9 +76,8 @@ def test_the_averaged_method_is_measured_on_its_average(monkeypatch):
     monkeypatch.setattr(beyond_likelihood.ctflows, "evaluate", lambda *a, **k: {"kl": float(param.detach()), "kl_se": 0.1})
     average = beyond_likelihood.ParameterAverage([param], decay=0.5)
     curve = beyond_likelihood.KLCurve(density=None, every=1e-9, eval_n=10, stop_below=None)
-    curve.start()
     on_step = curve.callback(param, average)
-    history = types.SimpleNamespace(skipped=[])
+    history = types.SimpleNamespace(skipped=[], trained_seconds=1.0)
     for step, value in ((1, 4.0), (2, 0.0)):
         with torch.no_grad():
             param.fill_(value)
@@ -101,9 +101,10 @@ def test_the_deep_methods_train_the_deeper_field_with_their_twins_settings(monke
 
     def record_fit(flow, density, **options):
         seen.update(options, flow=flow)
+        return types.SimpleNamespace(trained_seconds=1.0)
 
     monkeypatch.setattr(beyond_likelihood.ctflows, "fit", record_fit)
-    monkeypatch.setattr(beyond_likelihood.KLCurve, "measure", lambda self, flow, average=None: self.points.append((0.0, 1.0, 0.1)))
+    monkeypatch.setattr(beyond_likelihood.KLCurve, "measure", lambda self, flow, trained, average=None: self.points.append((trained, 1.0, 0.1)))
     curve = beyond_likelihood.KLCurve(density=None, every=1.0, eval_n=10, stop_below=None)
     beyond_likelihood.train_gradient(method, None, 2, 1.0, curve, fm_batch=4096, deep_hidden=(8, 8, 8, 8))
     count = lambda flow: sum(p.numel() for p in flow.parameters())  # noqa: E731

@@ -68,9 +68,10 @@ def test_resume_in_process_matches_and_continues_the_history(tmp_path, device):
     whole, whole_history = run(None, resume=False)
     for path in tmp_path.iterdir():
         path.unlink()
-    run(11, resume=False)  # stops early (a checkpoint is written when it stops)
+    _, stopped = run(11, resume=False)  # stops early (a checkpoint is written when it stops)
     resumed, history = run(None, resume=True)
     assert history.losses == whole_history.losses and history.steps == 30
+    assert history.trained_seconds > stopped.trained_seconds > 0  # the first segment's time is carried on
     for a, b in zip(whole.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
 

@@ -23,6 +23,20 @@ def test_seconds_budget_stops_training_and_ends_the_cosine():
     assert history.lr.index(peak) > 0  # warm-up first
 
 
+def test_trained_seconds_count_the_steps_not_the_callbacks_or_evaluations():
+    seen = []
+
+    def slow_callback(step, history):
+        seen.append(history.trained_seconds)
+        time.sleep(0.1)
+
+    history = fit(affine_flow(), CorrelatedGaussian(), steps=3, batch_size=16, callback=slow_callback,
+                  eval_data=CorrelatedGaussian(), eval_every=1, eval_samples=64)
+    assert 0 < seen[0] < seen[1] < seen[2] == history.trained_seconds < 0.1  # three tiny steps, no sleeps
+    assert history.wall_time > 0.3
+    assert [e["time"] for e in history.evals] == seen
+
+
 def test_steps_cap_a_seconds_budget():
     history = fit(affine_flow(), CorrelatedGaussian(), steps=7, seconds=60.0, batch_size=16)
     assert history.steps == 7
