@@ -17,8 +17,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m ctflows.demo --out demo-output
 
+# One pytest worker per core (at most 4): every test runs single-threaded (tests/conftest.py), and
+# --dist loadfile keeps each file's module-scoped fixtures (trained models) on one worker, built once.
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest -q
+	MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
 
 clean:
 	rm -rf $(VENV) demo-output
