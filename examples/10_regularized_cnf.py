@@ -15,16 +15,18 @@ same CNF twice for the same wall-clock budget, plain and with λ_K = λ_B = 0.1,
 true density, the NFE of the evaluation solve, and the paths. Both learn the end time T; the penalties of a
 given map shrink as 1/T, so the regularized model's T grows (an easing of the penalty as training goes on).
 
-On the checkerboard, 300 s per model (benchmarks/cnf.py, docs/benchmarks.md) the regularized model was also
-the better density: KL 0.059 against 0.098 with 50 evaluations against 74, and after 900 s (three seeds)
-0.025–0.030 against 0.063–0.084 with 50–56 against 92–104. On eight Gaussians it bought fewer evaluations at a cost in KL unless
-trained for longer. This script at its defaults (2-core CPU, the test suite running on the other core,
-313 s in all): plain KL 0.226 ± 0.004 with 56 evaluations, RNODE 0.180 ± 0.004 with 50 (0.89x), T 0.71 and
-2.13; the figure shows the plain model's training solves still growing, to about 68 evaluations, the
-regularized one's levelling off near 48: at 150 s the plain model has not yet reached the 74–104 evaluations
-it needs after 300–1800 s. The numbers move with the machine's speed, which sets the steps per budget.
+On four rings, where the plain model's paths swirl and cost the most, this script at its defaults (150 s
+per model, 2-core CPU with a benchmark running on the other core, 311 s in all) gave: plain KL 0.481 ± 0.007
+with 86 evaluations, RNODE 0.409 ± 0.007 with 32 (0.37x), T 0.75 and 2.43; the figure shows the plain model's
+training solves climbing past 100 evaluations while the regularized one's level off near 35, and its paths
+running straighter. Neither model has learned the outer rings in 150 s. benchmarks/cnf.py (docs/benchmarks.md)
+found the same after 300 s for three seeds (0.37x–0.43x at an equal or better KL). On the checkerboard
+(there, 300 s per model; here ``--data checkerboard``) the regularized model was also the better density: KL 0.059 against
+0.098 with 50 evaluations against 74, and after 900 s (three seeds) 0.025–0.030 against 0.063–0.084 with 50–56
+against 92–104; on eight Gaussians it bought fewer evaluations at a cost in KL unless trained for longer. The
+numbers move with the machine's speed, which sets the steps per budget.
 
-    python examples/10_regularized_cnf.py [--quick] [--seconds 150] [--data checkerboard] [--weight 0.1]
+    python examples/10_regularized_cnf.py [--quick] [--seconds 150] [--data rings] [--weight 0.1]
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Tutorial 10: RNODE-regularized CNF vs a plain one")
     parser.add_argument("--quick", action="store_true", help="a few seconds per model (used by the tests)")
     parser.add_argument("--seconds", type=float, default=150.0, help="training wall-clock per model")
-    parser.add_argument("--data", default="checkerboard")
+    parser.add_argument("--data", default="rings")
     parser.add_argument("--weight", type=float, default=0.1, help="λ_K = λ_B for the regularized model")
     parser.add_argument("--out", default="examples-output")
     args = parser.parse_args()
