@@ -88,6 +88,14 @@ class DataParallel:
         dist.all_reduce(values)
         return values / self.world
 
+    def maximum(self, value: float, device: torch.device) -> float:
+        """The largest ``value`` over processes (a no-op with one)."""
+        if self.world == 1:
+            return value
+        holder = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(holder, op=dist.ReduceOp.MAX)
+        return float(holder)
+
     def broadcast_int(self, value: int, device: torch.device) -> int:
         """Rank 0's ``value`` on every rank."""
         if self.world == 1:

@@ -77,9 +77,10 @@ def fit(
         data: a toy density, a Tensor ``[N, *event]``, an ``(x, context)`` pair or a DataLoader
             (see :mod:`ctflows.training.data_source`).
         steps: optimizer steps (``None``: no step limit; then ``seconds`` must be given).
-        seconds: wall-clock budget of the training steps (evaluations and checkpoint writes not counted);
-            training stops at whichever of ``steps`` and ``seconds`` runs out first, and the learning-rate
-            schedule is laid over that budget (:mod:`ctflows.training.schedule`).
+        seconds: wall-clock budget of the training steps, as :attr:`History.trained_seconds` counts them
+            (set-up, evaluations, callbacks and checkpoint writes not counted; under ``torchrun`` each step
+            counts as long as the slowest rank took); training stops at whichever of ``steps`` and ``seconds``
+            runs out first, and the learning-rate schedule is laid over that budget (:mod:`ctflows.training.schedule`).
         batch_size: points per step (density samples / tensor rows); under ``torchrun`` the global batch.
         lr: peak learning rate. weight_decay: decoupled (AdamW) weight decay.
         clip_grad: max gradient norm (``None``: no clipping; the norm is still recorded).
@@ -182,7 +183,8 @@ def fit(
             stream.load_state_dict(saved["stream"])
             load_first_step_states(flow, saved.get("first_steps", {}))  # older states have none: cold starts
             history = History.from_dict(saved["history"])
-            history.trained_seconds = float(saved["trained_seconds"])  # states written before History had it
+            # The state's own entry: histories saved before History.trained_seconds existed do not have it.
+            history.trained_seconds = float(saved["trained_seconds"])
             eval_seed = int(saved["eval_seed"])
             restore_rng(saved["rng"])
         model = group.wrap(loss_of)
@@ -243,6 +245,11 @@ def fit(
                 del loss, nll, terms
                 detach_regularization_terms(flow)
                 last_step_seconds = time.perf_counter() - tick
+                if plan.seconds is not None:
+                    # Every rank must count the same time, or they take different learning rates and one can
+                    # stop while another waits for it in the next step's all-reduce; the slowest rank's is the
+                    # time the synchronous step took.
+                    last_step_seconds = group.maximum(last_step_seconds, device_)
                 history.trained_seconds += last_step_seconds
                 in_step = False  # the step is applied and recorded: a checkpoint now is consistent
                 if not applied and guard.bad_step(flow, opt, average):

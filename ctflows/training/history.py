@@ -22,8 +22,8 @@ class History:
         evals: one dict per evaluation: ``step``, ``time`` (:attr:`trained_seconds` then) and :func:`evaluate`'s keys.
         skipped: steps (1-based) whose loss or gradient was not finite, so no update was applied.
         trained_seconds: training seconds so far: the steps' own time, what a ``seconds`` budget counts
-            (evaluations, callbacks, checkpoint writes and set-up excluded; summed over resumed segments).
-            Up to date when a callback sees it.
+            (evaluations, callbacks, checkpoint writes and set-up excluded; summed over resumed segments;
+            under ``torchrun`` the slowest rank's, the same on every rank). Up to date when a callback sees it.
         wall_time: seconds the run took, evaluations included (summed over resumed segments).
     """
 

@@ -2,6 +2,7 @@
 batch ends (float64, so that summation order is the only difference)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,22 @@ def test_every_rank_ends_with_the_same_average_when_ranks_start_apart(tmp_path):
     done = subprocess.run(launcher + [str(WORKER), "--double", "--steps", "6", "--ema-decay", "0.9", "--rank-offset",
                                       "--out", str(tmp_path)], capture_output=True, text=True, timeout=240, env=ENV)
     assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for name in ranks[0]:
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+
+
+def test_ranks_agree_on_a_seconds_budget_when_one_runs_slower(tmp_path):
+    # Rank 1's optimizer steps take 50 ms longer, after the step's last collective: counted on their own clocks,
+    # the ranks would take different learning rates, and at the budget one could stop while the other waits
+    # for it in the next all-reduce (until the 10-minute timeout).
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(launcher + [str(WORKER), "--double", "--seconds", "1.0", "--slow-rank-step", "0.05",
+                                      "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, env=ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+    histories = [json.loads((tmp_path / f"history_rank{r}.json").read_text()) for r in (0, 1)]
+    assert histories[0]["steps"] > 3 and histories[0]["lr"] == histories[1]["lr"]
+    assert histories[0]["trained_seconds"] == histories[1]["trained_seconds"] >= 1.0
     ranks = [torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1)]
     for name in ranks[0]:
         assert torch.equal(ranks[0][name], ranks[1][name]), name

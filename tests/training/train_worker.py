@@ -2,17 +2,22 @@
 
     python train_worker.py --model realnvp --out DIR [--checkpoint DIR] [--resume]
                            [--kill-at-step K | --kill-in-write N] [--batch-size B] [--steps S] [--double]
-                           [--ema-decay BETA] [--rank-offset]
+                           [--ema-decay BETA] [--rank-offset] [--seconds S] [--slow-rank-step X]
 
 Writes the final parameters to ``OUT/params.pt`` (rank 0) and every rank's to ``OUT/params_rank{R}.pt``;
-``--rank-offset`` adds the rank to every initial parameter (ranks that start apart). ``--kill-at-step K`` SIGKILLs the process after
+``--rank-offset`` adds the rank to every initial parameter (ranks that start apart). ``--seconds S`` trains for S
+seconds instead of ``--steps``; ``--slow-rank-step X`` makes every optimizer step of rank 1 take X seconds longer
+(after the step's last collective, so the ranks' clocks run apart). Each rank's history goes to
+``OUT/history_rank{R}.json``. ``--kill-at-step K`` SIGKILLs the process after
 step K; ``--kill-in-write N`` SIGKILLs it halfway through writing its N-th checkpoint file.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
+import time
 import signal
 from pathlib import Path
 
@@ -63,6 +68,8 @@ def main() -> None:
     parser.add_argument("--double", action="store_true", help="float64 model")
     parser.add_argument("--ema-decay", type=float)
     parser.add_argument("--rank-offset", action="store_true")
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--slow-rank-step", type=float, default=0.0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.kill_in_write:
@@ -80,11 +87,19 @@ def main() -> None:
         with torch.no_grad():
             for param in flow.parameters():
                 param.add_(rank)
+    class SlowOnRankOne(torch.optim.AdamW):
+        def step(self, closure=None):
+            if rank == 1:
+                time.sleep(args.slow_rank_step)
+            return super().step(closure)
+
     data = ctflows.data.get_density("eight_gaussians")
-    fit(flow, data, steps=args.steps, batch_size=args.batch_size, lr=1e-2, seed=3, progress=False,
-        checkpoint_dir=args.checkpoint, checkpoint_every=5 if args.checkpoint else None, resume=args.resume,
-        callback=callback, ema_decay=args.ema_decay)
+    history = fit(flow, data, steps=None if args.seconds else args.steps, seconds=args.seconds,
+                  batch_size=args.batch_size, lr=1e-2, seed=3, progress=False, checkpoint_dir=args.checkpoint,
+                  checkpoint_every=5 if args.checkpoint else None, resume=args.resume, callback=callback,
+                  ema_decay=args.ema_decay, optimizer=SlowOnRankOne if args.slow_rank_step else "adamw")
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / f"history_rank{rank}.json").write_text(json.dumps(history.to_dict()))
     final = {k: v.detach().clone() for k, v in flow.state_dict().items()}
     torch.save(final, Path(args.out) / f"params_rank{rank}.pt")
     if rank == 0:
