@@ -86,11 +86,11 @@ class KLCurve:
     def __init__(self, density, every: float, eval_n: int, stop_below: float | None) -> None:
         self.density, self.every, self.eval_n, self.stop_below = density, every, eval_n, stop_below
         self.points: list[tuple[float, float, float]] = []
-        self.steps, self.next_mark, self.averaging = 0, every / 4, 0.0
+        self.steps, self.next_mark, self.averaging_seconds = 0, every / 4, 0.0
 
     def trained(self, history) -> float:
-        """Training seconds after ``fit``'s ``history``'s last step, the callback's averaging included."""
-        return history.trained_seconds + self.averaging
+        """Training seconds up to the last step in ``history`` (fit's clock), plus the callback's averaging."""
+        return history.trained_seconds + self.averaging_seconds
 
     def measure(self, flow, trained: float, average: ParameterAverage | None = None) -> float:
         """KL of ``flow`` after ``trained`` seconds of training, holding the parameter ``average`` if one is given."""
@@ -105,7 +105,7 @@ class KLCurve:
             if average is not None and not (history.skipped and history.skipped[-1] == step):
                 tick = time.perf_counter()
                 average.update()  # as fit's own average: applied steps only
-                self.averaging += time.perf_counter() - tick
+                self.averaging_seconds += time.perf_counter() - tick
             if self.trained(history) < self.next_mark:
                 return False
             self.next_mark = self.next_mark * 2 if self.next_mark < self.every else self.next_mark + self.every

@@ -50,7 +50,7 @@ def test_kl_evaluations_stay_off_the_training_clock(monkeypatch):
 
     import ctflows
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import beyond_likelihood
 
     def slow_evaluate(*args, **kwargs):
@@ -63,11 +63,12 @@ def test_kl_evaluations_stay_off_the_training_clock(monkeypatch):
     history = ctflows.fit(flow, ctflows.get_density("two_moons"), steps=3, batch_size=16, progress=False,
                           callback=curve.callback(flow))
     times = [t for t, _, _ in curve.points]
-    assert len(times) == 3 and 0 < times[0] < times[1] < times[2] == history.trained_seconds < 0.2, times
+    assert len(times) == 3 and 0 < times[0] < times[1] < times[2] == history.trained_seconds, times
+    assert times[2] + 3 * 0.2 <= history.wall_time  # the three evaluations' sleeps are not in it
 
 
 def test_the_averaged_method_is_measured_on_its_average(monkeypatch):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import torch
 
     import beyond_likelihood
@@ -84,6 +85,8 @@ def test_the_averaged_method_is_measured_on_its_average(monkeypatch):
         on_step(step, history)
     # (0.5 · 4 + 1 · 0) / 1.5 = 4/3 (bias-corrected), read with the average in place; the parameter keeps its value
     assert curve.points[-1][1] == pytest.approx(4 / 3) and float(param.detach()) == 0.0
+    # the callback's averaging is training work done outside fit's steps: it is on the curve's clock
+    assert curve.averaging_seconds > 0 and curve.points[-1][0] == 1.0 + curve.averaging_seconds
     history.skipped.append(3)
     with torch.no_grad():
         param.fill_(100.0)
@@ -93,7 +96,7 @@ def test_the_averaged_method_is_measured_on_its_average(monkeypatch):
 
 @pytest.mark.parametrize("method", ["ml_deep", "fm_deep"])
 def test_the_deep_methods_train_the_deeper_field_with_their_twins_settings(monkeypatch, method):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import beyond_likelihood
     from cnf_common import FFJORD_TOY_MODEL, build_flow
 
