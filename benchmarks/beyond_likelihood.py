@@ -41,7 +41,8 @@ All gradient-trained methods: batch 256 (spline: fit's default 512; fm_independe
 5% warm-up then cosine decay over the method's budget (fm_constant, fm_ema, fm_deep: constant; spline: fit's defaults), seed
 ``--seed`` (0). Evaluation of a CNF integrates with the exact divergence. ``--target-from`` takes each density's
 ml_exact record (so its target) from an earlier ``--json`` file instead of training it again, to run more
-seeds or methods against the same target.
+seeds or methods against the same target (files written before ``History.trained_seconds`` existed timed ML
+with ``fit``'s set-up on the clock, a fraction of a second more).
 """
 from __future__ import annotations
 
