@@ -21,7 +21,7 @@ with 86 evaluations, RNODE 0.409 ± 0.007 with 32 (0.37x), T 0.75 and 2.43; the 
 training solves climbing past 100 evaluations while the regularized one's level off near 35, and its paths
 running straighter. Neither model has learned the outer rings in 150 s. benchmarks/cnf.py (docs/benchmarks.md)
 found the same after 300 s for three seeds (0.37x–0.43x at an equal or better KL). On the checkerboard
-(there, 300 s per model; here ``--data checkerboard``) the regularized model was also the better density: KL 0.059 against
+(``--data checkerboard``; the benchmark's runs, 300 s per model) the regularized model was also the better density: KL 0.059 against
 0.098 with 50 evaluations against 74, and after 900 s (three seeds) 0.025–0.030 against 0.063–0.084 with 50–56
 against 92–104; on eight Gaussians it bought fewer evaluations at a cost in KL unless trained for longer. The
 numbers move with the machine's speed, which sets the steps per budget.
@@ -66,7 +66,7 @@ def train(density, seconds: float, weight: float) -> tuple[ctflows.Flow, History
 def main() -> None:
     parser = argparse.ArgumentParser(description="Tutorial 10: RNODE-regularized CNF vs a plain one")
     parser.add_argument("--quick", action="store_true", help="a few seconds per model (used by the tests)")
-    parser.add_argument("--seconds", type=float, default=150.0, help="training wall-clock per model")
+    parser.add_argument("--seconds", type=float, default=150.0, help="training seconds per model (fit's clock: the steps only)")
     parser.add_argument("--data", default="rings")
     parser.add_argument("--weight", type=float, default=0.1, help="λ_K = λ_B for the regularized model")
     parser.add_argument("--out", default="examples-output")
@@ -88,7 +88,7 @@ def main() -> None:
         result = ctflows.evaluate(flow, density, n=n_eval, batch_size=n_eval, seed=1)
         nfe = count_stats(flow)["nfe_forward"]
         end_time = float(torch.as_tensor(flow.transform.layers[0].end_time).detach())
-        print(f"  {name:<22} {history.steps:>6} {history.wall_time / history.steps:>7.3f} "
+        print(f"  {name:<22} {history.steps:>6} {history.trained_seconds / history.steps:>7.3f} "
               f"{result['kl']:>8.4f} ± {result['kl_se']:.4f} {nfe:>9} {end_time:>6.2f}")
         curves[name] = history.counts["nfe_forward"]
         panels.append(density_panel(f"{name}\nKL {result['kl']:.3f}, eval NFE {nfe}", flow.log_prob, BOUNDS, n=grid))
