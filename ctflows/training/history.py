@@ -21,10 +21,10 @@ class History:
             (``None`` where not reported).
         evals: one dict per evaluation: ``step``, ``time`` (:attr:`trained_seconds` then) and :func:`evaluate`'s keys.
         skipped: steps (1-based) whose loss or gradient was not finite, so no update was applied.
+        wall_time: seconds the run took, evaluations included (summed over resumed segments).
         trained_seconds: training seconds so far: the steps' own time, what a ``seconds`` budget counts
             (evaluations, callbacks, checkpoint writes and set-up excluded; summed over resumed segments;
             under ``torchrun`` the slowest rank's, the same on every rank). Up to date when a callback sees it.
-        wall_time: seconds the run took, evaluations included (summed over resumed segments).
     """
 
     losses: list[float] = field(default_factory=list)
@@ -35,8 +35,8 @@ class History:
     counts: dict[str, list[int | None]] = field(default_factory=dict)
     evals: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
-    trained_seconds: float = 0.0
     wall_time: float = 0.0
+    trained_seconds: float = 0.0  # after wall_time, so that positional construction keeps its meaning
 
     @property
     def steps(self) -> int:
