@@ -144,17 +144,13 @@ class _AdjointSolve(torch.autograd.Function):
         except (AssertionError, RuntimeError) as error:
             if not is_solver_failure(error):
                 raise
-            raise _backward_failure(dynamics, str(error)) from error
+            raise dynamics.failure(dynamics.backward_direction, str(error)) from error
         # Fixed-grid solvers check nothing, and the seminorm hides the parameter adjoints from the step control.
         if not bool(torch.isfinite(y0).all()):
-            raise _backward_failure(dynamics, "the adjoint state became NaN or Inf")
+            raise dynamics.failure(dynamics.backward_direction, "the adjoint state became NaN or Inf")
         a0 = torch.cat([y0[n : 2 * n].view(-1, features), grad_s1[:, features:]], dim=1)
         with torch.no_grad():
             grad_end = (grad_s1 * rhs(end, s1)).sum().reshape(end.shape) if ctx.needs_input_grad[3] else None
             grad_start = -(a0 * rhs(start, s0)).sum().reshape(start.shape) if ctx.needs_input_grad[2] else None
         grad_params = [g.view_as(p).to(p.dtype) for g, p in zip(y0[2 * n :].split(sizes), params)]
         return (None, None, grad_start, grad_end, a0, *grad_params)
-
-
-def _backward_failure(dynamics: Any, reason: str) -> SolverError:
-    return dynamics.failure(dynamics.backward_direction, reason)
