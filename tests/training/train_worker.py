@@ -17,8 +17,8 @@ import argparse
 import io
 import json
 import os
-import time
 import signal
+import time
 from pathlib import Path
 
 import torch
@@ -87,6 +87,7 @@ def main() -> None:
         with torch.no_grad():
             for param in flow.parameters():
                 param.add_(rank)
+
     class SlowOnRankOne(torch.optim.AdamW):
         def step(self, closure=None):
             if rank == 1:
