@@ -22,6 +22,24 @@ from ctflows.core.transform import Transform, forward_through
 from ctflows.errors import ConfigurationError
 
 COUPLINGS = ("independent", "ot")
+TIME_SAMPLINGS = ("stratified", "uniform")
+
+
+def path_times(batch: int, sampling: str, *, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Path times s ∈ [0, 1] for ``batch`` samples, shape ``[batch, 1]``: each uniform on [0, 1].
+
+    ``"uniform"``: independent draws. ``"stratified"``: s_i = (π(i) + u_i) / B with π a random permutation and
+    u_i ~ U[0, 1), one draw in each of the B strata [k/B, (k+1)/B): every s_i is still uniform, so the loss keeps
+    its expectation, but the batch covers [0, 1] evenly and the time integral's share of the loss variance falls
+    (stratified sampling, e.g. Owen 2013, "Monte Carlo theory, methods and examples", ch. 10).
+    """
+    if sampling not in TIME_SAMPLINGS:
+        raise ConfigurationError(f"path times {sampling!r}: not one of {TIME_SAMPLINGS}")
+    u = torch.rand(batch, 1, dtype=dtype, device=device)
+    if sampling == "uniform":
+        return u
+    strata = torch.randperm(batch, device=device).to(dtype).unsqueeze(1)
+    return (strata + u) / batch
 
 
 def optimal_transport_pairing(x: Tensor, z: Tensor) -> Tensor:
@@ -39,12 +57,13 @@ def flow_matching_loss(
     *,
     end_time: float = 1.0,
     sigma: float = 0.0,
+    times: str = "uniform",
 ) -> Tensor:
     """Mean squared regression error of ``field`` onto the straight path from ``x [B, D]`` to ``z [B, D]``.
 
-    Times are drawn uniformly on [0, T], one per sample; returns a scalar.
+    One time per sample, uniform on [0, T], drawn as ``times`` says (:func:`path_times`); returns a scalar.
     """
-    s = torch.rand(x.shape[0], 1, dtype=x.dtype, device=x.device)
+    s = path_times(x.shape[0], times, dtype=x.dtype, device=x.device)
     x_t = (1 - s) * x + s * z
     if sigma > 0:
         x_t = x_t + sigma * torch.randn_like(x_t)
@@ -77,18 +96,23 @@ class FlowMatching:
         coupling: ``"ot"`` (minibatch optimal transport: straighter paths, fewer solver steps later) or
             ``"independent"`` (x₀ and z drawn independently, the baseline).
         sigma: width σ of the Gaussian tube around each straight path (0 gives rectified-flow paths).
+        times: how the batch's path times are drawn: ``"uniform"`` (independent draws, as in the papers) or
+            ``"stratified"`` (one per 1/B of [0, T]: the same expected loss, and a lower variance of its time
+            average; at batch 4096 on 2-D toys the gradient's variance did not measurably change).
 
     Base samples come from the model's base distribution, so a learned base is respected (not trained).
     """
 
     name = "flow_matching"
 
-    def __init__(self, coupling: str = "ot", sigma: float = 0.0) -> None:
+    def __init__(self, coupling: str = "ot", sigma: float = 0.0, times: str = "uniform") -> None:
         if coupling not in COUPLINGS:
             raise ConfigurationError(f"FlowMatching: coupling {coupling!r} is not one of {COUPLINGS}")
         if not sigma >= 0:
             raise ConfigurationError(f"FlowMatching: sigma must be >= 0, got {sigma}")
-        self.coupling, self.sigma = coupling, float(sigma)
+        if times not in TIME_SAMPLINGS:
+            raise ConfigurationError(f"FlowMatching: times {times!r} is not one of {TIME_SAMPLINGS}")
+        self.coupling, self.sigma, self.times = coupling, float(sigma), times
 
     def __call__(self, flow: nn.Module, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """``(loss, None)``: flow matching has no likelihood to report per step."""
@@ -104,4 +128,5 @@ class FlowMatching:
         if self.coupling == "ot":
             z = optimal_transport_pairing(x, z)
         end_time = float(torch.as_tensor(cnf.end_time).detach())  # flow matching does not train T
-        return flow_matching_loss(cnf.field, x, z, context, end_time=end_time, sigma=self.sigma), None
+        return flow_matching_loss(cnf.field, x, z, context, end_time=end_time, sigma=self.sigma,
+                                  times=self.times), None

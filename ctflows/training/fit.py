@@ -99,7 +99,7 @@ def fit(
         callback: ``callback(step, history)`` after each step (1-based); returning True stops training.
         objective: ``"likelihood"`` (default), ``"flow_matching"`` (regression of a single CNF's field onto
             straight paths, with minibatch OT coupling; fixed layers may precede the CNF;
-            ``FlowMatching(coupling=..., sigma=...)`` for the options), or any callable
+            ``FlowMatching(coupling=..., sigma=..., times=...)`` for the options), or any callable
             ``(flow, x, context) -> (loss, nll or None)``. Regularization weights apply to the likelihood
             objective only.
         checkpoint_dir: where ``training_state.pt`` (model, optimizer, schedule position, history, data
