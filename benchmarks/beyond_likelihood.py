@@ -3,7 +3,9 @@
     python benchmarks/beyond_likelihood.py [--densities eight_gaussians checkerboard gaussian_mixture:16]
                                            [--seconds 120] [--main-seconds 300] [--methods ...] [--quick]
                                            [--fm-fraction 0.2] [--fm-batch 4096] [--seed 0]
-                                           [--target-from earlier.json] [--deep-hidden 64 64 64 64 64 64]
+                                           [--target-from earlier.json ...] [--deep-hidden 64 64 64 64 64 64]
+                                           [--ml-lr 5e-3] [--fast-lr 2e-2] [--fast-schedule constant]
+                                           [--fast-times stratified]
 
 For each density the CNF trained by maximum likelihood with the exact divergence runs for its budget B
 (``--main-seconds`` for the first density, ``--seconds`` for the rest); the KL it has at the end is the
@@ -31,18 +33,23 @@ Methods (one at a time, one thread):
                             keeps; here the callback updates it after every step, and that time is added to the clock)
   ml_deep, fm_deep          ml_exact and fm_ema with a deeper field, ``--deep-hidden`` (default six layers of
                             64), to compare depth for both objectives; not run unless named in ``--methods``
+  fm_fast                   fm_ema with learning rate ``--fast-lr`` (2e-2) on schedule ``--fast-schedule``
+                            (constant) and path times drawn as ``--fast-times`` says (stratified,
+                            ``FlowMatching(times=...)``; the other fm_* methods draw them independently, as when
+                            they were measured); only when named
   spline                    rational-quadratic spline couplings (Durkan et al. 2019), 5 blocks, 64-64, 8 bins
   tabak, gaussianization    Tabak–Turner dual ascent (2013) and rotation-based Gaussianization (Laparra et
                             al. 2011) on 5,000 samples, float64; their time is the whole fit (they do not
                             train against a clock), reported with their final KL
 
-All gradient-trained methods: batch 256 (spline: fit's default 512; fm_independent, fm_constant, fm_ema, fm_deep:
-``--fm-batch``, 4096), AdamW, lr 5e-3,
+All gradient-trained methods: batch 256 (spline: fit's default 512; fm_independent, fm_constant, fm_ema, fm_deep,
+fm_fast: ``--fm-batch``, 4096), AdamW, lr 5e-3 (ml_*: ``--ml-lr``; fm_fast: ``--fast-lr``),
 5% warm-up then cosine decay over the method's budget (fm_constant, fm_ema, fm_deep: constant; spline: fit's defaults), seed
 ``--seed`` (0). Evaluation of a CNF integrates with the exact divergence. ``--target-from`` takes each density's
-ml_exact record (so its target) from an earlier ``--json`` file instead of training it again, to run more
-seeds or methods against the same target (files written before ``History.trained_seconds`` existed timed ML
-with ``fit``'s set-up on the clock, a fraction of a second more).
+ml_exact record (so its target) from earlier ``--json`` files instead of training it again, to run more
+seeds or methods against the same target; given several (say, ML at two learning rates), the lowest final KL
+is the target (files written before ``History.trained_seconds`` existed timed ML with ``fit``'s set-up on the
+clock, a fraction of a second more).
 """
 from __future__ import annotations
 
@@ -50,6 +57,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -59,17 +67,18 @@ sys.path.insert(0, str(HERE))
 
 import ctflows  # noqa: E402
 from cnf_common import FFJORD_TOY_MODEL, build_flow, machine_line  # noqa: E402
-from ctflows.continuous.matching import FlowMatching  # noqa: E402
+from ctflows.continuous.matching import TIME_SAMPLINGS, FlowMatching  # noqa: E402
 from ctflows.training.averaging import ParameterAverage, holding_average  # noqa: E402
 from ctflows.nonparametric import fit_dual_ascent, fit_gaussianization  # noqa: E402
 
 GRADIENT_METHODS = (
-    "ml_exact", "ml_hutchinson", "fm_independent", "fm_ot", "fm_constant", "fm_ema", "ml_deep", "fm_deep", "spline",
+    "ml_exact", "ml_hutchinson", "fm_independent", "fm_ot", "fm_constant", "fm_ema", "ml_deep", "fm_deep", "fm_fast",
+    "spline",
 )
 DEEP_HIDDEN = (64,) * 6
-AVERAGED_METHODS = ("fm_ema", "fm_deep")  # measured on the parameter average
-CONSTANT_RATE_METHODS = ("fm_constant", *AVERAGED_METHODS)
-OPT_IN_METHODS = ("ml_deep", "fm_deep")  # left out of the default --methods, which the docs' earlier commands use
+AVERAGED_METHODS = ("fm_ema", "fm_deep", "fm_fast")  # measured on the parameter average
+CONSTANT_RATE_METHODS = ("fm_constant", "fm_ema", "fm_deep")  # fm_fast's schedule is --fast-schedule
+OPT_IN_METHODS = ("ml_deep", "fm_deep", "fm_fast")  # left out of the default --methods, which the docs' earlier commands use
 EMA_DECAY = 0.99
 NONPARAMETRIC_METHODS = ("tabak", "gaussianization")
 
@@ -121,40 +130,57 @@ def make_density(spec: str):
     return ctflows.get_density(name, **({"dim": int(dim)} if dim else {}))
 
 
-def train_gradient(
-    method: str, density, dim: int, seconds: float, curve: KLCurve, fm_batch: int = 256, seed: int = 0,
-    deep_hidden: tuple[int, ...] = DEEP_HIDDEN,
-) -> dict:
-    """Train one gradient-based method for ``seconds`` with the curve's callback; returns its record.
+@dataclass(frozen=True)
+class Settings:
+    """The command line's knobs that shape the gradient-trained methods (see the module docstring)."""
 
-    ``deep_hidden``: the hidden widths of the ``*_deep`` methods' field.
-    """
-    torch.manual_seed(seed)
-    options = dict(batch_size=256, lr=5e-3, warmup=0.05, schedule="cosine")
+    fm_batch: int = 4096
+    seed: int = 0
+    deep_hidden: tuple[int, ...] = DEEP_HIDDEN
+    ml_lr: float = 5e-3
+    fast_lr: float = 2e-2
+    fast_schedule: str = "constant"
+    fast_times: str = "stratified"
+
+
+def training_options(method: str, settings: Settings) -> dict:
+    """``fit`` options of a CNF method: batch, learning rate and schedule, and the flow-matching objective."""
+    options = dict(batch_size=256, lr=settings.ml_lr if method.startswith("ml_") else 5e-3, warmup=0.05,
+                   schedule="cosine")
+    if method.startswith("fm_"):
+        times = settings.fast_times if method == "fm_fast" else "uniform"
+        options["objective"] = FlowMatching(coupling="ot" if method == "fm_ot" else "independent", times=times)
+        if method != "fm_ot":  # OT's exact assignment is O(batch³): it keeps 256
+            options["batch_size"] = settings.fm_batch
+    if method in CONSTANT_RATE_METHODS:
+        options["schedule"] = "constant"
+    if method == "fm_fast":
+        options.update(lr=settings.fast_lr, schedule=settings.fast_schedule)
+    return options
+
+
+def train_gradient(method: str, density, dim: int, seconds: float, curve: KLCurve, settings: Settings = Settings()) -> dict:
+    """Train one gradient-based method for ``seconds`` with the curve's callback; returns its record."""
+    torch.manual_seed(settings.seed)
     if method == "spline":
         flow, options = ctflows.spline(dim, blocks=5, hidden=(64, 64), bins=8), {}
     else:
         divergence = "hutchinson" if method == "ml_hutchinson" else "exact"
         model = FFJORD_TOY_MODEL
         if method.endswith("_deep"):
-            model = argparse.Namespace(**{**vars(FFJORD_TOY_MODEL), "hidden": list(deep_hidden)})
+            model = argparse.Namespace(**{**vars(FFJORD_TOY_MODEL), "hidden": list(settings.deep_hidden)})
         flow = build_flow(dim, model, adjoint=False, divergence=divergence)
-        if method.startswith("fm_"):
-            options["objective"] = FlowMatching(coupling="ot" if method == "fm_ot" else "independent")
-            if method != "fm_ot":  # OT's exact assignment is O(batch³): it keeps 256
-                options["batch_size"] = fm_batch
-        if method in CONSTANT_RATE_METHODS:
-            options["schedule"] = "constant"
+        options = training_options(method, settings)
     # Flow matching has no data-initialisation pass, so the average can start before fit; it is bias-corrected,
     # so these initial values get no weight anyway. Trainable parameters only, as in fit.
     trainable = [p for p in flow.parameters() if p.requires_grad]
     average = ParameterAverage(trainable, EMA_DECAY) if method in AVERAGED_METHODS else None
-    history = ctflows.fit(flow, density, steps=None, seconds=seconds, seed=seed, progress=False,
+    history = ctflows.fit(flow, density, steps=None, seconds=seconds, seed=settings.seed, progress=False,
                           callback=curve.callback(flow, average), **options)
     stopped_early = bool(curve.points) and curve.stop_below is not None and curve.points[-1][1] <= curve.stop_below
     if not stopped_early:  # the final state, unless the last mark already was the stopping one
         curve.measure(flow, curve.trained(history), average)
-    return {"steps": curve.steps, "curve": curve.points}
+    return {"steps": curve.steps, "curve": curve.points, "lr": options.get("lr")}
 
 
 def fit_nonparametric(method: str, density, eval_n: int) -> dict:
@@ -180,6 +206,12 @@ def earlier_target(earlier: dict, spec: str, seconds: float, path: str) -> dict:
     return earlier[spec]["records"]["ml_exact"]
 
 
+def hardest_target(earlier: list[tuple[str, dict]], spec: str, seconds: float) -> dict:
+    """Of the ml_exact records of ``spec`` in the earlier runs ``[(path, json)]``, the one with the lowest final KL."""
+    records = [earlier_target(saved, spec, seconds, path) for path, saved in earlier]
+    return min(records, key=lambda record: record["curve"][-1][1])
+
+
 def first_reach(curve: list, target: float) -> float | None:
     """First training time on ``curve`` whose KL ≤ ``target`` (None: never)."""
     return next((t for t, kl, _ in curve if kl <= target), None)
@@ -199,9 +231,10 @@ def table(spec: str, seconds: float, records: dict[str, dict], fm_fraction: floa
     target = records["ml_exact"]["curve"][-1][1]
     ml_time = first_reach(records["ml_exact"]["curve"], target)
     ml_ran = records["ml_exact"]["curve"][-1][0]
+    lr = records["ml_exact"].get("lr")  # absent in files written before the record kept it (then 5e-3)
     lines = [
         f"`{spec}`: budget B = {seconds:.0f} s of training per method; target KL = {target:.4f} "
-        f"(ML, exact divergence, after B)",
+        f"(ML, exact divergence{f', lr {lr:g}' if lr else ''}, after B)",
         "",
         "| method | steps | last KL (nats) | at (s) | time to target (s) | ML-exact time / time "
         "| ML-exact time to this last KL (s) |",
@@ -234,9 +267,16 @@ def main() -> None:
                         help="hidden widths of ml_deep's and fm_deep's field")
     parser.add_argument("--methods", nargs="+", default=[m for m in (*GRADIENT_METHODS, *NONPARAMETRIC_METHODS)
                                                          if m not in OPT_IN_METHODS])
+    parser.add_argument("--ml-lr", type=float, default=5e-3, help="learning rate of ml_exact, ml_hutchinson and ml_deep")
+    parser.add_argument("--fast-lr", type=float, default=Settings.fast_lr, help="learning rate of fm_fast")
+    parser.add_argument("--fast-schedule", choices=("constant", "cosine"), default=Settings.fast_schedule,
+                        help="learning-rate schedule of fm_fast after its warm-up")
+    parser.add_argument("--fast-times", choices=TIME_SAMPLINGS, default=Settings.fast_times,
+                        help="how fm_fast draws its path times")
     parser.add_argument("--seed", type=int, default=0, help="seed of the gradient-trained methods")
-    parser.add_argument("--target-from", default=None,
-                        help="take each density's ml_exact record (its target) from this earlier --json file")
+    parser.add_argument("--target-from", nargs="+", default=None,
+                        help="take each density's ml_exact record (its target) from these earlier --json files: "
+                             "of several, the one with the lowest final KL, the hardest target")
     parser.add_argument("--json", default=None, help="also write every curve here (updated after each method)")
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     parser.add_argument("--from-json", nargs="+", default=None, help="only print the tables of saved --json files")
@@ -251,7 +291,9 @@ def main() -> None:
         args.main_seconds = args.seconds = 4.0
         args.every, args.eval_n = 2.0, 500
     methods = ["ml_exact", *[m for m in args.methods if m != "ml_exact"]]
-    earlier = json.loads(Path(args.target_from).read_text()) if args.target_from else {}
+    earlier = [(path, json.loads(Path(path).read_text())) for path in args.target_from or []]
+    settings = Settings(fm_batch=args.fm_batch, seed=args.seed, deep_hidden=tuple(args.deep_hidden), ml_lr=args.ml_lr,
+                        fast_lr=args.fast_lr, fast_schedule=args.fast_schedule, fast_times=args.fast_times)
     print(machine_line(), flush=True)
     results: dict[str, dict] = {}
     for index, spec in enumerate(args.densities):
@@ -261,20 +303,19 @@ def main() -> None:
         target = None
         for method in methods:
             if method == "ml_exact" and args.target_from:
-                records[method] = earlier_target(earlier, spec, seconds, args.target_from)
+                records[method] = hardest_target(earlier, spec, seconds)
             elif method in NONPARAMETRIC_METHODS:
                 records[method] = fit_nonparametric(method, density, args.eval_n)
             else:
                 curve = KLCurve(density, args.every, args.eval_n, stop_below=target)
                 records[method] = train_gradient(method, density, dim, budget(method, seconds, args.fm_fraction),
-                                                 curve, fm_batch=args.fm_batch, seed=args.seed,
-                                                 deep_hidden=tuple(args.deep_hidden))
+                                                 curve, settings)
             if method == "ml_exact":
                 target = records[method]["curve"][-1][1]
             t, kl, se = records[method]["curve"][-1]
             print(f"{spec} {method}: KL {kl:.4f} ± {se:.4f} at {t:.1f} s, {records[method]['steps']} steps", flush=True)
             results[spec] = {"seconds": seconds, "fm_fraction": args.fm_fraction, "records": records,
-                             "deep_hidden": args.deep_hidden}
+                             "deep_hidden": args.deep_hidden, "ml_lr": args.ml_lr}
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1))
         print("\n" + table(spec, seconds, records, args.fm_fraction), flush=True)

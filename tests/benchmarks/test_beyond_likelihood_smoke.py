@@ -109,7 +109,7 @@ def test_the_deep_methods_train_the_deeper_field_with_their_twins_settings(monke
     monkeypatch.setattr(beyond_likelihood.ctflows, "fit", record_fit)
     monkeypatch.setattr(beyond_likelihood.KLCurve, "measure", lambda self, flow, trained, average=None: self.points.append((trained, 1.0, 0.1)))
     curve = beyond_likelihood.KLCurve(density=None, every=1.0, eval_n=10, stop_below=None)
-    beyond_likelihood.train_gradient(method, None, 2, 1.0, curve, fm_batch=4096, deep_hidden=(8, 8, 8, 8))
+    beyond_likelihood.train_gradient(method, None, 2, 1.0, curve, beyond_likelihood.Settings(deep_hidden=(8, 8, 8, 8)))
     count = lambda flow: sum(p.numel() for p in flow.parameters())  # noqa: E731
     deep = build_flow(2, argparse.Namespace(**{**vars(FFJORD_TOY_MODEL), "hidden": [8, 8, 8, 8]}), adjoint=False, divergence="exact")
     assert count(seen["flow"]) == count(deep) != count(build_flow(2, FFJORD_TOY_MODEL, adjoint=False, divergence="exact"))
@@ -117,3 +117,32 @@ def test_the_deep_methods_train_the_deeper_field_with_their_twins_settings(monke
         assert seen["objective"].name == "flow_matching" and seen["batch_size"] == 4096 and seen["schedule"] == "constant"
     else:  # ml_exact's
         assert "objective" not in seen and seen["batch_size"] == 256 and seen["schedule"] == "cosine"
+
+
+def test_fm_fast_is_fm_ema_with_its_own_rate_schedule_and_path_times(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import beyond_likelihood
+
+    settings = beyond_likelihood.Settings(fast_lr=3e-2, fast_schedule="cosine", ml_lr=1e-2)
+    fast = beyond_likelihood.training_options("fm_fast", settings)
+    ema = beyond_likelihood.training_options("fm_ema", settings)
+    assert fast["objective"].times == "stratified" and ema["objective"].times == "uniform"
+    assert beyond_likelihood.training_options("fm_fast", beyond_likelihood.Settings(fast_times="uniform"))["objective"].times == "uniform"
+    assert (fast["lr"], fast["schedule"], fast["batch_size"]) == (3e-2, "cosine", 4096)
+    assert (ema["lr"], ema["schedule"], ema["batch_size"]) == (5e-3, "constant", 4096)
+    assert beyond_likelihood.training_options("ml_exact", settings)["lr"] == 1e-2
+    assert "fm_fast" in beyond_likelihood.AVERAGED_METHODS
+
+
+def test_of_several_earlier_targets_the_lowest_final_kl_is_taken(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import beyond_likelihood
+
+    def saved(final_kl, seconds=300.0):
+        record = {"steps": 1, "curve": [[10.0, 1.0, 0.1], [300.0, final_kl, 0.1]]}
+        return {"rings": {"seconds": seconds, "records": {"ml_exact": record}}}
+
+    earlier = [("a.json", saved(0.40)), ("b.json", saved(0.35)), ("c.json", saved(0.38))]
+    assert beyond_likelihood.hardest_target(earlier, "rings", 300.0)["curve"][-1][1] == 0.35
+    with pytest.raises(SystemExit, match="b.json: 'rings' had budget 120.0 s there, 300.0 s here"):
+        beyond_likelihood.hardest_target([("a.json", saved(0.4)), ("b.json", saved(0.3, seconds=120.0))], "rings", 300.0)
