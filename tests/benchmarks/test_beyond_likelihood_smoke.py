@@ -123,11 +123,12 @@ def test_fm_fast_is_fm_ema_with_its_own_rate_schedule_and_path_times(monkeypatch
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import beyond_likelihood
 
-    settings = beyond_likelihood.Settings(fast_lr=3e-2, fast_schedule="cosine", ml_lr=1e-2)
+    settings = beyond_likelihood.Settings(fast_lr=3e-2, fast_schedule="cosine", fast_times="stratified", ml_lr=1e-2)
     fast = beyond_likelihood.training_options("fm_fast", settings)
     ema = beyond_likelihood.training_options("fm_ema", settings)
     assert fast["objective"].times == "stratified" and ema["objective"].times == "uniform"
-    assert beyond_likelihood.training_options("fm_fast", beyond_likelihood.Settings(fast_times="uniform"))["objective"].times == "uniform"
+    default = beyond_likelihood.training_options("fm_fast", beyond_likelihood.Settings())
+    assert (default["lr"], default["schedule"], default["objective"].times) == (5e-2, "cosine", "uniform")
     assert (fast["lr"], fast["schedule"], fast["batch_size"]) == (3e-2, "cosine", 4096)
     assert (ema["lr"], ema["schedule"], ema["batch_size"]) == (5e-3, "constant", 4096)
     assert beyond_likelihood.training_options("ml_exact", settings)["lr"] == 1e-2
