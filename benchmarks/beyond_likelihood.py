@@ -197,18 +197,29 @@ def fit_nonparametric(method: str, density, eval_n: int) -> dict:
     return {"steps": flow.report.steps, "curve": [(seconds, float(result["kl"]), float(result["kl_se"]))]}
 
 
-def earlier_target(earlier: dict, spec: str, seconds: float, path: str) -> dict:
-    """The ml_exact record of ``spec`` in an earlier run's JSON; it must have had the same budget."""
+def earlier_target(earlier: dict, spec: str, seconds: float, path: str, eval_n: int) -> dict:
+    """The ml_exact record of ``spec`` in an earlier run's JSON, with ``lr`` and ``target_from`` (the path) set.
+
+    It must have had the same budget, and the same number of evaluation samples where the file says.
+    """
     if spec not in earlier or "ml_exact" not in earlier[spec]["records"]:
         raise SystemExit(f"--target-from {path}: no ml_exact record for {spec!r} there")
     if earlier[spec]["seconds"] != seconds:
         raise SystemExit(f"--target-from {path}: {spec!r} had budget {earlier[spec]['seconds']} s there, {seconds} s here")
-    return earlier[spec]["records"]["ml_exact"]
+    if earlier[spec].get("eval_n", eval_n) != eval_n:
+        raise SystemExit(f"--target-from {path}: {spec!r} was evaluated on {earlier[spec]['eval_n']} samples there, "
+                         f"{eval_n} here; pass the same --eval-n")
+    record = earlier[spec]["records"]["ml_exact"]
+    # Records written before they kept their rate: the run's --ml-lr, or 5e-3 in files older than that option.
+    return {**record, "lr": record.get("lr", earlier[spec].get("ml_lr", 5e-3)), "target_from": path}
 
 
-def hardest_target(earlier: list[tuple[str, dict]], spec: str, seconds: float) -> dict:
-    """Of the ml_exact records of ``spec`` in the earlier runs ``[(path, json)]``, the one with the lowest final KL."""
-    records = [earlier_target(saved, spec, seconds, path) for path, saved in earlier]
+def hardest_target(earlier: list[tuple[str, dict]], spec: str, seconds: float, eval_n: int) -> dict:
+    """Of the ml_exact records of ``spec`` in the earlier runs ``[(path, json)]``, the one with the lowest final KL.
+
+    The lowest of several noisy KLs is biased low: a harder target, never an easier one.
+    """
+    records = [earlier_target(saved, spec, seconds, path, eval_n) for path, saved in earlier]
     return min(records, key=lambda record: record["curve"][-1][1])
 
 
@@ -231,7 +242,7 @@ def table(spec: str, seconds: float, records: dict[str, dict], fm_fraction: floa
     target = records["ml_exact"]["curve"][-1][1]
     ml_time = first_reach(records["ml_exact"]["curve"], target)
     ml_ran = records["ml_exact"]["curve"][-1][0]
-    lr = records["ml_exact"].get("lr")  # absent in files written before the record kept it (then 5e-3)
+    lr = records["ml_exact"].get("lr")  # absent in files written before records kept their rate
     lines = [
         f"`{spec}`: budget B = {seconds:.0f} s of training per method; target KL = {target:.4f} "
         f"(ML, exact divergence{f', lr {lr:g}' if lr else ''}, after B)",
@@ -262,12 +273,14 @@ def main() -> None:
     parser.add_argument("--eval-n", type=int, default=4000)
     parser.add_argument("--fm-fraction", type=float, default=0.2,
                         help="flow matching trains for this fraction of B, with its schedule over that budget")
-    parser.add_argument("--fm-batch", type=int, default=4096, help="batch of fm_independent (its steps are cheap)")
+    parser.add_argument("--fm-batch", type=int, default=Settings.fm_batch,
+                        help="batch of the fm_* methods other than fm_ot (their steps are cheap)")
     parser.add_argument("--deep-hidden", type=int, nargs="+", default=list(DEEP_HIDDEN),
                         help="hidden widths of ml_deep's and fm_deep's field")
     parser.add_argument("--methods", nargs="+", default=[m for m in (*GRADIENT_METHODS, *NONPARAMETRIC_METHODS)
                                                          if m not in OPT_IN_METHODS])
-    parser.add_argument("--ml-lr", type=float, default=5e-3, help="learning rate of ml_exact, ml_hutchinson and ml_deep")
+    parser.add_argument("--ml-lr", type=float, default=Settings.ml_lr,
+                        help="learning rate of ml_exact, ml_hutchinson and ml_deep")
     parser.add_argument("--fast-lr", type=float, default=Settings.fast_lr, help="learning rate of fm_fast")
     parser.add_argument("--fast-schedule", choices=("constant", "cosine"), default=Settings.fast_schedule,
                         help="learning-rate schedule of fm_fast after its warm-up")
@@ -303,7 +316,7 @@ def main() -> None:
         target = None
         for method in methods:
             if method == "ml_exact" and args.target_from:
-                records[method] = hardest_target(earlier, spec, seconds)
+                records[method] = hardest_target(earlier, spec, seconds, args.eval_n)
             elif method in NONPARAMETRIC_METHODS:
                 records[method] = fit_nonparametric(method, density, args.eval_n)
             else:
@@ -315,7 +328,7 @@ def main() -> None:
             t, kl, se = records[method]["curve"][-1]
             print(f"{spec} {method}: KL {kl:.4f} ± {se:.4f} at {t:.1f} s, {records[method]['steps']} steps", flush=True)
             results[spec] = {"seconds": seconds, "fm_fraction": args.fm_fraction, "records": records,
-                             "deep_hidden": args.deep_hidden, "ml_lr": args.ml_lr}
+                             "deep_hidden": args.deep_hidden, "ml_lr": records["ml_exact"]["lr"], "eval_n": args.eval_n}
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1))
         print("\n" + table(spec, seconds, records, args.fm_fraction), flush=True)

@@ -3,34 +3,52 @@
     python benchmarks/flow_matching_variance.py [--densities two_moons eight_gaussians] [--pretrain 300]
                                                 [--batch 4096] [--draws 100]
 
-For each density: FFJORD's toy field (concat-squash 64-64-64, tanh, T = 0.5) is first trained ``--pretrain``
-steps by flow matching (batch 4096, lr 2e-2, independent times), so the variance is read near where training
-spends its time, not at the random start. Then ``--draws`` fresh batches give ``--draws`` gradients of the loss
-for each way of drawing the times (``FlowMatching(times=...)``); the table gives the summed per-parameter
-variance of those gradients, the ratio stratified / uniform, and the norm of the mean gradient for scale.
-With a ratio near 1 the time draws are not what makes the gradient noisy: the pairs (x₀, z) are.
+For each density: FFJORD's toy field (``benchmarks/cnf_common.FFJORD_TOY_MODEL``: concat-squash 64-64-64, tanh,
+T = 0.5) is first trained ``--pretrain`` steps by flow matching (batch 4096, lr 2e-2, independent times), so the
+variance is read near where training spends its time, not at the random start. Then ``--draws`` fresh batches
+of pairs (x₀, z) each give one gradient of the loss per way of drawing the times (``FlowMatching(times=...)``),
+the same pairs for both. The table gives the summed per-parameter variance of those gradients, the ratio
+stratified / uniform with a bootstrap standard error over the draws, and the norm of the mean gradient for
+scale. With a ratio near 1 the time draws are not what makes the gradient noisy: the pairs (x₀, z) are.
 """
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 
-import ctflows
-from ctflows.continuous.matching import TIME_SAMPLINGS, FlowMatching, flow_matching_loss
-from ctflows.continuous.single import split_at_cnf
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ctflows  # noqa: E402
+from cnf_common import FFJORD_TOY_MODEL, build_flow  # noqa: E402
+from ctflows.continuous.matching import TIME_SAMPLINGS, FlowMatching, flow_matching_loss  # noqa: E402
+from ctflows.continuous.single import split_at_cnf  # noqa: E402
+
+BOOTSTRAP = 200
 
 
-def gradient_moments(field: torch.nn.Module, density, times: str, batch: int, draws: int) -> tuple[torch.Tensor, float]:
-    """Mean gradient ``[P]`` over ``draws`` batches of ``batch`` and the summed variance of its entries."""
+def paired_gradients(field: torch.nn.Module, density, batch: int, draws: int) -> dict[str, torch.Tensor]:
+    """``{times: [draws, P]}``: the loss gradient on ``draws`` batches, each batch's (x₀, z) shared by both samplings."""
     params = list(field.parameters())
-    gradients = []
+    gradients: dict[str, list[torch.Tensor]] = {times: [] for times in TIME_SAMPLINGS}
     for _ in range(draws):
         x, z = density.sample(batch), torch.randn(batch, 2)
-        loss = flow_matching_loss(field, x, z, end_time=0.5, times=times)
-        gradients.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]))
-    stacked = torch.stack(gradients)
-    return stacked.mean(0), float(stacked.var(0).sum())
+        for times in TIME_SAMPLINGS:
+            loss = flow_matching_loss(field, x, z, end_time=FFJORD_TOY_MODEL.end_time, times=times)
+            gradients[times].append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]))
+    return {times: torch.stack(rows) for times, rows in gradients.items()}
+
+
+def variance_ratio(gradients: dict[str, torch.Tensor], generator: torch.Generator) -> tuple[float, float]:
+    """Summed variance stratified / uniform, and its standard error from resampling the draws (bootstrap)."""
+    def ratio(rows: torch.Tensor) -> float:
+        return float(gradients["stratified"][rows].var(0).sum() / gradients["uniform"][rows].var(0).sum())
+
+    draws = len(gradients["uniform"])
+    resampled = torch.tensor([ratio(torch.randint(draws, (draws,), generator=generator)) for _ in range(BOOTSTRAP)])
+    return ratio(torch.arange(draws)), float(resampled.std())
 
 
 def main() -> None:
@@ -46,16 +64,16 @@ def main() -> None:
     for name in args.densities:
         torch.manual_seed(0)
         density = ctflows.get_density(name)
-        flow = ctflows.cnf(2, hidden=(64, 64, 64), end_time=0.5)
+        flow = build_flow(2, FFJORD_TOY_MODEL, adjoint=False, divergence="exact")
         if args.pretrain:
             ctflows.fit(flow, density, steps=args.pretrain, batch_size=4096, lr=2e-2, seed=0, progress=False,
                         objective=FlowMatching("independent", times="uniform"))
         _, cnf = split_at_cnf(flow, "the variance benchmark")
-        moments = {times: gradient_moments(cnf.field, density, times, args.batch, args.draws) for times in TIME_SAMPLINGS}
-        (mean, uniform), (_, stratified) = moments["uniform"], moments["stratified"]
-        print(f"| {name} | {args.pretrain} | {args.batch} | {uniform:.4g} | {stratified:.4g} | {stratified / uniform:.3f} "
-              f"| {float(mean.norm()):.4g} |", flush=True)
-
+        gradients = paired_gradients(cnf.field, density, args.batch, args.draws)
+        ratio, error = variance_ratio(gradients, torch.Generator().manual_seed(0))
+        uniform, stratified = (float(gradients[times].var(0).sum()) for times in ("uniform", "stratified"))
+        print(f"| {name} | {args.pretrain} | {args.batch} | {uniform:.4g} | {stratified:.4g} | {ratio:.3f} ± {error:.3f} "
+              f"| {float(gradients['uniform'].mean(0).norm()):.4g} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -40,7 +40,7 @@ def test_quick_run_writes_time_to_kl_curves(tmp_path):
     done = run_quick("--methods", "fm_ema", "--seed", "1", "--target-from", str(out), "--json", str(again))
     assert done.returncode == 0, done.stderr[-3000:]
     second = json.loads(again.read_text())["two_moons"]["records"]
-    assert second["ml_exact"] == records["ml_exact"] and set(second) == {"ml_exact", "fm_ema"}
+    assert second["ml_exact"] == {**records["ml_exact"], "target_from": str(out)} and set(second) == {"ml_exact", "fm_ema"}
     assert all(math.isfinite(kl) for _, kl, _ in second["fm_ema"]["curve"])
 
 
@@ -139,11 +139,15 @@ def test_of_several_earlier_targets_the_lowest_final_kl_is_taken(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import beyond_likelihood
 
-    def saved(final_kl, seconds=300.0):
+    def saved(final_kl, seconds=300.0, **extra):
         record = {"steps": 1, "curve": [[10.0, 1.0, 0.1], [300.0, final_kl, 0.1]]}
-        return {"rings": {"seconds": seconds, "records": {"ml_exact": record}}}
+        return {"rings": {"seconds": seconds, "records": {"ml_exact": record}, **extra}}
 
-    earlier = [("a.json", saved(0.40)), ("b.json", saved(0.35)), ("c.json", saved(0.38))]
-    assert beyond_likelihood.hardest_target(earlier, "rings", 300.0)["curve"][-1][1] == 0.35
+    earlier = [("a.json", saved(0.40)), ("b.json", saved(0.35, ml_lr=1e-2)), ("c.json", saved(0.38))]
+    target = beyond_likelihood.hardest_target(earlier, "rings", 300.0, 4000)
+    assert target["curve"][-1][1] == 0.35 and target["target_from"] == "b.json" and target["lr"] == 1e-2
+    assert beyond_likelihood.hardest_target(earlier[:1], "rings", 300.0, 4000)["lr"] == 5e-3  # files before --ml-lr
     with pytest.raises(SystemExit, match="b.json: 'rings' had budget 120.0 s there, 300.0 s here"):
-        beyond_likelihood.hardest_target([("a.json", saved(0.4)), ("b.json", saved(0.3, seconds=120.0))], "rings", 300.0)
+        beyond_likelihood.hardest_target([("a.json", saved(0.4)), ("b.json", saved(0.3, seconds=120.0))], "rings", 300.0, 4000)
+    with pytest.raises(SystemExit, match="evaluated on 2000 samples there, 4000 here"):
+        beyond_likelihood.hardest_target([("a.json", saved(0.4, eval_n=2000))], "rings", 300.0, 4000)

@@ -20,6 +20,7 @@ def test_variance_table_has_a_positive_finite_ratio_per_density():
             if line.startswith(("| two_moons", "| rings"))]
     assert [row[0] for row in rows] == ["two_moons", "rings"]
     for row in rows:
-        uniform, stratified, ratio, norm = map(float, row[3:7])
-        assert uniform > 0 and stratified > 0 and norm > 0
+        uniform, stratified, norm = float(row[3]), float(row[4]), float(row[6])
+        ratio, error = map(float, row[5].split("±"))
+        assert uniform > 0 and stratified > 0 and norm > 0 and 0 < error < ratio
         assert math.isclose(ratio, stratified / uniform, rel_tol=2e-3, abs_tol=1e-3), row
