@@ -210,7 +210,8 @@ def earlier_target(earlier: dict, spec: str, seconds: float, path: str, eval_n: 
         raise SystemExit(f"--target-from {path}: {spec!r} was evaluated on {earlier[spec]['eval_n']} samples there, "
                          f"{eval_n} here; pass the same --eval-n")
     record = earlier[spec]["records"]["ml_exact"]
-    # Records written before they kept their rate: the run's --ml-lr, or 5e-3 in files older than that option.
+    # Records written before they kept their rate: the run's --ml-lr (a few files of the fourteenth session held it
+    # beside the records), or 5e-3 in files older than that option.
     return {**record, "lr": record.get("lr", earlier[spec].get("ml_lr", 5e-3)), "target_from": path}
 
 
@@ -328,7 +329,7 @@ def main() -> None:
             t, kl, se = records[method]["curve"][-1]
             print(f"{spec} {method}: KL {kl:.4f} ± {se:.4f} at {t:.1f} s, {records[method]['steps']} steps", flush=True)
             results[spec] = {"seconds": seconds, "fm_fraction": args.fm_fraction, "records": records,
-                             "deep_hidden": args.deep_hidden, "ml_lr": records["ml_exact"]["lr"], "eval_n": args.eval_n}
+                             "deep_hidden": args.deep_hidden, "eval_n": args.eval_n}
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1))
         print("\n" + table(spec, seconds, records, args.fm_fraction), flush=True)
