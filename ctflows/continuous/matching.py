@@ -30,9 +30,9 @@ def path_times(batch: int, sampling: str, *, dtype: torch.dtype, device: torch.d
 
     ``"uniform"``: independent draws. ``"stratified"``: s_i = (π(i) + u_i) / B with π a random permutation and
     u_i ~ U[0, 1), one draw in each of the B strata [k/B, (k+1)/B] (closed: rounding to ``dtype`` may land on
-    the upper end): every s_i is still uniform, so the loss keeps
-    its expectation, but the batch covers [0, 1] evenly and the time integral's share of the loss variance falls
-    (stratified sampling, e.g. Owen 2013, "Monte Carlo theory, methods and examples", ch. 10).
+    the upper end): every s_i is still uniform, so the loss keeps its expectation, but the batch covers [0, 1]
+    evenly and the time integral's share of the loss variance falls (stratified sampling, e.g. Owen 2013,
+    "Monte Carlo theory, methods and examples", ch. 10).
     """
     if sampling not in TIME_SAMPLINGS:
         raise ConfigurationError(f"path times {sampling!r}: not one of {TIME_SAMPLINGS}")
