@@ -6,6 +6,7 @@
                                            [--target-from earlier.json ...] [--deep-hidden 64 64 64 64 64 64]
                                            [--ml-lr 5e-3] [--fast-lr 5e-2] [--fast-schedule cosine]
                                            [--fast-times uniform]
+    python benchmarks/beyond_likelihood.py --summary run_seed0.json run_seed1.json ...   # one row per method
 
 For each density the CNF trained by maximum likelihood with the exact divergence runs for its budget B
 (``--main-seconds`` for the first density, ``--seconds`` for the rest); the KL it has at the end is the
@@ -265,6 +266,50 @@ def table(spec: str, seconds: float, records: dict[str, dict], fm_fraction: floa
     return "\n".join(lines) + "\n"
 
 
+def speed_up(records: dict[str, dict], method: str) -> dict:
+    """How much sooner ``method`` got to its level than ML-exact: ``{"kl", "reached", "ratio"}``.
+
+    Its level is the target (ML-exact's final KL) where it reached it, else its own last KL; ``ratio`` is
+    ML-exact's first time at or below that level over the method's (None if ML-exact never got there).
+    """
+    ml_curve, (last_time, last_kl, _) = records["ml_exact"]["curve"], records[method]["curve"][-1]
+    target = ml_curve[-1][1]
+    reached = first_reach(records[method]["curve"], target)
+    level, time = (target, reached) if reached is not None else (last_kl, last_time)
+    ml_time = first_reach(ml_curve, level)
+    return {"kl": last_kl, "reached": reached, "ratio": None if ml_time is None else ml_time / time}
+
+
+def summary(saved_runs: list[dict]) -> str:
+    """One markdown row per (density, method, budget) across saved ``--json`` runs (say, one per seed).
+
+    Each row lists every run's last KL, where it reached the target, and its :func:`speed_up` ratio, in the
+    order the runs were given; the last column is the smallest ratio, the claim that holds for all of them.
+    """
+    rows: dict[tuple[str, str, float], list[dict]] = {}
+    targets: dict[str, set[float]] = {}
+    for saved in saved_runs:
+        for spec, run in saved.items():
+            records = run["records"]
+            targets.setdefault(spec, set()).add(records["ml_exact"]["curve"][-1][1])
+            for method in records:
+                if method != "ml_exact" and method in GRADIENT_METHODS:
+                    key = (spec, method, budget(method, run["seconds"], run.get("fm_fraction", 1.0)))
+                    rows.setdefault(key, []).append(speed_up(records, method))
+    lines = ["| density (target) | method, budget | last KL per run | reached the target at (s) "
+             "| ML-exact time / time, to the same KL | smallest |",
+             "| --- | --- | --- | --- | --- | ---: |"]
+    for (spec, method, seconds), runs in rows.items():
+        target = "; ".join(f"{t:.4f}" for t in sorted(targets[spec]))  # one unless the runs had different targets
+        ratios = [run["ratio"] for run in runs]
+        kls = "; ".join(f"{run['kl']:.4f}" for run in runs)
+        reached = "; ".join("—" if run["reached"] is None else f"{run['reached']:.0f}" for run in runs)
+        speeds = "; ".join("—" if r is None else f"{r:.1f}x" for r in ratios)
+        smallest = "—" if None in ratios else f"{min(ratios):.1f}x"
+        lines.append(f"| {spec} ({target}) | {method}, {seconds:.0f} s | {kls} | {reached} | {speeds} | {smallest} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--densities", nargs="+", default=["eight_gaussians", "checkerboard", "two_moons", "gaussian_mixture:16"])
@@ -294,7 +339,12 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write every curve here (updated after each method)")
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     parser.add_argument("--from-json", nargs="+", default=None, help="only print the tables of saved --json files")
+    parser.add_argument("--summary", nargs="+", default=None,
+                        help="only print one row per density and method across saved --json files (say, seeds)")
     args = parser.parse_args()
+    if args.summary:
+        print(summary([json.loads(Path(path).read_text()) for path in args.summary]))
+        return
     if args.from_json:
         for path in args.from_json:
             for spec, saved in json.loads(Path(path).read_text()).items():

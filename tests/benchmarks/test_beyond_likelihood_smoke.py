@@ -151,3 +151,23 @@ def test_of_several_earlier_targets_the_lowest_final_kl_is_taken(monkeypatch):
         beyond_likelihood.hardest_target([("a.json", saved(0.4)), ("b.json", saved(0.3, seconds=120.0))], "rings", 300.0, 4000)
     with pytest.raises(SystemExit, match="evaluated on 2000 samples there, 4000 here"):
         beyond_likelihood.hardest_target([("a.json", saved(0.4, eval_n=2000))], "rings", 300.0, 4000)
+
+
+def test_speed_up_compares_times_to_the_same_kl(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import beyond_likelihood
+
+    ml = {"curve": [(100.0, 0.5, 0.01), (200.0, 0.2, 0.01), (250.0, 0.3, 0.01), (300.0, 0.1, 0.01)], "steps": 9}
+    reached = {"curve": [(20.0, 0.4, 0.01), (40.0, 0.09, 0.01), (60.0, 0.12, 0.01)], "steps": 9}
+    missed = {"curve": [(30.0, 0.6, 0.01), (60.0, 0.25, 0.01)], "steps": 9}
+    records = {"ml_exact": ml, "fm_fast": reached, "fm_ema": missed}
+    # reached the target 0.1 at 40 s, where ML first got there at 300 s; the later rise does not count
+    assert beyond_likelihood.speed_up(records, "fm_fast") == {"kl": 0.12, "reached": 40.0, "ratio": 300 / 40}
+    # missed: ML first got to its last KL, 0.25, at 200 s (the first time at or below it, not the later 0.3)
+    assert beyond_likelihood.speed_up(records, "fm_ema") == {"kl": 0.25, "reached": None, "ratio": 200 / 60}
+
+    run = {"seconds": 300.0, "fm_fraction": 0.2, "records": records}
+    again = {"seconds": 300.0, "fm_fraction": 0.2, "records": {"ml_exact": ml, "fm_fast": missed}}
+    rows = beyond_likelihood.summary([{"two_moons": run}, {"two_moons": again}]).splitlines()
+    assert rows[2] == "| two_moons (0.1000) | fm_fast, 60 s | 0.1200; 0.2500 | 40; — | 7.5x; 3.3x | 3.3x |"
+    assert rows[3] == "| two_moons (0.1000) | fm_ema, 60 s | 0.2500 | — | 3.3x | 3.3x |" and len(rows) == 4
