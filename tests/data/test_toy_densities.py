@@ -1,11 +1,10 @@
-"""Properties every 2-D toy density must have: normalised, sampler agrees with log_prob, reproducible, fast.
+"""Properties every 2-D toy density must have: normalised, sampler agrees with log_prob, reproducible, pointwise.
 
 Bin probabilities come from 8×8 Gauss–Legendre nodes per histogram bin, so the same numbers serve the
 normalisation check (sum ≈ 1) and the chi-square test of the sampler against the density.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -148,15 +147,14 @@ def test_cuda(case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", case_params())
-def test_log_prob_is_fast(case: Case) -> None:
+def test_log_prob_of_a_batch_is_each_point_s_own(case: Case) -> None:
+    # Nothing may depend on the rest of the batch (a shared normaliser, a batch-wide clamp); its speed on
+    # 10,000 points is measured by benchmarks/toy_densities.py, not asserted here.
     d = case.density()
-    x = d.sample(10_000, generator=torch.Generator().manual_seed(0))
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        d.log_prob(x)
-        best = min(best, time.perf_counter() - start)
-    assert best < 1.0, f"{case.id}: log_prob on 10,000 points took {best:.2f} s"
+    x = d.sample(32, generator=torch.Generator().manual_seed(0))
+    x[0] = torch.tensor([60.0, -60.0])  # a far point in the batch must not change the others' values
+    one_by_one = torch.cat([d.log_prob(x[i : i + 1]) for i in range(len(x))])
+    torch.testing.assert_close(d.log_prob(x), one_by_one, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", case_params())
