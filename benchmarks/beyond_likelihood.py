@@ -181,7 +181,9 @@ def train_gradient(method: str, density, dim: int, seconds: float, curve: KLCurv
     stopped_early = bool(curve.points) and curve.stop_below is not None and curve.points[-1][1] <= curve.stop_below
     if not stopped_early:  # the final state, unless the last mark already was the stopping one
         curve.measure(flow, curve.trained(history), average)
-    return {"steps": curve.steps, "curve": curve.points, "lr": options.get("lr")}
+    objective = options.get("objective")
+    return {"steps": curve.steps, "curve": curve.points, "lr": options.get("lr"),
+            **({"times": objective.times} if objective is not None else {})}
 
 
 def fit_nonparametric(method: str, density, eval_n: int) -> dict:
@@ -269,44 +271,50 @@ def table(spec: str, seconds: float, records: dict[str, dict], fm_fraction: floa
 def speed_up(records: dict[str, dict], method: str) -> dict:
     """How much sooner ``method`` got to its level than ML-exact: ``{"kl", "reached", "ratio"}``.
 
-    Its level is the target (ML-exact's final KL) where it reached it, else its own last KL; ``ratio`` is
-    ML-exact's first time at or below that level over the method's (None if ML-exact never got there).
+    Its level is the target (ML-exact's final KL) where it reached it, at the first mark that did; else its
+    own last KL, at its last mark. ``ratio`` is ML-exact's first time at or below that level over the
+    method's time at that mark (None only if a KL is NaN or that time is not positive).
     """
     ml_curve, (last_time, last_kl, _) = records["ml_exact"]["curve"], records[method]["curve"][-1]
     target = ml_curve[-1][1]
     reached = first_reach(records[method]["curve"], target)
-    level, time = (target, reached) if reached is not None else (last_kl, last_time)
+    level, method_time = (target, reached) if reached is not None else (last_kl, last_time)
     ml_time = first_reach(ml_curve, level)
-    return {"kl": last_kl, "reached": reached, "ratio": None if ml_time is None else ml_time / time}
+    ratio = ml_time / method_time if ml_time is not None and method_time > 0 else None
+    return {"kl": last_kl, "reached": reached, "ratio": ratio}
 
 
 def summary(saved_runs: list[dict]) -> str:
-    """One markdown row per (density, method, budget) across saved ``--json`` runs (say, one per seed).
+    """One markdown row per density, target, method, recipe and budget across saved ``--json`` runs (seeds).
 
-    Each row lists every run's last KL, where it reached the target, and its :func:`speed_up` ratio, in the
-    order the runs were given; the last column is the smallest ratio, the claim that holds for all of them.
+    Each row lists every run's last KL, the mark where it reached the target, and its :func:`speed_up` ratio
+    (to the target where reached, else to its own last KL), in the order the runs were given, and how many
+    of its runs reached the target. Runs against different targets, at different rates or with different
+    path times (files from before records kept them: unknown) get their own rows.
     """
-    rows: dict[tuple[str, str, float], list[dict]] = {}
-    targets: dict[str, set[float]] = {}
+    rows: dict[tuple, list[dict]] = {}
     for saved in saved_runs:
-        for spec, run in saved.items():
-            records = run["records"]
-            targets.setdefault(spec, set()).add(records["ml_exact"]["curve"][-1][1])
+        for spec, density_run in saved.items():
+            records = density_run["records"]
+            target = records["ml_exact"]["curve"][-1][1]
             for method in records:
                 if method != "ml_exact" and method in GRADIENT_METHODS:
-                    key = (spec, method, budget(method, run["seconds"], run.get("fm_fraction", 1.0)))
+                    own = budget(method, density_run["seconds"], density_run.get("fm_fraction", 1.0))
+                    recipe = (records[method].get("lr"), records[method].get("times"))
+                    key = (spec, target, method, recipe, own)
                     rows.setdefault(key, []).append(speed_up(records, method))
-    lines = ["| density (target) | method, budget | last KL per run | reached the target at (s) "
-             "| ML-exact time / time, to the same KL | smallest |",
+    lines = ["| density (target) | method (recipe), budget | last KL per run | reached the target at (s) "
+             "| ML-exact time / time, to the same KL | reached |",
              "| --- | --- | --- | --- | --- | ---: |"]
-    for (spec, method, seconds), runs in rows.items():
-        target = "; ".join(f"{t:.4f}" for t in sorted(targets[spec]))  # one unless the runs had different targets
-        ratios = [run["ratio"] for run in runs]
-        kls = "; ".join(f"{run['kl']:.4f}" for run in runs)
-        reached = "; ".join("—" if run["reached"] is None else f"{run['reached']:.0f}" for run in runs)
-        speeds = "; ".join("—" if r is None else f"{r:.1f}x" for r in ratios)
-        smallest = "—" if None in ratios else f"{min(ratios):.1f}x"
-        lines.append(f"| {spec} ({target}) | {method}, {seconds:.0f} s | {kls} | {reached} | {speeds} | {smallest} |")
+    for (spec, target, method, (lr, times), seconds), results in rows.items():
+        kls = "; ".join(f"{result['kl']:.4f}" for result in results)
+        reached = "; ".join("—" if result["reached"] is None else f"{result['reached']:.0f}" for result in results)
+        speeds = "; ".join("—" if result["ratio"] is None else f"{result['ratio']:.1f}x" for result in results)
+        count = sum(result["reached"] is not None for result in results)
+        recipe = ", ".join([*([f"lr {lr:g}"] if lr is not None else []), *([f"{times} times"] if times else [])])
+        rate = f" ({recipe})" if recipe else ""
+        lines.append(f"| {spec} ({target:.4f}) | {method}{rate}, {seconds:.0f} s | {kls} | {reached} | {speeds} "
+                     f"| {count} of {len(results)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -158,16 +158,27 @@ def test_speed_up_compares_times_to_the_same_kl(monkeypatch):
     import beyond_likelihood
 
     ml = {"curve": [(100.0, 0.5, 0.01), (200.0, 0.2, 0.01), (250.0, 0.3, 0.01), (300.0, 0.1, 0.01)], "steps": 9}
-    reached = {"curve": [(20.0, 0.4, 0.01), (40.0, 0.09, 0.01), (60.0, 0.12, 0.01)], "steps": 9}
-    missed = {"curve": [(30.0, 0.6, 0.01), (60.0, 0.25, 0.01)], "steps": 9}
+    # (real runs stop at the target; this one goes on, so that its later rise shows it is not counted)
+    reached = {"curve": [(20.0, 0.4, 0.01), (40.0, 0.09, 0.01), (60.0, 0.12, 0.01)], "steps": 9, "lr": 0.05}
+    missed = {"curve": [(30.0, 0.25, 0.01), (45.0, 0.6, 0.01), (60.0, 0.25, 0.01)], "steps": 9, "lr": 0.05}
     records = {"ml_exact": ml, "fm_fast": reached, "fm_ema": missed}
-    # reached the target 0.1 at 40 s, where ML first got there at 300 s; the later rise does not count
+    # reached the target 0.1 at 40 s, where ML first got there at 300 s
     assert beyond_likelihood.speed_up(records, "fm_fast") == {"kl": 0.12, "reached": 40.0, "ratio": 300 / 40}
-    # missed: ML first got to its last KL, 0.25, at 200 s (the first time at or below it, not the later 0.3)
+    # missed: ML first got to its last KL, 0.25, at 200 s (not the later 0.3); the run's time is its last mark's
     assert beyond_likelihood.speed_up(records, "fm_ema") == {"kl": 0.25, "reached": None, "ratio": 200 / 60}
+    nan = {**records, "fm_ema": {"curve": [(60.0, float("nan"), 0.01)], "steps": 9}}
+    assert beyond_likelihood.speed_up(nan, "fm_ema")["ratio"] is None
 
-    run = {"seconds": 300.0, "fm_fraction": 0.2, "records": records}
-    again = {"seconds": 300.0, "fm_fraction": 0.2, "records": {"ml_exact": ml, "fm_fast": missed}}
-    rows = beyond_likelihood.summary([{"two_moons": run}, {"two_moons": again}]).splitlines()
-    assert rows[2] == "| two_moons (0.1000) | fm_fast, 60 s | 0.1200; 0.2500 | 40; — | 7.5x; 3.3x | 3.3x |"
-    assert rows[3] == "| two_moons (0.1000) | fm_ema, 60 s | 0.2500 | — | 3.3x | 3.3x |" and len(rows) == 4
+    def run(fm_fast: dict, ml_curve: list = ml["curve"]) -> dict:
+        return {"two_moons": {"seconds": 300.0, "fm_fraction": 0.2,
+                              "records": {"ml_exact": {"curve": ml_curve}, "fm_fast": fm_fast}}}
+
+    easier = [*ml["curve"][:-1], (300.0, 0.25, 0.01)]  # another ML run, with another target
+    rows = beyond_likelihood.summary([run(reached), run(missed), run({**missed, "lr": 0.02}), run(missed, easier),
+                                      run({**missed, "times": "stratified"})]).splitlines()
+    assert rows[2:] == [
+        "| two_moons (0.1000) | fm_fast (lr 0.05), 60 s | 0.1200; 0.2500 | 40; — | 7.5x; 3.3x | 1 of 2 |",
+        "| two_moons (0.1000) | fm_fast (lr 0.02), 60 s | 0.2500 | — | 3.3x | 0 of 1 |",
+        "| two_moons (0.2500) | fm_fast (lr 0.05), 60 s | 0.2500 | 30 | 6.7x | 1 of 1 |",
+        "| two_moons (0.1000) | fm_fast (lr 0.05, stratified times), 60 s | 0.2500 | — | 3.3x | 0 of 1 |",
+    ]
