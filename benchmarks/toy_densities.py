@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,7 +23,7 @@ import ctflows  # noqa: E402
 from cnf_common import machine_line  # noqa: E402
 
 
-def best_milliseconds(call, repeats: int) -> float:
+def best_milliseconds(call: Callable[[], object], repeats: int) -> float:
     """The fastest of ``repeats`` runs of ``call()``, in milliseconds."""
     times = []
     for _ in range(repeats):
@@ -37,14 +39,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(machine_line(), "\n")
+    print(machine_line() + "\n")
     print(f"| density | dim | log_prob, {args.n:,} points (ms) | sample, {args.n:,} points (ms) |")
     print("| --- | ---: | ---: | ---: |")
     for name in ctflows.list_densities():
         density = ctflows.get_density(name)
         x = density.sample(args.n, generator=torch.Generator().manual_seed(0))
-        log_prob = best_milliseconds(lambda: density.log_prob(x), args.repeats)
-        sample = best_milliseconds(lambda: density.sample(args.n, generator=torch.Generator().manual_seed(1)), args.repeats)
+        log_prob = best_milliseconds(partial(density.log_prob, x), args.repeats)
+        sample = best_milliseconds(partial(density.sample, args.n), args.repeats)
         print(f"| {name} | {x.shape[-1]} | {log_prob:.1f} | {sample:.1f} |", flush=True)
 
 

@@ -147,7 +147,7 @@ def test_cuda(case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", case_params())
-def test_log_prob_of_a_batch_is_each_point_s_own(case: Case) -> None:
+def test_log_prob_is_pointwise(case: Case) -> None:
     # Nothing may depend on the rest of the batch (a shared normaliser, a batch-wide clamp); its speed on
     # 10,000 points is measured by benchmarks/toy_densities.py, not asserted here.
     d = case.density()
