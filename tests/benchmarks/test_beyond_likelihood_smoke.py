@@ -109,7 +109,8 @@ def test_the_deep_methods_train_the_deeper_field_with_their_twins_settings(monke
     monkeypatch.setattr(beyond_likelihood.ctflows, "fit", record_fit)
     monkeypatch.setattr(beyond_likelihood.KLCurve, "measure", lambda self, flow, trained, average=None: self.points.append((trained, 1.0, 0.1)))
     curve = beyond_likelihood.KLCurve(density=None, every=1.0, eval_n=10, stop_below=None)
-    record = beyond_likelihood.train_gradient(method, None, 2, 1.0, curve, beyond_likelihood.Settings(deep_hidden=(8, 8, 8, 8)))
+    settings = beyond_likelihood.Settings(deep_hidden=(8, 8, 8, 8))
+    record = beyond_likelihood.train_gradient(method, None, 2, 1.0, curve, settings)
     count = lambda flow: sum(p.numel() for p in flow.parameters())  # noqa: E731
     deep = build_flow(2, argparse.Namespace(**{**vars(FFJORD_TOY_MODEL), "hidden": [8, 8, 8, 8]}), adjoint=False, divergence="exact")
     assert count(seen["flow"]) == count(deep) != count(build_flow(2, FFJORD_TOY_MODEL, adjoint=False, divergence="exact"))
