@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from ctflows.errors import CheckpointError, ConfigurationError
+from ctflows.training.interrupts import interrupts_deferred
 
 
 def check_decay(decay: float) -> float:
@@ -50,21 +51,30 @@ class ParameterAverage:
         get_ema_multi_avg_fn(1 - min(weight, 1.0))(self.averaged, [p.detach() for p in self.params], None)
 
     def swap(self) -> None:
-        """Exchange the parameters' values with the averages (done twice, it restores both)."""
+        """Exchange the parameters' values with the averages (done twice, it restores both).
+
+        A Ctrl-C during the exchange is held back until it is whole, so θ and θ̄ are never left mixed.
+        """
+        with interrupts_deferred():
+            self._exchange()
+
+    def _exchange(self) -> None:
         with torch.no_grad():
             for param, average in zip(self.params, self.averaged):
-                held = param.detach().clone()
-                param.copy_(average)
-                average.copy_(held)
+                exchange_values(param, average)
 
     @contextmanager
     def applied(self) -> Iterator[None]:
-        """The parameters hold θ̄ inside the block and their own values again after it."""
-        self.swap()
+        """The parameters hold θ̄ inside the block and their own values again after it, also after a Ctrl-C."""
+        exchanged = False
         try:
+            with interrupts_deferred():  # a Ctrl-C held back here is raised inside the try, so the finally undoes it
+                self._exchange()
+                exchanged = True
             yield
         finally:
-            self.swap()
+            if exchanged:
+                self.swap()
 
     def state_dict(self) -> dict:
         return {"decay": self.decay, "updates": self.updates, "averaged": [a.clone() for a in self.averaged]}
@@ -87,6 +97,13 @@ class ParameterAverage:
             for average, value in zip(self.averaged, saved):
                 average.copy_(value)
         self.updates = int(state["updates"])
+
+
+def exchange_values(a: Tensor, b: Tensor) -> None:
+    """Swap the values of two tensors of the same shape in place."""
+    held = a.detach().clone()
+    a.copy_(b)
+    b.copy_(held)
 
 
 def holding_average(average: ParameterAverage | None) -> ContextManager[None]:

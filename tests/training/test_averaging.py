@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import importlib
+import signal
 
 import pytest
 import torch
 
 from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.training import fit, load
+from ctflows.training import averaging
 from ctflows.training.averaging import ParameterAverage
 from training.fakes import CorrelatedGaussian, affine_flow
 
@@ -32,6 +34,43 @@ def test_average_is_the_bias_corrected_weighted_mean_and_swaps_back():
     with average.applied():
         torch.testing.assert_close(param.detach(), expected)
     assert torch.equal(param.detach(), torch.tensor([0.5, 0.5]))  # its own value is back after the block
+
+
+def interrupting_after_the_first_pair(monkeypatch) -> list:
+    """Make a Ctrl-C arrive right after the first (parameter, average) pair of an exchange; clear the returned
+    list of calls to arm it again."""
+    real, calls = averaging.exchange_values, []
+
+    def interrupting(a, b):
+        calls.append(1)
+        real(a, b)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(averaging, "exchange_values", interrupting)
+    return calls
+
+
+def test_a_ctrl_c_never_leaves_parameters_and_averages_mixed(monkeypatch, python_sigint_handler):
+    params = [torch.nn.Parameter(torch.full((2,), float(i))) for i in range(3)]
+    average = ParameterAverage(params, decay=0.5)
+    with torch.no_grad():
+        for param in params:
+            param.add_(10.0)  # θ = i + 10, θ̄ = i
+    calls = interrupting_after_the_first_pair(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        average.swap()  # interrupted, but whole: every pair exchanged
+    assert [float(p.detach()[0]) for p in params] == [0.0, 1.0, 2.0]
+    assert [float(a[0]) for a in average.averaged] == [10.0, 11.0, 12.0]
+
+    calls.clear()
+    body = []
+    with pytest.raises(KeyboardInterrupt):
+        with average.applied():
+            body.append("ran")
+    # The interrupt came as θ̄ went in, was raised once it was all in, and applied() put θ back.
+    assert body == [] and [float(p.detach()[0]) for p in params] == [0.0, 1.0, 2.0]
+    assert [float(a[0]) for a in average.averaged] == [10.0, 11.0, 12.0]
 
 
 @pytest.mark.parametrize("decay", [0, 1, -0.5, 1.5, float("nan"), True, "0.9"])
