@@ -35,7 +35,8 @@ class ParameterAverage:
     """The running average θ̄ of ``params`` (tensors updated in place by an optimizer), β = ``decay``.
 
     ``update()`` after each optimizer step; ``applied()`` puts θ̄ into the parameters for a while (to
-    evaluate or save), ``swap()`` exchanges θ and θ̄ for good. Before the first update θ̄ = θ.
+    evaluate or save), ``swap()`` exchanges θ and θ̄ for good; ``holding`` says whether θ̄ is in the
+    parameters, and ``hold_own()`` puts θ back if so. Before the first update θ̄ = θ.
     """
 
     def __init__(self, params: Iterable[Tensor], decay: float) -> None:
@@ -43,6 +44,7 @@ class ParameterAverage:
         self.params = list(params)
         self.averaged = [p.detach().clone() for p in self.params]
         self.updates = 0
+        self.holding = False  # whether the parameters hold θ̄ (and self.averaged their own values)
 
     def update(self) -> None:
         """Fold the parameters' current values into θ̄ with weight w_n = (1 − β) / (1 − βⁿ)."""
@@ -53,27 +55,46 @@ class ParameterAverage:
     def swap(self) -> None:
         """Exchange the parameters' values with the averages (done twice, it restores both).
 
-        A Ctrl-C during the exchange is held back until it is whole, so θ and θ̄ are never left mixed.
+        All or nothing: an error midway undoes the pairs already exchanged, and a Ctrl-C is held back until
+        the exchange is whole, so θ and θ̄ are never left mixed. ``holding`` says which of them is in place.
         """
         with interrupts_deferred():
             self._exchange()
 
     def _exchange(self) -> None:
         with torch.no_grad():
-            for param, average in zip(self.params, self.averaged):
-                exchange_values(param, average)
+            own = [param.detach().clone() for param in self.params]  # nothing has changed if this fails
+            averaged = [average.clone() for average in self.averaged]
+            try:
+                for param, value in zip(self.params, averaged):
+                    param.copy_(value)
+                for average, value in zip(self.averaged, own):
+                    average.copy_(value)
+                self.holding = not self.holding
+            except BaseException:
+                for tensors, values in ((self.params, own), (self.averaged, averaged)):
+                    for tensor, value in zip(tensors, values):
+                        tensor.copy_(value)
+                raise
+
+    def hold_own(self) -> None:
+        """Put the parameters' own values back if θ̄ is in their place (before saving a training state)."""
+        if self.holding:
+            self.swap()
 
     @contextmanager
     def applied(self) -> Iterator[None]:
-        """The parameters hold θ̄ inside the block and their own values again after it, also after a Ctrl-C."""
-        exchanged = False
+        """The parameters hold θ̄ inside the block and their own values again after it.
+
+        Also after a Ctrl-C, except one that lands in the last few statements before the final exchange
+        starts: then θ̄ stays in place (``holding``), which is why ``fit`` calls :meth:`hold_own` before saving.
+        """
+        was_holding = self.holding
         try:
-            with interrupts_deferred():  # a Ctrl-C held back here is raised inside the try, so the finally undoes it
-                self._exchange()
-                exchanged = True
+            self.swap()  # a Ctrl-C held back in it is raised here, inside the try
             yield
         finally:
-            if exchanged:
+            if self.holding != was_holding:
                 self.swap()
 
     def state_dict(self) -> dict:
@@ -97,13 +118,6 @@ class ParameterAverage:
             for average, value in zip(self.averaged, saved):
                 average.copy_(value)
         self.updates = int(state["updates"])
-
-
-def exchange_values(a: Tensor, b: Tensor) -> None:
-    """Swap the values of two tensors of the same shape in place."""
-    held = a.detach().clone()
-    a.copy_(b)
-    b.copy_(held)
 
 
 def holding_average(average: ParameterAverage | None) -> ContextManager[None]:

@@ -272,6 +272,8 @@ def fit(
         except BaseException:
             # Ctrl-C, or an error in the callback or an evaluation: the state after the last completed step is
             # consistent (and worth keeping) only if no step was half applied.
+            if average is not None:
+                average.hold_own()  # a Ctrl-C as an evaluation ended can have left the average in place
             if not in_step and checkpoint_dir is not None:
                 history.wall_time += time.perf_counter() - start
                 checkpoint()
@@ -290,6 +292,8 @@ def _write_checkpoint(
     eval_seed: int, config: dict[str, Any], average: ParameterAverage | None,
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
+    if average is not None:
+        average.hold_own()  # the state saves the parameters' own values, beside their average
     write_state(directory, {
         "step": history.steps, "trained_seconds": history.trained_seconds, "eval_seed": eval_seed, "config": config,
         "model": flow.state_dict(), "optimizer": opt.state_dict(), "history": history.to_dict(),

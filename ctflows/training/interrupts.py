@@ -3,31 +3,56 @@
 A KeyboardInterrupt can land between any two bytecodes; in the middle of exchanging a model's parameters
 with their average it would leave a mix of both, which ``fit`` would then save as a checkpoint. Inside
 :func:`interrupts_deferred` a SIGINT is only noted, and raised again once the block is done, through
-whatever handler was in place before (Python's, which raises KeyboardInterrupt, or the user's own).
+whatever handler was in place before (Python's, which raises KeyboardInterrupt, or the user's own). Several
+SIGINTs during the block reach that handler as one, with the frame where the block ended.
 """
 from __future__ import annotations
 
 import signal
-import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
+
+_RESTORE_ATTEMPTS = 8  # each failed attempt ran (and so used up) a pending handler of another signal that raised
 
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Run the block with SIGINT deferred to its end; elsewhere than the main thread, run it as it is.
+    """Run the block with SIGINT deferred to its end.
 
-    (Signal handlers can only be set from the main thread, which is also the only one Python delivers
-    SIGINT to, so other threads have nothing to defer.)
+    Where no Python handler can be set (a thread other than the main one, a subinterpreter) or the current one
+    was installed from C (``signal.getsignal`` gives None, which could not be put back), the block runs as is.
     """
-    if threading.current_thread() is not threading.main_thread():
+    previous = signal.getsignal(signal.SIGINT)
+    received: list[int] = []
+    if previous is None:
         yield
         return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    except ValueError:  # not the main thread of the main interpreter: Python delivers no SIGINT here
+        yield
+        return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _restore(previous)
         if received:
             signal.raise_signal(signal.SIGINT)  # to the previous handler, now that the block is whole
+
+
+def _restore(previous: Any) -> None:
+    """Put ``previous`` back as SIGINT's handler, even if handlers of other signals raise on the way.
+
+    ``signal.signal`` first runs any pending Python handlers; one that raises (a SIGTERM handler calling
+    ``sys.exit``, say) would leave the deferring handler in place for good. The first such error is raised
+    once the handler is back.
+    """
+    error: BaseException | None = None
+    for _ in range(_RESTORE_ATTEMPTS):
+        try:
+            signal.signal(signal.SIGINT, previous)
+            break
+        except BaseException as raised:  # noqa: BLE001 - re-raised below, after the restore
+            error = error or raised
+    if error is not None:
+        raise error

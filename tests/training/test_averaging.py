@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import signal
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.training import fit, load
 from ctflows.training import averaging
 from ctflows.training.averaging import ParameterAverage
+from ctflows.training.training_state import read_state
 from training.fakes import CorrelatedGaussian, affine_flow
 
 
@@ -36,41 +38,108 @@ def test_average_is_the_bias_corrected_weighted_mean_and_swaps_back():
     assert torch.equal(param.detach(), torch.tensor([0.5, 0.5]))  # its own value is back after the block
 
 
-def interrupting_after_the_first_pair(monkeypatch) -> list:
-    """Make a Ctrl-C arrive right after the first (parameter, average) pair of an exchange; clear the returned
-    list of calls to arm it again."""
-    real, calls = averaging.exchange_values, []
+class InterruptingParams(list):
+    """A parameter list that raises ``signal_or_error`` (a SIGINT, or an exception) right after handing out its
+    ``at``-th item, counted over all iterations: how an interrupt lands in the middle of an exchange."""
 
-    def interrupting(a, b):
-        calls.append(1)
-        real(a, b)
-        if len(calls) == 1:
-            signal.raise_signal(signal.SIGINT)
+    def __init__(self, params, at: int, signal_or_error) -> None:
+        super().__init__(params)
+        self.at, self.signal_or_error, self.handed = at, signal_or_error, 0
 
-    monkeypatch.setattr(averaging, "exchange_values", interrupting)
-    return calls
+    def __iter__(self):
+        for item in super().__iter__():
+            yield item
+            self.handed += 1
+            if self.handed == self.at:
+                if isinstance(self.signal_or_error, BaseException):
+                    raise self.signal_or_error
+                signal.raise_signal(self.signal_or_error)
 
 
-def test_a_ctrl_c_never_leaves_parameters_and_averages_mixed(monkeypatch, python_sigint_handler):
+def averaged_setup(at: int, signal_or_error=signal.SIGINT) -> tuple[list, ParameterAverage]:
+    """Three parameters with θ = i + 10 and θ̄ = i; the exchange's copy loop hands out items 4 to 6."""
     params = [torch.nn.Parameter(torch.full((2,), float(i))) for i in range(3)]
     average = ParameterAverage(params, decay=0.5)
     with torch.no_grad():
         for param in params:
-            param.add_(10.0)  # θ = i + 10, θ̄ = i
-    calls = interrupting_after_the_first_pair(monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
-        average.swap()  # interrupted, but whole: every pair exchanged
-    assert [float(p.detach()[0]) for p in params] == [0.0, 1.0, 2.0]
-    assert [float(a[0]) for a in average.averaged] == [10.0, 11.0, 12.0]
+            param.add_(10.0)
+    average.params = InterruptingParams(params, at, signal_or_error)
+    return params, average
 
-    calls.clear()
+
+def values(tensors) -> list[float]:
+    return [float(t.detach()[0]) for t in tensors]
+
+
+def test_a_ctrl_c_during_a_swap_is_raised_once_the_swap_is_whole(python_sigint_handler):
+    params, average = averaged_setup(at=4)  # after the first parameter took its average's value
+    with pytest.raises(KeyboardInterrupt):
+        average.swap()
+    assert values(params) == [0.0, 1.0, 2.0] and values(average.averaged) == [10.0, 11.0, 12.0] and average.holding
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_error_during_a_swap_undoes_it():
+    params, average = averaged_setup(at=5, signal_or_error=RuntimeError("out of memory"))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        average.swap()
+    assert values(params) == [10.0, 11.0, 12.0] and values(average.averaged) == [0.0, 1.0, 2.0]
+    assert not average.holding
+
+
+@pytest.mark.parametrize("at", [4, 10], ids=["entering", "leaving"])  # the first exchange, or the one back
+def test_applied_puts_the_own_values_back_after_a_ctrl_c(python_sigint_handler, at):
+    params, average = averaged_setup(at=at)
     body = []
     with pytest.raises(KeyboardInterrupt):
         with average.applied():
-            body.append("ran")
-    # The interrupt came as θ̄ went in, was raised once it was all in, and applied() put θ back.
-    assert body == [] and [float(p.detach()[0]) for p in params] == [0.0, 1.0, 2.0]
-    assert [float(a[0]) for a in average.averaged] == [10.0, 11.0, 12.0]
+            body.append(values(params))
+    # entering: held back until θ̄ was all in, raised before the block, undone; leaving: after the block
+    assert body == ([] if at == 4 else [[0.0, 1.0, 2.0]])
+    assert values(params) == [10.0, 11.0, 12.0] and values(average.averaged) == [0.0, 1.0, 2.0]
+    assert not average.holding
+
+
+def test_hold_own_puts_the_own_values_back_only_when_the_average_is_in():
+    params, average = averaged_setup(at=0)
+    average.hold_own()
+    assert values(params) == [10.0, 11.0, 12.0]
+    average.swap()
+    average.hold_own()
+    assert values(params) == [10.0, 11.0, 12.0] and not average.holding
+
+
+def test_a_ctrl_c_that_leaves_the_average_in_place_is_not_saved_swapped(tmp_path, monkeypatch):
+    # The one window applied() cannot close: a Ctrl-C after the block, before the exchange back starts. fit's
+    # exit path must then save the parameters' own values as the state, and their average as model.pt.
+    fit_module = importlib.import_module("ctflows.training.fit")
+    real, seen = fit_module.holding_average, {}
+
+    @contextmanager
+    def interrupted_evaluation(average):
+        if seen:  # the saves: as usual
+            with real(average):
+                yield
+            return
+        seen["own"] = [p.detach().clone() for p in average.params]
+        average.swap()
+        seen["average"] = [p.detach().clone() for p in average.params]
+        yield
+        raise KeyboardInterrupt  # with the average still in place
+
+    monkeypatch.setattr(fit_module, "holding_average", interrupted_evaluation)
+    flow = affine_flow()
+    with pytest.raises(KeyboardInterrupt):
+        fit(flow, CorrelatedGaussian(), steps=10, batch_size=32, seed=3, lr=1e-2, ema_decay=0.8,
+            checkpoint_dir=tmp_path, checkpoint_every=1000, eval_data=CorrelatedGaussian(), eval_every=3, eval_samples=64)
+    state = read_state(tmp_path)
+    trainable = [name for name, p in flow.named_parameters() if p.requires_grad]
+    assert not all(torch.equal(a, b) for a, b in zip(seen["own"], seen["average"]))
+    saved_model = dict(load(tmp_path / "model.pt").named_parameters())
+    for name, own, average, saved_average in zip(trainable, seen["own"], seen["average"], state["average"]["averaged"]):
+        assert torch.equal(state["model"][name], own) and torch.equal(saved_average, average)
+        assert torch.equal(saved_model[name], average)
+        assert torch.equal(dict(flow.named_parameters())[name].detach(), own)  # and the flow holds its own values
 
 
 @pytest.mark.parametrize("decay", [0, 1, -0.5, 1.5, float("nan"), True, "0.9"])

@@ -51,3 +51,56 @@ def test_other_threads_run_the_block_as_it_is():
     thread.start()
     thread.join()
     assert outcome == ["ran"]
+
+
+def test_the_handler_is_back_when_the_block_raises(python_sigint_handler):
+    with pytest.raises(ValueError, match="in the block"):
+        with interrupts_deferred():
+            raise ValueError("in the block")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_sigint_stays_ignored(python_sigint_handler):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with interrupts_deferred():
+        signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # and nothing was raised
+
+
+def test_a_handler_installed_from_c_is_left_alone(python_sigint_handler, monkeypatch):
+    # getsignal gives None for it; it could not be put back, so nothing is deferred
+    monkeypatch.setattr(signal, "getsignal", lambda signum: None)
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+            done.append("rest of the block")
+    assert done == []
+
+
+def test_nested_blocks_raise_once_at_the_outer_end(python_sigint_handler):
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            with interrupts_deferred():
+                signal.raise_signal(signal.SIGINT)
+            done.append("between the inner and the outer end")
+    assert done == ["between the inner and the outer end"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_raising_handler_of_another_signal_does_not_keep_the_deferral(python_sigint_handler, monkeypatch):
+    # signal.signal runs pending handlers first; one that raises must not stop SIGINT's handler coming back
+    real, calls = signal.signal, []
+
+    def signal_after_a_pending_handler_raised(signum, handler):
+        calls.append(handler)
+        if len(calls) == 2:  # the restore
+            raise SystemExit("a SIGTERM handler's sys.exit")
+        return real(signum, handler)
+
+    monkeypatch.setattr(signal, "signal", signal_after_a_pending_handler_raised)
+    with pytest.raises(SystemExit):
+        with interrupts_deferred():
+            pass
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
