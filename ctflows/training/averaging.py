@@ -36,7 +36,8 @@ class ParameterAverage:
 
     ``update()`` after each optimizer step; ``applied()`` puts θ̄ into the parameters for a while (to
     evaluate or save), ``swap()`` exchanges θ and θ̄ for good; ``holding`` says whether θ̄ is in the
-    parameters, and ``hold_own()`` puts θ back if so. Before the first update θ̄ = θ.
+    parameters, and ``hold_own()`` puts θ back if so (``update``, ``state_dict`` and ``load_state_dict``
+    expect θ in place). Before the first update θ̄ = θ.
     """
 
     def __init__(self, params: Iterable[Tensor], decay: float) -> None:
@@ -55,8 +56,8 @@ class ParameterAverage:
     def swap(self) -> None:
         """Exchange the parameters' values with the averages (done twice, it restores both).
 
-        All or nothing: an error midway undoes the pairs already exchanged, and a Ctrl-C is held back until
-        the exchange is whole, so θ and θ̄ are never left mixed. ``holding`` says which of them is in place.
+        An error midway is undone (unless undoing fails too), and a Ctrl-C is held back until the exchange is
+        whole, so θ and θ̄ are not left mixed; ``holding`` says which of them is in the parameters.
         """
         with interrupts_deferred():
             self._exchange()
@@ -64,18 +65,22 @@ class ParameterAverage:
     def _exchange(self) -> None:
         with torch.no_grad():
             own = [param.detach().clone() for param in self.params]  # nothing has changed if this fails
-            averaged = [average.clone() for average in self.averaged]
+            averages_moved = False
             try:
-                for param, value in zip(self.params, averaged):
-                    param.copy_(value)
+                for param, average in zip(self.params, self.averaged):
+                    param.copy_(average)
+                averages_moved = True  # from here on the parameters hold every θ̄, intact
                 for average, value in zip(self.averaged, own):
                     average.copy_(value)
-                self.holding = not self.holding
             except BaseException:
-                for tensors, values in ((self.params, own), (self.averaged, averaged)):
-                    for tensor, value in zip(tensors, values):
-                        tensor.copy_(value)
+                if averages_moved:
+                    for average, param in zip(self.averaged, self.params):
+                        average.copy_(param)
+                for param, value in zip(self.params, own):
+                    param.copy_(value)
                 raise
+            else:
+                self.holding = not self.holding
 
     def hold_own(self) -> None:
         """Put the parameters' own values back if θ̄ is in their place (before saving a training state)."""
@@ -86,8 +91,9 @@ class ParameterAverage:
     def applied(self) -> Iterator[None]:
         """The parameters hold θ̄ inside the block and their own values again after it.
 
-        Also after a Ctrl-C, except one that lands in the last few statements before the final exchange
-        starts: then θ̄ stays in place (``holding``), which is why ``fit`` calls :meth:`hold_own` before saving.
+        Also after a Ctrl-C, except one that lands in the last few statements before the exchange back starts,
+        or an error in that exchange: then θ̄ stays in place (``holding``), which is why ``fit`` calls
+        :meth:`hold_own` on its way out.
         """
         was_holding = self.holding
         try:

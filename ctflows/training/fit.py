@@ -120,7 +120,8 @@ def fit(
             θ̄ ← θ̄ + w (θ − θ̄) with w = (1 − β)/(1 − βⁿ) at the n-th, β = ``ema_decay`` (bias-corrected, so the
             initial values carry no weight; :mod:`.averaging`). Evaluations use θ̄, ``model.pt``
             holds θ̄, and ``flow`` ends the run holding θ̄ (the training state keeps θ and θ̄, so resuming is
-            exact; a run stopped by an error or Ctrl-C leaves ``flow`` with θ). With flow matching it was
+            exact; a run stopped by an error or Ctrl-C leaves ``flow`` with θ, unless it came in the very last
+            exchange, once the run was saved). With flow matching it was
             measured with ``schedule="constant"``, where it helped on every 2-D toy tried
             (``docs/benchmarks.md``, "Beyond maximum likelihood").
 
@@ -273,7 +274,7 @@ def fit(
             # Ctrl-C, or an error in the callback or an evaluation: the state after the last completed step is
             # consistent (and worth keeping) only if no step was half applied.
             if average is not None:
-                average.hold_own()  # a Ctrl-C as an evaluation ended can have left the average in place
+                average.hold_own()  # a Ctrl-C or error as an exchange back began can have left θ̄ in place
             if not in_step and checkpoint_dir is not None:
                 history.wall_time += time.perf_counter() - start
                 checkpoint()
@@ -292,8 +293,6 @@ def _write_checkpoint(
     eval_seed: int, config: dict[str, Any], average: ParameterAverage | None,
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    if average is not None:
-        average.hold_own()  # the state saves the parameters' own values, beside their average
     write_state(directory, {
         "step": history.steps, "trained_seconds": history.trained_seconds, "eval_seed": eval_seed, "config": config,
         "model": flow.state_dict(), "optimizer": opt.state_dict(), "history": history.to_dict(),

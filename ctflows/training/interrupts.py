@@ -4,7 +4,7 @@ A KeyboardInterrupt can land between any two bytecodes; in the middle of exchang
 with their average it would leave a mix of both, which ``fit`` would then save as a checkpoint. Inside
 :func:`interrupts_deferred` a SIGINT is only noted, and raised again once the block is done, through
 whatever handler was in place before (Python's, which raises KeyboardInterrupt, or the user's own). Several
-SIGINTs during the block reach that handler as one, with the frame where the block ended.
+SIGINTs during the block reach that handler as one call, whose frame is this module's, not the block's.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import signal
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-_RESTORE_ATTEMPTS = 8  # each failed attempt ran (and so used up) a pending handler of another signal that raised
+_RESTORE_ATTEMPTS = 64  # each failed attempt ran (and so used up) a pending handler of another signal that raised
 
 
 @contextmanager
@@ -29,7 +29,10 @@ def interrupts_deferred() -> Iterator[None]:
         return
     try:
         signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+        installed = True
     except ValueError:  # not the main thread of the main interpreter: Python delivers no SIGINT here
+        installed = False
+    if not installed:  # (outside the except, so that the block's own errors do not chain onto that ValueError)
         yield
         return
     try:
@@ -45,7 +48,8 @@ def _restore(previous: Any) -> None:
 
     ``signal.signal`` first runs any pending Python handlers; one that raises (a SIGTERM handler calling
     ``sys.exit``, say) would leave the deferring handler in place for good. The first such error is raised
-    once the handler is back.
+    once the handler is back, instead of the SIGINT held back (it takes precedence). After
+    ``_RESTORE_ATTEMPTS`` failures in a row the deferring handler stays, and the last error is raised.
     """
     error: BaseException | None = None
     for _ in range(_RESTORE_ATTEMPTS):
@@ -54,5 +58,7 @@ def _restore(previous: Any) -> None:
             break
         except BaseException as raised:  # noqa: BLE001 - re-raised below, after the restore
             error = error or raised
+    else:
+        raise error  # type: ignore[misc]  # every attempt failed, so there is one
     if error is not None:
         raise error

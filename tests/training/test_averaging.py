@@ -79,8 +79,14 @@ def test_a_ctrl_c_during_a_swap_is_raised_once_the_swap_is_whole(python_sigint_h
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_an_error_during_a_swap_undoes_it():
-    params, average = averaged_setup(at=5, signal_or_error=RuntimeError("out of memory"))
+@pytest.mark.parametrize("where", ["parameters", "averages"])
+def test_an_error_during_a_swap_undoes_it(where):
+    # the parameters take θ̄ first (their list's items 4-6), then the averages take θ (theirs 4-6)
+    params, average = averaged_setup(at=5 if where == "parameters" else 0)
+    if where == "averages":
+        average.averaged = InterruptingParams(average.averaged, 5, RuntimeError("out of memory"))
+    else:
+        average.params.signal_or_error = RuntimeError("out of memory")
     with pytest.raises(RuntimeError, match="out of memory"):
         average.swap()
     assert values(params) == [10.0, 11.0, 12.0] and values(average.averaged) == [0.0, 1.0, 2.0]
@@ -109,7 +115,8 @@ def test_hold_own_puts_the_own_values_back_only_when_the_average_is_in():
     assert values(params) == [10.0, 11.0, 12.0] and not average.holding
 
 
-def test_a_ctrl_c_that_leaves_the_average_in_place_is_not_saved_swapped(tmp_path, monkeypatch):
+@pytest.mark.parametrize("saving", [True, False], ids=["checkpointed", "no checkpoint"])
+def test_a_ctrl_c_that_leaves_the_average_in_place_is_not_saved_swapped(tmp_path, monkeypatch, saving):
     # The one window applied() cannot close: a Ctrl-C after the block, before the exchange back starts. fit's
     # exit path must then save the parameters' own values as the state, and their average as model.pt.
     fit_module = importlib.import_module("ctflows.training.fit")
@@ -131,15 +138,19 @@ def test_a_ctrl_c_that_leaves_the_average_in_place_is_not_saved_swapped(tmp_path
     flow = affine_flow()
     with pytest.raises(KeyboardInterrupt):
         fit(flow, CorrelatedGaussian(), steps=10, batch_size=32, seed=3, lr=1e-2, ema_decay=0.8,
-            checkpoint_dir=tmp_path, checkpoint_every=1000, eval_data=CorrelatedGaussian(), eval_every=3, eval_samples=64)
+            eval_data=CorrelatedGaussian(), eval_every=3, eval_samples=64,
+            **({"checkpoint_dir": tmp_path, "checkpoint_every": 1000} if saving else {}))
+    assert not all(torch.equal(a, b) for a, b in zip(seen["own"], seen["average"]))
+    for param, own in zip([p for p in flow.parameters() if p.requires_grad], seen["own"]):
+        assert torch.equal(param.detach(), own)  # the flow is left holding its own values
+    if not saving:
+        return
     state = read_state(tmp_path)
     trainable = [name for name, p in flow.named_parameters() if p.requires_grad]
-    assert not all(torch.equal(a, b) for a, b in zip(seen["own"], seen["average"]))
     saved_model = dict(load(tmp_path / "model.pt").named_parameters())
     for name, own, average, saved_average in zip(trainable, seen["own"], seen["average"], state["average"]["averaged"]):
         assert torch.equal(state["model"][name], own) and torch.equal(saved_average, average)
         assert torch.equal(saved_model[name], average)
-        assert torch.equal(dict(flow.named_parameters())[name].detach(), own)  # and the flow holds its own values
 
 
 @pytest.mark.parametrize("decay", [0, 1, -0.5, 1.5, float("nan"), True, "0.9"])

@@ -46,11 +46,16 @@ def test_other_threads_run_the_block_as_it_is():
     def work():
         with interrupts_deferred():  # signal.signal would raise ValueError outside the main thread
             outcome.append("ran")
+        try:
+            with interrupts_deferred():
+                raise RuntimeError("in the block")
+        except RuntimeError as error:
+            outcome.append(error.__context__)  # not chained onto that ValueError
 
     thread = threading.Thread(target=work)
     thread.start()
     thread.join()
-    assert outcome == ["ran"]
+    assert outcome == ["ran", None]
 
 
 def test_the_handler_is_back_when_the_block_raises(python_sigint_handler):
