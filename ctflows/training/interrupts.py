@@ -48,8 +48,8 @@ def _restore(previous: Any) -> None:
 
     ``signal.signal`` first runs any pending Python handlers; one that raises (a SIGTERM handler calling
     ``sys.exit``, say) would leave the deferring handler in place for good. The first such error is raised
-    once the handler is back, instead of the SIGINT held back (it takes precedence). After
-    ``_RESTORE_ATTEMPTS`` failures in a row the deferring handler stays, and the last error is raised.
+    once the handler is back, instead of the SIGINT held back (it takes precedence); after
+    ``_RESTORE_ATTEMPTS`` failures in a row the deferring handler stays, and that first error is raised all the same.
     """
     error: BaseException | None = None
     for _ in range(_RESTORE_ATTEMPTS):
@@ -58,7 +58,5 @@ def _restore(previous: Any) -> None:
             break
         except BaseException as raised:  # noqa: BLE001 - re-raised below, after the restore
             error = error or raised
-    else:
-        raise error  # type: ignore[misc]  # every attempt failed, so there is one
     if error is not None:
         raise error
