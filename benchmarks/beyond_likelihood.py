@@ -290,7 +290,8 @@ def summary(saved_runs: list[dict]) -> str:
     Each row lists every run's last KL, the mark where it reached the target, and its :func:`speed_up` ratio
     (to the target where reached, else to its own last KL), in the order the runs were given, and how many
     of its runs reached the target. Runs against different targets, at different rates or with different
-    path times (files from before records kept them: unknown) get their own rows.
+    path times get their own rows; records written before they kept their path times count as uniform, so
+    such files from runs with ``--fast-times stratified`` must not be passed with others.
     """
     rows: dict[tuple, list[dict]] = {}
     for saved in saved_runs:
@@ -300,7 +301,9 @@ def summary(saved_runs: list[dict]) -> str:
             for method in records:
                 if method != "ml_exact" and method in GRADIENT_METHODS:
                     own = budget(method, density_run["seconds"], density_run.get("fm_fraction", 1.0))
-                    recipe = (records[method].get("lr"), records[method].get("times"))
+                    # records from before they kept their path times count as uniform, every method's default
+                    times = records[method].get("times", "uniform") if method.startswith("fm_") else None
+                    recipe = (records[method].get("lr"), times)
                     key = (spec, target, method, recipe, own)
                     rows.setdefault(key, []).append(speed_up(records, method))
     lines = ["| density (target) | method (recipe), budget | last KL per run | reached the target at (s) "
@@ -311,7 +314,8 @@ def summary(saved_runs: list[dict]) -> str:
         reached = "; ".join("—" if result["reached"] is None else f"{result['reached']:.0f}" for result in results)
         speeds = "; ".join("—" if result["ratio"] is None else f"{result['ratio']:.1f}x" for result in results)
         count = sum(result["reached"] is not None for result in results)
-        recipe = ", ".join([*([f"lr {lr:g}"] if lr is not None else []), *([f"{times} times"] if times else [])])
+        stratified = [f"{times} times"] if times not in (None, "uniform") else []
+        recipe = ", ".join([*([f"lr {lr:g}"] if lr is not None else []), *stratified])
         rate = f" ({recipe})" if recipe else ""
         lines.append(f"| {spec} ({target:.4f}) | {method}{rate}, {seconds:.0f} s | {kls} | {reached} | {speeds} "
                      f"| {count} of {len(results)} |")

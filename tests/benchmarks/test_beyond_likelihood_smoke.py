@@ -177,8 +177,8 @@ def test_speed_up_compares_times_to_the_same_kl(monkeypatch):
                               "records": {"ml_exact": {"curve": ml_curve}, "fm_fast": fm_fast}}}
 
     easier = [*ml["curve"][:-1], (300.0, 0.25, 0.01)]  # another ML run, with another target
-    rows = beyond_likelihood.summary([run(reached), run(missed), run({**missed, "lr": 0.02}), run(missed, easier),
-                                      run({**missed, "times": "stratified"})]).splitlines()
+    rows = beyond_likelihood.summary([run(reached), run({**missed, "times": "uniform"}), run({**missed, "lr": 0.02}),
+                                      run(missed, easier), run({**missed, "times": "stratified"})]).splitlines()
     assert rows[2:] == [
         "| two_moons (0.1000) | fm_fast (lr 0.05), 60 s | 0.1200; 0.2500 | 40; — | 7.5x; 3.3x | 1 of 2 |",
         "| two_moons (0.1000) | fm_fast (lr 0.02), 60 s | 0.2500 | — | 3.3x | 0 of 1 |",
