@@ -24,14 +24,13 @@ def interrupts_deferred() -> Iterator[None]:
     """
     previous = signal.getsignal(signal.SIGINT)
     received: list[int] = []
-    if previous is None:
-        yield
-        return
-    try:
-        signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-        installed = True
-    except ValueError:  # not the main thread of the main interpreter: Python delivers no SIGINT here
-        installed = False
+    installed = False
+    if previous is not None:
+        try:
+            signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+            installed = True
+        except ValueError:  # not the main thread of the main interpreter: Python delivers no SIGINT here
+            pass
     if not installed:  # (outside the except, so that the block's own errors do not chain onto that ValueError)
         yield
         return
@@ -49,7 +48,8 @@ def _restore(previous: Any) -> None:
     ``signal.signal`` first runs any pending Python handlers; one that raises (a SIGTERM handler calling
     ``sys.exit``, say) would leave the deferring handler in place for good. The first such error is raised
     once the handler is back, instead of the SIGINT held back (it takes precedence); after
-    ``_RESTORE_ATTEMPTS`` failures in a row the deferring handler stays, and that first error is raised all the same.
+    ``_RESTORE_ATTEMPTS`` failures in a row the deferring handler stays, and that first error is raised all
+    the same.
     """
     error: BaseException | None = None
     for _ in range(_RESTORE_ATTEMPTS):

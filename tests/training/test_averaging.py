@@ -10,7 +10,6 @@ import torch
 
 from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.training import fit, load
-from ctflows.training import averaging
 from ctflows.training.averaging import ParameterAverage
 from ctflows.training.training_state import read_state
 from training.fakes import CorrelatedGaussian, affine_flow
