@@ -244,7 +244,6 @@ def table(spec: str, seconds: float, records: dict[str, dict], fm_fraction: floa
     resolution; the last column is the training time ML-exact needed to reach the method's last KL.
     """
     target = records["ml_exact"]["curve"][-1][1]
-    ml_time = first_reach(records["ml_exact"]["curve"], target)
     ml_ran = records["ml_exact"]["curve"][-1][0]
     lr = records["ml_exact"].get("lr")  # absent in files written before records kept their rate
     lines = [
@@ -257,11 +256,12 @@ def table(spec: str, seconds: float, records: dict[str, dict], fm_fraction: floa
     ]
     for method, record in records.items():
         t, kl, se = record["curve"][-1]
-        reach = first_reach(record["curve"], target)
+        result = speed_up(records, method)
+        reach = result["reached"]
         own = budget(method, seconds, fm_fraction)
         missed = f"not reached in {own:.0f}" if method in GRADIENT_METHODS else f"not reached (fit {t:.1f} s)"
         when = f"{reach:.1f}" if reach is not None else missed
-        ratio = f"{ml_time / reach:.1f}" if reach is not None else "—"
+        ratio = f"{result['ratio']:.1f}" if reach is not None else "—"
         ml_to_this = first_reach(records["ml_exact"]["curve"], kl)
         ml_to_this = f"{ml_to_this:.1f}" if ml_to_this is not None else f"> {ml_ran:.0f}"
         lines.append(f"| {method} | {record['steps']} | {kl:.4f} ± {se:.4f} | {t:.1f} | {when} | {ratio} | {ml_to_this} |")
