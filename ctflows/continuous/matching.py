@@ -125,9 +125,11 @@ class FlowMatching:
             raise ConfigurationError(
                 "FlowMatching: minibatch OT would pair points across different contexts; use coupling='independent'"
             )
+        # The path ends at the base as it stands: differentiable base samples would let the loss shrink a
+        # learned base (every target (z - x)/T with it) instead of fitting the field.
         with torch.no_grad():
             x, _ = forward_through(front, x, context)
-        z = flow.base.sample(x.shape[0], context).to(x)
+            z = flow.base.sample(x.shape[0], context).to(x)
         if self.coupling == "ot":
             z = optimal_transport_pairing(x, z)
         end_time = float(torch.as_tensor(cnf.end_time).detach())  # flow matching does not train T

@@ -73,6 +73,22 @@ def test_flow_matching_checks_data_and_context_like_maximum_likelihood():
 
 
 @pytest.mark.parametrize("coupling", ["independent", "ot"])
+def test_a_learned_base_is_matched_as_it_stands_not_trained(coupling):
+    # The path ends at the base's samples: were they differentiable, shrinking the base would shrink every
+    # target (z - x)/T, and flow matching would collapse a learned base instead of mapping the data onto it.
+    torch.manual_seed(0)
+    flow = ctflows.Flow([ctflows.CNF(ctflows.continuous.TimeMLP(2, (8,)))], ctflows.DiagonalNormal(2))
+    loss, _ = FlowMatching(coupling)(flow, torch.randn(32, 2), None)
+    loss.backward()
+    assert all(p.grad is None for p in flow.base.parameters())
+    before = [p.detach().clone() for p in flow.base.parameters()]
+    ctflows.fit(flow, torch.randn(512, 2) * 0.5, steps=30, batch_size=64, seed=0, progress=False,
+                objective=FlowMatching(coupling))
+    for old, new in zip(before, flow.base.parameters()):
+        torch.testing.assert_close(new.detach(), old, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("coupling", ["independent", "ot"])
 def test_a_fixed_standardization_in_front_is_the_same_regression_on_standardised_data(coupling):
     # Flow matching pushes the data through the fixed layers first: with the same draws, the loss on raw
     # data behind Standardization(c, a) equals the loss of the lone CNF on (x - c) / a.
