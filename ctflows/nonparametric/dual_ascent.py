@@ -62,7 +62,8 @@ def fit_dual_ascent(
         max_steps: the most elementary maps.
         step_limit: ε, the largest |β| of one map, in (0, 0.9] (every such map is invertible).
         neighbours: the bandwidth α of each map is the distance from its centre to the nearest
-            ``neighbours`` (a fraction of the training points, or a count if ≥ 1) of the pushed points.
+            ``neighbours`` (a fraction in (0, 1) of the training points, or a whole count ≥ 2, the centre
+            included) of the pushed points.
         validation_fraction: share of ``data`` held out for the stopping rule.
         patience: maps without a held-out improvement before stopping.
         generator: a CPU generator for the split and the choice of centres.
@@ -76,8 +77,9 @@ def fit_dual_ascent(
         raise ConfigurationError(f"{owner}: step_limit must lie in (0, 0.9], got {step_limit}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
         raise ConfigurationError(f"{owner}: max_steps must be a non-negative int, got {max_steps!r}")
-    if not neighbours > 0:
-        raise ConfigurationError(f"{owner}: neighbours must be positive (a fraction, or a count >= 1), got {neighbours}")
+    # The count includes the centre itself: 1 would give a zero radius, a spike that moves one point and overfits.
+    if not (0 < neighbours < 1 or (neighbours >= 2 and float(neighbours).is_integer())):
+        raise ConfigurationError(f"{owner}: neighbours must be a fraction in (0, 1) or a whole count >= 2, got {neighbours}")
     start = time.perf_counter()
     train, val = split(data, validation_fraction, generator, owner=owner)
     k = int(neighbours) if neighbours >= 1 else max(2, math.ceil(neighbours * train.shape[0]))

@@ -54,8 +54,8 @@ class MarginalGaussianization(Transform):
 
     def __init__(self, features: int, kernels: int = 32) -> None:
         super().__init__()
-        if kernels < 1 or features < 1:
-            raise ConfigurationError(f"MarginalGaussianization: need features, kernels >= 1, got {features}, {kernels}")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in (features, kernels)):
+            raise ConfigurationError(f"MarginalGaussianization: need int features, kernels >= 1, got {features!r}, {kernels!r}")
         self.event_shape = (features,)
         levels = (torch.arange(kernels, dtype=torch.float64) + 0.5) / kernels
         loc = torch.special.ndtri(levels).to(torch.get_default_dtype())
@@ -78,6 +78,8 @@ class MarginalGaussianization(Transform):
         are within 0.04 nats of the best held-out log-likelihood (fewer, wider kernels overfit less
         when layers are stacked).
         """
+        if not 0 < bandwidth < math.inf:  # also refuses NaN
+            raise ConfigurationError(f"MarginalGaussianization.from_data: bandwidth must be finite and > 0, got {bandwidth}")
         n, d = x.shape
         if n < 2:
             raise DataError(f"MarginalGaussianization.from_data: need at least 2 points, got {n}")

@@ -116,6 +116,19 @@ def test_bad_data_is_refused_with_a_clear_message(fitter):
         fitter(torch.randint(0, 3, (200, 2), generator=torch.Generator().manual_seed(0)).double())
 
 
+@pytest.mark.parametrize("neighbours", [1, 1.0, 2.5, 0.0, -3, float("nan")])
+def test_dual_ascent_refuses_neighbour_counts_that_give_no_smooth_map(neighbours):
+    # A count of 1 is the centre alone: a radius of zero, a spike map that moves one point and overfits it.
+    with pytest.raises(ConfigurationError, match="neighbours"):
+        fit_dual_ascent(torch.randn(200, 2, dtype=torch.float64), max_steps=1, neighbours=neighbours)
+
+
+@pytest.mark.parametrize("bandwidth", [0.0, -1.0])
+def test_gaussianization_refuses_a_bandwidth_that_is_not_positive(bandwidth):
+    with pytest.raises(ConfigurationError, match="bandwidth"):
+        fit_gaussianization(torch.randn(200, 2, dtype=torch.float64), max_steps=1, bandwidth=bandwidth)
+
+
 def test_truncate_checks_its_arguments(fitted):
     flow, _ = fitted
     with pytest.raises(ConfigurationError, match="steps"):

@@ -4,7 +4,7 @@ log-dets, round trips into the translated tails, and a clear SolverError when a 
 import pytest
 import torch
 
-from ctflows.errors import DataError, SolverError
+from ctflows.errors import ConfigurationError, DataError, SolverError
 from ctflows.nonparametric import MarginalGaussianization, normal_quantile, solve_increasing
 
 
@@ -51,6 +51,14 @@ def test_from_data_refuses_constant_columns_and_single_points():
         MarginalGaussianization.from_data(torch.ones(50, 2, dtype=torch.float64))
     with pytest.raises(DataError, match="at least 2"):
         MarginalGaussianization.from_data(torch.zeros(1, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("setting", [{"bandwidth": 0.0}, {"bandwidth": -1.0}, {"bandwidth": float("nan")},
+                                     {"bandwidth": float("inf")}, {"kernels": 0}, {"kernels": 2.5}])
+def test_from_data_refuses_settings_that_give_no_valid_kernels(setting):
+    # A zero, negative or NaN bandwidth made log-scales of -inf or NaN, so every density it gave was NaN.
+    with pytest.raises(ConfigurationError, match=next(iter(setting))):
+        MarginalGaussianization.from_data(torch.randn(50, 2, dtype=torch.float64), **setting)
 
 
 def test_normal_quantile_is_accurate_in_both_tails():
