@@ -129,6 +129,7 @@ class _AdjointSolve(torch.autograd.Function):
         start, end, s1, s0, *params = ctx.saved_tensors
         dynamics = problem.dynamics
         check_output_gradient(dynamics.settings.layer, grad_s1)
+        dynamics.begin_backward_solve()
         n = s1.shape[0] * features
         adjoint_rhs = _AdjointDynamics(problem, s1[:, :features].shape, grad_s1[:, features:], tuple(params))
         sizes = [p.numel() for p in params]

@@ -127,6 +127,10 @@ class AugmentedDynamics:
         self.backward_phase = True
         self.steps = 0
 
+    def begin_backward_solve(self) -> None:
+        """An adjoint solve starts: every ``backward()`` through the solve runs its own, with its own step budget."""
+        self.steps = 0
+
     def __call__(self, t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         x = state[0]
         need_graph = torch.is_grad_enabled()

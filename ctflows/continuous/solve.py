@@ -60,6 +60,13 @@ def check_adjoint(adjoint: bool | str) -> None:
         )
 
 
+def _before_backward_solve(dynamics: Any, grad: Tensor) -> None:
+    """Hook on a final state of ``odeint_adjoint``, run before its backward solve, as ctflows' adjoint does then:
+    a NaN gradient is reported as the loss's, not as a failed solve, and the solve gets its own step budget."""
+    check_output_gradient(dynamics.settings.layer, grad)
+    dynamics.begin_backward_solve()
+
+
 def integrate(
     dynamics: Any,
     state0: tuple[Tensor, ...],
@@ -103,11 +110,9 @@ def integrate(
             adjoint_options=adjoint_options, adjoint_params=params,
         )
         final = tuple(s[-1] for s in solution)
-        # As ctflows' adjoint does: a NaN loss is reported as such, not as a failed backward solve.
-        guard = functools.partial(check_output_gradient, dynamics.settings.layer)
         for part in final:
             if part.requires_grad:
-                part.register_hook(guard)
+                part.register_hook(functools.partial(_before_backward_solve, dynamics))
         return final
     solution = odeint(dynamics, state0, times, rtol=rtol, atol=atol, method=method, options=options)
     return tuple(s[-1] for s in solution)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from ctflows.continuous import CNF, VelocityField
+from ctflows.continuous import CNF, TimeMLP, VelocityField
 from ctflows.errors import SolverError
 
 
@@ -149,3 +149,17 @@ def test_nan_under_an_adaptive_solver_is_named_as_a_possible_cause():
     with pytest.raises(SolverError) as info:
         CNF(field)(torch.ones(4, 2))
     assert "NaN" in str(info.value) or "non-finite" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("adjoint", [True, "torchdiffeq"])
+def test_each_backward_solve_gets_its_own_step_budget(adjoint):
+    # A second backward through the same output (retain_graph, or a score taken before the loss) runs a new
+    # adjoint solve: its steps must not add to the first one's, or a healthy solve fails max_num_steps.
+    torch.manual_seed(0)
+    cnf = CNF(TimeMLP(2, (16,), init_scale=2.0), warm_start_step=False, max_num_steps=5, adjoint=adjoint)
+    z, logdet = cnf(torch.randn(8, 2))
+    logdet.sum().backward(retain_graph=True)
+    once = [p.grad.clone() for p in cnf.field.parameters()]
+    logdet.sum().backward()
+    for first, twice in zip(once, (p.grad for p in cnf.field.parameters())):
+        torch.testing.assert_close(twice, 2 * first)
