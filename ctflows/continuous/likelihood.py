@@ -36,17 +36,22 @@ class LogProbEstimate:
 
     @property
     def stderr(self) -> Tensor:
-        """Standard error of :attr:`log_prob` across probes: ``[B]`` (zeros when exact)."""
-        if self.num_probes < 2:
-            return torch.zeros_like(self.per_probe[0])
-        return self.per_probe.std(dim=0) / math.sqrt(self.num_probes)
+        """Standard error of :attr:`log_prob` across probes: ``[B]`` (zeros when exact; NaN, unknown, from one probe)."""
+        return _probe_stderr(self.per_probe, self.exact)
 
     def batch_mean(self) -> tuple[Tensor, Tensor]:
-        """Mean log-density over the batch and its standard error across probes (scalars)."""
-        means = self.per_probe.mean(dim=1)
-        if self.num_probes < 2:
-            return means[0], torch.zeros_like(means[0])
-        return means.mean(), means.std() / math.sqrt(self.num_probes)
+        """Mean log-density over the batch and its standard error across probes (scalars, the error as :attr:`stderr`)."""
+        means = self.per_probe.mean(dim=1, keepdim=True)
+        return means.mean(), _probe_stderr(means, self.exact)[0]
+
+
+def _probe_stderr(per_probe: Tensor, exact: bool) -> Tensor:
+    """``[K, B] -> [B]``: the standard error of the mean over K probes; 0 when exact, NaN for one estimated probe."""
+    if exact:
+        return torch.zeros_like(per_probe[0])
+    if per_probe.shape[0] < 2:
+        return torch.full_like(per_probe[0], math.nan)
+    return per_probe.std(dim=0) / math.sqrt(per_probe.shape[0])
 
 
 def log_prob_is_exact(model: nn.Module) -> bool:

@@ -53,7 +53,8 @@ def evaluate(
         context: ``[N, c]`` for a Tensor ``data``, or ``[c]`` shared by every point.
         seed, generator: where a density's samples come from (a CPU generator); ``generator`` wins.
         probes: evaluations per point when a layer estimates its log-det (e.g. a CNF evaluated with
-            Hutchinson's estimator); their mean is used and their spread reported as ``nll_probe_se``.
+            Hutchinson's estimator); their mean is used and their spread reported as ``nll_probe_se``
+            (0 when every log-det is exact, NaN from a single estimated probe).
         levels: ``data`` is a Tensor of integer images ``[N, C, H, W]`` with values ``0 … levels-1``; they
             are dequantized (noise from ``seed``/``generator``) and ``bpd``, ``bpd_se`` are added.
 
@@ -109,7 +110,8 @@ def evaluate(
     result: dict[str, Any] = {"n": q.numel(), "exact": exact, "num_nonfinite": int((~torch.isfinite(q)).sum())}
     result["nll"], result["nll_se"] = _mean_and_se(-q)
     result["probes"] = k
-    result["nll_probe_se"] = _mean_and_se(-per_probe.mean(dim=1))[1] if k > 1 else 0.0
+    # From one estimated probe the probes' error is unknown (NaN, as _mean_and_se gives), not zero.
+    result["nll_probe_se"] = 0.0 if exact else _mean_and_se(-per_probe.mean(dim=1))[1]
     if log_p:
         p = torch.cat(log_p)
         result["kl"], result["kl_se"] = _mean_and_se(p - q)

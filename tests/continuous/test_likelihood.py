@@ -36,3 +36,13 @@ def test_hutchinson_evaluation_reports_mean_and_standard_error():
     assert torch.all((est.log_prob - exact).abs() < 5 * est.stderr)
     mean, se = est.batch_mean()
     assert abs(float(mean - exact.mean())) < 5 * float(se)
+
+
+def test_one_hutchinson_probe_has_an_unknown_error_not_zero():
+    # Zero is what an exact evaluation reports; from one estimated probe the spread cannot be measured.
+    x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        est = estimate_log_prob(flow("hutchinson"), x, num_probes=1)
+    assert not est.exact and est.num_probes == 1
+    assert torch.isnan(est.stderr).all() and torch.isnan(est.batch_mean()[1])
+    assert torch.isfinite(est.log_prob).all() and torch.isfinite(est.batch_mean()[0])

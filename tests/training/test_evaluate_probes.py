@@ -1,4 +1,6 @@
 """evaluate() on a model with an estimated log-det: says so, averages probes and reports their error."""
+import math
+
 import pytest
 import torch
 
@@ -20,7 +22,7 @@ def test_estimated_log_det_is_reported_with_probe_error(model_and_density):
     one = ctflows.evaluate(flow, density, n=500, seed=1)
     many = ctflows.evaluate(flow, density, n=500, seed=1, probes=6)
     assert not one["exact"] and not many["exact"]
-    assert one["probes"] == 1 and one["nll_probe_se"] == 0.0
+    assert one["probes"] == 1 and math.isnan(one["nll_probe_se"])  # one estimate: its probe error is unknown
     assert many["probes"] == 6 and many["nll_probe_se"] > 0
 
 
