@@ -124,11 +124,12 @@ class CNF(Transform):
             raise ConfigurationError(f"CNF: the fixed-step solver {method!r} needs a step_size (e.g. step_size=0.05)")
         if not is_fixed_step(method) and step_size is not None:
             raise ConfigurationError(f"CNF: step_size is for fixed-step solvers; {method!r} chooses its own steps from atol/rtol")
-        if min(atol, rtol) <= 0 or end_time <= 0 or max_num_steps < 1:
-            raise ConfigurationError(f"CNF: atol, rtol, end_time and max_num_steps must be positive (got {atol}, {rtol}, {end_time}, {max_num_steps})")
+        # NaN or infinite settings would otherwise surface as a solver failure blamed on stiff dynamics.
+        if not all(0 < v < math.inf for v in (atol, rtol, end_time)) or max_num_steps < 1:
+            raise ConfigurationError(f"CNF: atol, rtol and end_time must be finite and positive, max_num_steps >= 1 (got {atol}, {rtol}, {end_time}, {max_num_steps})")
         for setting, value in (("step_size", step_size), ("eval_atol", eval_atol), ("eval_rtol", eval_rtol), ("exact_chunk_size", exact_chunk_size)):
-            if value is not None and not value > 0:
-                raise ConfigurationError(f"CNF: {setting} must be positive (or None for the default), got {value}")
+            if value is not None and not 0 < value < math.inf:
+                raise ConfigurationError(f"CNF: {setting} must be finite and positive (or None for the default), got {value}")
         if not 0.0 <= end_time_jitter < 1.0:
             raise ConfigurationError(f"CNF: end_time_jitter must be in [0, 1) (a fraction of T), got {end_time_jitter}")
         if noise not in NOISE_KINDS:

@@ -1,6 +1,8 @@
 """The CNF layer with neural fields: round trips, log-det against autograd, adjoint gradients, stats."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -158,8 +160,13 @@ def test_configuration_errors():
     with pytest.raises(ConfigurationError):
         ConcatMLP(2, activation="relu")
     for bad in (dict(method="rk4", step_size=0.0), dict(method="euler", step_size=-0.1), dict(eval_atol=-1.0),
-                dict(eval_rtol=0.0), dict(exact_chunk_size=0), dict(exact_chunk_size=-1)):
-        with pytest.raises(ConfigurationError, match=f"{[k for k in bad if k != 'method'][0]} must be positive"):
+                dict(eval_rtol=0.0), dict(exact_chunk_size=0), dict(exact_chunk_size=-1), dict(eval_atol=math.nan),
+                dict(method="rk4", step_size=math.inf)):
+        with pytest.raises(ConfigurationError, match=f"{[k for k in bad if k != 'method'][0]} must be finite and positive"):
+            CNF(field, **bad)
+    # NaN or infinite settings used to pass and fail later as a solve blamed on stiff dynamics.
+    for bad in (dict(atol=math.nan), dict(rtol=math.inf), dict(end_time=math.nan), dict(end_time=math.inf)):
+        with pytest.raises(ConfigurationError, match="finite and positive"):
             CNF(field, **bad)
 
 
