@@ -28,7 +28,7 @@ from ctflows.continuous.solve import (
     supports_step_callbacks,
 )
 from ctflows.core.transform import Transform
-from ctflows.errors import ConfigurationError, SolverError
+from ctflows.errors import ConfigurationError, InputError, SolverError
 
 TOLERANCE_FLOOR_EPS = 8
 """Tolerances are raised to at least this many machine epsilons of the input dtype (about 1e-6 in float32)."""
@@ -211,6 +211,11 @@ class CNF(Transform):
             T = T * (1.0 + self.end_time_jitter * (2.0 * torch.rand((), dtype=x.dtype, device=x.device) - 1.0))
         first_steps, recorders = self._first_step_hints(x, T, inverse)
         dynamics, stats = self._dynamics(x, context, inverse, recorders)
+        if not dynamics.forward_mode and torch.is_inference_mode_enabled():
+            raise InputError(
+                f"{dynamics.settings.layer}: its divergence needs autograd (the field has no forward-mode Jacobian "
+                "products, or field_jvp=False), which torch.inference_mode() switches off; use torch.no_grad() instead"
+            )
         settings, regs = dynamics.settings, dynamics.regularization
         start, end = (T, torch.zeros_like(T)) if inverse else (torch.zeros_like(T), T)
         zeros = x.new_zeros(x.shape[0])

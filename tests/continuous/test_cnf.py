@@ -179,3 +179,18 @@ def test_tolerances_beyond_float32_precision_are_raised_not_fatal():
         x_back, logdet_inv = cnf.inverse(z)
     torch.testing.assert_close(x_back, x, atol=1e-4, rtol=0)
     torch.testing.assert_close(logdet_inv, -logdet, atol=1e-4, rtol=0)
+
+
+def test_inference_mode_is_refused_with_a_clear_error_only_where_autograd_is_needed():
+    # Reverse-mode divergences differentiate the field inside the solve, which inference_mode cannot allow;
+    # no_grad can, and forward-mode fields need no autograd at all.
+    torch.manual_seed(0)
+    x = torch.randn(3, 2)
+    reverse = CNF(ConcatSquashMLP(2, (8,)), field_jvp=False).eval()
+    forward = CNF(ConcatSquashMLP(2, (8,))).eval()
+    with torch.no_grad():
+        expected = forward(x)[1]
+    with torch.inference_mode():
+        with pytest.raises(InputError, match="use torch.no_grad"):
+            reverse(x)
+        torch.testing.assert_close(forward(x)[1].clone(), expected)
