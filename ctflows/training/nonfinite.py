@@ -48,7 +48,8 @@ class NonFiniteGuard:
         self.in_a_row += 1
         if self.policy == "restore" and self._snapshot is not None:
             flow.load_state_dict(self._snapshot["model"])
-            optimizer.load_state_dict(self._snapshot["optimizer"])
+            # The optimizer keeps tensors it need not move: give it a copy, or later steps change the snapshot.
+            optimizer.load_state_dict(copy.deepcopy(self._snapshot["optimizer"]))
             if average is not None:  # a divergent update may already have been folded into the average
                 average.load_state_dict(self._snapshot["average"])
         return self.policy == "raise" or self.in_a_row >= self.max_bad_steps

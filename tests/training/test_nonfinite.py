@@ -2,6 +2,7 @@
 (with a usable checkpoint) only after too many in a row."""
 from __future__ import annotations
 
+import copy
 import weakref
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from ctflows.core import Flow, StandardNormal
 from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.training import fit, load
+from ctflows.training.nonfinite import NonFiniteGuard
 from training.fakes import CorrelatedGaussian, Flaky
 
 
@@ -92,3 +94,26 @@ def test_a_skipped_steps_graph_is_freed_before_the_next_step(weighted):
                   regularization={"penalty": 0.1} if weighted else None)
     assert history.skipped == [3]
     assert alive[3] == (False, False), "the skipped step's graph outlived the step"
+
+
+def test_restore_returns_to_the_same_optimizer_state_every_time():
+    # load_state_dict keeps tensors it need not move: restoring from the snapshot itself would let the
+    # steps after the first restore change the snapshot, and a second restore return a drifted optimizer.
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+
+    def step() -> None:
+        opt.zero_grad()
+        model(torch.randn(8, 2)).square().mean().backward()
+        opt.step()
+
+    step(), step()
+    guard = NonFiniteGuard("restore", max_bad_steps=10)
+    guard.remember(model, opt)
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    for _ in range(2):
+        guard.bad_step(model, opt)
+        torch.testing.assert_close(model.state_dict(), saved_model, rtol=0, atol=0)
+        torch.testing.assert_close(opt.state_dict()["state"], saved_opt["state"], rtol=0, atol=0)
+        step(), step(), step()
