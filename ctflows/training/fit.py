@@ -194,8 +194,10 @@ def fit(
         guard.remember(flow, opt, average)
 
         def checkpoint() -> None:
-            if checkpoint_dir is not None and group.main:
-                _write_checkpoint(Path(checkpoint_dir), flow, opt, stream, history, eval_seed, config, average)
+            if checkpoint_dir is not None:
+                if group.main:
+                    _write_checkpoint(Path(checkpoint_dir), flow, opt, stream, history, eval_seed, config, average)
+                # Every rank, not only the one that writes: "restore" must send them all to the same state.
                 guard.remember(flow, opt, average)
 
         def evaluate_if_due(last: bool) -> None:

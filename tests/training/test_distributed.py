@@ -66,6 +66,21 @@ def train_free_initial(model: str) -> dict[str, torch.Tensor]:
     return {k: v.double() if v.is_floating_point() else v for k, v in build(model).state_dict().items()}
 
 
+def test_restore_sends_every_rank_back_to_the_same_checkpoint(tmp_path):
+    # Only rank 0 writes checkpoints, but every rank must remember them: a rank that rolled back to the start
+    # instead would silently train another model from then on (DDP does not re-broadcast parameters).
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(launcher + [str(WORKER), "--double", "--steps", "8", "--checkpoint", str(tmp_path / "state"),
+                                      "--huge-batch", "7", "--on-nonfinite", "restore", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=240, env=ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+    history = json.loads((tmp_path / "history_rank0.json").read_text())
+    assert history["skipped"] == [7]  # after the checkpoint at step 5; step 8 trains on from the restored state
+    ranks = [torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for name in ranks[0]:
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+
+
 def test_batch_must_split_evenly():
     from ctflows.errors import ConfigurationError
     from ctflows.training.distributed import DataParallel

@@ -3,12 +3,14 @@
     python train_worker.py --model realnvp --out DIR [--checkpoint DIR] [--resume]
                            [--kill-at-step K | --kill-in-write N] [--batch-size B] [--steps S] [--double]
                            [--ema-decay BETA] [--rank-offset] [--seconds S] [--slow-rank-step X]
+                           [--huge-batch N --on-nonfinite POLICY]
 
 Writes the final parameters to ``OUT/params.pt`` (rank 0) and every rank's to ``OUT/params_rank{R}.pt``;
 ``--rank-offset`` adds the rank to every initial parameter (ranks that start apart). ``--seconds S`` trains for S
 seconds instead of ``--steps``; ``--slow-rank-step X`` makes every optimizer step of rank 1 take X seconds longer
 (after the step's last collective, so the ranks' clocks run apart). Each rank's history goes to
-``OUT/history_rank{R}.json``. ``--kill-at-step K`` SIGKILLs the process after
+``OUT/history_rank{R}.json``. ``--huge-batch N`` scales the N-th batch drawn by 1e300, so that its loss overflows
+on every rank (float64), and ``--on-nonfinite`` is fit's policy for it. ``--kill-at-step K`` SIGKILLs the process after
 step K; ``--kill-in-write N`` SIGKILLs it halfway through writing its N-th checkpoint file.
 """
 from __future__ import annotations
@@ -35,6 +37,21 @@ def build(model: str) -> ctflows.Flow:
         # A fixed-step solver: adaptive steps would depend on which points share a batch.
         return ctflows.models.cnf(2, hidden=(16, 16), adjoint=True, method="rk4", step_size=0.25)
     raise SystemExit(f"unknown model {model}")
+
+
+class HugeBatch:
+    """A density whose ``nth`` batch is scaled by 1e300: finite points whose float64 loss overflows."""
+
+    def __init__(self, density, nth: int) -> None:
+        self.density, self.nth, self.calls, self.dim = density, nth, 0, density.dim
+
+    def sample(self, n: int, **kwargs) -> torch.Tensor:
+        self.calls += 1
+        x = self.density.sample(n, **kwargs)
+        return x * 1e300 if self.calls == self.nth else x
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.density.log_prob(x)
 
 
 def die_halfway_through_write(nth: int) -> None:
@@ -70,6 +87,8 @@ def main() -> None:
     parser.add_argument("--rank-offset", action="store_true")
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--slow-rank-step", type=float, default=0.0)
+    parser.add_argument("--huge-batch", type=int)
+    parser.add_argument("--on-nonfinite", default="skip")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.kill_in_write:
@@ -95,10 +114,13 @@ def main() -> None:
             return super().step(closure)
 
     data = ctflows.data.get_density("eight_gaussians")
+    if args.huge_batch:
+        data = HugeBatch(data, args.huge_batch)
     history = fit(flow, data, steps=None if args.seconds else args.steps, seconds=args.seconds,
                   batch_size=args.batch_size, lr=1e-2, seed=3, progress=False, checkpoint_dir=args.checkpoint,
                   checkpoint_every=5 if args.checkpoint else None, resume=args.resume, callback=callback,
-                  ema_decay=args.ema_decay, optimizer=SlowOnRankOne if args.slow_rank_step else "adamw")
+                  ema_decay=args.ema_decay, optimizer=SlowOnRankOne if args.slow_rank_step else "adamw",
+                  on_nonfinite=args.on_nonfinite)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"history_rank{rank}.json").write_text(json.dumps(history.to_dict()))
     final = {k: v.detach().clone() for k, v in flow.state_dict().items()}
