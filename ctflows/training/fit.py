@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ctflows.continuous.first_step import first_step_states, load_first_step_states
+from ctflows.continuous.matching import FlowMatching
 from ctflows.core.stats import count_stats, detach_regularization_terms
 from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.training.averaging import ParameterAverage, check_decay, holding_average
@@ -169,7 +170,9 @@ def fit(
         flow.train()
         first = next(stream)
         check_eval_shape(eval_data, first[0])
-        if loss_of.likelihood:  # flow matching trains a lone CNF, which has nothing to initialise from data
+        # Data-initialised layers (ActNorm) initialise here, before the DDP wrap and on the same batch on every
+        # rank, whatever the objective; flow matching trains a lone CNF, which has nothing to initialise.
+        if not isinstance(loss_of.objective, FlowMatching):
             with torch.no_grad():
                 flow.log_prob(*first)
         params = [p for p in flow.parameters() if p.requires_grad]

@@ -81,6 +81,18 @@ def test_restore_sends_every_rank_back_to_the_same_checkpoint(tmp_path):
         assert torch.equal(ranks[0][name], ranks[1][name]), name
 
 
+def test_data_initialised_layers_agree_across_ranks_with_a_custom_objective(tmp_path):
+    # RealNVP's ActNorm layers initialise from the first batch: that must happen before the DDP wrap, on the
+    # same batch everywhere, whatever the objective, or each rank starts from its own shard's statistics.
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(launcher + [str(WORKER), "--double", "--steps", "2", "--custom-objective", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=240, env=ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for name in ranks[0]:
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+
+
 def test_batch_must_split_evenly():
     from ctflows.errors import ConfigurationError
     from ctflows.training.distributed import DataParallel

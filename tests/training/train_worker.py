@@ -3,14 +3,15 @@
     python train_worker.py --model realnvp --out DIR [--checkpoint DIR] [--resume]
                            [--kill-at-step K | --kill-in-write N] [--batch-size B] [--steps S] [--double]
                            [--ema-decay BETA] [--rank-offset] [--seconds S] [--slow-rank-step X]
-                           [--huge-batch N --on-nonfinite POLICY]
+                           [--huge-batch N --on-nonfinite POLICY] [--custom-objective]
 
 Writes the final parameters to ``OUT/params.pt`` (rank 0) and every rank's to ``OUT/params_rank{R}.pt``;
 ``--rank-offset`` adds the rank to every initial parameter (ranks that start apart). ``--seconds S`` trains for S
 seconds instead of ``--steps``; ``--slow-rank-step X`` makes every optimizer step of rank 1 take X seconds longer
 (after the step's last collective, so the ranks' clocks run apart). Each rank's history goes to
 ``OUT/history_rank{R}.json``. ``--huge-batch N`` scales the N-th batch drawn by 1e300, so that its loss overflows
-on every rank (float64), and ``--on-nonfinite`` is fit's policy for it. ``--kill-at-step K`` SIGKILLs the process after
+on every rank (float64), and ``--on-nonfinite`` is fit's policy for it. ``--custom-objective`` trains by
+maximum likelihood written as a plain function (an objective fit does not know). ``--kill-at-step K`` SIGKILLs the process after
 step K; ``--kill-in-write N`` SIGKILLs it halfway through writing its N-th checkpoint file.
 """
 from __future__ import annotations
@@ -37,6 +38,11 @@ def build(model: str) -> ctflows.Flow:
         # A fixed-step solver: adaptive steps would depend on which points share a batch.
         return ctflows.models.cnf(2, hidden=(16, 16), adjoint=True, method="rk4", step_size=0.25)
     raise SystemExit(f"unknown model {model}")
+
+
+def mean_nll(flow: ctflows.Flow, x: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    nll = -flow.log_prob(x, context).mean()
+    return nll, nll
 
 
 class HugeBatch:
@@ -89,6 +95,7 @@ def main() -> None:
     parser.add_argument("--slow-rank-step", type=float, default=0.0)
     parser.add_argument("--huge-batch", type=int)
     parser.add_argument("--on-nonfinite", default="skip")
+    parser.add_argument("--custom-objective", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.kill_in_write:
@@ -120,7 +127,7 @@ def main() -> None:
                   batch_size=args.batch_size, lr=1e-2, seed=3, progress=False, checkpoint_dir=args.checkpoint,
                   checkpoint_every=5 if args.checkpoint else None, resume=args.resume, callback=callback,
                   ema_decay=args.ema_decay, optimizer=SlowOnRankOne if args.slow_rank_step else "adamw",
-                  on_nonfinite=args.on_nonfinite)
+                  on_nonfinite=args.on_nonfinite, objective=mean_nll if args.custom_objective else "likelihood")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"history_rank{rank}.json").write_text(json.dumps(history.to_dict()))
     final = {k: v.detach().clone() for k, v in flow.state_dict().items()}
