@@ -189,6 +189,7 @@ def fit(
             history = History.from_dict(saved["history"])
             # The state's own entry: histories saved before History.trained_seconds existed do not have it.
             history.trained_seconds = float(saved["trained_seconds"])
+            guard.resume_count(history.skipped, history.steps)
             eval_seed = int(saved["eval_seed"])
             restore_rng(saved["rng"])
         model = group.wrap(loss_of)

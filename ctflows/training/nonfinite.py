@@ -37,6 +37,11 @@ class NonFiniteGuard:
         """Whether every value is a finite number."""
         return all(math.isfinite(v) for v in values)
 
+    def resume_count(self, skipped: list[int], steps: int) -> None:
+        """Continue a run's count of bad steps in a row: the ``skipped`` steps that end at step ``steps``."""
+        bad = set(skipped)
+        self.in_a_row = next(n for n in range(steps + 1) if steps - n not in bad)
+
     def good_step(self) -> None:
         """A step was applied: the run of bad steps is over."""
         self.in_a_row = 0

@@ -117,3 +117,21 @@ def test_restore_returns_to_the_same_optimizer_state_every_time():
         torch.testing.assert_close(model.state_dict(), saved_model, rtol=0, atol=0)
         torch.testing.assert_close(opt.state_dict()["state"], saved_opt["state"], rtol=0, atol=0)
         step(), step(), step()
+
+
+def test_a_resumed_run_keeps_counting_the_bad_steps_in_a_row(tmp_path):
+    # Steps 3 to 8 are bad and four in a row stop the run: at step 6, whether or not it was interrupted at step 4.
+    def run(flow, **kwargs):
+        return fit(flow, CorrelatedGaussian(), steps=12, batch_size=32, seed=0, max_bad_steps=4, **kwargs)
+
+    with pytest.raises(TrainingError, match="at step 6 of 12"):
+        run(flaky_flow(set(range(4, 10))))  # call 1 is the data-initialisation pass, so call s + 1 is step s
+
+    def interrupt(step, history):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(flaky_flow(set(range(4, 10))), checkpoint_dir=tmp_path, callback=interrupt)
+    with pytest.raises(TrainingError, match=r"at step 6 of 12 \(4 non-finite"):
+        run(flaky_flow({2, 3, 4, 5}), checkpoint_dir=tmp_path, resume=True)  # steps 5 to 8 of the resumed run
