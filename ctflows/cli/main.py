@@ -70,6 +70,9 @@ def positive_float(what: str) -> Callable[[str], float]:
 positive_minutes, positive_number = positive_float("number of minutes"), positive_float("number")
 
 
+# torch takes seeds below 2^64, and the commands derive seed + 1 and seed + 2 from it
+seed_value = checked(int, "whole number", lambda value: 0 <= value < 2**63, "a whole number from 0 to 2^63 - 1")
+
 # a decay rate; NaN fails both comparisons
 open_unit_interval = checked(float, "number", lambda value: 0 < value < 1, "strictly between 0 and 1")
 
@@ -88,7 +91,7 @@ def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: fl
     parser.add_argument("--schedule", choices=SCHEDULES, help="learning rate after the warm-up (default: cosine decay over the budget)")
     parser.add_argument("--ema-decay", type=open_unit_interval, metavar="BETA",
                         help="evaluate and save an exponential moving average of the parameters with this decay, e.g. 0.99 (default: none)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, batches and evaluation (default 0)")
+    parser.add_argument("--seed", type=seed_value, default=0, help="seeds initialisation, batches and evaluation (default 0)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", required=True, help="output directory (created if needed)")
     parser.add_argument("--eval-samples", type=positive_int, default=20000,
@@ -122,14 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=positive_int, default=1000, help="number of samples (default 1000)")
     p.add_argument("--out", required=True, help="where to write them: a .csv or .npy file")
     p.add_argument("--plot", help="also save a 2-D histogram of the samples (a grid of them for an image model) to this .png")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_value, default=0)
     p.set_defaults(run=sample.run)
 
     p = commands.add_parser("evaluate", help="NLL (and KL where the density is known) of a saved model")
     p.add_argument("checkpoint", help="a model file written by train or compare")
     p.add_argument("--data", help="a built-in density or a test file (default: the data the model was trained on)")
     p.add_argument("--n", type=positive_int, default=20000, help="points drawn from a built-in density (default 20000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_value, default=0)
     p.set_defaults(run=evaluate.run)
 
     p = commands.add_parser("data", help="built-in densities")

@@ -47,6 +47,10 @@ CASES = {
     "samples to .txt": (["sample", "{dir}/junk.pt", "--out", "{dir}/s.txt"], ".csv or .npy"),
     "negative frames": (["compare", "--data", "two_moons", "--frames", "-1", "--out", "{out}"], "must be at least 0"),
     "no command": ([], "required"),
+    # torch refuses seeds from 2^64, and the run derives seed + 2 from it: refused before training, not after.
+    "seed too large": (["train", "--data", "two_moons", "--model", "nice", "--seed", str(2**64 - 1), "--steps", "1", "--out", "{out}"],
+                       "from 0 to 2^63 - 1"),
+    "negative seed": (["sample", "{dir}/junk.pt", "--seed", "-1", "--out", "{dir}/s.csv"], "from 0 to 2^63 - 1"),
     # Checked for every model before the first trains: cnf would otherwise train first, then realnvp fail.
     "a model too narrow for the data": (["compare", "--data", "{dir}/one.csv", "--models", "cnf,realnvp", "--steps", "1", "--out", "{out}"],
                                         "realnvp split the features in two and need at least 2"),
