@@ -31,6 +31,17 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def process_device(device: torch.device | str) -> torch.device:
+    """``device``, except that under ``torchrun`` a bare ``"cuda"`` means this process's GPU, ``cuda:LOCAL_RANK``.
+
+    ``"cuda"`` alone is the current device, GPU 0 on every rank until the group is set up.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and launched_by_torchrun():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
 class DataParallel:
     """The process group of one ``fit`` call, or a single-process stand-in with the same methods.
 
@@ -48,7 +59,13 @@ class DataParallel:
                 raise ConfigurationError("fit: distributed training was asked for but torch.distributed is not available")
             backend = "nccl" if device.type == "cuda" else "gloo"
             if device.type == "cuda":
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+                local = int(os.environ.get("LOCAL_RANK", "0"))
+                if device.index != local:  # NCCL would stop on it with "Duplicate GPU detected", or ranks share a GPU
+                    raise ConfigurationError(
+                        f"fit: under torchrun the process with LOCAL_RANK={local} must train on cuda:{local}, but the "
+                        f"model is on {device}; pass device='cuda' to fit, or move the model to cuda:{local}"
+                    )
+                torch.cuda.set_device(local)
             dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
             self.owns_group = True
         self.enabled = bool(enabled)

@@ -28,7 +28,7 @@ from ctflows.training.averaging import ParameterAverage, check_decay, holding_av
 from ctflows.training.arguments import check_arguments, check_checkpointing, check_eval_shape, optimizer_class
 from ctflows.training.checkpoint import save
 from ctflows.training.data_source import BatchStream, make_generator, placement
-from ctflows.training.distributed import DataParallel
+from ctflows.training.distributed import DataParallel, process_device
 from ctflows.training.evaluate import evaluate
 from ctflows.training.history import History
 from ctflows.training.nonfinite import NonFiniteGuard
@@ -74,7 +74,8 @@ def fit(
     """Train ``flow`` by minibatch maximum likelihood; returns the :class:`History` of the run.
 
     Args:
-        flow: a :class:`~ctflows.core.Flow`; trained in place (moved to ``device`` first if given).
+        flow: a :class:`~ctflows.core.Flow`; trained in place (moved to ``device`` first if given; under
+            ``torchrun``, ``"cuda"`` is each process's own GPU, ``cuda:LOCAL_RANK``).
         data: a toy density, a Tensor ``[N, *event]``, an ``(x, context)`` pair or a DataLoader
             (see :mod:`ctflows.training.data_source`).
         steps: optimizer steps (``None``: no step limit; then ``seconds`` must be given).
@@ -149,7 +150,7 @@ def fit(
         raise ConfigurationError("fit: regularization weights apply to the likelihood objective only")
     guard = NonFiniteGuard(on_nonfinite, max_bad_steps)
     if device is not None:
-        flow.to(device)
+        flow.to(process_device(device))
     device_, dtype = placement(flow)
     group = DataParallel(device_, enabled=distributed)
     try:

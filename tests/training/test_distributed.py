@@ -101,3 +101,18 @@ def test_batch_must_split_evenly():
     group.world = 3  # the check only needs the count
     with pytest.raises(ConfigurationError, match="multiple of 3"):
         group.check_batch_size(64)
+
+
+def test_cuda_under_torchrun_means_each_process_its_own_gpu(monkeypatch):
+    from ctflows.errors import ConfigurationError
+    from ctflows.training.distributed import DataParallel, process_device
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert process_device("cuda") == torch.device("cuda", 1)  # "cuda" alone would be GPU 0 on every rank
+    assert process_device("cuda:0") == torch.device("cuda", 0) and process_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    with pytest.raises(ConfigurationError, match=r"LOCAL_RANK=1 must train on cuda:1, but the model is on cuda:0"):
+        DataParallel(torch.device("cuda", 0))  # refused before any process group or GPU is touched
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert process_device("cuda") == torch.device("cuda")
