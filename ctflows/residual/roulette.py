@@ -64,9 +64,10 @@ class Truncation:
             return 1.0
         if self.kind == "geometric":
             return (self.mean_extra / (1 + self.mean_extra)) ** m
-        # Sum the tail directly: 1 - CDF would cancel to 0 (and the weight to inf) within a few dozen terms.
-        lam = self.mean_extra
-        return math.fsum(math.exp(-lam + j * math.log(lam) - math.lgamma(j + 1)) for j in range(m, m + 400))
+        # P(M ≥ m) = P(Gamma(m, 1) ≤ λ), the regularised lower incomplete gamma function: accurate far into the
+        # tail, where 1 - CDF would cancel to 0 (and the weight to inf), and for any λ.
+        return float(torch.special.gammainc(torch.tensor(float(m), dtype=torch.float64),
+                                            torch.tensor(self.mean_extra, dtype=torch.float64)))
 
     @property
     def mean_terms(self) -> float:
