@@ -35,6 +35,14 @@ def test_coefficient_must_lie_in_the_open_unit_interval(c):
         ResidualBlock(2, coefficient=c)
 
 
+@pytest.mark.parametrize("setting", [{"iterations": 0}, {"iterations": 1.5}, {"eval_iterations": 0}])
+def test_power_iteration_counts_must_be_positive_ints(setting):
+    # With no iteration, σ̂ came from the u, v buffers themselves: using a block twice before backward()
+    # failed with autograd's "modified by an inplace operation", and σ̂ never followed W.
+    with pytest.raises(ConfigurationError, match=next(iter(setting))):
+        SpectralLinear(torch.nn.Linear(3, 3), **setting)
+
+
 def test_eval_weights_have_spectral_norm_min_of_sigma_and_c():
     torch.manual_seed(0)
     big = torch.nn.Linear(20, 30).double()
