@@ -40,7 +40,8 @@ class MADE(nn.Module):
     Args:
         features: D.
         params_per_feature: P.
-        hidden: hidden widths; use at least D - 1 units per layer so every degree is present.
+        hidden: hidden widths; use at least D - 1 units per layer (D with a context, whose hidden degrees start
+            at 0) so every degree is present; with fewer, the last features lose some of their inputs.
         order: a permutation of ``range(D)``; feature ``order[k]`` gets degree k + 1, i.e. it is
             conditioned on ``order[:k]``. Default: the natural order.
         context_features: width of an optional context, seen by every hidden unit.

@@ -24,7 +24,7 @@ class MaskedAutoregressive(Transform):
 
     Args:
         features: D.
-        hidden: MADE hidden widths (each at least D - 1 for full connectivity).
+        hidden: MADE hidden widths (each at least D - 1, or D with a context, for full connectivity).
         order: autoregressive order, a permutation of ``range(D)`` (default natural; alternate it, or put
             a permutation between layers, when stacking).
         context_features: width of an optional context given to every hidden unit.
