@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ctflows.core.validation import placement
-from ctflows.errors import ConfigurationError
+from ctflows.errors import ConfigurationError, DataError
 
 
 def launched_by_torchrun() -> bool:
@@ -85,6 +85,12 @@ class DataParallel:
         """This rank's contiguous share of a global batch ``[B, ...] -> [B / world, ...]``."""
         if self.world == 1:
             return x, context
+        if x.shape[0] % self.world:  # equal shares, or the averaged gradient is not the whole batch's
+            raise DataError(
+                f"fit: a batch of {x.shape[0]} rows does not split evenly over {self.world} processes (tensor data "
+                "with fewer rows than batch_size, or a DataLoader's last partial batch); use a batch size that is a "
+                f"multiple of {self.world} and at most the number of rows, and DataLoader(drop_last=True)"
+            )
         share = x.shape[0] // self.world
         rows = slice(self.rank * share, (self.rank + 1) * share)
         return x[rows], None if context is None else context[rows]

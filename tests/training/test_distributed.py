@@ -101,6 +101,14 @@ def test_batch_must_split_evenly():
     group.world = 3  # the check only needs the count
     with pytest.raises(ConfigurationError, match="multiple of 3"):
         group.check_batch_size(64)
+    # A batch can still come out shorter (tensor data with fewer rows, a loader's last batch): its rows were
+    # dropped silently, and the shares would not be equal.
+    from ctflows.errors import DataError
+
+    share, context = group.shard(torch.zeros(63, 2), None)
+    assert share.shape == (21, 2) and context is None
+    with pytest.raises(DataError, match="batch of 62 rows does not split evenly over 3 processes"):
+        group.shard(torch.zeros(62, 2), torch.zeros(62, 1))
 
 
 def test_cuda_under_torchrun_means_each_process_its_own_gpu(monkeypatch):
