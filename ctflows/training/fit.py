@@ -98,7 +98,8 @@ def fit(
         seed: seeds the CPU generator behind density samples, shuffling and evaluation samples (not the
             model's initialisation or a layer's own noise, which use torch's global generator).
         progress: a tqdm bar on stderr with loss, steps/s and NFE; ``None`` shows it only on a terminal.
-        callback: ``callback(step, history)`` after each step (1-based); returning True stops training.
+        callback: ``callback(step, history)`` after each step (1-based); returning True stops training
+            (under ``torchrun``: on any rank stops every rank; only rank 0's history has evaluations).
         objective: ``"likelihood"`` (default), ``"flow_matching"`` (regression of a single CNF's field onto
             straight paths, with minibatch OT coupling; fixed layers may precede the CNF;
             ``FlowMatching(coupling=..., sigma=..., times=...)`` for the options), or any callable
@@ -264,6 +265,10 @@ def fit(
                     checkpoint()
                     raise TrainingError(_nonfinite_message(loss_value, grad_norm, step, steps, lr * factor, guard, checkpoint_dir))
                 stop = callback is not None and bool(callback(step, history))
+                if callback is not None and group.world > 1:
+                    # A callback can decide from what rank 0 alone has (its evaluations): one rank stopping
+                    # alone would leave the others waiting for it in the next all-reduce.
+                    stop = group.maximum(float(stop), device_) > 0
                 last = stop or plan.exhausted(history.steps, history.trained_seconds)
                 evaluate_if_due(last)
                 if checkpoint_every and step % checkpoint_every == 0 and not last:

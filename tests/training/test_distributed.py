@@ -93,6 +93,16 @@ def test_data_initialised_layers_agree_across_ranks_with_a_custom_objective(tmp_
         assert torch.equal(ranks[0][name], ranks[1][name]), name
 
 
+def test_a_callback_that_stops_one_rank_stops_them_all(tmp_path):
+    # Say, a callback that stops on an evaluation, which rank 0 alone makes: rank 1 would otherwise go on into
+    # the next step's all-reduce and wait there for rank 0 until the process group's timeout.
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(launcher + [str(WORKER), "--double", "--steps", "8", "--rank0-stops-at", "3", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [json.loads((tmp_path / f"history_rank{r}.json").read_text())["lr"].__len__() for r in (0, 1)] == [3, 3]
+
+
 def test_batch_must_split_evenly():
     from ctflows.errors import ConfigurationError
     from ctflows.training.distributed import DataParallel
