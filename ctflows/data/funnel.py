@@ -33,8 +33,12 @@ class Funnel(ToyDensity):
         v, rest = x[:, 0], x[:, 1:]
         half_log_2pi = 0.5 * math.log(2 * math.pi)
         log_v = -0.5 * (v / self.v_std) ** 2 - math.log(self.v_std) - half_log_2pi
-        square_norm = (rest**2).sum(1)
-        # 0 · e^{-v} is 0 even where e^{-v} overflows (v < -709), not NaN.
-        scaled = torch.where(square_norm > 0, square_norm * torch.exp(-v), torch.zeros_like(square_norm))
+        # e^{-v} Σ x_i² as e^{2 log m - v} Σ (x_i / m)², m = max |x_i|: far out in the funnel's neck or mouth the
+        # square or e^{-v} overflows on its own where the product does not. 0 · e^{-v} is 0, an infinite x_i -inf.
+        peak = rest.abs().amax(1)
+        unit = torch.where(torch.isfinite(peak) & (peak > 0), peak, torch.ones_like(peak))
+        ratio = ((rest / unit[:, None]) ** 2).sum(1)
+        scaled = torch.where(ratio == 0, torch.zeros_like(ratio), torch.exp(2 * torch.log(unit) - v) * ratio)
+        scaled = torch.where(torch.isinf(ratio), ratio, scaled)
         log_rest = -0.5 * scaled - (self.dim - 1) * (0.5 * v + half_log_2pi)
         return log_v + log_rest

@@ -70,6 +70,22 @@ def test_funnel_matches_the_direct_formula() -> None:
     assert get_density("funnel").dim == 10
 
 
+def test_funnel_log_prob_far_out_in_the_neck_and_mouth() -> None:
+    # x_1² or e^{-v} overflows float64 alone where their product does not: the value is finite, or -inf, not NaN.
+    def direct(v: float, xs: list[float]) -> float:  # in log space, where nothing overflows
+        log_scaled = max(2 * math.log(abs(x)) - v for x in xs if x)  # one nonzero coordinate per case here
+        return (-0.5 * (v / 3) ** 2 - math.log(3) - 0.5 * math.log(2 * math.pi) - 0.5 * math.exp(log_scaled)
+                - len(xs) * (0.5 * v + 0.5 * math.log(2 * math.pi)))
+
+    d = get_density("funnel", dim=3)
+    x = torch.tensor([[800.0, 1e155, 0.0], [-800.0, 0.0, 1e-170], [800.0, 0.0, 0.0], [-800.0, 0.0, 0.0],
+                      [0.0, 1e200, 1e200], [0.0, math.inf, 1.0], [0.0, math.nan, 1.0]], dtype=torch.float64)
+    lp = d.log_prob(x)
+    torch.testing.assert_close(lp[:2], torch.tensor([direct(800.0, [1e155, 0.0]), direct(-800.0, [0.0, 1e-170])],
+                                                    dtype=torch.float64), rtol=1e-12, atol=0)
+    assert torch.isfinite(lp[2:4]).all() and lp[4] == lp[5] == -math.inf and torch.isnan(lp[6])
+
+
 def test_funnel_2d_integrates_to_one() -> None:
     """Nested quadrature: for each v, x over [-12, 12] standard deviations e^{v/2}."""
     d = get_density("funnel", dim=2)
