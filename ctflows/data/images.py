@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ def read_idx(path: str | os.PathLike[str]) -> Tensor:
         raise DataError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:  # zlib: damage inside the compressed stream
         raise DataError(f"{path}: cannot read the file ({err})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DataError(f"{path}: not an IDX file (it must start with two zero bytes, a type byte and a dimension count)")

@@ -44,6 +44,12 @@ def test_malformed_idx_files_raise_data_error_naming_the_file(tmp_path: Path) ->
         (tmp_path / name).write_bytes(content)
         with pytest.raises(DataError, match=f"{name}.*{message}"):
             read_idx(tmp_path / name)
+    # A .gz whose deflate stream is damaged (not merely cut short) fails in zlib, not in gzip.
+    packed = bytearray(write_idx(tmp_path / "big.idx.gz", np.arange(4000, dtype=np.int32).reshape(40, 100), 0x0C).read_bytes())
+    packed[len(packed) // 2: len(packed) // 2 + 8] = bytes(b ^ 0xFF for b in packed[len(packed) // 2: len(packed) // 2 + 8])
+    (tmp_path / "damaged.idx.gz").write_bytes(bytes(packed))
+    with pytest.raises(DataError, match="damaged.idx.gz: cannot read the file"):
+        read_idx(tmp_path / "damaged.idx.gz")
     labels = write_idx(tmp_path / "labels.idx", np.arange(4, dtype=np.uint8), 0x08)
     with pytest.raises(DataError, match="labels.idx.*label file"):
         load_idx_images(labels)
