@@ -10,6 +10,7 @@ from typing import Sequence
 from ctflows.autoregressive import MaskedAutoregressive
 from ctflows.core import Chain, Flow, StandardNormal, Transform
 from ctflows.linear import ActNorm
+from ctflows.models.block_count import check_blocks
 
 
 def maf(features: int, blocks: int = 5, hidden: Sequence[int] = (64, 64)) -> Flow:
@@ -18,6 +19,7 @@ def maf(features: int, blocks: int = 5, hidden: Sequence[int] = (64, 64)) -> Flo
     Shapes: data ``[B, features]``. The density takes one pass per layer; sampling takes ``features`` passes
     per layer (the inverse is sequential). Hidden widths should be at least ``features - 1`` (MADE's masks).
     """
+    check_blocks("maf", blocks)
     natural = list(range(features))
     layers: list[Transform] = []
     for block in range(blocks):

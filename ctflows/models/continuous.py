@@ -1,7 +1,9 @@
 """Builder for FFJORD-style continuous flows on vectors (Grathwohl et al. 2019).
 
-One or more ``CNF`` blocks, each with a concat-squash MLP velocity field; FFJORD's toy configuration is
-the default (one block, three hidden layers of 64, softplus, dopri5, atol = rtol = 1e-5, adjoint).
+One or more ``CNF`` blocks, each with a concat-squash MLP velocity field. The defaults follow FFJORD's toy
+configuration in size and solver (one block, three hidden layers of 64, dopri5, atol = rtol = 1e-5, adjoint)
+but use softplus where it uses tanh, and a fixed T = 1 where it learns T from 0.5;
+``benchmarks/cnf_common.FFJORD_TOY_MODEL`` is its configuration exactly.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any, Sequence
 
 from ctflows.continuous import CNF, TimeMLP
 from ctflows.core import Chain, Flow, StandardNormal
+from ctflows.models.block_count import check_blocks
 
 
 def cnf(
@@ -27,6 +30,7 @@ def cnf(
     :class:`~ctflows.continuous.CNF` (``method``, ``atol``, ``rtol``, ``adjoint``, ``divergence``,
     ``regularization``, ...).
     """
+    check_blocks("cnf", blocks)
     layers = [
         CNF(
             TimeMLP(features, hidden, activation=activation, context_features=context_features, layer=layer),

@@ -19,6 +19,7 @@ from ctflows.core import Chain, Flow, StandardNormal, Transform
 from ctflows.coupling import AdditiveCoupling, AffineCoupling, Coupling
 from ctflows.errors import ConfigurationError
 from ctflows.linear import ActNorm, LULinear, RandomPermutation, ReversePermutation
+from ctflows.models.block_count import check_blocks
 from ctflows.models.seeding import initialised_from
 
 
@@ -33,6 +34,7 @@ def _mixing(kind: str, features: int, generator: torch.Generator | None) -> Tran
 
 
 def _coupling_flow(
+    builder: str,
     coupling: type[Coupling],
     features: int,
     blocks: int,
@@ -43,6 +45,7 @@ def _coupling_flow(
     seed: int | None,
     **coupling_kwargs,
 ) -> Flow:
+    check_blocks(builder, blocks)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     layers: list[Transform] = []
     with initialised_from(seed):
@@ -82,7 +85,7 @@ def realnvp(
     the initial weights and random permutations (drawn in a forked RNG, leaving torch's global one as it was).
     """
     return _coupling_flow(
-        AffineCoupling, features, blocks, hidden, context_features, activation, mixing, seed, scale_bound=scale_bound
+        "realnvp", AffineCoupling, features, blocks, hidden, context_features, activation, mixing, seed, scale_bound=scale_bound
     )
 
 
@@ -97,4 +100,4 @@ def nice(
     seed: int | None = None,
 ) -> Flow:
     """NICE (Dinh et al. 2015): additive couplings; ActNorm and the rotations supply all volume change."""
-    return _coupling_flow(AdditiveCoupling, features, blocks, hidden, context_features, activation, mixing, seed)
+    return _coupling_flow("nice", AdditiveCoupling, features, blocks, hidden, context_features, activation, mixing, seed)

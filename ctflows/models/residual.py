@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ctflows.core import Chain, Flow, StandardNormal, Transform
-from ctflows.errors import ConfigurationError
 from ctflows.linear import ActNorm
+from ctflows.models.block_count import check_blocks
 from ctflows.models.seeding import initialised_from
 from ctflows.residual import ResidualBlock
 
@@ -36,8 +36,7 @@ def resflow(
     initial weights and power-iteration vectors (drawn in a forked RNG, leaving torch's global one as it
     was). Other ``ResidualBlock`` options (``terms``, ``truncation``, ``tolerance``, ...) pass through.
     """
-    if blocks < 1:
-        raise ConfigurationError(f"resflow: blocks must be >= 1, got {blocks}")
+    check_blocks("resflow", blocks)
     with initialised_from(seed):
         layers: list[Transform] = []
         for _ in range(blocks):

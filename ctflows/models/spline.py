@@ -31,7 +31,7 @@ def spline(
     weights and random permutations. The flow starts as ActNorm layers around identity splines.
     """
     return _coupling_flow(
-        RQSplineCoupling, features, blocks, hidden, context_features, activation, mixing, seed, bins=bins, bound=bound
+        "spline", RQSplineCoupling, features, blocks, hidden, context_features, activation, mixing, seed, bins=bins, bound=bound
     )
 
 
