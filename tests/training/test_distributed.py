@@ -24,6 +24,24 @@ def train(out: Path, model: str, processes: int) -> dict[str, torch.Tensor]:
     return torch.load(out / "params.pt", weights_only=True)
 
 
+def train_two(out: Path, *flags: str, timeout: float = 240) -> None:
+    """The worker under torchrun in two gloo processes (float64), writing into ``out``."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(launcher + [str(WORKER), "--double", *flags, "--out", str(out)], capture_output=True,
+                          text=True, timeout=timeout, env=ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def assert_ranks_identical(out: Path) -> None:
+    ranks = [torch.load(out / f"params_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for name in ranks[0]:
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+
+
+def histories(out: Path) -> list[dict]:
+    return [json.loads((out / f"history_rank{r}.json").read_text()) for r in (0, 1)]
+
+
 @pytest.mark.parametrize("model", ["realnvp", "cnf"])  # the CNF uses the adjoint method
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path, model):
     one = train(tmp_path / "one", model, 1)
@@ -37,29 +55,19 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, model):
 
 def test_every_rank_ends_with_the_same_average_when_ranks_start_apart(tmp_path):
     # DDP gives every rank rank 0's parameters when it wraps the model; the average must not keep a rank's own start.
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    done = subprocess.run(launcher + [str(WORKER), "--double", "--steps", "6", "--ema-decay", "0.9", "--rank-offset",
-                                      "--out", str(tmp_path)], capture_output=True, text=True, timeout=240, env=ENV)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1)]
-    for name in ranks[0]:
-        assert torch.equal(ranks[0][name], ranks[1][name]), name
+    train_two(tmp_path, "--steps", "6", "--ema-decay", "0.9", "--rank-offset")
+    assert_ranks_identical(tmp_path)
 
 
 def test_ranks_agree_on_a_seconds_budget_when_one_runs_slower(tmp_path):
     # Rank 1's optimizer steps take 50 ms longer, after the step's last collective: counted on their own clocks,
     # the ranks would take different learning rates, and at the budget one could stop while the other waits
     # for it in the next all-reduce (until the 10-minute timeout).
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    done = subprocess.run(launcher + [str(WORKER), "--double", "--seconds", "1.0", "--slow-rank-step", "0.05",
-                                      "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, env=ENV)
-    assert done.returncode == 0, done.stderr[-3000:]
-    histories = [json.loads((tmp_path / f"history_rank{r}.json").read_text()) for r in (0, 1)]
-    assert histories[0]["steps"] > 3 and histories[0]["lr"] == histories[1]["lr"]
-    assert histories[0]["trained_seconds"] == histories[1]["trained_seconds"] >= 1.0
-    ranks = [torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1)]
-    for name in ranks[0]:
-        assert torch.equal(ranks[0][name], ranks[1][name]), name
+    train_two(tmp_path, "--seconds", "1.0", "--slow-rank-step", "0.05", timeout=120)
+    zero, one = histories(tmp_path)
+    assert zero["steps"] > 3 and zero["lr"] == one["lr"]
+    assert zero["trained_seconds"] == one["trained_seconds"] >= 1.0
+    assert_ranks_identical(tmp_path)
 
 
 def train_free_initial(model: str) -> dict[str, torch.Tensor]:
@@ -69,38 +77,24 @@ def train_free_initial(model: str) -> dict[str, torch.Tensor]:
 def test_restore_sends_every_rank_back_to_the_same_checkpoint(tmp_path):
     # Only rank 0 writes checkpoints, but every rank must remember them: a rank that rolled back to the start
     # instead would silently train another model from then on (DDP does not re-broadcast parameters).
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    done = subprocess.run(launcher + [str(WORKER), "--double", "--steps", "8", "--checkpoint", str(tmp_path / "state"),
-                                      "--huge-batch", "7", "--on-nonfinite", "restore", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=240, env=ENV)
-    assert done.returncode == 0, done.stderr[-3000:]
-    history = json.loads((tmp_path / "history_rank0.json").read_text())
-    assert history["skipped"] == [7]  # after the checkpoint at step 5; step 8 trains on from the restored state
-    ranks = [torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1)]
-    for name in ranks[0]:
-        assert torch.equal(ranks[0][name], ranks[1][name]), name
+    train_two(tmp_path, "--steps", "8", "--checkpoint", str(tmp_path / "state"), "--huge-batch", "7",
+              "--on-nonfinite", "restore")
+    assert histories(tmp_path)[0]["skipped"] == [7]  # after the checkpoint at step 5; step 8 goes on from it
+    assert_ranks_identical(tmp_path)
 
 
 def test_data_initialised_layers_agree_across_ranks_with_a_custom_objective(tmp_path):
     # RealNVP's ActNorm layers initialise from the first batch: that must happen before the DDP wrap, on the
     # same batch everywhere, whatever the objective, or each rank starts from its own shard's statistics.
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    done = subprocess.run(launcher + [str(WORKER), "--double", "--steps", "2", "--custom-objective", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=240, env=ENV)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1)]
-    for name in ranks[0]:
-        assert torch.equal(ranks[0][name], ranks[1][name]), name
+    train_two(tmp_path, "--steps", "2", "--custom-objective")
+    assert_ranks_identical(tmp_path)
 
 
 def test_a_callback_that_stops_one_rank_stops_them_all(tmp_path):
     # Say, a callback that stops on an evaluation, which rank 0 alone makes: rank 1 would otherwise go on into
     # the next step's all-reduce and wait there for rank 0 until the process group's timeout.
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    done = subprocess.run(launcher + [str(WORKER), "--double", "--steps", "8", "--rank0-stops-at", "3", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, env=ENV)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert [json.loads((tmp_path / f"history_rank{r}.json").read_text())["lr"].__len__() for r in (0, 1)] == [3, 3]
+    train_two(tmp_path, "--steps", "8", "--rank0-stops-at", "3", timeout=120)
+    assert [len(history["lr"]) for history in histories(tmp_path)] == [3, 3]
 
 
 def test_batch_must_split_evenly():
