@@ -23,7 +23,7 @@ Methods (one at a time, one thread):
                             (Grathwohl et al. 2019)
   fm_independent, fm_ot     the same CNF by flow matching, independent or minibatch-OT coupling
                             (Lipman et al. 2023; Tong et al. 2024); no ODE solve while training. They get
-                            ``--fm-fraction`` · B (default B/5), their cosine schedule laid over that budget,
+                            ``--fm-fraction`` · B (default B/5), their schedule laid over that budget,
                             so "reached" means "reached ML's KL at least 1/fraction times sooner"; a flow-
                             matching step is ~50x cheaper than an ML step, so fm_independent uses batch
                             ``--fm-batch`` (4096; fm_ot keeps 256: its exact assignment is O(batch³))
@@ -91,11 +91,13 @@ class KLCurve:
     Records ``points = [(training seconds, KL, KL s.e.)]`` on fixed evaluation samples; asks ``fit`` to
     stop once KL ≤ ``stop_below`` (if given). Training seconds are ``History.trained_seconds`` (the steps'
     time, what ``fit``'s budget counts, so these evaluations and ``fit``'s set-up are off the clock) plus the
-    time the callback spends updating a parameter ``average``, which is training work done outside the step.
+    time the callback spends updating a parameter ``average``, which is training work done outside the step;
+    with a ``budget`` it asks ``fit`` to stop once that clock has spent it (``fit``'s own, without the
+    averaging, would run a little longer).
     """
 
-    def __init__(self, density, every: float, eval_n: int, stop_below: float | None) -> None:
-        self.density, self.every, self.eval_n, self.stop_below = density, every, eval_n, stop_below
+    def __init__(self, density, every: float, eval_n: int, stop_below: float | None, budget: float | None = None) -> None:
+        self.density, self.every, self.eval_n, self.stop_below, self.budget = density, every, eval_n, stop_below, budget
         self.points: list[tuple[float, float, float]] = []
         self.steps, self.next_mark, self.averaging_seconds = 0, every / 4, 0.0
 
@@ -117,11 +119,13 @@ class KLCurve:
                 tick = time.perf_counter()
                 average.update()  # as fit's own average: applied steps only
                 self.averaging_seconds += time.perf_counter() - tick
+            # fit's budget counts its steps alone; this clock also counts the averaging, so it stops training here
+            spent = self.budget is not None and self.trained(history) >= self.budget
             if self.trained(history) < self.next_mark:
-                return False
+                return spent
             self.next_mark = self.next_mark * 2 if self.next_mark < self.every else self.next_mark + self.every
             kl = self.measure(flow, self.trained(history), average)
-            return self.stop_below is not None and kl <= self.stop_below
+            return spent or (self.stop_below is not None and kl <= self.stop_below)
         return on_step
 
 
@@ -182,8 +186,10 @@ def train_gradient(method: str, density, dim: int, seconds: float, curve: KLCurv
     if not stopped_early:  # the final state, unless the last mark already was the stopping one
         curve.measure(flow, curve.trained(history), average)
     objective = options.get("objective")
-    return {"steps": curve.steps, "curve": curve.points, "lr": options.get("lr"),
-            **({"times": objective.times} if objective is not None else {})}
+    hidden = list(settings.deep_hidden) if method.endswith("_deep") else None
+    return {"steps": curve.steps, "curve": curve.points, "lr": options.get("lr"), "seed": settings.seed,
+            "schedule": options.get("schedule", "fit's default"), "batch_size": options.get("batch_size", "fit's default"),
+            **({"hidden": hidden} if hidden else {}), **({"times": objective.times} if objective is not None else {})}
 
 
 def fit_nonparametric(method: str, density, eval_n: int) -> dict:
@@ -289,9 +295,11 @@ def summary(saved_runs: list[dict]) -> str:
 
     Each row lists every run's last KL, the mark where it reached the target, and its :func:`speed_up` ratio
     (to the target where reached, else to its own last KL), in the order the runs were given, and how many
-    of its runs reached the target. Runs against different targets, at different rates or with different
-    path times get their own rows; records written before they kept their path times count as uniform, so
-    such files from runs with ``--fast-times stratified`` must not be passed with others.
+    of its runs reached the target. Runs against different targets, at different rates, with different
+    path times, schedules, batch sizes or fields get their own rows; records written before they kept their
+    path times count as uniform, so such files from runs with ``--fast-times stratified`` must not be passed
+    with others, and those written before they kept schedule, batch size and field (these are left out of
+    their labels) get rows apart from later ones.
     """
     rows: dict[tuple, list[dict]] = {}
     for saved in saved_runs:
@@ -303,23 +311,32 @@ def summary(saved_runs: list[dict]) -> str:
                     own = budget(method, density_run["seconds"], density_run.get("fm_fraction", 1.0))
                     # records from before they kept their path times count as uniform, every method's default
                     times = records[method].get("times", "uniform") if method.startswith("fm_") else None
-                    recipe = (records[method].get("lr"), times)
+                    # settings records written before the fifteenth session's end did not keep: None, unknown
+                    kept = tuple(_hashable(records[method].get(name)) for name in ("schedule", "batch_size", "hidden"))
+                    recipe = (records[method].get("lr"), times, *kept)
                     key = (spec, target, method, recipe, own)
                     rows.setdefault(key, []).append(speed_up(records, method))
     lines = ["| density (target) | method (recipe), budget | last KL per run | reached the target at (s) "
              "| ML-exact time / time, to the same KL | reached |",
              "| --- | --- | --- | --- | --- | ---: |"]
-    for (spec, target, method, (lr, times), seconds), results in rows.items():
+    for (spec, target, method, (lr, times, schedule, batch_size, hidden), seconds), results in rows.items():
         kls = "; ".join(f"{result['kl']:.4f}" for result in results)
         reached = "; ".join("—" if result["reached"] is None else f"{result['reached']:.0f}" for result in results)
         speeds = "; ".join("—" if result["ratio"] is None else f"{result['ratio']:.1f}x" for result in results)
         count = sum(result["reached"] is not None for result in results)
         stratified = [f"{times} times"] if times not in (None, "uniform") else []
-        recipe = ", ".join([*([f"lr {lr:g}"] if lr is not None else []), *stratified])
+        kept = [label for value, label in ((schedule, f"{schedule}"), (batch_size, f"batch {batch_size}"),
+                                           (hidden, f"hidden {'-'.join(map(str, hidden or ()))}")) if value is not None]
+        recipe = ", ".join([*([f"lr {lr:g}"] if lr is not None else []), *stratified, *kept])
         rate = f" ({recipe})" if recipe else ""
         lines.append(f"| {spec} ({target:.4f}) | {method}{rate}, {seconds:.0f} s | {kls} | {reached} | {speeds} "
                      f"| {count} of {len(results)} |")
     return "\n".join(lines) + "\n"
+
+
+def _hashable(value):
+    """A record's setting as a row key: lists (a field's hidden widths) as tuples."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def main() -> None:
@@ -335,8 +352,8 @@ def main() -> None:
                         help="batch of the fm_* methods other than fm_ot (their steps are cheap)")
     parser.add_argument("--deep-hidden", type=int, nargs="+", default=list(DEEP_HIDDEN),
                         help="hidden widths of ml_deep's and fm_deep's field")
-    parser.add_argument("--methods", nargs="+", default=[m for m in (*GRADIENT_METHODS, *NONPARAMETRIC_METHODS)
-                                                         if m not in OPT_IN_METHODS])
+    parser.add_argument("--methods", nargs="+", choices=(*GRADIENT_METHODS, *NONPARAMETRIC_METHODS),
+                        default=[m for m in (*GRADIENT_METHODS, *NONPARAMETRIC_METHODS) if m not in OPT_IN_METHODS])
     parser.add_argument("--ml-lr", type=float, default=Settings.ml_lr,
                         help="learning rate of ml_exact, ml_hutchinson and ml_deep")
     parser.add_argument("--fast-lr", type=float, default=Settings.fast_lr, help="learning rate of fm_fast")
@@ -383,9 +400,9 @@ def main() -> None:
             elif method in NONPARAMETRIC_METHODS:
                 records[method] = fit_nonparametric(method, density, args.eval_n)
             else:
-                curve = KLCurve(density, args.every, args.eval_n, stop_below=target)
-                records[method] = train_gradient(method, density, dim, budget(method, seconds, args.fm_fraction),
-                                                 curve, settings)
+                own = budget(method, seconds, args.fm_fraction)
+                curve = KLCurve(density, args.every, args.eval_n, stop_below=target, budget=own)
+                records[method] = train_gradient(method, density, dim, own, curve, settings)
             if method == "ml_exact":
                 target = records[method]["curve"][-1][1]
             t, kl, se = records[method]["curve"][-1]

@@ -185,3 +185,44 @@ def test_speed_up_compares_times_to_the_same_kl(monkeypatch):
         "| two_moons (0.2500) | fm_fast (lr 0.05), 60 s | 0.2500 | 30 | 6.7x | 1 of 1 |",
         "| two_moons (0.1000) | fm_fast (lr 0.05, stratified times), 60 s | 0.2500 | — | 3.3x | 0 of 1 |",
     ]
+
+
+def test_runs_with_other_schedules_batches_or_fields_get_rows_of_their_own(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import beyond_likelihood
+
+    ml = {"curve": [(100.0, 0.5, 0.01), (300.0, 0.1, 0.01)]}
+
+    def run(**settings) -> dict:
+        record = {"curve": [(60.0, 0.3, 0.01)], "steps": 9, "lr": 0.05, "times": "uniform", **settings}
+        return json.loads(json.dumps({"two_moons": {"seconds": 300.0, "fm_fraction": 0.2,
+                                                    "records": {"ml_exact": ml, "fm_fast": record}}}))
+
+    cosine = dict(schedule="cosine", batch_size=4096, seed=0)
+    rows = beyond_likelihood.summary([run(**cosine), run(**{**cosine, "seed": 1}), run(**{**cosine, "schedule": "constant"}),
+                                      run(**{**cosine, "batch_size": 256}), run(**cosine, hidden=[64] * 6), run()]).splitlines()
+    labels = [row.split(" | ")[1] for row in rows[2:]]
+    assert labels == ["fm_fast (lr 0.05, cosine, batch 4096), 60 s", "fm_fast (lr 0.05, constant, batch 4096), 60 s",
+                      "fm_fast (lr 0.05, cosine, batch 256), 60 s",
+                      "fm_fast (lr 0.05, cosine, batch 4096, hidden 64-64-64-64-64-64), 60 s",
+                      "fm_fast (lr 0.05), 60 s"]  # the last: a record from before they kept these settings
+    assert rows[2].endswith("| 0 of 2 |")  # two seeds of one recipe share a row
+
+
+def test_the_curve_stops_training_when_its_clock_has_spent_the_budget(monkeypatch):
+    # fit's budget counts its steps; the curve's clock also counts the parameter average's updates, and the
+    # run must end by that clock, or an averaged method trains past its budget.
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import beyond_likelihood
+
+    monkeypatch.setattr(beyond_likelihood.KLCurve, "measure", lambda self, flow, trained, average=None: 1.0)
+    curve = beyond_likelihood.KLCurve(density=None, every=100.0, eval_n=10, stop_below=None, budget=10.0)
+    on_step = curve.callback(None)
+    curve.averaging_seconds = 0.5
+    assert on_step(1, types.SimpleNamespace(skipped=[], trained_seconds=9.4)) is False
+    assert on_step(2, types.SimpleNamespace(skipped=[], trained_seconds=9.6)) is True  # 9.6 + 0.5 ≥ 10
+
+
+def test_an_unknown_method_name_is_refused():
+    done = run_quick("--methods", "fm-ema")
+    assert done.returncode == 2 and "invalid choice: 'fm-ema'" in done.stderr
