@@ -243,7 +243,8 @@ def cmd_rnode(args: argparse.Namespace) -> str:
 def quality_table(args: argparse.Namespace, results: list) -> str:
     lines = [
         f"`{args.density}`, {args.seconds:g} s of training (wall clock, evaluation excluded), batch {args.batch}, "
-        f"Adam lr {args.lr:g} with {args.warmup_frac:.0%} linear warm-up then cosine decay over the time budget; "
+        f"Adam lr {args.lr:g} with {args.warmup_frac:.0%} linear warm-up then cosine decay over the time budget "
+        f"(never below 1% of the peak); "
         f"KL(p‖q) ± standard error on {args.eval_n} fresh samples with the exact divergence in eval() mode "
         f"(eval atol = rtol = {args.eval_tol:g}). {machine_line(args.device)}.",
         "",
