@@ -59,13 +59,19 @@ class FourierTime(nn.Module):
 
     def __init__(self, num_frequencies: int = 4) -> None:
         super().__init__()
-        self.out_features = 2 * num_frequencies + 1
-        self.register_buffer("omega", math.pi * 2.0 ** torch.arange(num_frequencies, dtype=torch.get_default_dtype()))
+        self.num_frequencies = int(num_frequencies)
+        self.out_features = 2 * self.num_frequencies + 1
 
     def forward(self, t: Tensor) -> Tensor:
         t = t.reshape(-1, 1)
-        angle = t * self.omega.to(t)
+        # Made in t's dtype each call: frequencies stored in float32 would stay rounded in a float64 model.
+        omega = math.pi * 2.0 ** torch.arange(self.num_frequencies, dtype=t.dtype, device=t.device)
+        angle = t * omega
         return torch.cat([t, torch.sin(angle), torch.cos(angle)], dim=-1)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        state_dict.pop(prefix + "omega", None)  # the frequencies' buffer of models saved before they were computed
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class VelocityField(nn.Module):

@@ -1,6 +1,8 @@
 """Velocity fields: shapes, context, dtypes, near-zero start."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -48,10 +50,18 @@ def test_initial_field_is_small_and_zero_scale_is_zero(cls):
 
 
 def test_fourier_time_features():
-    emb = FourierTime(3)
-    out = emb(torch.tensor(0.25))
-    assert out.shape == (1, 7)
-    torch.testing.assert_close(out[0, 1], torch.sin(torch.tensor(torch.pi * 0.25)))
+    # [t, sin(π 2^k t) for k < K, cos(π 2^k t) for k < K], written out term by term, for a scalar and per-sample times
+    emb = FourierTime(3).double()
+    for t in (torch.tensor(0.25, dtype=torch.float64), torch.tensor([0.0, 0.3, 0.71, 2.5], dtype=torch.float64)):
+        rows = []
+        for value in t.reshape(-1).tolist():
+            angles = [math.pi * 2**k * value for k in range(3)]
+            rows.append([value, *map(math.sin, angles), *map(math.cos, angles)])
+        torch.testing.assert_close(emb(t), torch.tensor(rows, dtype=torch.float64), rtol=0, atol=1e-14)
+    # A field saved while the frequencies were a buffer still loads.
+    field = FourierMLP(2, (4,))
+    old = {**field.state_dict(), "time_embedding.omega": math.pi * 2.0 ** torch.arange(4.0)}
+    FourierMLP(2, (4,)).load_state_dict(old)
 
 
 @pytest.mark.parametrize("cls", FIELDS)
