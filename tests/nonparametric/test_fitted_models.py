@@ -1,6 +1,8 @@
 """The two fitted models end to end on two_moons (float64): exp(log_prob) integrates to 1 within 1% on a
 grid, round trips hold, KL to the true density falls as steps are added, held-out L drives the stopping
 rule, and bad data gets a message saying what to change."""
+import copy
+
 import pytest
 import torch
 
@@ -8,6 +10,7 @@ import ctflows
 from ctflows.errors import ConfigurationError, DataError, InputError
 from ctflows.grid import integrate_2d
 from ctflows.nonparametric import FitReport, fit_dual_ascent, fit_gaussianization, truncate
+from ctflows.nonparametric.holdout import split
 
 BOUNDS = (-5.0, 5.0, -5.0, 5.0)
 
@@ -67,6 +70,14 @@ def test_report_records_held_out_likelihood_per_step(fitted):
     if report.stopped == "patience":
         assert report.validation[report.steps] >= max(report.validation[report.steps + 1 :])
     assert report.validation[report.steps] > report.validation[0]
+    # and the validation scores are the held-out points' mean log-likelihood under the model cut there
+    torch.manual_seed(0)
+    data = ctflows.get_density("two_moons").sample(1500).double()  # as fit() drew them
+    _, held_out = split(data, 0.2, torch.Generator().manual_seed(0), owner="test")  # the default fraction
+    for k in sorted({0, report.steps // 2, report.steps}):
+        with torch.no_grad():
+            held_out_score = float(truncate(flow, k).log_prob(held_out).mean())
+        assert report.validation[k] == pytest.approx(held_out_score, rel=1e-10), k
 
 
 def test_state_dict_moves_to_a_fresh_copy_and_dtype(fitted):
@@ -75,9 +86,15 @@ def test_state_dict_moves_to_a_fresh_copy_and_dtype(fitted):
     single = fit(flow.report.method)[0].float()  # the same fit, cast: float32 all the way through
     log_q = flow.log_prob(x).detach()
     torch.testing.assert_close(single.log_prob(x.float()).double().detach(), log_q, atol=1e-3, rtol=1e-3)
-    twin = fit(flow.report.method)[0]
+    # A copy with every parameter and buffer moved: the state dict must bring all of them back.
+    twin = copy.deepcopy(flow)
+    with torch.no_grad():
+        for value in [*twin.parameters(), *twin.buffers()]:
+            if value.is_floating_point():
+                value.mul_(1.01)
+    assert not torch.allclose(twin.log_prob(x).detach(), log_q)
     twin.load_state_dict(flow.state_dict())
-    torch.testing.assert_close(twin.log_prob(x).detach(), log_q)
+    torch.testing.assert_close(twin.log_prob(x).detach(), log_q, rtol=0, atol=0)
 
 
 def test_gaussianization_can_be_fine_tuned_by_gradient():
