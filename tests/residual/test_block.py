@@ -159,6 +159,27 @@ def test_wide_block_eval_estimate_is_close_to_exact():
     assert ((estimates.mean(0) - reference).abs() <= 4 * se + 1e-12).all()
 
 
+def test_train_mode_roulette_is_unbiased_for_the_exact_log_det(aligned):
+    # Training draws the number of series terms afresh each call (one draw per call, shared by the batch): the
+    # mean over calls must be the exact log-det. Lip(g) = c² = 0.49 keeps the variance finite (0.24 < q = 0.5);
+    # the aligned branch makes the terms past the first two matter (always stopping at two is 8-12 s.e. off).
+    torch.manual_seed(0)
+    layer = ResidualBlock(3, (32,), coefficient=0.7, logdet="exact").double()
+    aligned(layer.branch)
+    layer.train()
+    x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for _ in range(100):
+            layer(x)  # the training power iteration catches up with the aligned weights
+    reference = layer(x)[1].detach()
+    layer.logdet = "russian_roulette"
+    torch.manual_seed(2)
+    per_call = torch.stack([layer(x.repeat(32, 1))[1].detach().view(32, 4).mean(0) for _ in range(400)])
+    assert layer.stats["logdet"] == "russian_roulette" and layer.stats["logdet_exact"] is False
+    se = per_call.std(0) / 400**0.5
+    assert ((per_call.mean(0) - reference).abs() <= 4 * se).all(), (per_call.mean(0) - reference) / se
+
+
 def test_bad_configuration_is_refused():
     with pytest.raises(ConfigurationError, match="estimator"):
         ResidualBlock(2, logdet="series")
