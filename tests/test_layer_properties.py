@@ -6,6 +6,7 @@ import torch
 
 from ctflows.core import Chain, Inverse, Transform
 from ctflows.errors import InputError
+from gradient_check import assert_parameter_gradients_match_finite_differences
 from layer_cases import CASES, LayerCase
 
 CONTEXT = 2
@@ -88,34 +89,9 @@ def test_gradients_reach_every_parameter(case: LayerCase) -> None:
 
 @pytest.mark.parametrize("case", PARAMS)
 def test_parameter_gradients_match_finite_differences(case: LayerCase) -> None:
-    # Non-zero is not enough: a log-det computed from a detached intermediate keeps its value and loses (or
-    # bends) its gradient. One random direction through all parameters, central differences, float64, eval().
     layer, context = build(case)
-    params = [p for p in layer.parameters() if p.requires_grad]
-    if not params:
-        return
-    x = inputs(case)
-    generator = torch.Generator().manual_seed(2)
-    weights = torch.randn(BATCH, case.features, generator=generator, dtype=x.dtype)
-    logdet_weights = torch.randn(BATCH, generator=generator, dtype=x.dtype)
-    direction = [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in params]
-
-    def loss() -> torch.Tensor:
-        z, logdet = layer(x, context)
-        return (z * weights).sum() + (logdet * logdet_weights).sum()
-
-    grads = torch.autograd.grad(loss(), params)
-    analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction))
-    step, values = 1e-5, []
-    with torch.no_grad():
-        for sign in (1.0, -1.0):
-            for p, d in zip(params, direction):
-                p.add_(sign * step * d)
-            values.append(float(loss()))
-            for p, d in zip(params, direction):
-                p.sub_(sign * step * d)
-    numeric = (values[0] - values[1]) / (2 * step)
-    assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-6 + 100 * case.atol), case.name
+    assert_parameter_gradients_match_finite_differences(layer, inputs(case), context, abs_tol=1e-6 + 100 * case.atol,
+                                                        name=case.name)
 
 
 @pytest.mark.parametrize("case", PARAMS)

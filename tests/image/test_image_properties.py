@@ -10,7 +10,9 @@ import torch
 
 from ctflows.core import Chain, Inverse
 from ctflows.errors import InputError
+from gradient_check import assert_parameter_gradients_match_finite_differences
 from image.cases import BATCH, CASES, build, inputs
+
 
 def _entry_layer(layer) -> str:
     """Name of the layer that checks a chain's input (its first), which the error message must name."""
@@ -62,6 +64,23 @@ def test_float32_composition_and_bad_input(case) -> None:
     bad.view(-1)[3] = float("nan")
     with pytest.raises(InputError, match=f"{owner}.*NaN"):
         layer(bad)
+
+
+@pytest.mark.parametrize("case", PARAMS)
+def test_batch_independence(case) -> None:
+    layer = build(case)
+    x = inputs(case)
+    z, logdet = layer(x)
+    for i in (0, BATCH - 1):
+        z_i, logdet_i = layer(x[i : i + 1])
+        torch.testing.assert_close(z_i[0], z[i], atol=case.atol, rtol=0)
+        torch.testing.assert_close(logdet_i[0], logdet[i], atol=case.atol, rtol=0)
+
+
+@pytest.mark.parametrize("case", PARAMS)
+def test_parameter_gradients_match_finite_differences(case) -> None:
+    assert_parameter_gradients_match_finite_differences(build(case), inputs(case), None, abs_tol=1e-6 + 100 * case.atol,
+                                                        name=case.name)
 
 
 @pytest.mark.parametrize("case", [p for p in PARAMS if p.values[0].name not in ("squeeze", "logit")])
