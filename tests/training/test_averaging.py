@@ -272,3 +272,21 @@ def test_averages_of_another_model_are_refused():
     with pytest.raises(CheckpointError, match="earlier ctflows"):  # no update count: nothing is half loaded
         average.load_state_dict({"decay": 0.9, "averaged": [torch.ones(3)]})
     assert torch.equal(average.averaged[0], torch.zeros(3))
+
+
+def test_restore_brings_the_average_back_to_the_checkpoint_and_it_goes_on_from_there(tmp_path):
+    # Checkpoints at steps 3, 6, 9; step 4's update blows a parameter up, step 5's loss is not finite and rolls
+    # back to step 3's state, average included. The average then holds steps 1-3 and 6-12, not 4, and not only
+    # 6-12 (which an average reset to its start at a restore would give).
+    flow, iterates = affine_flow(), {}
+
+    def record(step, history):
+        iterates[step] = [p.detach().clone() for p in flow.parameters()]
+
+    history = fit(flow, CorrelatedGaussian(), steps=12, batch_size=32, seed=0, lr=1e-2, optimizer=BlowsUpOnce,
+                  on_nonfinite="restore", ema_decay=0.9, max_bad_steps=20, checkpoint_dir=tmp_path, checkpoint_every=3,
+                  callback=record)
+    assert history.skipped == [5]
+    kept = [iterates[step] for step in (1, 2, 3, 6, 7, 8, 9, 10, 11, 12)]
+    for got, want in zip(flow.parameters(), bias_corrected(kept, 0.9)):
+        torch.testing.assert_close(got.detach(), want)
