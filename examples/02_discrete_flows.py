@@ -38,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Tutorial 02: NICE -> RealNVP -> spline couplings")
     parser.add_argument("--quick", action="store_true", help="tiny budget (used by the test suite)")
     parser.add_argument("--steps", type=int, default=2000, help="optimizer steps per model")
-    parser.add_argument("--data", default="checkerboard")
+    parser.add_argument("--data", default="checkerboard", choices=list(ctflows.list_densities(dim=2)))  # the models here are 2-D
     parser.add_argument("--out", default="examples-output")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Tutorial 03: a CNF trained the FFJORD way")
     parser.add_argument("--quick", action="store_true", help="tiny budget (used by the test suite)")
     parser.add_argument("--steps", type=int, default=400, help="optimizer steps")
-    parser.add_argument("--data", default="eight_gaussians")
+    parser.add_argument("--data", default="eight_gaussians", choices=list(ctflows.list_densities(dim=2)))  # the models here are 2-D
     parser.add_argument("--out", default="examples-output")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -101,7 +101,8 @@ def main() -> None:
     grid, n_eval = (40, 500) if args.quick else (120, 10000)
     density = ctflows.get_density(args.data)
 
-    # ctflows.cnf's defaults are FFJORD's toy set-up: concat-squash MLP 64x64x64, softplus, dopri5, adjoint.
+    # As FFJORD's toy set-up: concat-squash MLP 64x64x64, dopri5 at 1e-5, the adjoint; FFJORD also uses tanh and
+    # learns T from 0.5, where ctflows.cnf's defaults are softplus and a fixed T = 1.
     flow = ctflows.cnf(2, hidden=(64, 64, 64), divergence="hutchinson", eval_divergence="exact", noise="rademacher")
     history = ctflows.fit(flow, density, steps=steps, batch_size=256, seed=0, progress=False)
     forward, backward = history.counts["nfe_forward"], history.counts["nfe_backward"]

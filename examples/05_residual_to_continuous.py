@@ -11,7 +11,7 @@ One such map is a residual step with step size h = T/K,
 Summed over the K steps, the log-dets tend to ∫_0^T tr J dt and the composed map to the solution of
 dx/dt = v(x, t): the CNF (Chen et al. 2018) is the K -> ∞ limit of a residual flow, and the K-step
 composition is exactly Euler's method on that ODE, so both errors shrink like 1/K (slope −1 on log-log
-axes). For small K a step need not even be invertible: det(I + hJ) can go negative where h·Lip(v) ≥ 1,
+axes). For small K a step need not even be invertible: det(I + hJ) can go negative, which needs h·Lip(v) ≥ 1,
 which is why i-ResNets (Behrmann et al. 2019) bound Lip(h v) < 1.
 
 The field here is a CNF's velocity, trained by flow matching on eight Gaussians so that it carries the
@@ -115,7 +115,7 @@ def main() -> None:
               "invertible, so it is no flow at all; smaller steps h = T/K cure it.")
     else:
         print("No step folded space (det(I + hJ) > 0 at every point and step), even at K = 1: this field is gentle "
-              "enough; a step folds where h·Lip(v) >= 1.")
+              "enough; a step can fold only where h·Lip(v) >= 1.")
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.loglog(ks, map_err, "o-", label="map: mean |x_K − z_ODE|")
     ax.loglog(ks, logdet_err, "s-", label="log-det: mean abs error")

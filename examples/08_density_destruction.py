@@ -129,7 +129,7 @@ def main() -> None:
         ax.legend()
         side_by_side(panels, out / f"08_{name}_densities.png", suptitle=f"{name}: truth and the two fitted models")
         side_by_side(pushed, out / f"08_{name}_pushed.png", columns=len(pushed) // 2,
-                     suptitle=f"{name}: training points pushed toward N(0, I)")
+                     suptitle=f"{name}: data points (training and held-out) pushed toward N(0, I)")
     fig.tight_layout()
     save_figure(fig, out / "08_kl_vs_steps.png")
     print("KL falls as maps are added; the held-out likelihood decides when to stop.")

@@ -67,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Tutorial 10: RNODE-regularized CNF vs a plain one")
     parser.add_argument("--quick", action="store_true", help="a few seconds per model (used by the tests)")
     parser.add_argument("--seconds", type=float, default=150.0, help="training seconds per model (fit's clock: the steps only)")
-    parser.add_argument("--data", default="rings")
+    parser.add_argument("--data", default="rings", choices=list(ctflows.list_densities(dim=2)))  # the models here are 2-D
     parser.add_argument("--weight", type=float, default=0.1, help="λ_K = λ_B for the regularized model")
     parser.add_argument("--out", default="examples-output")
     args = parser.parse_args()

@@ -23,9 +23,10 @@ _DENSITIES: dict[str, type[ToyDensity]] = {
 }
 
 
-def list_densities() -> dict[str, str]:
-    """Registered densities: name -> one-line description."""
-    return {name: cls.description for name, cls in _DENSITIES.items()}
+def list_densities(dim: int | None = None) -> dict[str, str]:
+    """Registered densities: name -> one-line description; with ``dim``, only those of that dimension by default
+    (``list_densities(dim=2)``: the planar toys a 2-D model or plot can take as they are)."""
+    return {name: cls.description for name, cls in _DENSITIES.items() if dim is None or cls().dim == dim}
 
 
 def get_density(name: str, **kwargs: object) -> ToyDensity:

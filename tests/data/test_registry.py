@@ -17,6 +17,8 @@ def test_list_densities_names_and_descriptions() -> None:
     assert set(listed) == set(NAMES)
     for name, description in listed.items():
         assert description and "\n" not in description and len(description) < 120, name
+    for dim in (2, 8, 3):
+        assert list(list_densities(dim=dim)) == [name for name, d in NAMES.items() if d == dim]
 
 
 @pytest.mark.parametrize("name", sorted(NAMES))
