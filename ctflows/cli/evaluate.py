@@ -17,6 +17,9 @@ def run(args: argparse.Namespace) -> int:
     if not callable(getattr(flow, "log_prob", None)):
         raise CheckpointError(f"{args.checkpoint} holds a {type(flow).__name__}, which has no log_prob; give a model written by ctflows train")
     metadata = read_metadata(args.checkpoint)
+    trained_seed = int(metadata.get("seed", 0))
+    # train and compare score with their seed + 1 (ctflows.cli.measure): by default the same points and noise
+    seed = args.seed if args.seed is not None else trained_seed + 1
     if args.data is None:
         if "data" not in metadata:
             raise ConfigurationError(f"{args.checkpoint} does not say what data it was trained on; give --data NAME|FILE")
@@ -27,14 +30,16 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.checkpoint} was trained on {trained_on}, which is not there from {Path.cwd()} (the path is "
                 "as it was given to ctflows train); run from that directory, or give --data FILE"
             )
-        data = load_dataset(trained_on, int(metadata.get("seed", 0)))
+        data = load_dataset(trained_on, trained_seed)
     else:
-        data = load_dataset(args.data, args.seed, split=not is_file_argument(args.data))
+        data = load_dataset(args.data, seed, split=not is_file_argument(args.data))
     if "dim" in metadata and metadata["dim"] != data.dim:
         raise ConfigurationError(f"the model was trained on {metadata['dim']}-dimensional data but {data.name} has {data.dim} dimensions")
-    result = evaluate(flow, data.test, n=args.n, seed=args.seed, levels=data.levels)
+    result = evaluate(flow, data.test, n=args.n, seed=seed, levels=data.levels)
     what = f"{result['n']} {'samples of' if data.density is not None else 'images of' if data.is_image else 'rows of'} {data.name}"
-    print(f"NLL = {result['nll']:.4f} ± {result['nll_se']:.4f} nats on {what}")
+    # On images the density is that of the dequantized pixels scaled to [0, 1): bits/dim below is the image's score.
+    per = " per image, of the dequantized pixels scaled to [0, 1)" if data.is_image else ""
+    print(f"NLL = {result['nll']:.4f} ± {result['nll_se']:.4f} nats{per}, on {what}")
     if "bpd" in result:
         print(f"bits/dim = {result['bpd']:.4f} ± {result['bpd_se']:.4f} on the held-out {data.name}")
     if "kl" in result:

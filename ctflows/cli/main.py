@@ -94,7 +94,7 @@ def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: fl
     parser.add_argument("--seed", type=seed_value, default=0, help="seeds initialisation, batches and evaluation (default 0)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", required=True, help="output directory (created if needed)")
-    parser.add_argument("--eval-samples", type=positive_int, default=20000,
+    parser.add_argument("--eval-samples", type=int_at_least(2), default=20000,
                         help="points drawn from a built-in density for KL / NLL, or at most this many held-out images (default 20000)")
     parser.add_argument("--grid", type=positive_int, default=150, help="grid points per side in density plots (default 150)")
 
@@ -132,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a model file written by train or compare")
     p.add_argument("--data", help="a built-in density or a test file (default: the data the model was trained on)")
     p.add_argument("--n", type=positive_int, default=20000, help="points drawn from a built-in density (default 20000)")
-    p.add_argument("--seed", type=seed_value, default=0)
+    p.add_argument("--seed", type=seed_value, default=None,
+                   help="seeds the points drawn and the images' dequantization (default: the one train used for "
+                        "metrics.json, the model's seed + 1, so the numbers match)")
     p.set_defaults(run=evaluate.run)
 
     p = commands.add_parser("data", help="built-in densities")

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ctflows.cli.dataset import Dataset
 from ctflows.cli.models import build_model, model_spec
+from ctflows.cli.report import plus_minus
 from ctflows.core.stats import count_stats
 from ctflows.errors import ConfigurationError
 from ctflows.training import History, evaluate, fit
@@ -110,7 +111,10 @@ def train(
     def tick(step: int, history: History) -> None:
         stamps.append(time.perf_counter())
 
-    history = fit(flow, data.train, steps=budget.steps, seconds=budget.seconds, seed=seed, device=device,
+    # Images stream from one seeded generator: each model starts it afresh, or the second of a comparison would
+    # see other shuffles and noise than the first (and than ctflows train would give it).
+    train_data = data.train.restarted() if data.is_image else data.train
+    history = fit(flow, train_data, steps=budget.steps, seconds=budget.seconds, seed=seed, device=device,
                   progress=progress, callback=tick, checkpoint_dir=checkpoint_dir, **options)
     steps = [b - a for a, b in zip(stamps, stamps[1:])]
     defaults = {key: inspect.signature(fit).parameters[key].default for key in FIT_OPTIONS}
@@ -168,8 +172,9 @@ def measure(trained: Trained, data: Dataset, *, eval_n: int, seed: int) -> tuple
 
 def quality(row: dict[str, Any]) -> str:
     """A row's headline score: held-out bits/dim on images, else KL where the density is known, else test NLL."""
+    # A value or its standard error may be None: not finite (an infinite NLL), or unknown from one point.
     if row.get("bpd") is not None:
-        return f"{row['bpd']:.4f} ± {row['bpd_se']:.4f} bits/dim"
+        return f"{plus_minus(row['bpd'], row['bpd_se'], 4)} bits/dim"
     if row.get("kl") is not None:
-        return f"KL {row['kl']:.4f} ± {row['kl_se']:.4f} nats"
-    return f"test NLL {row['nll']:.4f} ± {row['nll_se']:.4f} nats"
+        return f"KL {plus_minus(row['kl'], row['kl_se'], 4)} nats"
+    return f"test NLL {plus_minus(row.get('nll'), row.get('nll_se'), 4)} nats"

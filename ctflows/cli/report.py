@@ -26,7 +26,8 @@ def machine() -> str:
     return line
 
 
-def _pm(value: float | None, se: float | None, digits: int = 3) -> str:
+def plus_minus(value: float | None, se: float | None, digits: int = 3) -> str:
+    """``value ± se`` to ``digits`` decimals; "n/a" for a missing value, the value alone for a missing error."""
     if value is None:
         return "n/a"
     return f"{value:.{digits}f} ± {se:.{digits}f}" if se is not None else f"{value:.{digits}f}"
@@ -52,7 +53,7 @@ def table(rows: Sequence[dict[str, Any]], known_density: bool, image: bool = Fal
         if r.get("error"):
             lines.append(f"| {r['model']} | failed: {r['error']} |" + " |" * (len(head) - 2))
             continue
-        score = _pm(r[key], r[f"{key}_se"])
+        score = plus_minus(r[key], r[f"{key}_se"])
         per_step = None if r["seconds_per_step"] is None else 1000 * r["seconds_per_step"]
         cells = [r["model"], score, f"{r['parameters']:,}", f"{r['steps']:,}", f"{r['batch_size']:,}", f"{r['lr']:g}", _number(r["train_seconds"], ".1f"),
                  _number(per_step, ".1f"), _number(r["eval_nfe"], ".0f"), _number(r["samples_per_second"], ",.0f")]

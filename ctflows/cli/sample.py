@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     samples = drawn.reshape(args.n, -1)  # images are written one flattened image per row
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npy":
-        np.save(out, samples.numpy())
+        with open(out, "wb") as file:  # np.save would append ".npy" to a name ending in ".NPY"
+            np.save(file, samples.numpy())
     else:
         np.savetxt(out, samples.numpy(), delimiter=",", fmt="%.7g")
     print(f"Wrote {args.n} samples of dimension {samples.shape[1]} to {out}")

@@ -60,8 +60,12 @@ class DequantizedImages:
         check_levels(images, levels, owner="DequantizedImages")
         if batch_size < 1:
             raise ConfigurationError(f"DequantizedImages: batch_size must be positive, got {batch_size}")
-        self.images, self.levels, self.batch_size = images, levels, int(batch_size)
+        self.images, self.levels, self.batch_size, self.seed = images, levels, int(batch_size), seed
         self.generator = torch.Generator().manual_seed(seed)
+
+    def restarted(self) -> "DequantizedImages":
+        """The same batches from the start again: a new stream from the same seed (for each model of a comparison)."""
+        return DequantizedImages(self.images, self.levels, self.batch_size, seed=self.seed)
 
     def __iter__(self) -> Iterator[Tensor]:
         order = torch.randperm(self.images.shape[0], generator=self.generator)

@@ -108,3 +108,13 @@ def test_a_model_that_fails_to_train_is_reported_and_the_others_kept(tmp_path, m
     rows = _table_rows((out / "report.md").read_text())
     assert "failed: fit: the loss is nan" in rows[0] and rows[0].count("|") == rows[1].count("|")
     assert (out / "figure.png").exists()
+
+
+def test_the_headline_score_survives_a_missing_value_or_error():
+    # measure() turns NaN and inf into None (JSON has neither): a missing standard error, or an infinite NLL,
+    # used to stop train and compare with a traceback, before the report was written.
+    from ctflows.cli.measure import quality
+
+    assert quality({"kl": 0.1234, "kl_se": None}) == "KL 0.1234 nats"
+    assert quality({"bpd": 3.5, "bpd_se": 0.01}) == "3.5000 ± 0.0100 bits/dim"
+    assert quality({"nll": None, "nll_se": None, "kl": None}) == "test NLL n/a nats"

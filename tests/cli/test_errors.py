@@ -45,6 +45,7 @@ CASES = {
     "not a checkpoint": (["sample", "{dir}/junk.pt", "--out", "{dir}/s.csv"], "not a torch file"),
     "missing checkpoint": (["evaluate", "{dir}/none.pt"], "no such file"),
     "samples to .txt": (["sample", "{dir}/junk.pt", "--out", "{dir}/s.txt"], ".csv or .npy"),
+    "one evaluation point": (["train", "--data", "two_moons", "--model", "nice", "--eval-samples", "1", "--out", "{out}"], "must be at least 2"),
     "negative frames": (["compare", "--data", "two_moons", "--frames", "-1", "--out", "{out}"], "must be at least 0"),
     "no command": ([], "required"),
     # torch refuses seeds from 2^64, and the run derives seed + 2 from it: refused before training, not after.

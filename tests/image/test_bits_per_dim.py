@@ -87,6 +87,16 @@ def test_loader_draws_fresh_noise_every_pass_and_logit_rejects_raw_pixels() -> N
         Logit(SHAPE)(random_images(17).float())
 
 
+def test_a_restarted_loader_gives_the_batches_of_a_fresh_one() -> None:
+    # ctflows compare trains its models one after another on one data set: each must start the stream afresh.
+    loader = DequantizedImages(random_images(17, n=10), 17, batch_size=4, seed=3)
+    fresh = torch.cat(list(DequantizedImages(random_images(17, n=10), 17, batch_size=4, seed=3)))
+    used = torch.cat(list(loader))
+    assert torch.equal(used, fresh)
+    assert not torch.equal(torch.cat(list(loader)), fresh)  # a second pass draws anew
+    assert torch.equal(torch.cat(list(loader.restarted())), fresh)
+
+
 def test_float32_dequantization_of_the_top_level_stays_below_one_and_alpha_zero_refuses_the_ends() -> None:
     # 255 + u rounds to 256 in float32 for u close to 1: without care some points land on exactly 1.
     top = torch.full((1000, 1, 32, 32), 255, dtype=torch.uint8)
