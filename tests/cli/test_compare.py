@@ -118,3 +118,23 @@ def test_the_headline_score_survives_a_missing_value_or_error():
     assert quality({"kl": 0.1234, "kl_se": None}) == "KL 0.1234 nats"
     assert quality({"bpd": 3.5, "bpd_se": 0.01}) == "3.5000 ± 0.0100 bits/dim"
     assert quality({"nll": None, "nll_se": None, "kl": None}) == "test NLL n/a nats"
+
+
+def test_a_model_whose_plot_fails_keeps_its_row_and_the_report(tmp_path, monkeypatch):
+    from ctflows.cli import compare
+    from ctflows.errors import SolverError
+
+    real_panels = compare.model_panels
+
+    def panels_or_fail(name, *args, **kwargs):
+        if name == "nice":
+            raise SolverError("CNF: step size underflow on the plot grid")
+        return real_panels(name, *args, **kwargs)
+
+    monkeypatch.setattr(compare, "model_panels", panels_or_fail)
+    out = tmp_path / "out"
+    assert main(["compare", "--data", "two_moons", "--models", "nice,realnvp", "--out", str(out), *TINY]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [row["model"] for row in report["models"]] == ["nice", "realnvp"] and "error" not in report["models"][0]
+    assert "nice: no density plot or animation: CNF: step size underflow" in (out / "report.md").read_text()
+    assert (out / "figure.png").exists() and (out / "models" / "nice.pt").exists()
