@@ -14,6 +14,11 @@ from ctflows.core.transform import Transform
 from ctflows.errors import InputError
 
 
+def awaits_data_initialisation(model: nn.Module) -> bool:
+    """Whether some ActNorm in ``model`` has not yet been initialised from data."""
+    return any(isinstance(m, ActNorm) and not bool(m.initialized) for m in model.modules())
+
+
 class ActNorm(Transform):
     """Per-feature affine normalization with data-dependent initialisation.
 

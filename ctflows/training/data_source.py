@@ -86,6 +86,18 @@ class BatchStream:
     def __iter__(self) -> "BatchStream":
         return self
 
+    def batch_sizes(self) -> set[int] | None:
+        """The sizes the batches will have, where they can be known before drawing them (None: an iterable's own)."""
+        if self._kind == "density":
+            return {self.batch_size}
+        if self._kind == "tensor":
+            return {min(self.batch_size, self._pair[0].shape[0])}
+        size, dataset = getattr(self.data, "batch_size", None), getattr(self.data, "dataset", None)
+        if not isinstance(size, int) or not hasattr(dataset, "__len__") or getattr(self.data, "sampler", None) is None:
+            return None
+        remainder = len(dataset) % size  # a DataLoader's last batch, unless it drops it
+        return {size} | ({remainder} if remainder and not getattr(self.data, "drop_last", False) else set())
+
     def __next__(self) -> Batch:
         if self._kind == "density":
             return self._place(self.data.sample(self.batch_size, generator=self.generator, dtype=self._dtype), None)

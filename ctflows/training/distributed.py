@@ -81,6 +81,16 @@ class DataParallel:
                 f"use a multiple of {self.world} (it is the global batch)"
             )
 
+    def check_batches(self, sizes: set[int] | None) -> None:
+        """Raise :class:`DataError` before training if a batch the data will give cannot be shared out evenly."""
+        uneven = sorted(size for size in sizes or () if size % self.world)
+        if uneven:
+            raise DataError(
+                f"fit: the data give batches of {uneven[0]} rows, which do not split evenly over {self.world} processes "
+                "(tensor data with fewer rows than batch_size, or a DataLoader's last partial batch); use a batch size "
+                f"that is a multiple of {self.world} and at most the number of rows, and DataLoader(drop_last=True)"
+            )
+
     def shard(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """This rank's contiguous share of a global batch ``[B, ...] -> [B / world, ...]``."""
         if self.world == 1:

@@ -24,6 +24,7 @@ from ctflows.continuous.first_step import first_step_states, load_first_step_sta
 from ctflows.continuous.matching import FlowMatching
 from ctflows.core.stats import count_stats, detach_regularization_terms
 from ctflows.errors import ConfigurationError, TrainingError
+from ctflows.linear.actnorm import awaits_data_initialisation
 from ctflows.training.averaging import ParameterAverage, check_decay, holding_average
 from ctflows.training.arguments import check_arguments, check_checkpointing, check_eval_shape, optimizer_class
 from ctflows.training.checkpoint import save
@@ -99,7 +100,8 @@ def fit(
             model's initialisation or a layer's own noise, which use torch's global generator).
         progress: a tqdm bar on stderr with loss, steps/s and NFE; ``None`` shows it only on a terminal.
         callback: ``callback(step, history)`` after each step (1-based); returning True stops training
-            (under ``torchrun``: on any rank stops every rank; only rank 0's history has evaluations).
+            (under ``torchrun``: on any rank stops every rank, and it may be given on some ranks only; only rank
+            0's history has evaluations).
         objective: ``"likelihood"`` (default), ``"flow_matching"`` (regression of a single CNF's field onto
             straight paths, with minibatch OT coupling; fixed layers may precede the CNF;
             ``FlowMatching(coupling=..., sigma=..., times=...)`` for the options), or any callable
@@ -166,6 +168,7 @@ def fit(
         generator = make_generator(seed)
         eval_seed = int(torch.randint(2**62, (1,), generator=generator))
         stream = BatchStream(data, batch_size, generator=generator, device=device_, dtype=dtype)
+        group.check_batches(stream.batch_sizes())  # before training, not at the end of the first epoch
         config = {"steps": steps, "seconds": seconds, "batch_size": batch_size, "lr": lr, "seed": seed,
                   "schedule": schedule, "warmup": warmup, "processes": group.world, "weight_decay": weight_decay, "ema_decay": ema_decay}
 
@@ -173,8 +176,10 @@ def fit(
         first = next(stream)
         check_eval_shape(eval_data, first[0])
         # Data-initialised layers (ActNorm) initialise here, before the DDP wrap and on the same batch on every
-        # rank, whatever the objective; flow matching trains a lone CNF, which has nothing to initialise.
-        if not isinstance(loss_of.objective, FlowMatching):
+        # rank: under maximum likelihood always, under another objective where one waits for it (flow matching
+        # trains a lone CNF, which has nothing to initialise, and a pass costs a solve).
+        custom = not loss_of.likelihood and not isinstance(loss_of.objective, FlowMatching)
+        if loss_of.likelihood or (custom and awaits_data_initialisation(flow)):
             with torch.no_grad():
                 flow.log_prob(*first)
         params = [p for p in flow.parameters() if p.requires_grad]
@@ -265,9 +270,9 @@ def fit(
                     checkpoint()
                     raise TrainingError(_nonfinite_message(loss_value, grad_norm, step, steps, lr * factor, guard, checkpoint_dir))
                 stop = callback is not None and bool(callback(step, history))
-                if callback is not None and group.world > 1:
-                    # A callback can decide from what rank 0 alone has (its evaluations): one rank stopping
-                    # alone would leave the others waiting for it in the next all-reduce.
+                if group.world > 1:
+                    # A callback can decide from what rank 0 alone has (its evaluations), or be given on rank 0
+                    # only: one rank stopping alone would leave the others waiting for it in the next all-reduce.
                     stop = group.maximum(float(stop), device_) > 0
                 last = stop or plan.exhausted(history.steps, history.trained_seconds)
                 evaluate_if_due(last)

@@ -90,10 +90,11 @@ def test_data_initialised_layers_agree_across_ranks_with_a_custom_objective(tmp_
     assert_ranks_identical(tmp_path)
 
 
-def test_a_callback_that_stops_one_rank_stops_them_all(tmp_path):
-    # Say, a callback that stops on an evaluation, which rank 0 alone makes: rank 1 would otherwise go on into
-    # the next step's all-reduce and wait there for rank 0 until the process group's timeout.
-    train_two(tmp_path, "--steps", "8", "--rank0-stops-at", "3", timeout=120)
+@pytest.mark.parametrize("where", [[], ["--callback-on-rank0-only"]])
+def test_a_callback_that_stops_one_rank_stops_them_all(tmp_path, where):
+    # Say, a callback that stops on an evaluation, which rank 0 alone makes, or one given on rank 0 only: rank 1
+    # would otherwise go on into the next step's all-reduce and wait there for rank 0 until the timeout.
+    train_two(tmp_path, "--steps", "8", "--rank0-stops-at", "3", *where, timeout=120)
     assert [len(history["lr"]) for history in histories(tmp_path)] == [3, 3]
 
 
@@ -113,6 +114,22 @@ def test_batch_must_split_evenly():
     assert share.shape == (21, 2) and context is None
     with pytest.raises(DataError, match="batch of 62 rows does not split evenly over 3 processes"):
         group.shard(torch.zeros(62, 2), torch.zeros(62, 1))
+    # fit finds out before training where the data say what their batches will be, not at the first epoch's end
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from ctflows.training.data_source import BatchStream
+
+    def sizes(data, batch_size=30):
+        stream = BatchStream(data, batch_size, generator=torch.Generator(), device=torch.device("cpu"), dtype=torch.float32)
+        return stream.batch_sizes()
+
+    rows = TensorDataset(torch.zeros(64, 2))
+    assert sizes(DataLoader(rows, batch_size=30)) == {30, 4} and sizes(DataLoader(rows, batch_size=30, drop_last=True)) == {30}
+    assert sizes(torch.zeros(20, 2)) == {20} and sizes(iter([torch.zeros(5, 2)])) is None
+    group.check_batches({30}), group.check_batches(None)
+    for data in (DataLoader(rows, batch_size=30), torch.zeros(20, 2)):
+        with pytest.raises(DataError, match="do not split evenly over 3 processes"):
+            group.check_batches(sizes(data))
 
 
 def test_cuda_under_torchrun_means_each_process_its_own_gpu(monkeypatch):

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ctflows.core import Flow, StandardNormal
+from ctflows.core import Chain, Flow, StandardNormal
 from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.training import History, fit
 from ctflows.training.data_source import batch_stream, make_generator
-from training.fakes import CorrelatedGaussian, Exploding, LazyAffine, Penalized, affine_flow
+from training.fakes import CorrelatedGaussian, Exploding, Flaky, LazyAffine, Penalized, affine_flow
 
 
 def test_fit_recovers_the_best_diagonal_gaussian():
@@ -183,3 +183,20 @@ def test_fit_evaluate_and_checkpoint_on_cuda(tmp_path):
     assert torch.equal(load(tmp_path / "m.pt").log_prob(x), flow.log_prob(x))
     on_cpu = load(tmp_path / "m.pt", map_location="cpu")
     assert all(torch.equal(a, b.cpu()) for a, b in zip(on_cpu.parameters(), flow.parameters()))
+
+
+def test_the_initialising_pass_runs_under_likelihood_and_where_an_actnorm_waits_for_it():
+    # A custom objective pays for that pass (a solve, for a CNF) only when a layer needs data to start from.
+    def mean_nll(flow, x, context):
+        nll = -flow.log_prob(x, context).mean()
+        return nll, nll
+
+    for objective, calls in (("likelihood", 2), (mean_nll, 1)):
+        flow = Flow(Flaky(2, set()), StandardNormal(2))
+        fit(flow, CorrelatedGaussian(), steps=1, batch_size=16, seed=0, objective=objective, progress=False)
+        assert flow.transform.calls == calls, objective
+    from ctflows.linear import ActNorm
+
+    flow = Flow(Chain(ActNorm(2), Flaky(2, set())), StandardNormal(2))
+    fit(flow, CorrelatedGaussian(), steps=1, batch_size=16, seed=0, objective=mean_nll, progress=False)
+    assert flow.transform.layers[1].calls == 2 and bool(flow.transform.layers[0].initialized)

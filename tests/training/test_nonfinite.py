@@ -135,3 +135,4 @@ def test_a_resumed_run_keeps_counting_the_bad_steps_in_a_row(tmp_path):
         run(flaky_flow(set(range(4, 10))), checkpoint_dir=tmp_path, callback=interrupt)
     with pytest.raises(TrainingError, match=r"at step 6 of 12 \(4 non-finite"):
         run(flaky_flow({2, 3, 4, 5}), checkpoint_dir=tmp_path, resume=True)  # steps 5 to 8 of the resumed run
+

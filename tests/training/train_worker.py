@@ -3,7 +3,7 @@
     python train_worker.py --model realnvp --out DIR [--checkpoint DIR] [--resume]
                            [--kill-at-step K | --kill-in-write N] [--batch-size B] [--steps S] [--double]
                            [--ema-decay BETA] [--rank-offset] [--seconds S] [--slow-rank-step X]
-                           [--huge-batch N --on-nonfinite POLICY] [--custom-objective] [--rank0-stops-at K]
+                           [--huge-batch N --on-nonfinite POLICY] [--custom-objective] [--rank0-stops-at K [--callback-on-rank0-only]]
 
 Writes the final parameters to ``OUT/params.pt`` (rank 0) and every rank's to ``OUT/params_rank{R}.pt``;
 ``--rank-offset`` adds the rank to every initial parameter (ranks that start apart). ``--seconds S`` trains for S
@@ -12,7 +12,7 @@ seconds instead of ``--steps``; ``--slow-rank-step X`` makes every optimizer ste
 ``OUT/history_rank{R}.json``. ``--huge-batch N`` scales the N-th batch drawn by 1e300, so that its loss overflows
 on every rank (float64), and ``--on-nonfinite`` is fit's policy for it. ``--custom-objective`` trains by
 maximum likelihood written as a plain function (an objective fit does not know). ``--rank0-stops-at K``: the
-callback asks to stop after step K on rank 0 only. ``--kill-at-step K`` SIGKILLs the process after
+callback asks to stop after step K on rank 0 only (``--callback-on-rank0-only``: the other ranks have none). ``--kill-at-step K`` SIGKILLs the process after
 step K; ``--kill-in-write N`` SIGKILLs it halfway through writing its N-th checkpoint file.
 """
 from __future__ import annotations
@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--on-nonfinite", default="skip")
     parser.add_argument("--custom-objective", action="store_true")
     parser.add_argument("--rank0-stops-at", type=int)
+    parser.add_argument("--callback-on-rank0-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.kill_in_write:
@@ -128,7 +129,8 @@ def main() -> None:
         data = HugeBatch(data, args.huge_batch)
     history = fit(flow, data, steps=None if args.seconds else args.steps, seconds=args.seconds,
                   batch_size=args.batch_size, lr=1e-2, seed=3, progress=False, checkpoint_dir=args.checkpoint,
-                  checkpoint_every=5 if args.checkpoint else None, resume=args.resume, callback=callback,
+                  checkpoint_every=5 if args.checkpoint else None, resume=args.resume,
+                  callback=None if args.callback_on_rank0_only and rank != 0 else callback,
                   ema_decay=args.ema_decay, optimizer=SlowOnRankOne if args.slow_rank_step else "adamw",
                   on_nonfinite=args.on_nonfinite, objective=mean_nll if args.custom_objective else "likelihood")
     Path(args.out).mkdir(parents=True, exist_ok=True)
