@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from ctflows.continuous import CNF
 from ctflows.core import Chain, Flow, StandardNormal
+from ctflows.core.counts import positive_count
 from ctflows.image.fields import ConvTimeField
 from ctflows.image.glow import glow_step
 from ctflows.image.logit import Logit
@@ -36,6 +37,7 @@ def multiscale_cnf(
     every CNF (defaults here: Hutchinson's estimator in training, the exact trace in evaluation,
     atol = rtol = 1e-5 as FFJORD). Data ``[B, *shape]`` in ``[0, 1)``.
     """
+    positive_count("multiscale_cnf", "blocks", blocks)
     options = {"divergence": "hutchinson", "eval_divergence": "exact", "atol": 1e-5, "rtol": 1e-5, **cnf_kwargs}
     stages = [
         Chain(*[ImageView(CNF(ConvTimeField(s, hidden, activation=activation), **options), s) for _ in range(blocks)])
@@ -51,5 +53,6 @@ def multiscale_glow(
 
     Steps alternate which channel half conditions the coupling. Data ``[B, *shape]`` in ``[0, 1)``.
     """
+    positive_count("multiscale_glow", "steps", steps)
     stages = [Chain(*[glow_step(s, hidden, parity=i % 2) for i in range(steps)]) for s in level_shapes(tuple(shape), levels)]
     return Flow(Chain(Logit(shape, alpha), Multiscale(shape, stages)), StandardNormal(tuple(shape)))

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctflows.core.counts import positive_count
 from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError, DataError
 from ctflows.nonparametric.normal_quantile import normal_quantile
@@ -54,8 +55,8 @@ class MarginalGaussianization(Transform):
 
     def __init__(self, features: int, kernels: int = 32) -> None:
         super().__init__()
-        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in (features, kernels)):
-            raise ConfigurationError(f"MarginalGaussianization: need int features, kernels >= 1, got {features!r}, {kernels!r}")
+        features = positive_count("MarginalGaussianization", "features", features)
+        kernels = positive_count("MarginalGaussianization", "kernels", kernels)
         self.event_shape = (features,)
         levels = (torch.arange(kernels, dtype=torch.float64) + 0.5) / kernels
         loc = torch.special.ndtri(levels).to(torch.get_default_dtype())

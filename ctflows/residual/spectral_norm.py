@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctflows.core.counts import positive_count
 from ctflows.errors import ConfigurationError
 
 
@@ -70,11 +71,8 @@ class SpectralLinear(nn.Module):
         self.coefficient = check_coefficient(coefficient, "SpectralLinear")
         # At least one: with none, σ̂ would be read from the buffers themselves, which the next call overwrites
         # in place while autograd still holds them, and σ̂ would never follow W.
-        for name, count in (("iterations", iterations), ("eval_iterations", eval_iterations)):
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise ConfigurationError(f"SpectralLinear: {name} must be an int >= 1, got {count!r}")
-        self.iterations = int(iterations)
-        self.eval_iterations = int(eval_iterations)
+        self.iterations = positive_count("SpectralLinear", "iterations", iterations)
+        self.eval_iterations = positive_count("SpectralLinear", "eval_iterations", eval_iterations)
         self.eval_rtol = float(eval_rtol)
         self.weight = linear.weight
         self.bias = linear.bias

@@ -15,6 +15,24 @@ def test_builders_refuse_block_counts_that_are_not_positive_ints(builder, blocks
 
 
 @pytest.mark.parametrize("builder", BUILDERS)
+def test_numpy_and_torch_integers_are_counts_too(builder):
+    import numpy as np
+    import torch
+
+    for blocks in (np.int64(1), torch.tensor(1)):
+        assert len(getattr(ctflows.models, builder)(2, blocks=blocks).transform.layers) >= 1
+
+
+def test_the_image_builders_check_their_counts_too():
+    from ctflows.image import multiscale_cnf, multiscale_glow
+
+    with pytest.raises(ConfigurationError, match="multiscale_cnf: blocks must be an int >= 1"):
+        multiscale_cnf((1, 4, 4), blocks=0)
+    with pytest.raises(ConfigurationError, match="multiscale_glow: steps must be an int >= 1"):
+        multiscale_glow((1, 4, 4), steps=0)
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
 def test_one_block_is_enough(builder):
     flow = getattr(ctflows.models, builder)(2, blocks=1)
     assert any(not isinstance(layer, ctflows.ActNorm) for layer in flow.transform.layers)
