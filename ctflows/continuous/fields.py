@@ -73,6 +73,13 @@ class FourierTime(nn.Module):
         state_dict.pop(prefix + "omega", None)  # the frequencies' buffer of models saved before they were computed
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def __setstate__(self, state: dict) -> None:
+        # A module pickled whole (ctflows.save) before the frequencies were computed holds them as a buffer.
+        omega = state.get("_buffers", {}).pop("omega", None)
+        if omega is not None:
+            state.setdefault("num_frequencies", int(omega.numel()))
+        super().__setstate__(state)
+
 
 class VelocityField(nn.Module):
     """Base class: ``field(t, x, context=None) -> dx/dt`` with ``x [B, features]``, ``t`` a scalar or ``[B]``."""

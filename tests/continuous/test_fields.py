@@ -95,3 +95,17 @@ def test_forward_with_jvp_without_hidden_layers():
 def test_an_unknown_activation_is_refused_with_the_choices(build, owner):
     with pytest.raises(ConfigurationError, match=rf"{owner}: activation 'relu' is not one of \['silu', 'softplus', 'tanh'\]"):
         build("relu")
+
+
+def test_a_fourier_field_pickled_with_its_frequencies_as_a_buffer_still_runs():
+    import pickle
+
+    field = FourierMLP(2, (4,)).double()
+    t, x = torch.tensor(0.3, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
+    expected = field(t, x)
+    old = field.time_embedding  # as it was saved before: a buffer of frequencies, no count
+    old.register_buffer("omega", math.pi * 2.0 ** torch.arange(4, dtype=torch.float64))
+    del old.num_frequencies
+    restored = pickle.loads(pickle.dumps(field))
+    torch.testing.assert_close(restored(t, x), expected, rtol=0, atol=0)
+    assert not any(name.endswith("omega") for name, _ in restored.named_buffers()) and restored.time_embedding.num_frequencies == 4
