@@ -59,14 +59,17 @@ def run(args: argparse.Namespace) -> int:
         if data.is_image:
             images[name] = samples
         if plots:
-            try:  # a solve that fails on the plot grid costs this model's pictures, not the comparison
+            # A solve that fails on the plot grid costs this model that picture, not the comparison.
+            stage = "density plot"
+            try:
                 panels.append(model_panels(name, trained.flow, samples, reference, bounds, args.grid))
                 if model_spec(name).continuous and args.frames > 1:
+                    stage = "density animation"
                     gif = animate(name, trained.flow, bounds, out / f"{name}_density.gif", args.frames, args.animation_grid)
                     animations[name] = gif.name
             except SolverError as error:
-                notes.append(f"{name}: no density plot or animation: {' '.join(str(error).split())}")
-                print(f"[{i}/{len(names)}] {name}: plotting failed: {error}", flush=True)
+                notes.append(f"{name}: no {stage}: {' '.join(str(error).split())}")
+                print(f"[{i}/{len(names)}] {name}: {stage} failed: {error}", flush=True)
         print(f"[{i}/{len(names)}] {name}: {row['steps']} steps in {row['train_seconds']:.1f} s, {quality(row)}", flush=True)
     figure, title = None, f"{data.name}: {budget.describe()} per model, seed {args.seed}"
     if plots and len(panels) > 1:

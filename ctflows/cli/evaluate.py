@@ -18,8 +18,9 @@ def run(args: argparse.Namespace) -> int:
         raise CheckpointError(f"{args.checkpoint} holds a {type(flow).__name__}, which has no log_prob; give a model written by ctflows train")
     metadata = read_metadata(args.checkpoint)
     trained_seed = int(metadata.get("seed", 0))
-    # train and compare score with their seed + 1 (ctflows.cli.measure): by default the same points and noise
-    seed = args.seed if args.seed is not None else trained_seed + 1
+    # train and compare score with their seed + 1 (ctflows.cli.measure): by default the same points and noise;
+    # a model saved from Python without a seed keeps the default it always had, 0
+    seed = args.seed if args.seed is not None else trained_seed + 1 if "seed" in metadata else 0
     if args.data is None:
         if "data" not in metadata:
             raise ConfigurationError(f"{args.checkpoint} does not say what data it was trained on; give --data NAME|FILE")

@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=positive_int, default=20000, help="points drawn from a built-in density (default 20000)")
     p.add_argument("--seed", type=seed_value, default=None,
                    help="seeds the points drawn and the images' dequantization (default: the one train used for "
-                        "metrics.json, the model's seed + 1, so the numbers match)")
+                        "metrics.json, the model's seed + 1, so the numbers match; 0 for a model saved without a seed)")
     p.set_defaults(run=evaluate.run)
 
     p = commands.add_parser("data", help="built-in densities")

@@ -129,3 +129,14 @@ def test_evaluate_elsewhere_says_where_the_training_file_was_expected(tmp_path, 
     assert main(["evaluate", "run/out/model.pt"]) != 0
     error = capsys.readouterr().err
     assert "was trained on data.csv, which is not there from" in error and "--data FILE" in error
+
+
+def test_evaluate_keeps_seed_0_for_a_model_saved_without_one(tmp_path, capsys):
+    import ctflows
+
+    flow = ctflows.realnvp(features=2, blocks=1)
+    ctflows.save(flow, tmp_path / "model.pt", metadata={"data": "two_moons", "dim": 2})  # saved from Python
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "model.pt"), "--n", "300"]) == 0
+    kl = float(capsys.readouterr().out.split("KL(p || q) = ")[1].split()[0])
+    assert kl == pytest.approx(ctflows.evaluate(flow, get_density("two_moons"), n=300, seed=0)["kl"], abs=1e-4)
