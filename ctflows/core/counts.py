@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import operator
 
+import torch
+
 from ctflows.errors import ConfigurationError
 
 
 def positive_count(owner: str, name: str, value: object) -> int:
-    """``value`` as an int if it is a whole number >= 1 (numpy and 0-d torch integers too; not bools or floats),
-    else a :class:`ConfigurationError` naming ``owner`` and ``name``."""
+    """``value`` as an int if it is a whole number >= 1 (numpy and 0-d torch integers too; not bools, floats or
+    tensors of more than one number), else a :class:`ConfigurationError` naming ``owner`` and ``name``."""
     try:
         count = operator.index(value)
     except TypeError:
         count = None
-    if isinstance(value, bool) or count is None or count < 1:
+    # operator.index takes a one-element tensor of any shape, and a boolean tensor as 0 or 1
+    odd_tensor = isinstance(value, torch.Tensor) and (value.dim() > 0 or value.dtype == torch.bool)
+    if isinstance(value, bool) or odd_tensor or count is None or count < 1:
         raise ConfigurationError(f"{owner}: {name} must be an int >= 1, got {value!r}")
     return count

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, IterableDataset, default_collate
 
 from ctflows.core.validation import placement as tensor_placement
 from ctflows.errors import DataError
@@ -86,17 +87,32 @@ class BatchStream:
     def __iter__(self) -> "BatchStream":
         return self
 
+    @property
+    def uses_batch_size(self) -> bool:
+        """Whether the batches are cut to ``batch_size`` here (a density, tensors), not by the data themselves."""
+        return self._kind != "iterable"
+
     def batch_sizes(self) -> set[int] | None:
-        """The sizes the batches will have, where they can be known before drawing them (None: an iterable's own)."""
+        """The sizes the batches will have, where they can be known before drawing them; None where they cannot.
+
+        A DataLoader's are known when it batches a sampler of known length with its own batch size and default
+        collation; a custom batch sampler or collate function, an IterableDataset or any other iterable: None.
+        """
         if self._kind == "density":
             return {self.batch_size}
         if self._kind == "tensor":
             return {min(self.batch_size, self._pair[0].shape[0])}
-        size, dataset = getattr(self.data, "batch_size", None), getattr(self.data, "dataset", None)
-        if not isinstance(size, int) or not hasattr(dataset, "__len__") or getattr(self.data, "sampler", None) is None:
+        if not isinstance(self.data, DataLoader) or isinstance(self.data.dataset, IterableDataset):
             return None
-        remainder = len(dataset) % size  # a DataLoader's last batch, unless it drops it
-        return {size} | ({remainder} if remainder and not getattr(self.data, "drop_last", False) else set())
+        size = self.data.batch_size
+        if not isinstance(size, int) or self.data.collate_fn is not default_collate:
+            return None
+        try:
+            rows = len(self.data.sampler)  # what is batched: a subset or resampling sampler need not cover the dataset
+        except TypeError:
+            return None
+        full, remainder = divmod(rows, size)
+        return ({size} if full else set()) | ({remainder} if remainder and not self.data.drop_last else set())
 
     def __next__(self) -> Batch:
         if self._kind == "density":

@@ -137,11 +137,17 @@ class DataParallel:
         dist.broadcast(holder, src=0)
         return int(holder)
 
-    def close(self) -> None:
-        """Tear the group down if this object made it."""
+    def close(self, *, barrier: bool = True) -> None:
+        """Tear the group down if this object made it; ``barrier=False`` on the way out of an error.
+
+        A rank leaving on an error (its evaluation, its checkpoint, its callback) must not wait in a barrier
+        the others never reach, stuck as they are in the next step's all-reduce: tearing the group down
+        makes that all-reduce fail on them too, instead of all waiting for the timeout.
+        """
         if self.owns_group and dist.is_initialized():
-            # Without the barrier a fast rank can tear its gloo connections down while a slow one is still
-            # closing, and the slow one aborts ("terminate called without an active exception").
-            dist.barrier()
+            if barrier:
+                # Without it a fast rank can tear its gloo connections down while a slow one is still
+                # closing, and the slow one aborts ("terminate called without an active exception").
+                dist.barrier()
             dist.destroy_process_group()
 

@@ -156,8 +156,8 @@ def fit(
         flow.to(process_device(device))
     device_, dtype = placement(flow)
     group = DataParallel(device_, enabled=distributed)
+    finished = False
     try:
-        group.check_batch_size(batch_size)
         if resume and group.main:
             remove_interrupted_writes(checkpoint_dir)
         saved = read_state(checkpoint_dir) if resume else None
@@ -168,7 +168,10 @@ def fit(
         generator = make_generator(seed)
         eval_seed = int(torch.randint(2**62, (1,), generator=generator))
         stream = BatchStream(data, batch_size, generator=generator, device=device_, dtype=dtype)
-        group.check_batches(stream.batch_sizes())  # before training, not at the end of the first epoch
+        if group.world > 1:
+            if stream.uses_batch_size:  # a DataLoader batches by its own size: fit's batch_size is not used
+                group.check_batch_size(batch_size)
+            group.check_batches(stream.batch_sizes())  # before training, not at the end of the first epoch
         config = {"steps": steps, "seconds": seconds, "batch_size": batch_size, "lr": lr, "seed": seed,
                   "schedule": schedule, "warmup": warmup, "processes": group.world, "weight_decay": weight_decay, "ema_decay": ema_decay}
 
@@ -300,9 +303,10 @@ def fit(
             bar.close()
         if average is not None:  # the run is over and saved: the flow returned holds the average
             average.swap()
+        finished = True
         return history
     finally:
-        group.close()
+        group.close(barrier=finished)
 
 
 def _write_checkpoint(

@@ -98,6 +98,15 @@ def test_a_callback_that_stops_one_rank_stops_them_all(tmp_path, where):
     assert [len(history["lr"]) for history in histories(tmp_path)] == [3, 3]
 
 
+def test_an_error_on_one_rank_ends_every_rank_at_once(tmp_path):
+    # Rank 0's callback raises: leaving through a barrier the others never reach (they wait in the next step's
+    # all-reduce) hung both until the process group's timeout; now the others fail at once as well.
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(launcher + [str(WORKER), "--double", "--steps", "8", "--rank0-raises-at", "3", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=ENV)
+    assert done.returncode != 0 and "the callback failed at step 3 on rank 0" in done.stderr
+
+
 def test_batch_must_split_evenly():
     from ctflows.errors import ConfigurationError
     from ctflows.training.distributed import DataParallel
@@ -126,6 +135,12 @@ def test_batch_must_split_evenly():
     rows = TensorDataset(torch.zeros(64, 2))
     assert sizes(DataLoader(rows, batch_size=30)) == {30, 4} and sizes(DataLoader(rows, batch_size=30, drop_last=True)) == {30}
     assert sizes(torch.zeros(20, 2)) == {20} and sizes(iter([torch.zeros(5, 2)])) is None
+    # What is batched is the sampler's rows, and only default collation keeps a batch's rows as they are.
+    from torch.utils.data import SubsetRandomSampler
+
+    assert sizes(DataLoader(rows, batch_size=30, sampler=SubsetRandomSampler(range(60)))) == {30}
+    assert sizes(DataLoader(TensorDataset(torch.zeros(8, 2)), batch_size=30)) == {8}
+    assert sizes(DataLoader(rows, batch_size=30, collate_fn=lambda batch: batch)) is None
     group.check_batches({30}), group.check_batches(None)
     for data in (DataLoader(rows, batch_size=30), torch.zeros(20, 2)):
         with pytest.raises(DataError, match="do not split evenly over 3 processes"):

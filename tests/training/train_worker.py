@@ -4,6 +4,7 @@
                            [--kill-at-step K | --kill-in-write N] [--batch-size B] [--steps S] [--double]
                            [--ema-decay BETA] [--rank-offset] [--seconds S] [--slow-rank-step X]
                            [--huge-batch N --on-nonfinite POLICY] [--custom-objective] [--rank0-stops-at K [--callback-on-rank0-only]]
+                           [--rank0-raises-at K]
 
 Writes the final parameters to ``OUT/params.pt`` (rank 0) and every rank's to ``OUT/params_rank{R}.pt``;
 ``--rank-offset`` adds the rank to every initial parameter (ranks that start apart). ``--seconds S`` trains for S
@@ -12,7 +13,8 @@ seconds instead of ``--steps``; ``--slow-rank-step X`` makes every optimizer ste
 ``OUT/history_rank{R}.json``. ``--huge-batch N`` scales the N-th batch drawn by 1e300, so that its loss overflows
 on every rank (float64), and ``--on-nonfinite`` is fit's policy for it. ``--custom-objective`` trains by
 maximum likelihood written as a plain function (an objective fit does not know). ``--rank0-stops-at K``: the
-callback asks to stop after step K on rank 0 only (``--callback-on-rank0-only``: the other ranks have none). ``--kill-at-step K`` SIGKILLs the process after
+callback asks to stop after step K on rank 0 only (``--callback-on-rank0-only``: the other ranks have none);
+``--rank0-raises-at K``: it raises an error there, on rank 0 only. ``--kill-at-step K`` SIGKILLs the process after
 step K; ``--kill-in-write N`` SIGKILLs it halfway through writing its N-th checkpoint file.
 """
 from __future__ import annotations
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--custom-objective", action="store_true")
     parser.add_argument("--rank0-stops-at", type=int)
     parser.add_argument("--callback-on-rank0-only", action="store_true")
+    parser.add_argument("--rank0-raises-at", type=int)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.kill_in_write:
@@ -107,6 +110,8 @@ def main() -> None:
     def callback(step: int, history) -> bool:
         if step == args.kill_at_step:
             os.kill(os.getpid(), signal.SIGKILL)
+        if step == args.rank0_raises_at and os.environ.get("RANK", "0") == "0":
+            raise RuntimeError(f"the callback failed at step {step} on rank 0")
         return step == args.rank0_stops_at and os.environ.get("RANK", "0") == "0"
 
     flow = build(args.model)
