@@ -87,18 +87,24 @@ def test_compare_on_a_file_reports_test_nll_and_skips_plots_above_2d(tmp_path):
     assert "test NLL (nats)" in markdown and "2-D data only" in markdown and len(_table_rows(markdown)) == 2
 
 
-def test_a_model_that_fails_to_train_is_reported_and_the_others_kept(tmp_path, monkeypatch):
+def fail_for_nice(monkeypatch, stage: str, error: Exception) -> None:
+    """Make ``compare``'s ``stage`` (a function it calls with the model's name first) raise ``error`` for nice."""
     from ctflows.cli import compare
+
+    real = getattr(compare, stage)
+
+    def or_fail(name, *args, **kwargs):
+        if name == "nice":
+            raise error
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(compare, stage, or_fail)
+
+
+def test_a_model_that_fails_to_train_is_reported_and_the_others_kept(tmp_path, monkeypatch):
     from ctflows.errors import TrainingError
 
-    real_train = compare.train
-
-    def train_or_fail(name, *args, **kwargs):
-        if name == "nice":
-            raise TrainingError("fit: the loss is nan at step 1\n(try a lower lr)")
-        return real_train(name, *args, **kwargs)
-
-    monkeypatch.setattr(compare, "train", train_or_fail)
+    fail_for_nice(monkeypatch, "train", TrainingError("fit: the loss is nan at step 1\n(try a lower lr)"))
     out = tmp_path / "out"
     assert main(["compare", "--data", "two_moons", "--models", "nice,realnvp", "--out", str(out), *TINY]) == 1
     report = json.loads((out / "report.json").read_text())
@@ -121,17 +127,9 @@ def test_the_headline_score_survives_a_missing_value_or_error():
 
 
 def test_a_model_whose_plot_fails_keeps_its_row_and_the_report(tmp_path, monkeypatch):
-    from ctflows.cli import compare
     from ctflows.errors import SolverError
 
-    real_panels = compare.model_panels
-
-    def panels_or_fail(name, *args, **kwargs):
-        if name == "nice":
-            raise SolverError("CNF: step size underflow on the plot grid")
-        return real_panels(name, *args, **kwargs)
-
-    monkeypatch.setattr(compare, "model_panels", panels_or_fail)
+    fail_for_nice(monkeypatch, "model_panels", SolverError("CNF: step size underflow on the plot grid"))
     out = tmp_path / "out"
     assert main(["compare", "--data", "two_moons", "--models", "nice,realnvp", "--out", str(out), *TINY]) == 0
     report = json.loads((out / "report.json").read_text())
