@@ -40,8 +40,16 @@ class ActNorm(Transform):
         """Set μ, s to the mean and log std of ``x [B, features]`` (B ≥ 2)."""
         if x.shape[0] < 2:
             raise InputError(f"ActNorm.initialize: need a batch of at least 2 points, got {x.shape[0]}")
+        std = x.std(dim=0)
+        constant = (std == 0).nonzero().flatten().tolist()
+        if constant:
+            # Its scale would become 1/eps = 1e6: every later point off that value would get a log-density of -1e10.
+            raise InputError(
+                f"ActNorm: feature {constant[0]} is constant in the batch it initialises from (standard deviation 0); "
+                "drop or jitter that feature (dequantize discrete data), or initialise from a larger batch"
+            )
         self.loc.copy_(x.mean(dim=0))
-        self.log_scale.copy_(torch.log(x.std(dim=0) + self.eps))
+        self.log_scale.copy_(torch.log(std + self.eps))
         self.initialized.fill_(True)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:

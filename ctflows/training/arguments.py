@@ -5,6 +5,7 @@ Every mistake is a :class:`~ctflows.errors.ConfigurationError` that names the ar
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,3 +73,14 @@ def check_checkpointing(directory: Any, every: int | None, resume: bool) -> None
         _positive_int("checkpoint_every", every)
     if (every is not None or resume) and directory is None:
         raise ConfigurationError("fit: checkpoint_every and resume need a checkpoint_dir to write to and read from")
+    if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
+        # found now, not when the first checkpoint is written (possibly at the end of the run)
+        raise ConfigurationError(f"fit: checkpoint_dir {directory} is a file, not a directory; give a directory path")
+
+
+def check_callback(callback: Any) -> None:
+    """A callback is called after every step: a value that cannot be called is refused before the first."""
+    if callback is not None and not callable(callback):
+        raise ConfigurationError(
+            f"fit: callback must be callable as callback(step, history) -> bool | None, got {type(callback).__name__}"
+        )

@@ -75,6 +75,7 @@ class BatchStream:
         self._order = torch.empty(0, dtype=torch.long)
         self._taken_in_pass = 0  # for DataLoaders
         self._pass: Iterator[Any] | None = None
+        _check_pair_of_tensors(data, owner)
         if is_density(data):
             self._kind = "density"
         elif _is_tensor_data(data):
@@ -230,6 +231,15 @@ def _split(item: Any, owner: str) -> Batch:
         return item[0], item[1] if len(item) == 2 else None
     kind = f"a {type(item).__name__}" + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else "")
     raise DataError(f"{owner}: a batch must be a Tensor x or a tuple (x,) or (x, context) of Tensors, got {kind}")
+
+
+def _check_pair_of_tensors(data: Any, owner: str) -> None:
+    """An ``(x, context)`` pair with an array in it would otherwise be iterated as a sequence of batches."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and any(isinstance(t, Tensor) for t in data):
+        for name, part in zip(("x", "context"), data):
+            if not isinstance(part, Tensor):
+                raise DataError(f"{owner}: in the data pair (x, context), {name} is a {type(part).__name__}, not a "
+                                "torch Tensor; convert it with torch.as_tensor(...)")
 
 
 def _check_iterable(data: Any, owner: str) -> None:

@@ -26,7 +26,9 @@ from ctflows.core.stats import count_stats, detach_regularization_terms
 from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.linear.actnorm import awaits_data_initialisation
 from ctflows.training.averaging import ParameterAverage, check_decay, holding_average
-from ctflows.training.arguments import check_arguments, check_checkpointing, check_eval_shape, optimizer_class
+from ctflows.training.arguments import (
+    check_arguments, check_callback, check_checkpointing, check_eval_shape, optimizer_class,
+)
 from ctflows.training.checkpoint import save
 from ctflows.training.data_source import BatchStream, make_generator, placement
 from ctflows.training.distributed import DataParallel, process_device
@@ -144,6 +146,7 @@ def fit(
     # Everything is checked before the first forward pass, which can be costly (an ODE solve).
     check_arguments(steps, seconds, batch_size, lr, clip_grad, eval_data, eval_every, eval_samples, regularization)
     check_checkpointing(checkpoint_dir, checkpoint_every, resume)
+    check_callback(callback)
     if ema_decay is not None:
         ema_decay = check_decay(ema_decay)
     plan = Schedule.build(schedule, warmup, steps=steps, seconds=seconds)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -167,6 +168,22 @@ def test_evaluations_and_callback_stop():
 def test_bad_arguments(kwargs):
     with pytest.raises(ConfigurationError):
         fit(affine_flow(), CorrelatedGaussian(), **kwargs)
+
+
+def test_mistakes_that_used_to_surface_after_training_are_refused_before_it(tmp_path):
+    from ctflows.errors import DataError
+
+    steps = []
+    taken = lambda step, history: steps.append(step)  # noqa: E731
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ConfigurationError, match="checkpoint_dir .*a_file is a file, not a directory"):
+        fit(affine_flow(), CorrelatedGaussian(), steps=2, batch_size=8, checkpoint_dir=tmp_path / "a_file", callback=taken)
+    with pytest.raises(ConfigurationError, match="callback must be callable.*got int"):
+        fit(affine_flow(), CorrelatedGaussian(), steps=2, batch_size=8, callback=5)
+    # a NumPy context used to be read as no context (the pair iterated as two batches)
+    with pytest.raises(DataError, match="context is a ndarray, not a torch Tensor; convert it with torch.as_tensor"):
+        fit(affine_flow(), (torch.randn(16, 2), np.zeros((16, 3))), steps=2, batch_size=8)
+    assert steps == []
 
 
 @pytest.mark.cuda
