@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ctflows.core import DiagonalNormal, StandardNormal
+from ctflows.errors import ConfigurationError, InputError
 
 
 def test_standard_normal_matches_torch_distributions():
@@ -34,3 +35,19 @@ def test_event_shapes_and_dtype_follow_to(base):
     assert base.log_prob(z).shape == (5,)
     # A 6-D standard normal's log-density at 0 is -3 log 2π.
     assert float(StandardNormal((2, 3)).log_prob(torch.zeros(1, 2, 3))) == pytest.approx(-3 * math.log(2 * math.pi))
+
+
+@pytest.mark.parametrize("base", [StandardNormal(2), DiagonalNormal(2)])
+def test_a_base_refuses_points_of_the_wrong_shape_or_type_and_bad_counts(base):
+    # StandardNormal used to score a [4, 3] batch, or a [4] vector, as if it were [batch, 2].
+    for z in (torch.zeros(4, 3), torch.zeros(4), torch.zeros(4, 2, 1)):
+        with pytest.raises(InputError, match=r"points must have shape \[batch, 2\]"):
+            base.log_prob(z)
+    with pytest.raises(InputError, match="floating-point"):
+        base.log_prob(torch.zeros(4, 2, dtype=torch.long))
+    for n in (-1, 2.5, True):
+        with pytest.raises(InputError, match="n must be a whole number >= 0"):
+            base.sample(n)
+    assert base.sample(0).shape == (0, 2) and torch.isneginf(base.log_prob(torch.full((1, 2), 1e30))).all()  # values are not checked
+    with pytest.raises(ConfigurationError, match="each event dimension must be an int >= 1"):
+        type(base)(0)
