@@ -5,6 +5,8 @@ Every mistake is a :class:`~ctflows.errors.ConfigurationError` that names the ar
 from __future__ import annotations
 
 import math
+import operator
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +44,47 @@ def check_arguments(
                                     and math.isfinite(seconds) and seconds > 0):
         raise ConfigurationError(f"fit: seconds must be a positive number, got {seconds!r}")
     _positive_int("batch_size", batch_size)
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+    if not (_is_number(lr) and lr > 0 and math.isfinite(lr)):
         raise ConfigurationError(f"fit: lr must be a positive number, got {lr!r}")
-    if clip_grad is not None and not clip_grad > 0:
-        raise ConfigurationError(f"fit: clip_grad must be positive or None, got {clip_grad!r}")
+    if clip_grad is not None and not (_is_number(clip_grad) and clip_grad > 0):
+        raise ConfigurationError(f"fit: clip_grad must be a positive number or None, got {clip_grad!r}")
     if eval_every is not None:
         if eval_data is None:
             raise ConfigurationError("fit: eval_every is set but eval_data is None; pass held-out data to evaluate on")
         _positive_int("eval_every", eval_every)
     if eval_data is not None:
         _positive_int("eval_samples", eval_samples)
+    if regularization is not None and not isinstance(regularization, Mapping):
+        raise ConfigurationError(
+            f"fit: regularization must map names to weights, e.g. {{'kinetic_energy': 0.01}}, got {type(regularization).__name__}"
+        )
     for name, weight in (regularization or {}).items():
         if not isinstance(weight, (int, float)) or not math.isfinite(weight):
             raise ConfigurationError(f"fit: the regularization weight for {name!r} must be a finite number, got {weight!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_whole(value: Any) -> bool:
+    """An integer of any kind (Python, NumPy, a 0-d integer tensor), not a bool."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return not isinstance(value, bool) and not (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
+
+
+def check_model_and_settings(owner: str, flow: Any, *, trained: bool, weight_decay: float = 0.0, seed: Any = None) -> None:
+    """The model has ``log_prob`` (and, to be ``trained``, is a module with parameters); a finite weight decay >= 0;
+    a seed torch can take (or None)."""
+    if not callable(getattr(flow, "log_prob", None)) or (trained and not isinstance(flow, torch.nn.Module)):
+        raise ConfigurationError(f"{owner}: the model must be a ctflows Flow (a module with log_prob), got {type(flow).__name__}")
+    if not (_is_number(weight_decay) and math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ConfigurationError(f"{owner}: weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    if seed is not None and not (_is_whole(seed) and 0 <= operator.index(seed) < 2**63):
+        raise ConfigurationError(f"{owner}: seed must be a whole number from 0 to 2^63 - 1, or None, got {seed!r}")
 
 
 def check_eval_shape(eval_data: Any, x: torch.Tensor) -> None:

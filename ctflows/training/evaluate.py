@@ -27,6 +27,7 @@ from ctflows.core.modes import evaluation_mode
 from ctflows.errors import ConfigurationError, DataError
 from ctflows.image.bits import nats_to_bits_per_dim
 from ctflows.image.dequantization import dequantize
+from ctflows.training.arguments import check_model_and_settings
 from ctflows.training.data_source import exact_log_prob, make_generator, one_pass, placement
 
 
@@ -66,6 +67,7 @@ def evaluate(
     Layers that need autograd internally (a CNF's exact divergence) enable it themselves, so the outer
     ``no_grad`` is safe. The modules' previous train/eval modes are restored afterwards.
     """
+    check_model_and_settings("evaluate", flow, trained=False, seed=seed)
     _check_positive("n", n)
     _check_positive("batch_size", batch_size)
     device, dtype = placement(flow)

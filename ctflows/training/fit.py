@@ -27,7 +27,7 @@ from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.linear.actnorm import awaits_data_initialisation
 from ctflows.training.averaging import ParameterAverage, check_decay, holding_average
 from ctflows.training.arguments import (
-    check_arguments, check_callback, check_checkpointing, check_eval_shape, optimizer_class,
+    check_arguments, check_callback, check_checkpointing, check_eval_shape, check_model_and_settings, optimizer_class,
 )
 from ctflows.training.checkpoint import save
 from ctflows.training.data_source import BatchStream, make_generator, placement
@@ -144,6 +144,7 @@ def fit(
         TrainingError: too many non-finite steps in a row (or one, with ``on_nonfinite="raise"``).
     """
     # Everything is checked before the first forward pass, which can be costly (an ODE solve).
+    check_model_and_settings("fit", flow, trained=True, weight_decay=weight_decay, seed=seed)
     check_arguments(steps, seconds, batch_size, lr, clip_grad, eval_data, eval_every, eval_samples, regularization)
     check_checkpointing(checkpoint_dir, checkpoint_every, resume)
     check_callback(callback)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+import ctflows
 from ctflows.core import Chain, Flow, StandardNormal
 from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.training import History, fit
@@ -163,11 +164,21 @@ def test_evaluations_and_callback_stop():
 @pytest.mark.parametrize(
     "kwargs",
     [{"steps": 0}, {"batch_size": -1}, {"lr": 0.0}, {"schedule": "linear"}, {"warmup": 10, "steps": 10},
-     {"eval_every": 5}, {"optimizer": "lbfgs"}, {"clip_grad": 0}, {"regularization": {"penalty": math.nan}}],
+     {"eval_every": 5}, {"optimizer": "lbfgs"}, {"clip_grad": 0}, {"regularization": {"penalty": math.nan}},
+     # these used to reach torch, or Python, as they were: a raw ValueError, TypeError or AttributeError
+     {"weight_decay": -1.0}, {"weight_decay": math.nan}, {"clip_grad": "1"}, {"seed": "a"}, {"seed": 2**70},
+     {"regularization": ["kinetic_energy"]}],
 )
 def test_bad_arguments(kwargs):
     with pytest.raises(ConfigurationError):
         fit(affine_flow(), CorrelatedGaussian(), **kwargs)
+
+
+def test_a_model_that_is_not_a_flow_is_refused_by_fit_and_evaluate():
+    for call in (lambda model: fit(model, CorrelatedGaussian(), steps=1), lambda model: ctflows.evaluate(model, CorrelatedGaussian())):
+        for model in (torch.nn.Linear(2, 2), None):
+            with pytest.raises(ConfigurationError, match="must be a ctflows Flow.*got (Linear|NoneType)"):
+                call(model)
 
 
 def test_mistakes_that_used_to_surface_after_training_are_refused_before_it(tmp_path):
