@@ -43,6 +43,12 @@ def save(flow: nn.Module, path: str | os.PathLike, *, metadata: dict[str, Any] |
     file at ``path`` is left as it was. Returns the path written.
     """
     path = Path(path)
+    if not isinstance(flow, nn.Module):
+        raise CheckpointError(f"save: expected a model (an nn.Module such as a Flow), got {type(flow).__name__}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise CheckpointError(f"save: metadata must be a dict, got {type(metadata).__name__}")
+    if not path.parent.is_dir():
+        raise CheckpointError(f"save: the directory {path.parent} does not exist; create it first (e.g. Path(...).mkdir(parents=True))")
     try:
         inner = io.BytesIO()
         torch.save({"model": flow, "metadata": metadata if metadata is not None else {}}, inner)

@@ -126,5 +126,12 @@ def test_saved_file_has_ordinary_permissions_and_missing_directory_errors(tmp_pa
     umask = os.umask(0o022)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
-    with pytest.raises(CheckpointError, match="cannot create"):
+    with pytest.raises(CheckpointError, match=r"the directory .*no does not exist; create it first"):
         save(affine_flow(), tmp_path / "no" / "m.pt")
+
+
+def test_save_refuses_what_is_not_a_model_before_writing_anything(tmp_path):
+    for model, metadata in (({"weights": 1}, None), (5, None), (affine_flow(), 5)):
+        with pytest.raises(CheckpointError, match="save: (expected a model|metadata must be a dict)"):
+            save(model, tmp_path / "m.pt", metadata=metadata)
+    assert not list(tmp_path.iterdir())
