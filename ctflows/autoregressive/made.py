@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctflows.core.counts import optional_count
 from ctflows.errors import ConfigurationError
 from ctflows.networks.mlp import activation_module
 
@@ -62,7 +63,7 @@ class MADE(nn.Module):
     ) -> None:
         super().__init__()
         self.features, self.params_per_feature = features, params_per_feature
-        self.context_features = context_features
+        self.context_features = optional_count(type(self).__name__, "context_features", context_features)
         check_order("MADE", order, features)
         order_t = torch.arange(features) if order is None else torch.as_tensor(list(order))
         degrees = torch.empty(features, dtype=torch.long)

@@ -14,6 +14,7 @@ from typing import Sequence
 from torch import Tensor
 
 from ctflows.autoregressive.made import MADE, check_order
+from ctflows.core.counts import optional_count
 from ctflows.networks import soft_clamp
 from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError
@@ -49,7 +50,7 @@ class MaskedAutoregressive(Transform):
         if not scale_bound > 0:
             raise ConfigurationError(f"MaskedAutoregressive: scale_bound must be positive, got {scale_bound}")
         self.event_shape = (features,)
-        self.context_features = context_features
+        self.context_features = optional_count(type(self).__name__, "context_features", context_features)
         self.scale_bound = float(scale_bound)
         self.made = MADE(features, 2, hidden, order=order, context_features=context_features, activation=activation)
 

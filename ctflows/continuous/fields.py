@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ctflows.continuous.layers import ConcatLinear, ConcatSquashLinear
+from ctflows.core.counts import optional_count
 from ctflows.errors import ConfigurationError
 
 SMOOTH_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"softplus": nn.Softplus, "tanh": nn.Tanh, "silu": nn.SiLU}
@@ -124,7 +125,7 @@ class TimeMLP(VelocityField):
         if features < 1 or any(h < 1 for h in hidden):
             raise ConfigurationError(f"{type(self).__name__}: widths must be positive, got features={features}, hidden={tuple(hidden)}")
         self.features = features
-        self.context_features = context_features
+        self.context_features = optional_count(type(self).__name__, "context_features", context_features)
         self.time_embedding = time_embedding if time_embedding is not None else TimeIdentity()
         cond = self.time_embedding.out_features + (context_features or 0)
         widths = [features, *hidden, features]

@@ -20,3 +20,8 @@ def positive_count(owner: str, name: str, value: object) -> int:
     if isinstance(value, bool) or odd_tensor or count is None or count < 1:
         raise ConfigurationError(f"{owner}: {name} must be an int >= 1, got {value!r}")
     return count
+
+
+def optional_count(owner: str, name: str, value: object) -> int | None:
+    """``None``, or ``value`` as by :func:`positive_count` (a context width of 0 would build a layer that cannot run)."""
+    return None if value is None else positive_count(owner, name, value)

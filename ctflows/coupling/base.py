@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ctflows.core.counts import optional_count
 from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError
 from ctflows.networks import MLP
@@ -52,7 +53,7 @@ class Coupling(Transform):
         if mask.shape != (features,) or mask.all() or not mask.any():
             raise ConfigurationError(f"{type(self).__name__}: mask must be a [{features}] boolean tensor with both True and False entries")
         self.event_shape = (features,)
-        self.context_features = context_features
+        self.context_features = optional_count(type(self).__name__, "context_features", context_features)
         self.register_buffer("transformed", torch.nonzero(mask).flatten())
         self.register_buffer("identity", torch.nonzero(~mask).flatten())
         n_out = int(mask.sum()) * self.params_per_feature

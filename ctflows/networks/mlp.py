@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ctflows.core.counts import optional_count
 from ctflows.errors import ConfigurationError
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -52,7 +53,7 @@ class MLP(nn.Module):
         zero_last: bool = True,
     ) -> None:
         super().__init__()
-        self.context_features = context_features
+        self.context_features = optional_count(type(self).__name__, "context_features", context_features)
         widths = [in_features + (context_features or 0), *hidden]
         layers: list[nn.Module] = []
         for a, b in zip(widths[:-1], widths[1:]):

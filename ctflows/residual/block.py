@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ctflows.continuous.divergence import sample_noise
+from ctflows.core.counts import optional_count
 from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError
 from ctflows.residual.branch import LipschitzMLP
@@ -74,7 +75,7 @@ class ResidualBlock(Transform):
     ) -> None:
         super().__init__()
         self.event_shape = (features,)
-        self.context_features = context_features
+        self.context_features = optional_count(type(self).__name__, "context_features", context_features)
         self.logdet = resolve_logdet(logdet, features)
         self.eval_logdet = resolve_logdet(eval_logdet, features)
         if terms < 1 or eval_terms < 1:

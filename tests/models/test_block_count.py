@@ -36,3 +36,12 @@ def test_the_image_builders_check_their_counts_too():
 def test_one_block_is_enough(builder):
     flow = getattr(ctflows.models, builder)(2, blocks=1)
     assert any(not isinstance(layer, ctflows.ActNorm) for layer in flow.transform.layers)
+
+
+@pytest.mark.parametrize("builder", ["realnvp", "nice", "spline", "resflow", "cnf"])
+@pytest.mark.parametrize("width", [0, -1, 1.5])
+def test_a_context_width_that_is_not_a_positive_int_is_refused_when_built(builder, width):
+    # 0 used to build a model that failed only when sampled ('NoneType' object has no attribute 'to'), -1 one
+    # that asked for contexts of shape [batch, -1].
+    with pytest.raises(ConfigurationError, match="context_features must be an int >= 1"):
+        getattr(ctflows.models, builder)(2, context_features=width)
