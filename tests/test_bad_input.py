@@ -320,3 +320,24 @@ def test_cuda_input_to_a_cpu_layer_and_back(case: LayerCase) -> None:
     on_gpu = build(case, device="cuda")[0]
     with pytest.raises(InputError, match="input is on device cpu but the layer is on cuda:0"):
         on_gpu(x, None if context is None else context.cuda())
+
+
+def test_settings_of_the_wrong_type_are_configuration_errors_not_raw_type_errors() -> None:
+    # Each used to reach Python or torch as given: "Value after * must be an iterable", "'int' object is not
+    # iterable", "'<' not supported between 'str' and 'int'", "randperm(): argument 'n' must be int".
+    from ctflows.continuous import CNF, TimeMLP
+    from ctflows.errors import ConfigurationError
+    from ctflows.linear import ActNorm, LULinear, RandomPermutation
+
+    calls = {
+        "hidden must be a sequence": [lambda: ctflows.realnvp(2, hidden=8), lambda: ctflows.cnf(2, hidden=8),
+                                      lambda: ctflows.resflow(2, hidden=8), lambda: ctflows.models.maf(2, hidden=8)],
+        "each hidden width must be an int >= 1": [lambda: TimeMLP(2, (0,)), lambda: ctflows.realnvp(2, hidden=(16, -1))],
+        "features must be an int >= 1": [lambda: ctflows.realnvp(2.0), lambda: LULinear(2.5), lambda: ActNorm(0),
+                                         lambda: RandomPermutation(0)],
+        "must be finite and positive": [lambda: CNF(TimeMLP(2), atol="1e-5")],
+    }
+    for message, makers in calls.items():
+        for make in makers:
+            with pytest.raises(ConfigurationError, match=message):
+                make()

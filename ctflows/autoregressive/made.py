@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctflows.core.counts import optional_count
+from ctflows.core.counts import optional_count, widths
 from ctflows.errors import ConfigurationError
 from ctflows.networks.mlp import activation_module
 
@@ -74,7 +74,7 @@ class MADE(nn.Module):
         # without context (and D > 1) they would only add constants, so degrees start at 1.
         lo = 0 if (context_features or features == 1) else 1
         layers: list[nn.Module] = []
-        for width in hidden:
+        for width in widths(type(self).__name__, hidden):
             d_out = lo + torch.arange(width) % (features - lo)
             layers += [MaskedLinear((d_out[:, None] >= d_in[None, :]).long()), activation_module(activation)]
             d_in = d_out

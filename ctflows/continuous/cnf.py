@@ -34,6 +34,17 @@ TOLERANCE_FLOOR_EPS = 8
 """Tolerances are raised to at least this many machine epsilons of the input dtype (about 1e-6 in float32)."""
 
 
+
+def _positive_number(value: object) -> bool:
+    """A finite real number > 0 (a Python, NumPy or 0-d torch number; not a string, a bool or NaN)."""
+    if isinstance(value, (bool, str, bytes)):
+        return False
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return 0 < number < math.inf
+
 class CNF(Transform):
     """Continuous normalizing flow ``x [B, D] -> (z [B, D], log|det ∂z/∂x| [B])`` by an ODE solve.
 
@@ -125,10 +136,10 @@ class CNF(Transform):
         if not is_fixed_step(method) and step_size is not None:
             raise ConfigurationError(f"CNF: step_size is for fixed-step solvers; {method!r} chooses its own steps from atol/rtol")
         # NaN or infinite settings would otherwise surface as a solver failure blamed on stiff dynamics.
-        if not all(0 < v < math.inf for v in (atol, rtol, end_time)) or max_num_steps < 1:
+        if not all(_positive_number(v) for v in (atol, rtol, end_time)) or max_num_steps < 1:
             raise ConfigurationError(f"CNF: atol, rtol and end_time must be finite and positive, max_num_steps >= 1 (got {atol}, {rtol}, {end_time}, {max_num_steps})")
         for setting, value in (("step_size", step_size), ("eval_atol", eval_atol), ("eval_rtol", eval_rtol), ("exact_chunk_size", exact_chunk_size)):
-            if value is not None and not 0 < value < math.inf:
+            if value is not None and not _positive_number(value):
                 raise ConfigurationError(f"CNF: {setting} must be finite and positive (or None for the default), got {value}")
         if not 0.0 <= end_time_jitter < 1.0:
             raise ConfigurationError(f"CNF: end_time_jitter must be in [0, 1) (a fraction of T), got {end_time_jitter}")

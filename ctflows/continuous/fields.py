@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from ctflows.continuous.layers import ConcatLinear, ConcatSquashLinear
-from ctflows.core.counts import optional_count
+from ctflows.core.counts import optional_count, positive_count
+from ctflows.core.counts import widths as widths_of
 from ctflows.errors import ConfigurationError
 
 SMOOTH_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"softplus": nn.Softplus, "tanh": nn.Tanh, "silu": nn.SiLU}
@@ -122,8 +123,7 @@ class TimeMLP(VelocityField):
         activation_module = smooth_activation(activation, type(self).__name__)
         if layer not in _LAYERS:
             raise ConfigurationError(f"{type(self).__name__}: layer {layer!r} is not one of {sorted(_LAYERS)}")
-        if features < 1 or any(h < 1 for h in hidden):
-            raise ConfigurationError(f"{type(self).__name__}: widths must be positive, got features={features}, hidden={tuple(hidden)}")
+        features, hidden = positive_count(type(self).__name__, "features", features), widths_of(type(self).__name__, hidden)
         self.features = features
         self.context_features = optional_count(type(self).__name__, "context_features", context_features)
         self.time_embedding = time_embedding if time_embedding is not None else TimeIdentity()

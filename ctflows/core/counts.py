@@ -25,3 +25,10 @@ def positive_count(owner: str, name: str, value: object) -> int:
 def optional_count(owner: str, name: str, value: object) -> int | None:
     """``None``, or ``value`` as by :func:`positive_count` (a context width of 0 would build a layer that cannot run)."""
     return None if value is None else positive_count(owner, name, value)
+
+
+def widths(owner: str, hidden: object) -> tuple[int, ...]:
+    """Hidden layer widths: a sequence of ints >= 1 (possibly empty), e.g. ``(64, 64)``; else a ConfigurationError."""
+    if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+        raise ConfigurationError(f"{owner}: hidden must be a sequence of widths such as (64, 64), got {hidden!r}")
+    return tuple(positive_count(owner, "each hidden width", width) for width in hidden)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ctflows.core.counts import positive_count
 from ctflows.core.transform import Transform
 from ctflows.errors import InputError
 
@@ -29,6 +30,7 @@ class ActNorm(Transform):
 
     def __init__(self, features: int, eps: float = 1e-6) -> None:
         super().__init__()
+        features = positive_count("ActNorm", "features", features)
         self.event_shape = (features,)
         self.eps = eps
         self.loc = nn.Parameter(torch.zeros(features))

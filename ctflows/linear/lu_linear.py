@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ctflows.core.counts import positive_count
 from ctflows.core.transform import Transform
 
 
@@ -18,6 +19,7 @@ class LULinear(Transform):
 
     def __init__(self, features: int, *, identity_init: bool = False, generator: torch.Generator | None = None) -> None:
         super().__init__()
+        features = positive_count("LULinear", "features", features)
         self.event_shape = (features,)
         if identity_init:
             w = torch.eye(features)

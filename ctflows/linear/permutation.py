@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ctflows.core.counts import positive_count
 from ctflows.core.transform import Transform, zeros_logdet
 from ctflows.errors import ConfigurationError
 
@@ -36,11 +37,11 @@ class ReversePermutation(Permutation):
     """
 
     def __init__(self, features: int) -> None:
-        super().__init__(torch.arange(features - 1, -1, -1))
+        super().__init__(torch.arange(positive_count("ReversePermutation", "features", features) - 1, -1, -1))
 
 
 class RandomPermutation(Permutation):
     """A random permutation fixed at construction (drawn from ``generator`` when given)."""
 
     def __init__(self, features: int, generator: torch.Generator | None = None) -> None:
-        super().__init__(torch.randperm(features, generator=generator))
+        super().__init__(torch.randperm(positive_count("RandomPermutation", "features", features), generator=generator))

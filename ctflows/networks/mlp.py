@@ -9,7 +9,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ctflows.core.counts import optional_count
+from ctflows.core.counts import optional_count, positive_count
+from ctflows.core.counts import widths as widths_of
 from ctflows.errors import ConfigurationError
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -54,7 +55,9 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         self.context_features = optional_count(type(self).__name__, "context_features", context_features)
-        widths = [in_features + (context_features or 0), *hidden]
+        sizes = [positive_count(type(self).__name__, name, n) for name, n in (("in_features", in_features), ("out_features", out_features))]
+        in_features, out_features = sizes
+        widths = [in_features + (context_features or 0), *widths_of(type(self).__name__, hidden)]
         layers: list[nn.Module] = []
         for a, b in zip(widths[:-1], widths[1:]):
             layers += [nn.Linear(a, b), activation_module(activation)]
