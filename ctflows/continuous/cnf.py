@@ -7,6 +7,7 @@ al. 2020) are integrated together in one ``odeint`` call; the inverse runs the s
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Sequence
 
@@ -33,6 +34,20 @@ from ctflows.errors import ConfigurationError, InputError, SolverError
 TOLERANCE_FLOOR_EPS = 8
 """Tolerances are raised to at least this many machine epsilons of the input dtype (about 1e-6 in float32)."""
 
+
+
+def check_field_signature(field: nn.Module) -> None:
+    """A velocity field is called as ``field(t, x, context)``: one that cannot be is refused when the CNF is built."""
+    forward = getattr(field, "forward", field)  # an nn.Module's __call__ takes anything; its forward says what it takes
+    try:
+        inspect.signature(forward).bind(0.0, None, None)
+    except TypeError:
+        raise ConfigurationError(
+            f"CNF: the field {type(field).__name__} must accept field(t, x, context=None) -> dx/dt of x's shape; "
+            f"its forward is forward{inspect.signature(forward)}"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): it will tell for itself when called
+        pass
 
 
 def _positive_number(value: object) -> bool:
@@ -129,6 +144,7 @@ class CNF(Transform):
         features = features if features is not None else getattr(field, "features", None)
         if features is None or getattr(field, "features", features) != features:
             raise ConfigurationError(f"CNF: give features=D matching the field (field says {getattr(field, 'features', None)}, got {features})")
+        check_field_signature(field)
         check_method(method)
         check_adjoint(adjoint)
         if is_fixed_step(method) and step_size is None:

@@ -22,7 +22,7 @@ from ctflows.continuous.divergence import (
 from ctflows.continuous.failure import SolveSettings, solver_error
 from ctflows.continuous.first_step import StepRecorder
 from ctflows.continuous.regularization import regularization_rates
-from ctflows.errors import SolverError
+from ctflows.errors import ConfigurationError, SolverError
 
 
 def forward_mode_outputs(
@@ -188,6 +188,11 @@ class AugmentedDynamics:
                 # Also when x "requires grad" as a view made under no_grad: such a view is not in any graph.
                 x = x.detach().requires_grad_(True)
             v = self.field(t, x, self.context)
+            if v.shape != x.shape:  # else autograd's own message, about batched gradients, is the first word
+                raise ConfigurationError(
+                    f"{self.settings.layer}: the field returned shape {list(v.shape)} for x of shape {list(x.shape)}; "
+                    "it must return dx/dt, of x's shape"
+                )
             if self.estimator == "exact":
                 div, jac = exact_divergence(
                     v, x, create_graph=need_graph, chunk_size=self.chunk_size, return_jacobian=want_jacobian

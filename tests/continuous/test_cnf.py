@@ -194,3 +194,30 @@ def test_inference_mode_is_refused_with_a_clear_error_only_where_autograd_is_nee
         with pytest.raises(InputError, match="use torch.no_grad"):
             reverse(x)
         torch.testing.assert_close(forward(x)[1].clone(), expected)
+
+
+def test_a_user_field_with_the_wrong_signature_or_output_is_refused_in_plain_words():
+    # Before: "forward() takes 3 positional arguments but 4 were given" at the first call, and an autograd
+    # message about is_grads_batched for a field returning the wrong width.
+    from torch import nn
+
+    from ctflows.continuous import VelocityField
+
+    class NoContext(VelocityField):
+        features = 2
+
+        def __init__(self, out: int = 2) -> None:
+            super().__init__()
+            self.linear = nn.Linear(2, out)
+
+        def forward(self, t, x):
+            return self.linear(x)
+
+    class Wide(NoContext):
+        def forward(self, t, x, context=None):
+            return self.linear(x)
+
+    with pytest.raises(ConfigurationError, match=r"must accept field\(t, x, context=None\).*forward\(t, x\)"):
+        CNF(NoContext())
+    with pytest.raises(ConfigurationError, match=r"returned shape \[3, 3\] for x of shape \[3, 2\]"):
+        CNF(Wide(out=3), field_jvp=False)(torch.randn(3, 2))
