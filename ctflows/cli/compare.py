@@ -15,11 +15,12 @@ from pathlib import Path
 
 from ctflows.cli.dataset import load_dataset, plot_bounds
 from ctflows.cli.figures import animate, figure_grid, image_rows, model_panels, truth_panels
-from ctflows.cli.measure import Budget, fit_overrides, measure, quality, resolve_device, train
+from ctflows.cli.measure import Budget, fit_overrides, measure, quality, train
 from ctflows.cli.models import DEFAULT_IMAGE_MODELS, DEFAULT_MODELS, check_models_suit_data, model_spec, parse_model_list
 from ctflows.cli.report import machine, write_report
 from ctflows.errors import SolverError, TrainingError
 from ctflows.training import save
+from ctflows.training.arguments import check_device
 from ctflows.viz import loss_curves
 
 REFERENCE_POINTS = 20000
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_dataset(args.data, args.seed, image_batch=args.batch_size)
     names = parse_model_list(args.models or (DEFAULT_IMAGE_MODELS if data.is_image else DEFAULT_MODELS))
     check_models_suit_data(names, data.is_image, data.name, data.shape)
-    device = resolve_device(args.device)
+    device = check_device("--device", args.device)
     budget = Budget.from_options(args.steps, args.minutes, default_minutes=args.default_minutes)
     out = Path(args.out)
     (out / "models").mkdir(parents=True, exist_ok=True)

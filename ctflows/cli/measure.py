@@ -23,7 +23,6 @@ from ctflows.cli.dataset import Dataset
 from ctflows.cli.models import build_model, model_spec
 from ctflows.cli.report import plus_minus
 from ctflows.core.stats import count_stats
-from ctflows.errors import ConfigurationError
 from ctflows.training import History, evaluate, fit
 
 SPEED_SAMPLES = 10_000
@@ -74,13 +73,6 @@ class _CountingFlow(nn.Module):
         out = self.flow.log_prob(x, context)
         self.nfe.append(count_stats(self.flow).get("nfe_forward", 0))
         return out
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"cpu"`` or ``"cuda"``; a ConfigurationError when CUDA is asked for and absent."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigurationError("--device cuda: no CUDA device is available here; use --device cpu")
-    return torch.device(name)
 
 
 FIT_OPTIONS = ("lr", "batch_size", "schedule", "ema_decay")  # fit's keyword arguments the command line sets

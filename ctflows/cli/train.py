@@ -19,9 +19,10 @@ from pathlib import Path
 
 from ctflows.cli.dataset import load_dataset, plot_bounds
 from ctflows.cli.figures import figure_grid, image_rows, model_panels, truth_panels
-from ctflows.cli.measure import Budget, fit_overrides, measure, quality, resolve_device, train
+from ctflows.cli.measure import Budget, fit_overrides, measure, quality, train
 from ctflows.cli.models import check_models_suit_data, model_spec
 from ctflows.training import save
+from ctflows.training.arguments import check_device
 from ctflows.training.distributed import is_main_process
 from ctflows.viz import loss_curves
 
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     spec = model_spec(args.model)
     data = load_dataset(args.data, args.seed, image_batch=args.batch_size)
     check_models_suit_data([args.model], data.is_image, data.name, data.shape)
-    device = resolve_device(args.device)
+    device = check_device("--device", args.device)
     budget = Budget.from_options(args.steps, args.minutes, default_steps=args.default_steps)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -114,3 +114,26 @@ def check_callback(callback: Any) -> None:
         raise ConfigurationError(
             f"fit: callback must be callable as callback(step, history) -> bool | None, got {type(callback).__name__}"
         )
+
+
+def check_device(owner: str, device: Any) -> torch.device:
+    """``device`` as a ``torch.device`` that can hold the model here: a known type, and a GPU that exists.
+
+    Checked before the model moves, so a typo or a CUDA request on a CPU-only build names the argument rather
+    than surfacing as torch's own assertion from deep inside ``Module.to``.
+    """
+    if not isinstance(device, (str, torch.device)):
+        raise ConfigurationError(f"{owner}: device must be a string such as 'cpu' or 'cuda:0', or a torch.device, got {device!r}")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ConfigurationError(f"{owner}: device {device!r} is not a device torch knows; use 'cpu' or 'cuda[:N]'") from None
+    if device.type == "meta":
+        raise ConfigurationError(f"{owner}: device 'meta' holds no data to train or evaluate on; use 'cpu' or 'cuda[:N]'")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigurationError(f"{owner}: device {str(device)!r} asks for CUDA, but no CUDA device is available here; use 'cpu'")
+        if device.index is not None and device.index >= count:
+            raise ConfigurationError(f"{owner}: device {str(device)!r} does not exist: this machine has {count} CUDA device(s)")
+    return device

@@ -27,7 +27,8 @@ from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.linear.actnorm import awaits_data_initialisation
 from ctflows.training.averaging import ParameterAverage, check_decay, holding_average
 from ctflows.training.arguments import (
-    check_arguments, check_callback, check_checkpointing, check_eval_shape, check_model_and_settings, optimizer_class,
+    check_arguments, check_callback, check_checkpointing, check_device, check_eval_shape, check_model_and_settings,
+    optimizer_class,
 )
 from ctflows.training.checkpoint import save
 from ctflows.training.data_source import BatchStream, make_generator, placement
@@ -157,7 +158,7 @@ def fit(
         raise ConfigurationError("fit: regularization weights apply to the likelihood objective only")
     guard = NonFiniteGuard(on_nonfinite, max_bad_steps)
     if device is not None:
-        flow.to(process_device(device))
+        flow.to(process_device(check_device("fit", device)))
     device_, dtype = placement(flow)
     group = DataParallel(device_, enabled=distributed)
     finished = False

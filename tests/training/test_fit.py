@@ -197,6 +197,21 @@ def test_mistakes_that_used_to_surface_after_training_are_refused_before_it(tmp_
     assert steps == []
 
 
+
+@pytest.mark.parametrize(
+    "device, message",
+    [("bogus", "device 'bogus' is not a device torch knows"), (3, "device must be a string.*got 3"),
+     (torch.device("meta"), "device 'meta' holds no data"),
+     # on a CPU-only build torch itself raised an AssertionError from inside Module.to
+     ("cuda:99", "device 'cuda:99'.*(no CUDA device is available|does not exist)")],
+)
+def test_a_device_that_cannot_hold_the_model_is_refused_naming_it(device, message):
+    flow = affine_flow()
+    before = [p.detach().clone() for p in flow.parameters()]
+    with pytest.raises(ConfigurationError, match=f"fit: {message}"):
+        fit(flow, CorrelatedGaussian(), steps=1, batch_size=8, device=device)
+    assert all(torch.equal(a, b) and b.device.type == "cpu" for a, b in zip(before, flow.parameters()))
+
 @pytest.mark.cuda
 def test_fit_evaluate_and_checkpoint_on_cuda(tmp_path):
     from ctflows.training import evaluate, load, save
