@@ -15,9 +15,10 @@ from pathlib import Path
 
 from ctflows.cli.dataset import load_dataset, plot_bounds
 from ctflows.cli.figures import animate, figure_grid, image_rows, model_panels, truth_panels
+from ctflows.cli.leftovers import file_stamps, left_over_note
 from ctflows.cli.measure import Budget, fit_overrides, measure, quality, train
 from ctflows.cli.models import DEFAULT_IMAGE_MODELS, DEFAULT_MODELS, check_models_suit_data, model_spec, parse_model_list
-from ctflows.cli.report import machine, write_report
+from ctflows.cli.report import REPORT_FILES, machine, write_report
 from ctflows.errors import SolverError, TrainingError
 from ctflows.training import save
 from ctflows.training.arguments import check_device
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     device = check_device("--device", args.device)
     budget = Budget.from_options(args.steps, args.minutes, default_minutes=args.default_minutes)
     out = Path(args.out)
+    earlier = file_stamps(out)
     (out / "models").mkdir(parents=True, exist_ok=True)
     plots = data.dim == 2
     reference = data.reference(REFERENCE_POINTS, args.seed) if plots else None
@@ -86,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
                      f"and tested on the last {len(data.test)}.")
     elif data.density is None:
         notes.append("Trained on 80% of the file's rows (shuffled with the seed) and tested on the other 20%.")
+    stale = left_over_note(out, earlier, still_to_write=REPORT_FILES)
+    if stale:
+        notes.append(stale + ".")
+        print(f"Note: {stale}", flush=True)
     header = {
         "data": args.data, "dim": data.dim, "known_density": data.density is not None, "image": data.is_image,
         "levels": data.levels, "seed": args.seed, "fit_overrides": fit_overrides(args),

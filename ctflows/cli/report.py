@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import torch
 
+REPORT_FILES = ("report.md", "report.json")  # written last, from everything else
 KL_NOTE = "KL(p‖q) to the true density, Monte Carlo over {n} fresh samples (± one standard error)"
 NLL_NOTE = "negative log-likelihood of the {n} held-out test rows (20% of the file; ± one standard error)"
 BPD_NOTE = ("bits per dimension of the {n} held-out images, one dequantization draw each (an upper bound on the "
@@ -87,7 +88,7 @@ def write_report(out: Path, header: dict[str, Any], rows: Sequence[dict[str, Any
         md += [f"Density of `{name}` from data (t = 0) to base (t = T): ![{name}]({gif})", ""]
     md += [f"- {note}" for note in notes]
     out.mkdir(parents=True, exist_ok=True)
-    md_path, json_path = out / "report.md", out / "report.json"
+    md_path, json_path = (out / name for name in REPORT_FILES)
     md_path.write_text("\n".join(md).rstrip() + "\n", encoding="utf-8")
     json_path.write_text(json.dumps({**header, "models": list(rows), "notes": list(notes)}, indent=2) + "\n", encoding="utf-8")
     return md_path, json_path

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ctflows.cli.dataset import load_dataset, plot_bounds
 from ctflows.cli.figures import figure_grid, image_rows, model_panels, truth_panels
+from ctflows.cli.leftovers import file_stamps, left_over_note
 from ctflows.cli.measure import Budget, fit_overrides, measure, quality, train
 from ctflows.cli.models import check_models_suit_data, model_spec
 from ctflows.training import save
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     device = check_device("--device", args.device)
     budget = Budget.from_options(args.steps, args.minutes, default_steps=args.default_steps)
     out = Path(args.out)
+    earlier = file_stamps(out)
     out.mkdir(parents=True, exist_ok=True)
     if is_main_process():
         print(f"Training {args.model} ({spec.summary}) on {data.name} (D = {data.dim}) for {budget.describe()}", flush=True)
@@ -58,4 +60,7 @@ def run(args: argparse.Namespace) -> int:
         image_rows({f"held-out {data.name}": data.test, args.model: samples}, data.levels, out / "samples.png", f"{args.model} on {data.name}")
     print(f"{row['steps']} steps in {row['train_seconds']:.1f} s; {quality(row)}")
     print(f"Model: {out / 'model.pt'}  (outputs in {out})")
+    stale = left_over_note(out, earlier)
+    if stale:
+        print(f"Note: {stale}")
     return 0

@@ -140,3 +140,15 @@ def test_evaluate_keeps_seed_0_for_a_model_saved_without_one(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "model.pt"), "--n", "300"]) == 0
     kl = float(capsys.readouterr().out.split("KL(p || q) = ")[1].split()[0])
     assert kl == pytest.approx(ctflows.evaluate(flow, get_density("two_moons"), n=300, seed=0)["kl"], abs=1e-4)
+
+
+def test_train_into_a_used_directory_names_the_files_it_did_not_write(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("kept")
+    assert main(["train", "--data", "two_moons", "--model", "nice", "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "earlier run, not from this one: notes.txt" in printed and (out / "notes.txt").read_text() == "kept"
+    assert main(["train", "--data", "two_moons", "--model", "nice", "--out", str(out), *TINY]) == 0
+    note = next(line for line in capsys.readouterr().out.splitlines() if "earlier run" in line)
+    assert note.endswith(": notes.txt")  # everything else was written again
