@@ -40,6 +40,7 @@ from ctflows.core.flow import Flow
 from ctflows.core.transform import Chain, Transform
 from ctflows.errors import ConfigurationError
 from ctflows.nonparametric.ascent_step import radial_step
+from ctflows.nonparametric.checks import real_setting
 from ctflows.nonparametric.holdout import Patience, Pushed, split
 from ctflows.nonparametric.report import FitReport
 from ctflows.nonparametric.whitening import whitening_layer
@@ -58,7 +59,8 @@ def fit_dual_ascent(
     """Fit a density to ``data [N, D]`` by Tabak–Turner ascent with radial maps: ``-> Flow`` (base N(0, I)).
 
     Args:
-        data: training points ``[N, D]``; the model has their dtype and device.
+        data: training points ``[N, D]``, float32 or float64 (half precision is refused); the model has their
+            dtype and device.
         max_steps: the most elementary maps.
         step_limit: ε, the largest |β| of one map, in (0, 0.9] (every such map is invertible).
         neighbours: the bandwidth α of each map is the distance from its centre to the nearest
@@ -66,31 +68,33 @@ def fit_dual_ascent(
             included) of the pushed points.
         validation_fraction: share of ``data`` held out for the stopping rule.
         patience: maps without a held-out improvement before stopping.
-        generator: a CPU generator for the split and the choice of centres.
+        generator: a CPU ``torch.Generator`` (or None: torch's global one) for the split and the choice of centres.
 
     The returned flow is in ``eval()`` mode and carries ``flow.report``, a :class:`FitReport` (mean
     log-likelihoods after 0, 1, … maps, before the cut; ``extra["beta"]`` holds each map's β).
     Reference: Tabak & Turner, "A family of nonparametric density estimation algorithms", CPAM 2013.
     """
     owner = "fit_dual_ascent"
-    if not 0 < step_limit <= 0.9:
-        raise ConfigurationError(f"{owner}: step_limit must lie in (0, 0.9], got {step_limit}")
+    step_limit = real_setting(owner, "step_limit", step_limit, "a number in (0, 0.9]", lambda v: 0 < v <= 0.9)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
         raise ConfigurationError(f"{owner}: max_steps must be a non-negative int, got {max_steps!r}")
     # The count includes the centre itself: 1 would give a zero radius, a spike that moves one point and overfits.
-    if not (0 < neighbours < 1 or (neighbours >= 2 and float(neighbours).is_integer())):
-        raise ConfigurationError(f"{owner}: neighbours must be a fraction in (0, 1) or a whole count >= 2, got {neighbours}")
+    neighbours = real_setting(owner, "neighbours", neighbours, "a fraction in (0, 1) or a whole count >= 2",
+                              lambda v: 0 < v < 1 or (v >= 2 and v.is_integer()))
     start = time.perf_counter()
     train, val = split(data, validation_fraction, generator, owner=owner)
     k = int(neighbours) if neighbours >= 1 else max(2, math.ceil(neighbours * train.shape[0]))
     if k > train.shape[0]:
-        raise ConfigurationError(f"{owner}: neighbours={neighbours} asks for {k} of {train.shape[0]} training points")
+        raise ConfigurationError(
+            f"{owner}: neighbours={neighbours:g} asks for {k} of {train.shape[0]} training points; "
+            f"pass a count of at most {train.shape[0]} or a fraction in (0, 1)"
+        )
     whiten = whitening_layer(train)
     pushed = Pushed(train, val)
     pushed.push(whiten)
     report = FitReport("dual_ascent", prefix_layers=1, layers_per_step=1, extra={"beta": []})
     report.record(*pushed.log_likelihoods())
-    stopper = Patience(patience, initial=report.validation[0])
+    stopper = Patience(patience, initial=report.validation[0], owner=owner)
     layers: list[Transform] = [whiten]
     for _ in range(max_steps):
         layer = radial_step(pushed.train, k, step_limit, generator)

@@ -21,16 +21,19 @@ can be fine-tuned by maximum likelihood afterwards, e.g. ``ctflows.fit(flow, dat
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from ctflows.core.counts import positive_count
 from ctflows.core.distributions import StandardNormal
 from ctflows.core.flow import Flow
 from ctflows.core.transform import Chain, Transform
 from ctflows.errors import ConfigurationError
+from ctflows.nonparametric.checks import real_setting
 from ctflows.nonparametric.holdout import Patience, Pushed, split
 from ctflows.nonparametric.marginal import MarginalGaussianization
 from ctflows.nonparametric.report import FitReport
@@ -51,13 +54,14 @@ def fit_gaussianization(
     """Fit a density to ``data [N, D]`` by rotation-based iterative Gaussianization: ``-> Flow`` (base N(0, I)).
 
     Args:
-        data: training points ``[N, D]``; the model has their dtype and device.
+        data: training points ``[N, D]``, float32 or float64 (half precision is refused); the model has their
+            dtype and device.
         max_steps: the most (rotation, marginal) steps after the first marginal map.
         rotation: ``"pca"`` or ``"random"`` (drawn from ``generator``).
         kernels, bandwidth: of each marginal map, see :meth:`MarginalGaussianization.from_data`.
         validation_fraction: share of ``data`` held out for the stopping rule.
         patience: steps without a held-out improvement before stopping.
-        generator: a CPU generator for the split and the random rotations.
+        generator: a CPU ``torch.Generator`` (or None: torch's global one) for the split and the random rotations.
 
     The returned flow is in ``eval()`` mode and carries ``flow.report``, a :class:`FitReport` (mean
     log-likelihoods after 0, 1, … steps, 0 being the first marginal map alone, before the cut).
@@ -69,13 +73,16 @@ def fit_gaussianization(
         raise ConfigurationError(f"{owner}: rotation must be 'pca' or 'random', got {rotation!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
         raise ConfigurationError(f"{owner}: max_steps must be a non-negative int, got {max_steps!r}")
+    # Checked here, not only in the layer, so that the message names the function the user called.
+    kernels = positive_count(owner, "kernels", kernels)
+    bandwidth = real_setting(owner, "bandwidth", bandwidth, "a finite number > 0", lambda v: 0 < v < math.inf)
     start = time.perf_counter()
     train, val = split(data, validation_fraction, generator, owner=owner)
     pushed = Pushed(train, val)
     layers: list[Transform] = [MarginalGaussianization.from_data(train, kernels, bandwidth=bandwidth)]
     pushed.push(layers[0])
     report = FitReport("gaussianization", prefix_layers=1, layers_per_step=2)
-    stopper = Patience(patience, initial=report.record(*pushed.log_likelihoods()))
+    stopper = Patience(patience, initial=report.record(*pushed.log_likelihoods()), owner=owner)
     for _ in range(max_steps):
         x = pushed.train
         turn = pca_rotation(x) if rotation == "pca" else random_rotation(x.shape[1], generator=generator, dtype=x.dtype)

@@ -12,9 +12,10 @@ import math
 import torch
 from torch import Tensor
 
+from ctflows.core.counts import positive_count
 from ctflows.core.transform import Transform
-from ctflows.core.validation import check_tensor
-from ctflows.errors import ConfigurationError, DataError, InputError
+from ctflows.errors import DataError
+from ctflows.nonparametric.checks import check_data, check_generator, real_setting
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 MAX_REPEATED_FRACTION = 0.01  # exact repeats allowed (float32 samples of a continuous density rarely collide)
@@ -30,15 +31,15 @@ def split(
 ) -> tuple[Tensor, Tensor]:
     """Shuffle ``data [N, D]`` and cut it into ``(train, validation)``; the validation part has ≥ 1 point.
 
-    Raises :class:`InputError` for a non-tensor, non-float, NaN/Inf or non-2-D ``data`` and
-    :class:`DataError` when too few points are left to fit (fewer than D + 2 for training) or more than
-    1% of the points repeat another one exactly.
+    Raises :class:`InputError` for ``data`` that is not a finite float32/float64 ``[N, D]`` tensor
+    (:func:`check_data`), :class:`ConfigurationError` for a ``validation_fraction`` outside (0, 1) or a
+    ``generator`` that is not a CPU ``torch.Generator``, and :class:`DataError` when too few points are left
+    to fit (fewer than D + 2 for training) or more than 1% of the points repeat another one exactly.
     """
-    check_tensor(owner, data, None, name="data")
-    if data.dim() != 2:
-        raise InputError(f"{owner}: data must have shape [N, D] (points in rows), got {list(data.shape)}")
-    if not 0 < validation_fraction < 1:
-        raise ConfigurationError(f"{owner}: validation_fraction must lie in (0, 1), got {validation_fraction}")
+    check_data(owner, data)
+    check_generator(owner, generator)
+    validation_fraction = real_setting(owner, "validation_fraction", validation_fraction, "a number in (0, 1)",
+                                       lambda v: 0 < v < 1)
     n = data.shape[0]
     n_val = max(1, round(validation_fraction * n))
     if n - n_val < data.shape[1] + 2:
@@ -84,10 +85,10 @@ class Pushed:
 class Patience:
     """Tracks the best held-out value and says when ``patience`` steps have passed without beating it."""
 
-    def __init__(self, patience: int, initial: float = -math.inf, min_improvement: float = 0.0) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ConfigurationError(f"patience must be a positive int, got {patience!r}")
-        self.patience, self.min_improvement = patience, min_improvement
+    def __init__(
+        self, patience: int, initial: float = -math.inf, min_improvement: float = 0.0, *, owner: str = "Patience"
+    ) -> None:
+        self.patience, self.min_improvement = positive_count(owner, "patience", patience), min_improvement
         self.best, self.best_step, self.step = initial, 0, 0  # step 0: the model before any addition
 
     def update(self, value: float) -> bool:

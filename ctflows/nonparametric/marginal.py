@@ -31,7 +31,8 @@ from torch import Tensor, nn
 
 from ctflows.core.counts import positive_count
 from ctflows.core.transform import Transform
-from ctflows.errors import ConfigurationError, DataError
+from ctflows.errors import DataError
+from ctflows.nonparametric.checks import real_setting
 from ctflows.nonparametric.normal_quantile import normal_quantile
 from ctflows.nonparametric.root import solve_increasing
 
@@ -79,8 +80,8 @@ class MarginalGaussianization(Transform):
         are within 0.04 nats of the best held-out log-likelihood (fewer, wider kernels overfit less
         when layers are stacked).
         """
-        if not 0 < bandwidth < math.inf:  # also refuses NaN
-            raise ConfigurationError(f"MarginalGaussianization.from_data: bandwidth must be finite and > 0, got {bandwidth}")
+        bandwidth = real_setting("MarginalGaussianization.from_data", "bandwidth", bandwidth, "a finite number > 0",
+                                 lambda v: 0 < v < math.inf)
         n, d = x.shape
         if n < 2:
             raise DataError(f"MarginalGaussianization.from_data: need at least 2 points, got {n}")

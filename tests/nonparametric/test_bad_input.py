@@ -1,0 +1,77 @@
+"""Bad input to the two fitted models: each mistake is a ctflows error that names the function and the argument,
+shows what was given and says what to pass, instead of a raw torch error, a misleading one or a silent half fit."""
+import numpy as np
+import pytest
+import torch
+
+from ctflows.errors import ConfigurationError, InputError
+from ctflows.nonparametric import fit_dual_ascent, fit_gaussianization
+
+FITTERS = [fit_dual_ascent, fit_gaussianization]
+
+
+def good() -> torch.Tensor:
+    return torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("fitter", FITTERS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_half_precision_data_is_refused(fitter, dtype):
+    # Before: Gaussianization hit "ndtri_cpu not implemented for 'Half'"; the dual ascent fitted in half
+    # precision and stopped at once on log-likelihoods too coarse to improve.
+    with pytest.raises(InputError, match=rf"{fitter.__name__}: data has dtype {dtype}.*float32 or float64.*data\.float\(\)"):
+        fitter(good().to(dtype), max_steps=1)
+
+
+@pytest.mark.parametrize("fitter", FITTERS)
+@pytest.mark.parametrize("generator", [0, "0", np.random.default_rng(0)], ids=["int", "str", "numpy"])
+def test_a_generator_that_is_not_a_torch_generator_is_refused(fitter, generator):
+    with pytest.raises(ConfigurationError, match=rf"{fitter.__name__}: generator must be a torch.Generator or None, "
+                                                 r"got \w+ .*torch\.Generator\(\)\.manual_seed\(s\)"):
+        fitter(good(), max_steps=1, generator=generator)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a non-CPU generator")
+@pytest.mark.parametrize("fitter", FITTERS)
+def test_a_cuda_generator_is_refused(fitter):
+    with pytest.raises(ConfigurationError, match=rf"{fitter.__name__}: generator must be a CPU generator, got one on cuda"):
+        fitter(good().cuda(), max_steps=1, generator=torch.Generator(device="cuda"))
+
+
+@pytest.mark.parametrize("fitter", FITTERS)
+def test_data_without_coordinates_is_refused(fitter):
+    with pytest.raises(InputError, match=rf"{fitter.__name__}: data has no coordinates \(shape \[200, 0\]\)"):
+        fitter(good()[:, :0], max_steps=1)
+
+
+@pytest.mark.parametrize("fitter", FITTERS)
+@pytest.mark.parametrize(("scale", "way"), [(1e160, "overflow"), (1e-160, "underflow")])
+def test_data_whose_squares_leave_float64_is_refused(fitter, scale, way):
+    # Before: "a column of the data is constant" or a RadialExpansion with bandwidth=nan, neither the cause.
+    with pytest.raises(InputError, match=rf"{fitter.__name__}: data has values of magnitude .* {way} float64.*rescale"):
+        fitter(good() * scale, max_steps=1)
+
+
+@pytest.mark.parametrize("fitter", FITTERS)
+def test_settings_of_the_wrong_type_are_refused(fitter):
+    name = fitter.__name__
+    with pytest.raises(ConfigurationError, match=rf"{name}: validation_fraction must be a number in \(0, 1\), got '0.2'"):
+        fitter(good(), max_steps=1, validation_fraction="0.2")
+    with pytest.raises(ConfigurationError, match=rf"{name}: patience must be an int >= 1, got 0"):
+        fitter(good(), max_steps=1, patience=0)
+
+
+def test_dual_ascent_settings_of_the_wrong_type_are_refused():
+    with pytest.raises(ConfigurationError, match=r"fit_dual_ascent: step_limit must be a number in \(0, 0.9\], got '0.1'"):
+        fit_dual_ascent(good(), max_steps=1, step_limit="0.1")
+    with pytest.raises(ConfigurationError, match=r"fit_dual_ascent: neighbours must be a fraction .* got '5%'"):
+        fit_dual_ascent(good(), max_steps=1, neighbours="5%")
+    with pytest.raises(ConfigurationError, match=r"neighbours=200 asks for 200 of 160 .*pass a count of at most 160"):
+        fit_dual_ascent(good(), max_steps=1, neighbours=200)
+
+
+def test_gaussianization_settings_name_the_function_called():
+    with pytest.raises(ConfigurationError, match=r"fit_gaussianization: bandwidth must be a finite number > 0, got '2'"):
+        fit_gaussianization(good(), max_steps=1, bandwidth="2")
+    with pytest.raises(ConfigurationError, match=r"fit_gaussianization: kernels must be an int >= 1, got 0"):
+        fit_gaussianization(good(), max_steps=1, kernels=0)
