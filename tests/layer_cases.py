@@ -10,8 +10,8 @@ from typing import Callable
 
 import torch
 
-from ctflows.continuous import CNF, FourierMLP, TimeMLP
-from ctflows.core import Transform
+from ctflows.continuous import CNF, ConcatMLP, FourierMLP, TimeMLP
+from ctflows.core import Inverse, Transform
 from ctflows.autoregressive import MaskedAutoregressive
 from ctflows.coupling import AdditiveCoupling, AffineCoupling, RQSplineCoupling
 from ctflows.elementary import Planar, Radial
@@ -45,6 +45,8 @@ CASES: list[LayerCase] = [
         lambda d, c: AffineCoupling(d, hidden=(16, 16), context_features=c),
         conditional=True,
     ),
+    # A layer run backwards: its inverse pass becomes the forward one, with the log-det negated.
+    LayerCase("inverse_affine_coupling", lambda d, c: Inverse(AffineCoupling(d, hidden=(16, 16)))),
     LayerCase("rq_spline_coupling", lambda d, c: RQSplineCoupling(d, hidden=(16, 16))),
     # A bound of 1 puts about a third of the N(0, 1) test inputs in the identity tails.
     LayerCase(
@@ -80,6 +82,11 @@ CASES: list[LayerCase] = [
     LayerCase(
         "cnf_concatsquash",
         lambda d, c: CNF(TimeMLP(d, (16, 16)), eval_atol=1e-10, eval_rtol=1e-10),
+        atol=1e-7,
+    ),
+    LayerCase(
+        "cnf_concat",
+        lambda d, c: CNF(ConcatMLP(d, (16, 16), activation="softplus"), eval_atol=1e-10, eval_rtol=1e-10),
         atol=1e-7,
     ),
     LayerCase(

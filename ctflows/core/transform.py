@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from torch import Tensor, nn
 
 from ctflows.core.validation import check_context, check_placement, check_tensor, placement
-from ctflows.errors import ConfigurationError
+from ctflows.errors import ConfigurationError, InputError
 
 
 class Transform(nn.Module):
@@ -197,7 +197,10 @@ class Inverse(Transform):
         self.context_features = transform.context_features
 
     def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
-        self.transform.check(x, context, name=name, inverse=not inverse)
+        try:
+            self.transform.check(x, context, name=name, inverse=not inverse)
+        except InputError as error:  # the layer called was the inverse: say so, or the message names one never called
+            raise type(error)(f"Inverse of {error}") from None
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         return self.transform._inverse(x, context)
