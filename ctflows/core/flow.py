@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ctflows.core.distributions import Distribution
 from ctflows.core.transform import Chain, Transform, output_shape
-from ctflows.core.validation import check_context, check_tensor, placement
+from ctflows.core.validation import check_context, check_generator, check_tensor, placement
 from ctflows.errors import ConfigurationError, InputError
 
 
@@ -76,6 +76,7 @@ class Flow(nn.Module):
         if isinstance(n, bool) or not isinstance(n, Integral) or n <= 0:
             raise InputError(f"Flow.sample: n must be a positive integer, got {n!r} ({type(n).__name__})")
         n = int(n)
+        check_generator("Flow.sample", generator, placement(self)[0])
         context = self._expand_context(context, n)
         z = self.base.sample(n, context, generator=generator)
         x, logdet_inverse = self.transform._inverse(z, context)

@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from ctflows.errors import InputError
+from ctflows.errors import ConfigurationError, InputError
 
 
 def placement(module: nn.Module) -> tuple[torch.device | None, torch.dtype | None]:
@@ -126,4 +126,21 @@ def check_context(
     if context.shape[0] != batch:
         raise InputError(
             f"{owner}: context has batch size {context.shape[0]} but the input has {batch}; give one context row per input row"
+        )
+
+
+def check_generator(owner: str, generator: object, device: torch.device | None = None) -> None:
+    """Raise :class:`ConfigurationError` unless ``generator`` is ``None`` or a ``torch.Generator`` (on the
+    type of ``device``, where the draws must be made on that device)."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise ConfigurationError(
+            f"{owner}: generator must be a torch.Generator or None, got {type(generator).__name__} {generator!r}; "
+            "for a seed s pass generator=torch.Generator().manual_seed(s)"
+        )
+    if device is not None and generator.device.type != device.type:
+        raise ConfigurationError(
+            f"{owner}: generator is on {generator.device} but the draws are made on {device}; "
+            f"pass torch.Generator(device={device.type!r})"
         )

@@ -16,6 +16,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from ctflows.core.validation import check_generator
 from ctflows.errors import ConfigurationError, InputError
 
 
@@ -49,6 +50,7 @@ class ToyDensity:
             raise InputError(f"{self.name}: the number of samples must be a non-negative int, got {n!r}")
         if not dtype.is_floating_point:
             raise InputError(f"{self.name}: samples need a floating-point dtype, got {dtype}")
+        check_generator(f"{self.name}.sample", generator)
         draw_device = generator.device if generator is not None else torch.device(device or "cpu")
         out = self._cast(self._sample64(n, generator, draw_device), dtype)
         return out.to(device=device if device is not None else draw_device)

@@ -1,7 +1,7 @@
 """Argument checks of the fitted models, made before any work so that a bad call fails with a ctflows error.
 
-Data that cannot be fitted is an :class:`InputError`; a setting that cannot work (a number out of range, a
-generator of the wrong kind) is a :class:`ConfigurationError`. Each message names the function and the
+Data that cannot be fitted is an :class:`InputError`; a setting that cannot work (a number out of range) is a
+:class:`ConfigurationError` (the generator's check is the one every sampler shares, in ``core/validation``). Each message names the function and the
 argument, shows what was given and says what to pass instead.
 """
 from __future__ import annotations
@@ -45,22 +45,6 @@ def check_data(owner: str, data: Tensor) -> None:
         raise InputError(
             f"{owner}: data has values of magnitude up to {scale:.3g}, whose squares {way} float64 in the fit "
             f"(it needs a largest |value| in [{_SMALL:.1e}, {big:.1e}]); rescale it, e.g. (data - data.mean(0)) / data.std(0)"
-        )
-
-
-def check_generator(owner: str, generator: object) -> None:
-    """Raise :class:`ConfigurationError` unless ``generator`` is ``None`` or a CPU ``torch.Generator``."""
-    if generator is None:
-        return
-    if not isinstance(generator, torch.Generator):
-        raise ConfigurationError(
-            f"{owner}: generator must be a torch.Generator or None, got {type(generator).__name__} {generator!r}; "
-            "for a seed s pass generator=torch.Generator().manual_seed(s)"
-        )
-    # The split, the centres and the rotations are drawn on the CPU (then moved to the data's device).
-    if generator.device.type != "cpu":
-        raise ConfigurationError(
-            f"{owner}: generator must be a CPU generator, got one on {generator.device}; pass torch.Generator()"
         )
 
 

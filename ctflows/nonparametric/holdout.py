@@ -14,8 +14,9 @@ from torch import Tensor
 
 from ctflows.core.counts import positive_count
 from ctflows.core.transform import Transform
+from ctflows.core.validation import check_generator
 from ctflows.errors import DataError
-from ctflows.nonparametric.checks import check_data, check_generator, real_setting
+from ctflows.nonparametric.checks import check_data, real_setting
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 MAX_REPEATED_FRACTION = 0.01  # exact repeats allowed (float32 samples of a continuous density rarely collide)
@@ -37,7 +38,7 @@ def split(
     to fit (fewer than D + 2 for training) or more than 1% of the points repeat another one exactly.
     """
     check_data(owner, data)
-    check_generator(owner, generator)
+    check_generator(owner, generator, torch.device("cpu"))  # the split, centres and rotations are drawn on the CPU
     validation_fraction = real_setting(owner, "validation_fraction", validation_fraction, "a number in (0, 1)",
                                        lambda v: 0 < v < 1)
     n = data.shape[0]

@@ -68,3 +68,18 @@ def test_a_reshaping_layer_passes_its_output_shape_on_and_its_inverse_swaps_them
     assert not hasattr(Chain(squeeze, Inverse(squeeze)), "out_shape")  # squeeze then unsqueeze: no change
     with pytest.raises(ConfigurationError, match=r"takes points of shape \(1, 4, 4\), but the layers before it give \(4, 2, 2\)"):
         Chain(squeeze, squeeze)
+
+
+def test_a_generator_that_is_not_one_is_refused_by_every_sampler():
+    # generator=0 (a seed where a Generator goes) reached torch.randn, whose TypeError lists its overloads
+    from ctflows.core.validation import check_generator
+    from ctflows.data import get_density
+
+    flow = Flow([ActNorm(2)], StandardNormal(2))
+    for sample, owner in ((flow.sample, "Flow.sample"), (get_density("two_moons").sample, "two_moons.sample")):
+        with pytest.raises(ConfigurationError, match=rf"{owner}: generator must be a torch.Generator or None, got int 0"):
+            sample(3, generator=0)
+        assert sample(3, generator=torch.Generator().manual_seed(1)).shape == (3, 2)
+    # torch draws only with a generator on the tensor's device type; the check says which one to pass
+    with pytest.raises(ConfigurationError, match=r"generator is on cpu but the draws are made on cuda:0.*device='cuda'"):
+        check_generator("sampler", torch.Generator(), torch.device("cuda:0"))

@@ -34,7 +34,7 @@ def test_a_generator_that_is_not_a_torch_generator_is_refused(fitter, generator)
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a non-CPU generator")
 @pytest.mark.parametrize("fitter", FITTERS)
 def test_a_cuda_generator_is_refused(fitter):
-    with pytest.raises(ConfigurationError, match=rf"{fitter.__name__}: generator must be a CPU generator, got one on cuda"):
+    with pytest.raises(ConfigurationError, match=rf"{fitter.__name__}: generator is on cuda.*the draws are made on cpu"):
         fitter(good().cuda(), max_steps=1, generator=torch.Generator(device="cuda"))
 
 
