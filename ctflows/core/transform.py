@@ -200,7 +200,8 @@ class Inverse(Transform):
         try:
             self.transform.check(x, context, name=name, inverse=not inverse)
         except InputError as error:  # the layer called was the inverse: say so, or the message names one never called
-            raise type(error)(f"Inverse of {error}") from None
+            layer, colon, message = str(error).partition(": ")
+            raise type(error)(f"Inverse({layer}): {message}" if colon else f"Inverse: {error}") from None
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         return self.transform._inverse(x, context)
