@@ -1,7 +1,10 @@
-"""The check of a whole-number setting (a number of blocks, iterations, kernels): one message everywhere."""
+"""The checks of numeric settings: whole numbers (a number of blocks, iterations, kernels) and finite reals in a
+range (a bandwidth, a bound); one message everywhere."""
 from __future__ import annotations
 
+import math
 import operator
+from typing import Callable
 
 import torch
 
@@ -32,3 +35,22 @@ def widths(owner: str, hidden: object) -> tuple[int, ...]:
     if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
         raise ConfigurationError(f"{owner}: hidden must be a sequence of widths such as (64, 64), got {hidden!r}")
     return tuple(positive_count(owner, "each hidden width", width) for width in hidden)
+
+
+def real_setting(
+    owner: str, name: str, value: object, want: str, ok: Callable[[float], bool] = lambda v: True
+) -> float:
+    """``value`` as a float if it is a finite real number (not a bool or a string) with ``ok(value)`` true.
+
+    Else a :class:`ConfigurationError` saying that ``name`` must be ``want`` (e.g. ``"a number > 0, e.g. 3.0"``):
+    a NaN or infinite setting (say a scale bound) would turn every output into NaN without an error.
+    """
+    number = None
+    if not isinstance(value, (bool, str, bytes)):
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of several numbers
+            number = None
+    if number is None or not math.isfinite(number) or not ok(number):
+        raise ConfigurationError(f"{owner}: {name} must be {want}, got {value!r}")
+    return number

@@ -14,13 +14,18 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ctflows.core.counts import positive_count
+from ctflows.image.dequantization import level_count
 
 
 def nats_to_bits_per_dim(nll: float, dims: int, levels: int) -> float:
     """``(nll + D ln L) / (D ln 2)``: NLL in nats of ``x`` on ``[0, 1)^D`` -> bits/dim of the integer image.
 
     ``D ln L`` undoes the scaling of ``[0, L)`` to ``[0, 1)`` (convention of Theis et al. 2016; Dinh et al. 2017).
+    ``D`` (pixel values per image, C·H·W) must be an int >= 1 and ``L`` an int >= 2: D = 0 would divide by
+    zero, and a negative or fractional D or L gives a number that is no bits per dimension at all.
     """
+    dims, levels = positive_count("nats_to_bits_per_dim", "dims", dims), level_count("nats_to_bits_per_dim", levels)
     return (nll + dims * math.log(levels)) / (dims * math.log(2))
 
 

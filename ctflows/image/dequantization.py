@@ -13,7 +13,15 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from ctflows.core.counts import positive_count
 from ctflows.errors import ConfigurationError, DataError
+
+
+def level_count(owner: str, levels: object) -> int:
+    """``levels`` if it is an int >= 2 (one level would leave nothing to model), else a :class:`ConfigurationError`."""
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ConfigurationError(f"{owner}: levels must be an int >= 2 (e.g. 256 for 8-bit images), got {levels!r}")
+    return levels
 
 
 def check_levels(images: Tensor, levels: int, owner: str = "dequantize") -> None:
@@ -21,8 +29,7 @@ def check_levels(images: Tensor, levels: int, owner: str = "dequantize") -> None
 
     Dequantization ``(k + u) / L`` is only a density on the unit cube for such k (Theis et al. 2016).
     """
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-        raise ConfigurationError(f"{owner}: levels must be an int >= 2 (e.g. 256 for 8-bit images), got {levels!r}")
+    level_count(owner, levels)
     if not isinstance(images, Tensor) or images.dim() < 2 or images.shape[0] == 0:
         raise DataError(f"{owner}: images must be a non-empty Tensor [N, C, H, W] of integer pixel values")
     values = images.double()
@@ -58,9 +65,8 @@ class DequantizedImages:
 
     def __init__(self, images: Tensor, levels: int, batch_size: int = 128, *, seed: int = 0) -> None:
         check_levels(images, levels, owner="DequantizedImages")
-        if batch_size < 1:
-            raise ConfigurationError(f"DequantizedImages: batch_size must be positive, got {batch_size}")
-        self.images, self.levels, self.batch_size, self.seed = images, levels, int(batch_size), seed
+        batch_size = positive_count("DequantizedImages", "batch_size", batch_size)
+        self.images, self.levels, self.batch_size, self.seed = images, levels, batch_size, seed
         self.generator = torch.Generator().manual_seed(seed)
 
     def restarted(self) -> "DequantizedImages":

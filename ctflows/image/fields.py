@@ -17,7 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from ctflows.continuous.fields import TimeIdentity, VelocityField, smooth_activation
-from ctflows.errors import ConfigurationError
+from ctflows.core.counts import positive_count, real_setting
+from ctflows.core.counts import widths as widths_of
+from ctflows.errors import ConfigurationError, InputError
+from ctflows.image.settings import image_shape
 
 
 class ConcatSquashConv2d(nn.Module):
@@ -25,7 +28,13 @@ class ConcatSquashConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, cond_features: int, kernel_size: int = 3) -> None:
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:  # "same" padding k // 2 keeps H × W only for odd k
+        # A zero width builds (torch warns only) and fails at the first call; a float fails inside nn.Conv2d.
+        in_channels, out_channels, cond_features, kernel_size = (
+            positive_count("ConcatSquashConv2d", name, value)
+            for name, value in [("in_channels", in_channels), ("out_channels", out_channels),
+                                ("cond_features", cond_features), ("kernel_size", kernel_size)]
+        )
+        if kernel_size % 2 == 0:  # "same" padding k // 2 keeps H × W only for odd k
             raise ConfigurationError(f"ConcatSquashConv2d: kernel_size must be odd, got {kernel_size}")
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
         self.gate = nn.Linear(cond_features, out_channels)
@@ -65,9 +74,9 @@ class ConvTimeField(VelocityField):
     ) -> None:
         super().__init__()
         activation_module = smooth_activation(activation, "ConvTimeField")
-        if len(shape) != 3 or min(shape) < 1 or any(h < 1 for h in hidden):
-            raise ConfigurationError(f"ConvTimeField: need an image shape (C, H, W) and positive widths, got {tuple(shape)}, {tuple(hidden)}")
-        self.shape = tuple(int(s) for s in shape)
+        self.shape = image_shape("ConvTimeField", shape)
+        hidden = widths_of("ConvTimeField", hidden)
+        init_scale = real_setting("ConvTimeField", "init_scale", init_scale, "a finite number, e.g. 0.1 (0 starts at v = 0)")
         self.features = math.prod(self.shape)
         self.time_embedding = time_embedding if time_embedding is not None else TimeIdentity()
         cond = self.time_embedding.out_features
@@ -77,6 +86,11 @@ class ConvTimeField(VelocityField):
         self.layers[-1].scale_(init_scale)
 
     def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        if x.shape[-1] != self.features:  # reshape(-1, C, H, W) would take [B, k·D] for a batch of k·B images
+            raise InputError(
+                f"ConvTimeField: x must have shape [batch, {self.features}] (images {self.shape} flattened), got {list(x.shape)}; "
+                "wrap the CNF in ImageView to pass images [B, C, H, W]"
+            )
         c = self.time_embedding(torch.as_tensor(t, dtype=x.dtype, device=x.device))
         h = x.reshape(-1, *self.shape)
         for layer in self.layers[:-1]:

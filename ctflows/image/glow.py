@@ -13,8 +13,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ctflows.core.counts import positive_count, real_setting
 from ctflows.core.transform import Chain, Transform, sum_except_batch
 from ctflows.errors import ConfigurationError
+from ctflows.image.settings import image_shape
 from ctflows.image.views import PerPixel
 from ctflows.linear import ActNorm, LULinear
 from ctflows.networks import soft_clamp
@@ -22,11 +24,13 @@ from ctflows.networks import soft_clamp
 
 def actnorm_2d(shape: tuple[int, int, int]) -> PerPixel:
     """Glow's ActNorm on ``[B, C, H, W]``: per-channel scale and shift, set from the first training batch."""
+    shape = image_shape("actnorm_2d", shape)
     return PerPixel(ActNorm(shape[0]), shape)
 
 
 def invertible_conv_1x1(shape: tuple[int, int, int]) -> PerPixel:
     """Glow's invertible 1×1 convolution in LU form on ``[B, C, H, W]``, starting at a random rotation."""
+    shape = image_shape("invertible_conv_1x1", shape)
     return PerPixel(LULinear(shape[0]), shape)
 
 
@@ -40,14 +44,20 @@ class ConvAffineCoupling(Transform):
 
     def __init__(self, shape: tuple[int, int, int], hidden: int = 64, *, parity: int = 0, scale_bound: float = 3.0) -> None:
         super().__init__()
-        c = int(shape[0])
+        owner = "ConvAffineCoupling"
+        self.event_shape = image_shape(owner, shape)
+        hidden = positive_count(owner, "hidden", hidden)
+        self.scale_bound = real_setting(owner, "scale_bound", scale_bound, "a finite number > 0, e.g. 3.0", lambda b: b > 0)
         if parity not in (0, 1):
             raise ConfigurationError(f"ConvAffineCoupling: parity must be 0 (first half conditions) or 1 (last half), got {parity!r}")
-        if c < 2 or hidden < 1 or not scale_bound > 0:
-            raise ConfigurationError(f"ConvAffineCoupling: need at least 2 channels, hidden >= 1 and scale_bound > 0, got shape {tuple(shape)}, hidden {hidden}, scale_bound {scale_bound}")
-        self.event_shape = tuple(int(s) for s in shape)
+        c = self.event_shape[0]
+        if c < 2:  # one half would be empty: nothing to condition on, or nothing to transform
+            raise ConfigurationError(
+                f"ConvAffineCoupling: needs at least 2 channels to split into halves, got shape {self.event_shape}; "
+                "squeeze the images first (Squeeze turns C channels into 4C)"
+            )
         self.split = c // 2 if parity == 0 else c - c // 2  # channels that condition
-        self.parity, self.scale_bound = int(parity), float(scale_bound)
+        self.parity = int(parity)
         out = 2 * (c - self.split)
         self.net = nn.Sequential(
             nn.Conv2d(self.split, hidden, 3, padding=1), nn.ReLU(),
@@ -83,5 +93,5 @@ class ConvAffineCoupling(Transform):
 
 def glow_step(shape: tuple[int, int, int], hidden: int = 64, *, parity: int = 0) -> Chain:
     """One Glow step on ``[B, C, H, W]``: ActNorm, invertible 1×1 convolution, affine coupling (Kingma & Dhariwal 2018)."""
-    shape = tuple(int(s) for s in shape)
+    shape = image_shape("glow_step", shape)
     return Chain(actnorm_2d(shape), invertible_conv_1x1(shape), ConvAffineCoupling(shape, hidden, parity=parity))

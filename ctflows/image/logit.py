@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ctflows.core.counts import real_setting
 from ctflows.core.transform import Transform, sum_except_batch
-from ctflows.errors import ConfigurationError, InputError
+from ctflows.errors import InputError
+from ctflows.image.settings import sizes
 
 
 class Logit(Transform):
@@ -34,10 +36,8 @@ class Logit(Transform):
 
     def __init__(self, shape: tuple[int, ...], alpha: float = 0.05) -> None:
         super().__init__()
-        if not 0.0 <= alpha < 0.5:
-            raise ConfigurationError(f"Logit: alpha must be in [0, 0.5), got {alpha}")
-        self.event_shape = tuple(int(s) for s in shape)
-        self.alpha = float(alpha)
+        self.alpha = real_setting("Logit", "alpha", alpha, "in [0, 0.5) (e.g. 0.05)", lambda a: 0.0 <= a < 0.5)
+        self.event_shape = sizes("Logit", shape)
 
     def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
         super().check(x, context, name=name, inverse=inverse)

@@ -18,6 +18,7 @@ from ctflows.image.fields import ConvTimeField
 from ctflows.image.glow import glow_step
 from ctflows.image.logit import Logit
 from ctflows.image.multiscale import Multiscale, level_shapes
+from ctflows.image.settings import image_shape
 from ctflows.image.views import ImageView
 
 
@@ -37,13 +38,14 @@ def multiscale_cnf(
     every CNF (defaults here: Hutchinson's estimator in training, the exact trace in evaluation,
     atol = rtol = 1e-5 as FFJORD). Data ``[B, *shape]`` in ``[0, 1)``.
     """
+    shape = image_shape("multiscale_cnf", shape)
     positive_count("multiscale_cnf", "blocks", blocks)
     options = {"divergence": "hutchinson", "eval_divergence": "exact", "atol": 1e-5, "rtol": 1e-5, **cnf_kwargs}
     stages = [
         Chain(*[ImageView(CNF(ConvTimeField(s, hidden, activation=activation), **options), s) for _ in range(blocks)])
-        for s in level_shapes(tuple(shape), levels)
+        for s in level_shapes(shape, levels)
     ]
-    return Flow(Chain(Logit(shape, alpha), Multiscale(shape, stages)), StandardNormal(tuple(shape)))
+    return Flow(Chain(Logit(shape, alpha), Multiscale(shape, stages)), StandardNormal(shape))
 
 
 def multiscale_glow(
@@ -53,6 +55,7 @@ def multiscale_glow(
 
     Steps alternate which channel half conditions the coupling. Data ``[B, *shape]`` in ``[0, 1)``.
     """
+    shape = image_shape("multiscale_glow", shape)
     positive_count("multiscale_glow", "steps", steps)
-    stages = [Chain(*[glow_step(s, hidden, parity=i % 2) for i in range(steps)]) for s in level_shapes(tuple(shape), levels)]
-    return Flow(Chain(Logit(shape, alpha), Multiscale(shape, stages)), StandardNormal(tuple(shape)))
+    stages = [Chain(*[glow_step(s, hidden, parity=i % 2) for i in range(steps)]) for s in level_shapes(shape, levels)]
+    return Flow(Chain(Logit(shape, alpha), Multiscale(shape, stages)), StandardNormal(shape))

@@ -15,8 +15,10 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from ctflows.core.counts import positive_count
 from ctflows.core.transform import Transform, zeros_logdet
 from ctflows.errors import ConfigurationError
+from ctflows.image.settings import image_shape
 from ctflows.image.squeeze import Squeeze, squeezed_shape
 
 
@@ -27,10 +29,15 @@ def level_shapes(shape: tuple[int, int, int], levels: int) -> list[tuple[int, in
 
     E.g. ``(1, 8, 8)`` with 2 levels: ``[(4, 4, 4), (8, 2, 2)]``.
     """
-    if levels < 1:
-        raise ConfigurationError(f"Multiscale: need at least one level, got {levels}")
-    shapes, current = [], tuple(shape)
+    levels = positive_count("Multiscale", "levels", levels)
+    shape = image_shape("Multiscale", shape)
+    shapes, current = [], shape
     for k in range(levels):
+        if current[1] % 2 or current[2] % 2:  # say how many levels the images allow, not only that a squeeze fails
+            change = f"images {shape} allow at most {k} level(s)" if k else "crop or pad the images to an even height and width"
+            raise ConfigurationError(
+                f"Multiscale: level {k + 1} of {levels} would squeeze (C, H, W) = {current}, but height and width must be even; {change}"
+            )
         current = squeezed_shape(current)
         shapes.append(current)
         current = (current[0] // 2, *current[1:])
@@ -50,7 +57,9 @@ class Multiscale(Transform):
 
     def __init__(self, shape: tuple[int, int, int], levels: Sequence[Transform]) -> None:
         super().__init__()
-        self.event_shape = tuple(int(s) for s in shape)
+        self.event_shape = image_shape("Multiscale", shape)
+        if len(levels) == 0:
+            raise ConfigurationError("Multiscale: need at least one level transform, got none; pass one per level_shapes(shape, levels)")
         self.shapes = level_shapes(self.event_shape, len(levels))
         for k, (level, expected) in enumerate(zip(levels, self.shapes)):
             if level.event_shape is not None and tuple(level.event_shape) != expected:

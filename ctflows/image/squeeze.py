@@ -7,20 +7,29 @@ that convolutions see a wider context and channel splits have channels to split.
 """
 from __future__ import annotations
 
+import numbers
+
 from torch import Tensor
 
 from ctflows.core.transform import Transform, zeros_logdet
 from ctflows.core.validation import check_context, check_tensor
 from ctflows.errors import ConfigurationError
+from ctflows.image.settings import image_shape
 
 
 def squeezed_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
     """The shape after one squeeze (Dinh et al. 2017): ``(C, H, W) -> (4C, H/2, W/2)``; H and W must be even."""
-    if len(shape) != 3:
-        raise ConfigurationError(f"Squeeze: expected an image shape (C, H, W), got {tuple(shape)}")
-    c, h, w = shape
-    if h % 2 or w % 2 or min(c, h, w) < 1:
-        raise ConfigurationError(f"Squeeze: height and width must be even and positive to squeeze, got (C, H, W) = {tuple(shape)}")
+    if isinstance(shape, numbers.Number):  # Squeeze(4) reads as a factor, but the factor is fixed at 2
+        raise ConfigurationError(
+            f"Squeeze: takes the input's image shape (C, H, W), e.g. Squeeze((1, 28, 28)), not a factor; got {shape!r}. "
+            "Each squeeze moves 2×2 patches into channels; chain two for 4×4"
+        )
+    c, h, w = image_shape("Squeeze", shape)
+    if h % 2 or w % 2:
+        raise ConfigurationError(
+            f"Squeeze: height and width must be even to squeeze 2×2 patches, got (C, H, W) = {(c, h, w)}; "
+            "crop or pad the images to an even height and width"
+        )
     return (4 * c, h // 2, w // 2)
 
 
@@ -33,8 +42,8 @@ class Squeeze(Transform):
 
     def __init__(self, shape: tuple[int, int, int]) -> None:
         super().__init__()
-        self.out_shape = squeezed_shape(tuple(shape))
-        self.event_shape = tuple(shape)
+        self.out_shape = squeezed_shape(shape)
+        self.event_shape = image_shape("Squeeze", shape)
 
     def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
         check_tensor(type(self).__name__, x, self.out_shape if inverse else self.event_shape, name=name)

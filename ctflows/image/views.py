@@ -15,13 +15,7 @@ from torch import Tensor
 
 from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError
-
-
-def _as_image_shape(shape: tuple[int, ...], owner: str) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ConfigurationError(f"{owner}: expected an image shape (C, H, W) of positive sizes, got {shape}")
-    return shape  # type: ignore[return-value]
+from ctflows.image.settings import image_shape
 
 
 class ImageView(Transform):
@@ -36,7 +30,7 @@ class ImageView(Transform):
 
     def __init__(self, transform: Transform, shape: tuple[int, int, int]) -> None:
         super().__init__()
-        self.event_shape = _as_image_shape(shape, "ImageView")
+        self.event_shape = image_shape("ImageView", shape)
         d = math.prod(self.event_shape)
         if transform.event_shape is not None and tuple(transform.event_shape) != (d,):
             raise ConfigurationError(f"ImageView: the wrapped layer has event shape {tuple(transform.event_shape)}, expected ({d},) for images {self.event_shape}")
@@ -87,7 +81,7 @@ class PerPixel(Transform):
 
     def __init__(self, transform: Transform, shape: tuple[int, int, int]) -> None:
         super().__init__()
-        self.event_shape = _as_image_shape(shape, "PerPixel")
+        self.event_shape = image_shape("PerPixel", shape)
         if transform.event_shape is not None and tuple(transform.event_shape) != (self.event_shape[0],):
             raise ConfigurationError(f"PerPixel: the wrapped layer has event shape {tuple(transform.event_shape)}, expected ({self.event_shape[0]},) channels")
         if transform.context_features is not None:

@@ -1,19 +1,18 @@
 """Argument checks of the fitted models, made before any work so that a bad call fails with a ctflows error.
 
-Data that cannot be fitted is an :class:`InputError`; a setting that cannot work (a number out of range) is a
-:class:`ConfigurationError` (the generator's check is the one every sampler shares, in ``core/validation``). Each message names the function and the
-argument, shows what was given and says what to pass instead.
+Data that cannot be fitted is an :class:`InputError`, with a message that names the function and the argument,
+shows what was given and says what to pass instead. (Settings go through ``core/counts``, the generator through
+``core/validation``, as everywhere.)
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 from torch import Tensor
 
 from ctflows.core.validation import check_tensor
-from ctflows.errors import ConfigurationError, InputError
+from ctflows.errors import InputError
 
 FIT_DTYPES = (torch.float32, torch.float64)
 """Half precision is refused, as integer data is, rather than cast: CPU torch lacks some of the fits' ops in
@@ -46,17 +45,3 @@ def check_data(owner: str, data: Tensor) -> None:
             f"{owner}: data has values of magnitude up to {scale:.3g}, whose squares {way} float64 in the fit "
             f"(it needs a largest |value| in [{_SMALL:.1e}, {big:.1e}]); rescale it, e.g. (data - data.mean(0)) / data.std(0)"
         )
-
-
-def real_setting(owner: str, name: str, value: object, want: str, accept: Callable[[float], bool]) -> float:
-    """``value`` as a float if it is a real number (Python, NumPy or 0-d tensor; not a bool or string) that
-    ``accept`` takes, else a :class:`ConfigurationError` saying it must be ``want``. NaN fails any range test."""
-    number = None
-    if not isinstance(value, (bool, str, bytes)):
-        try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of several numbers
-            number = None
-    if number is None or not accept(number):
-        raise ConfigurationError(f"{owner}: {name} must be {want}, got {value!r}")
-    return number

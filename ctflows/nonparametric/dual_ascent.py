@@ -35,12 +35,12 @@ import time
 import torch
 from torch import Tensor
 
+from ctflows.core.counts import real_setting
 from ctflows.core.distributions import StandardNormal
 from ctflows.core.flow import Flow
 from ctflows.core.transform import Chain, Transform
 from ctflows.errors import ConfigurationError
 from ctflows.nonparametric.ascent_step import radial_step
-from ctflows.nonparametric.checks import real_setting
 from ctflows.nonparametric.holdout import Patience, Pushed, split
 from ctflows.nonparametric.report import FitReport
 from ctflows.nonparametric.whitening import whitening_layer

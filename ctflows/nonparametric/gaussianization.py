@@ -28,12 +28,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ctflows.core.counts import positive_count
+from ctflows.core.counts import positive_count, real_setting
 from ctflows.core.distributions import StandardNormal
 from ctflows.core.flow import Flow
 from ctflows.core.transform import Chain, Transform
 from ctflows.errors import ConfigurationError
-from ctflows.nonparametric.checks import real_setting
 from ctflows.nonparametric.holdout import Patience, Pushed, split
 from ctflows.nonparametric.marginal import MarginalGaussianization
 from ctflows.nonparametric.report import FitReport

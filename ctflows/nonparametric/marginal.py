@@ -29,10 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctflows.core.counts import positive_count
+from ctflows.core.counts import positive_count, real_setting
 from ctflows.core.transform import Transform
 from ctflows.errors import DataError
-from ctflows.nonparametric.checks import real_setting
 from ctflows.nonparametric.normal_quantile import normal_quantile
 from ctflows.nonparametric.root import solve_increasing
 

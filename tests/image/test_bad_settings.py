@@ -1,0 +1,96 @@
+"""Image layers refuse settings that cannot work when they are built, naming the layer, the setting and the fix.
+
+Before, each case below either built a broken layer silently (a size of 1.5 truncated to 1, an infinite
+scale bound that turns every output into NaN) or failed with a raw TypeError / ZeroDivisionError / torch
+error, at construction or at the first call.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+
+from ctflows.errors import ConfigurationError, InputError
+from ctflows.image import (
+    ConcatSquashConv2d, ConvAffineCoupling, ConvTimeField, DequantizedImages, ImageView, Logit, Multiscale, PerPixel,
+    Squeeze, actnorm_2d, glow_step, level_shapes, multiscale_cnf, multiscale_glow, nats_to_bits_per_dim,
+)
+from ctflows.linear import ActNorm
+
+BAD_SETTINGS: list[tuple[str, Callable[[], Any], str]] = [
+    # ConvAffineCoupling: one empty half, non-image shapes, non-int widths, a bound that makes NaN
+    ("coupling_one_channel", lambda: ConvAffineCoupling((1, 4, 4), 8), r"needs at least 2 channels.*squeeze the images first"),
+    ("coupling_fractional_channels", lambda: ConvAffineCoupling((2.5, 4, 4), 8), r"ConvAffineCoupling: every size in shape must be an int >= 1, got \(2.5, 4, 4\)"),
+    ("coupling_four_sizes", lambda: ConvAffineCoupling((2, 4, 4, 1), 8), r"ConvAffineCoupling: expected an image shape \(C, H, W\)"),
+    ("coupling_zero_height", lambda: ConvAffineCoupling((2, 0, 4), 8), r"ConvAffineCoupling: every size in shape must be an int >= 1"),
+    ("coupling_int_shape", lambda: ConvAffineCoupling(4, 8), r"ConvAffineCoupling: shape must be a sequence of sizes such as \(1, 28, 28\), got 4"),
+    ("coupling_fractional_hidden", lambda: ConvAffineCoupling((2, 4, 4), 2.5), r"ConvAffineCoupling: hidden must be an int >= 1, got 2.5"),
+    ("coupling_bool_hidden", lambda: ConvAffineCoupling((2, 4, 4), True), r"ConvAffineCoupling: hidden must be an int >= 1, got True"),
+    ("coupling_str_hidden", lambda: ConvAffineCoupling((2, 4, 4), "8"), r"ConvAffineCoupling: hidden must be an int >= 1, got '8'"),
+    ("coupling_tuple_hidden", lambda: multiscale_glow((1, 8, 8), hidden=(8, 8)), r"ConvAffineCoupling: hidden must be an int >= 1, got \(8, 8\)"),
+    ("coupling_infinite_bound", lambda: ConvAffineCoupling((2, 4, 4), 8, scale_bound=math.inf), r"scale_bound must be a finite number > 0, e.g. 3.0, got inf"),
+    ("coupling_str_bound", lambda: ConvAffineCoupling((2, 4, 4), 8, scale_bound="3"), r"scale_bound must be a finite number > 0"),
+    # Squeeze: its argument is the image shape (the factor is always 2), with even H and W
+    ("squeeze_factor", lambda: Squeeze(4), r"Squeeze: takes the input's image shape \(C, H, W\), e\.g\. Squeeze\(\(1, 28, 28\)\), not a factor; got 4"),
+    ("squeeze_fractional_channels", lambda: Squeeze((1.5, 4, 4)), r"Squeeze: every size in shape must be an int >= 1, got \(1.5, 4, 4\)"),
+    ("squeeze_str_size", lambda: Squeeze(("1", 4, 4)), r"Squeeze: every size in shape must be an int >= 1"),
+    ("squeeze_odd_height", lambda: Squeeze((1, 5, 4)), r"height and width must be even.*\(1, 5, 4\); crop or pad the images to an even height and width"),
+    # Multiscale: a whole number of levels, and only as many as the images can be halved
+    ("levels_fractional", lambda: level_shapes((1, 8, 8), 2.5), r"Multiscale: levels must be an int >= 1, got 2.5"),
+    ("levels_bool", lambda: multiscale_glow((1, 8, 8), levels=True), r"Multiscale: levels must be an int >= 1, got True"),
+    ("levels_too_many", lambda: level_shapes((1, 8, 8), 4), r"level 4 of 4 would squeeze .*even; images \(1, 8, 8\) allow at most 3 level\(s\)"),
+    ("multiscale_no_levels", lambda: Multiscale((1, 8, 8), []), r"Multiscale: need at least one level transform, got none"),
+    ("multiscale_int_shape", lambda: multiscale_cnf(8), r"multiscale_cnf: shape must be a sequence of sizes"),
+    # Fields, views, logit, Glow's per-pixel layers and the loader
+    ("conv_zero_channels", lambda: ConcatSquashConv2d(0, 4, 1), r"ConcatSquashConv2d: in_channels must be an int >= 1, got 0"),
+    ("conv_fractional_kernel", lambda: ConcatSquashConv2d(1, 4, 1, kernel_size=3.0), r"ConcatSquashConv2d: kernel_size must be an int >= 1, got 3.0"),
+    ("field_int_hidden", lambda: ConvTimeField((1, 4, 4), 8), r"ConvTimeField: hidden must be a sequence of widths such as \(64, 64\), got 8"),
+    ("field_nan_init_scale", lambda: ConvTimeField((1, 4, 4), (4,), init_scale=math.nan), r"ConvTimeField: init_scale must be a finite number"),
+    ("field_fractional_channels", lambda: ConvTimeField((1.5, 4, 4), (4,)), r"ConvTimeField: every size in shape must be an int >= 1"),
+    ("logit_str_alpha", lambda: Logit((1, 4, 4), "0.05"), r"Logit: alpha must be in \[0, 0.5\) \(e.g. 0.05\), got '0.05'"),
+    ("logit_fractional_shape", lambda: Logit((1.5, 4)), r"Logit: every size in shape must be an int >= 1, got \(1.5, 4\)"),
+    ("per_pixel_fractional_shape", lambda: PerPixel(ActNorm(1), (1.5, 4, 4)), r"PerPixel: every size in shape must be an int >= 1"),
+    ("image_view_none_shape", lambda: ImageView(ActNorm(16), None), r"ImageView: shape must be a sequence of sizes"),
+    ("actnorm_2d_int_shape", lambda: actnorm_2d(4), r"actnorm_2d: shape must be a sequence of sizes"),
+    ("glow_step_str_shape", lambda: glow_step("abc", 8), r"glow_step: shape must be a sequence of sizes"),
+    ("loader_fractional_batch", lambda: DequantizedImages(torch.zeros(4, 1, 2, 2), 4, batch_size=2.5), r"DequantizedImages: batch_size must be an int >= 1, got 2.5"),
+]
+
+
+@pytest.mark.parametrize("build, match", [pytest.param(b, m, id=name) for name, b, m in BAD_SETTINGS])
+def test_image_layers_refuse_bad_settings_when_built(build: Callable[[], Any], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        build()
+
+
+@pytest.mark.parametrize("dims, levels, match", [
+    (0, 256, r"nats_to_bits_per_dim: dims must be an int >= 1, got 0"),  # was a ZeroDivisionError
+    (-3, 256, r"dims must be an int >= 1, got -3"),  # was a number that is no bits per dimension
+    (2.5, 256, r"dims must be an int >= 1, got 2.5"),
+    (True, 256, r"dims must be an int >= 1, got True"),
+    (16, 1, r"nats_to_bits_per_dim: levels must be an int >= 2 \(e.g. 256 for 8-bit images\), got 1"),
+    (16, 0, r"levels must be an int >= 2"),  # was a math domain error
+    (16, 2.5, r"levels must be an int >= 2"),
+])
+def test_bits_per_dim_conversion_refuses_dims_and_levels_that_make_no_sense(dims: Any, levels: Any, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        nats_to_bits_per_dim(10.0, dims, levels)
+
+
+def test_a_conv_field_refuses_a_state_of_the_wrong_width_instead_of_reading_it_as_more_images() -> None:
+    field = ConvTimeField((1, 4, 4), (4,))
+    with pytest.raises(InputError, match=r"ConvTimeField: x must have shape \[batch, 16\].*got \[2, 32\]"):
+        field(torch.tensor(0.0), torch.randn(2, 32))  # reshape(-1, 1, 4, 4) used to give 4 "images" back
+
+
+def test_valid_settings_in_every_usual_spelling_still_build() -> None:
+    assert Squeeze(torch.Size([1, 4, 4])).out_shape == (4, 2, 2)
+    assert Squeeze([np.int64(1), 4, 4]).event_shape == (1, 4, 4)
+    assert ConvAffineCoupling((3, 2, 2), np.int64(8), parity=1, scale_bound=2).event_shape == (3, 2, 2)
+    assert level_shapes((1, 8, 8), 3) == [(4, 4, 4), (8, 2, 2), (16, 1, 1)]
+    assert nats_to_bits_per_dim(0.0, 16, 256) == pytest.approx(8.0)
+    assert math.isnan(nats_to_bits_per_dim(math.nan, 16, 256))  # a diverged model reports NaN, it is not refused
+    assert ConvTimeField((1, 4, 4), ())(torch.tensor(0.0), torch.randn(2, 16)).shape == (2, 16)
