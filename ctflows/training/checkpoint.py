@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ctflows.errors import CheckpointError
+from ctflows.errors import CheckpointError, ConfigurationError
+from ctflows.training.arguments import check_device
 
 FORMAT = "ctflows-checkpoint"
 VERSION = 1
@@ -42,13 +43,12 @@ def save(flow: nn.Module, path: str | os.PathLike, *, metadata: dict[str, Any] |
     fsynced, then renamed over ``path``; on any failure the temporary file is removed and an existing
     file at ``path`` is left as it was. Returns the path written.
     """
-    path = Path(path)
+    path = _as_path("save", path)
     if not isinstance(flow, nn.Module):
         raise CheckpointError(f"save: expected a model (an nn.Module such as a Flow), got {type(flow).__name__}")
     if metadata is not None and not isinstance(metadata, dict):
         raise CheckpointError(f"save: metadata must be a dict, got {type(metadata).__name__}")
-    if not path.parent.is_dir():
-        raise CheckpointError(f"save: the directory {path.parent} does not exist; create it first (e.g. Path(...).mkdir(parents=True))")
+    _check_writable_path(path)
     try:
         inner = io.BytesIO()
         torch.save({"model": flow, "metadata": metadata if metadata is not None else {}}, inner)
@@ -71,7 +71,8 @@ def load(path: str | os.PathLike, map_location: Any = None) -> nn.Module:
     truncated, lacks the ctflows marker, has an unknown version, or its model cannot be rebuilt.
     Only load trusted files (see the module docstring).
     """
-    model = _unpickle(Path(path), map_location)["model"]
+    _check_map_location(map_location)
+    model = _unpickle(_as_path("load", path), map_location)["model"]
     if not isinstance(model, nn.Module):
         raise CheckpointError(f"load: {path} holds a {type(model).__name__}, not a torch module")
     return model
@@ -79,7 +80,39 @@ def load(path: str | os.PathLike, map_location: Any = None) -> nn.Module:
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The ``metadata`` given to :func:`save` (this unpickles the model too: trusted files only)."""
-    return _unpickle(Path(path), "cpu")["metadata"]
+    return _unpickle(_as_path("read_metadata", path), "cpu")["metadata"]
+
+
+def _as_path(owner: str, path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"{owner}: path must be a str or os.PathLike such as 'model.pt', got {type(path).__name__} {path!r}")
+    return Path(path)
+
+
+def _check_writable_path(path: Path) -> None:
+    """``path`` names a file in an existing directory: found before serialising, not as an OSError from the rename."""
+    if path.is_dir():
+        raise CheckpointError(f"save: {path} is a directory; give a file path inside it, e.g. {path / 'model.pt'}")
+    if not path.parent.exists():
+        raise CheckpointError(f"save: the directory {path.parent} does not exist; create it first (e.g. Path(...).mkdir(parents=True))")
+    if not path.parent.is_dir():
+        raise CheckpointError(f"save: {path.parent} is a file, not a directory, so {path} cannot be written; give a path in a directory")
+
+
+def _check_map_location(map_location: Any) -> None:
+    """A device name is checked here: torch's own error comes from deep inside unpickling and reads like a broken file.
+
+    None, a dict and a function go to ``torch.load`` as they are.
+    """
+    if map_location is None or callable(map_location) or isinstance(map_location, dict):
+        return
+    if not isinstance(map_location, (str, torch.device)):
+        raise ConfigurationError(
+            f"load: map_location must be a device such as 'cpu' or 'cuda:0', a torch.device, a dict or a function "
+            f"as in torch.load, or None; got {type(map_location).__name__} {map_location!r}"
+        )
+    if str(map_location) != "meta":  # a model without values, to inspect its structure: nothing to check
+        check_device("load: map_location", map_location)
 
 
 def _unpickle(path: Path, map_location: Any) -> dict[str, Any]:

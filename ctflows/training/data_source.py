@@ -13,14 +13,17 @@ loader a ``generator=`` to make it reproducible).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, default_collate
 
+from ctflows.core.counts import positive_count
+from ctflows.core.validation import check_generator
 from ctflows.core.validation import placement as tensor_placement
-from ctflows.errors import DataError
+from ctflows.errors import ConfigurationError, DataError
 
 Batch = tuple[Tensor, "Tensor | None"]
 
@@ -70,7 +73,9 @@ class BatchStream:
         self, data: Any, batch_size: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype,
         owner: str = "fit",
     ) -> None:
-        self.data, self.batch_size, self.generator, self.owner = data, batch_size, generator, owner
+        self.batch_size = positive_count(owner, "batch_size", batch_size)
+        _check_stream_generator(owner, generator)
+        self.data, self.generator, self.owner = data, generator, owner
         self._place, self._dtype = _placer(device, dtype), dtype
         self._order = torch.empty(0, dtype=torch.long)
         self._taken_in_pass = 0  # for DataLoaders
@@ -181,6 +186,7 @@ def one_pass(
 
     A density's ``n`` points are drawn at once (``n × D`` numbers; toy densities are small) and then batched.
     """
+    batch_size = positive_count(owner, "batch_size", batch_size)
     place = _placer(device, dtype)
     if is_density(data):
         # One draw of all n points: torch's sampler streams differ by request size, and a seed should give
@@ -189,6 +195,7 @@ def one_pass(
         for start in range(0, n, batch_size):
             yield place(points[start : start + batch_size], None)
         return
+    _check_pair_of_tensors(data, owner)
     if _is_tensor_data(data):
         x, context = _as_pair(data, owner)
         for start in range(0, x.shape[0], batch_size):
@@ -219,8 +226,11 @@ def _as_pair(data: Tensor | tuple | list, owner: str) -> Batch:
     x, context = _split(data, owner)
     if x.dim() < 2 or x.shape[0] == 0:
         raise DataError(f"{owner}: data must be a non-empty Tensor [N, *event], got shape {list(x.shape)}")
-    if context is not None and context.shape[0] != x.shape[0]:
-        raise DataError(f"{owner}: data has {x.shape[0]} rows but its context has {context.shape[0]}; give one context row per row")
+    if context is not None and (context.dim() == 0 or context.shape[0] != x.shape[0]):
+        raise DataError(
+            f"{owner}: data has {x.shape[0]} rows but its context has shape {list(context.shape)}; "
+            f"give one context row per row, [{x.shape[0]}, c]"
+        )
     return x, context
 
 
@@ -243,5 +253,16 @@ def _check_pair_of_tensors(data: Any, owner: str) -> None:
 
 
 def _check_iterable(data: Any, owner: str) -> None:
-    if not isinstance(data, Iterable):
+    # A string, a mapping or an array is iterable too, but as characters, keys or rows, none of them a batch:
+    # refused here, the error would otherwise name the first item (a str for a dict) instead of the data.
+    if not isinstance(data, Iterable) or isinstance(data, (str, bytes, Mapping)):
         raise DataError(f"{owner}: data must be {_KINDS}; got {type(data).__name__}")
+    if hasattr(data, "__array__"):
+        raise DataError(f"{owner}: data is a {type(data).__name__}, not a torch Tensor; convert it with torch.as_tensor(data)")
+
+
+def _check_stream_generator(owner: str, generator: Any) -> None:
+    """A CPU ``torch.Generator``: the stream's randomness, and the state it is resumed from, live in it."""
+    check_generator(owner, generator, torch.device("cpu"))
+    if generator is None:
+        raise ConfigurationError(f"{owner}: the batch stream needs a torch.Generator, got None; pass make_generator(seed)")

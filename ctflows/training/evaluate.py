@@ -23,7 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from ctflows.continuous.likelihood import estimate_log_prob
+from ctflows.core.counts import positive_count
 from ctflows.core.modes import evaluation_mode
+from ctflows.core.validation import check_generator, check_tensor
 from ctflows.errors import ConfigurationError, DataError
 from ctflows.image.bits import nats_to_bits_per_dim
 from ctflows.image.dequantization import dequantize
@@ -68,8 +70,11 @@ def evaluate(
     ``no_grad`` is safe. The modules' previous train/eval modes are restored afterwards.
     """
     check_model_and_settings("evaluate", flow, trained=False, seed=seed)
-    _check_positive("n", n)
-    _check_positive("batch_size", batch_size)
+    n = positive_count("evaluate", "n", n)
+    batch_size = positive_count("evaluate", "batch_size", batch_size)
+    probes = positive_count("evaluate", "probes", probes)
+    # The draws (density samples, dequantization noise) are made on the CPU whatever the model's device.
+    check_generator("evaluate", generator, torch.device("cpu"))
     device, dtype = placement(flow)
     generator = generator if generator is not None else make_generator(seed)
     if levels is not None:  # before any pairing with a context: the images themselves are dequantized
@@ -79,6 +84,7 @@ def evaluate(
         dims = data[0].numel()
     shared = None
     if context is not None:
+        check_tensor("evaluate", context, None, name="context")
         if isinstance(data, (tuple, list)):
             raise ConfigurationError("evaluate: the data are an (x, context) pair and context= is given too; give the context once")
         if context.dim() == 1 or (context.dim() == 2 and context.shape[0] == 1):  # [c] or [1, c]: one for all
@@ -91,7 +97,6 @@ def evaluate(
                 "for a density or a loader give one shared context [c]"
             )
     log_p_fn = exact_log_prob(data)
-    _check_positive("probes", probes)
     log_q, log_p, exact = [], [], True
     with evaluation_mode(flow), torch.no_grad():
         for x, ctx in one_pass(data, n=n, batch_size=batch_size, generator=generator, device=device, dtype=dtype):
@@ -128,8 +133,3 @@ def _mean_and_se(values: Tensor) -> tuple[float, float]:
     n = values.numel()
     se = float(values.std() / math.sqrt(n)) if n > 1 else math.nan
     return float(values.mean()), se
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"evaluate: {name} must be a positive int, got {value!r}")
