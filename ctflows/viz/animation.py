@@ -7,6 +7,7 @@ colour scale, since the peak density changes by orders of magnitude between data
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,14 @@ from torch import Tensor, nn
 
 from ctflows.continuous.single import split_at_cnf
 from ctflows.continuous.trajectory import density_along_t
+from ctflows.core.counts import positive_count, real_setting
 from ctflows.core.modes import evaluation_mode
 from ctflows.core.transform import forward_through
+from ctflows.errors import ConfigurationError, InputError
 from ctflows.grid import Bounds, grid_2d
+from ctflows.viz.checks import check_bounds, check_planar, plot_tensor
 from ctflows.viz.density import CMAP, plt
+from ctflows.viz.figure import output_path
 
 
 def cnf_density_frames(flow: nn.Module, bounds: Bounds, frames: int = 16, n: int = 64) -> tuple[Tensor, Tensor]:
@@ -31,6 +36,14 @@ def cnf_density_frames(flow: nn.Module, bounds: Bounds, frames: int = 16, n: int
     :func:`ctflows.grid.grid_2d` lays them.
     """
     front, cnf = split_at_cnf(flow, "the density animation")
+    check_planar("cnf_density_frames", "flow", flow)
+    bounds, n = check_bounds("cnf_density_frames", bounds), positive_count("cnf_density_frames", "n", n)
+    if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 2:
+        raise ConfigurationError(
+            "cnf_density_frames: frames must be an int >= 2 (the first at t = 0, the data, the last at t = T, "
+            f"the base), got {frames!r}"
+        )
+    frames = int(frames)
     with evaluation_mode(flow):
         like = next(flow.parameters())
         points, _ = grid_2d(bounds, n, dtype=like.dtype, device=like.device)
@@ -41,8 +54,22 @@ def cnf_density_frames(flow: nn.Module, bounds: Bounds, frames: int = 16, n: int
     return times, torch.exp(log_p).reshape(frames, n, n).cpu()
 
 
-def density_animation(times: Tensor, densities: Tensor, bounds: Bounds, path: str | Path, *, title: str = "", fps: int = 6) -> Path:
-    """Write ``densities [K, n, n]`` at ``times [K]`` as a looping GIF to ``path``; the last frame is held a moment."""
+def density_animation(
+    times: Tensor, densities: Tensor, bounds: Bounds, path: str | Path, *, title: str = "", fps: float = 6
+) -> Path:
+    """Write ``densities [K, n, m]`` (>= 0) at ``times [K]`` as a looping GIF to ``path``; the last frame is held a moment."""
+    owner = "density_animation"
+    densities = plot_tensor(owner, "densities", densities, ("K", "n", "m"))
+    times = plot_tensor(owner, "times", times, ("K",))
+    if len(times) != len(densities):  # else frames are dropped, or the writer stops halfway on a missing one
+        raise InputError(
+            f"{owner}: times has {len(times)} entries but densities has {len(densities)} frames; give one time per frame"
+        )
+    lowest = float(densities.nan_to_num(nan=0.0).min())
+    if lowest < 0:  # a density is never negative: these are most likely log-densities
+        raise InputError(f"{owner}: densities must be >= 0, got a minimum of {lowest:.3g}; for log-densities pass their exp()")
+    bounds, path = check_bounds(owner, bounds), output_path(owner, path, ("gif",))
+    fps = real_setting(owner, "fps", fps, "a number of frames per second > 0, e.g. 6", lambda v: v > 0)
     fig, ax = plt.subplots(figsize=(3.4, 3.6))
     ax.set_axis_off()
     image = ax.imshow(densities[0].numpy(), origin="lower", extent=bounds, cmap=CMAP, aspect="equal")
@@ -53,14 +80,19 @@ def density_animation(times: Tensor, densities: Tensor, bounds: Bounds, path: st
     def show(k: int) -> tuple:
         frame = densities[order[k]].numpy()
         image.set_data(frame)
-        image.set_clim(0.0, float(np.max(frame)) or 1.0)
+        finite = frame[np.isfinite(frame)]  # one NaN cell (a diverged solve) would make the whole scale NaN
+        image.set_clim(0.0, float(finite.max()) if finite.size and finite.max() > 0 else 1.0)
         end = "  (data)" if order[k] == 0 else "  (base)" if order[k] == len(times) - 1 else ""
         label.set_text(f"{title}  t = {float(times[order[k]]):.2f}{end}".strip())
         return image, label
 
     animation = FuncAnimation(fig, show, frames=len(order), blit=False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    animation.save(path, writer=PillowWriter(fps=fps))
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        animation.save(path, writer=PillowWriter(fps=fps))
+    except BaseException:
+        path.unlink(missing_ok=True)  # the writer flushes the frames it has on the way out: no half animation
+        raise
+    finally:
+        plt.close(fig)
     return path

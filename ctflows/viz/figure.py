@@ -1,19 +1,49 @@
 """Writing a finished matplotlib figure to a file, with the file-only (Agg) backend every ctflows plot uses."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # figures are written to files; no display is assumed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from ctflows.core.counts import real_setting  # noqa: E402
+from ctflows.errors import ConfigurationError, InputError  # noqa: E402
 
-def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
-    """Save ``fig`` to ``path`` (its folder made if missing), close it so it frees its memory, and return the path."""
+
+def output_path(owner: str, path: object, formats: tuple[str, ...] | None = None) -> Path:
+    """``path`` as a Path if its suffix names one of ``formats`` (default: every format matplotlib writes).
+
+    Checked before anything is drawn: matplotlib refuses an unknown suffix only when saving, after the folder
+    was made, and silently appends ``.png`` to a name without one (so the path returned would not exist).
+    """
+    formats = formats or tuple(sorted(FigureCanvasAgg.get_supported_filetypes()))
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigurationError(f"{owner}: path must be a file name (str or Path), got {type(path).__name__} {path!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        given = f"suffix .{suffix}" if suffix else "no suffix"
+        raise ConfigurationError(
+            f"{owner}: path {str(path)!r} has {given}; give a file name ending in one of: {', '.join('.' + f for f in formats)}"
+        )
+    return path
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: float = 110) -> Path:
+    """Save ``fig`` to ``path`` (its folder made if missing), close it so it frees its memory, and return the path."""
+    if not isinstance(fig, Figure):
+        hint = "; pass ax.figure" if isinstance(fig, plt.Axes) else ""
+        raise InputError(f"save_figure: fig must be a matplotlib Figure, got {type(fig).__name__}{hint}")
+    path = output_path("save_figure", path)
+    dpi = real_setting("save_figure", "dpi", dpi, "a number > 0, e.g. 110", lambda v: v > 0)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)  # also on failure: pyplot keeps every open figure alive
     return path

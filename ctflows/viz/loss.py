@@ -6,7 +6,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ctflows.viz.figure import plt, save_figure
+from ctflows.viz.checks import check_curves
+from ctflows.viz.figure import output_path, plt, save_figure
 
 
 def running_mean(values: Sequence[float], window: int) -> np.ndarray:
@@ -26,14 +27,15 @@ def running_mean(values: Sequence[float], window: int) -> np.ndarray:
 
 
 def loss_curves(curves: Mapping[str, Sequence[float]], path: str | Path, *, ylabel: str = "training loss") -> Path:
-    """One panel per named per-step loss series: the raw losses (faint) and their running mean; saved as PNG.
+    """One panel per named per-step loss series ``[K]``: the raw losses (faint) and their running mean; saved as PNG.
 
     Panels are separate because objectives differ in scale (an NLL in nats, a flow-matching regression
     error). Each y-range is clipped to the 1st–99th percentile of the running mean, so a few huge early
-    losses do not flatten the rest of the curve.
+    losses do not flatten the rest of the curve. NaN losses (a diverged run) are drawn as gaps.
     """
-    columns = min(4, max(1, len(curves)))
-    rows = -(-max(1, len(curves)) // columns)
+    curves, path = check_curves("loss_curves", curves), output_path("loss_curves", path)
+    columns = min(4, len(curves))
+    rows = -(-len(curves) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows), squeeze=False)
     for ax in axes.flat[len(curves):]:
         ax.set_axis_off()
@@ -47,6 +49,8 @@ def loss_curves(curves: Mapping[str, Sequence[float]], path: str | Path, *, ylab
             low, high = np.percentile(finite, [1, 99])
             pad = 0.1 * (high - low) + 1e-3
             ax.set_ylim(low - pad, high + pad)
+        else:  # a run with no step (a resumed one with none left) or none finite: say so, not a bare frame
+            ax.text(0.5, 0.5, "no finite loss recorded", transform=ax.transAxes, ha="center", va="center", fontsize=9)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)

@@ -14,9 +14,12 @@ from torch import Tensor, nn
 
 from ctflows.continuous.cnf import CNF
 from ctflows.continuous.trajectory import cnf_path
+from ctflows.core.counts import positive_count
 from ctflows.core.modes import evaluation_mode
 from ctflows.core.transform import flat_layers
+from ctflows.core.validation import check_tensor, placement
 from ctflows.grid import Bounds
+from ctflows.viz.checks import check_bounds, plot_tensor
 from ctflows.viz.density import CMAP, Panel, plt
 
 
@@ -29,6 +32,11 @@ def flow_paths(flow: nn.Module, x: Tensor, cnf_steps: int = 24) -> Tensor:
     axes, an ActNorm rescaling) is no place on a path. The flow runs in ``eval()`` mode (a layer in
     training mode could change itself, e.g. ActNorm's initialisation); its modes are restored after.
     """
+    # The layers are called one by one, past Flow's own input check: without this one, a CNF given the wrong
+    # width fails inside its network with a matrix-shape error.
+    device, dtype = placement(flow)
+    check_tensor("flow_paths", x, getattr(flow, "event_shape", None), name="x", device=device, dtype=dtype)
+    cnf_steps = positive_count("flow_paths", "cnf_steps", cnf_steps)  # 0 would end the path before the CNF moves
     with evaluation_mode(flow):
         rows, current, moved = [x], x, False
         for layer in flat_layers(flow.transform):
@@ -50,9 +58,10 @@ def trajectory_panel(title: str, paths: Tensor, bounds: Bounds | None = None) ->
 
     ``bounds`` fixes the view; ``None`` fits it to the paths.
     """
+    p = plot_tensor("trajectory_panel", "paths", paths, ("K", "N", 2)).numpy()
+    bounds = None if bounds is None else check_bounds("trajectory_panel", bounds)
 
     def draw(ax: plt.Axes) -> None:
-        p = paths.detach().cpu().numpy()
         angle = np.arctan2(p[0, :, 1], p[0, :, 0])
         colours = plt.get_cmap(CMAP)(0.15 + 0.7 * (angle + math.pi) / (2 * math.pi))
         for i in range(p.shape[1]):
