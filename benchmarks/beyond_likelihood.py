@@ -1,6 +1,6 @@
 """Beyond maximum likelihood: wall-clock training time to reach a given KL(p‖q) (issue 5, benchmark part).
 
-    python benchmarks/beyond_likelihood.py [--densities eight_gaussians checkerboard gaussian_mixture:16]
+    python benchmarks/beyond_likelihood.py [--densities eight_gaussians checkerboard two_moons gaussian_mixture:16]
                                            [--seconds 120] [--main-seconds 300] [--methods ...] [--quick]
                                            [--fm-fraction 0.2] [--fm-batch 4096] [--seed 0]
                                            [--target-from earlier.json ...] [--deep-hidden 64 64 64 64 64 64]
