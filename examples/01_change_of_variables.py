@@ -10,7 +10,6 @@ If z = f(x) is invertible and z ~ p_z, then   log p_x(x) = log p_z(f(x)) + log|d
 """
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import ctflows  # noqa: E402
+from ctflows.cli.arguments import tutorial_parser  # noqa: E402
 from ctflows.viz import save_figure  # noqa: E402
 
 
@@ -51,9 +51,7 @@ def brute_force_check(flow: ctflows.Flow) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Tutorial 01: the change of variables")
-    parser.add_argument("--quick", action="store_true", help="tiny budget (used by the test suite)")
-    parser.add_argument("--out", default="examples-output")
+    parser = tutorial_parser("Tutorial 01: the change of variables")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)

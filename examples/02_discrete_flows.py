@@ -16,13 +16,13 @@ steps on the same data and reports KL(p‖q) to the exact density, with its stan
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
 
 import ctflows
+from ctflows.cli.arguments import positive_int, tutorial_parser
 from ctflows.viz import density_panel, sample_panel, side_by_side
 
 BOUNDS = (-4.5, 4.5, -4.5, 4.5)
@@ -35,11 +35,8 @@ BUILDERS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Tutorial 02: NICE -> RealNVP -> spline couplings")
-    parser.add_argument("--quick", action="store_true", help="tiny budget (used by the test suite)")
-    parser.add_argument("--steps", type=int, default=2000, help="optimizer steps per model")
-    parser.add_argument("--data", default="checkerboard", choices=list(ctflows.list_densities(dim=2)))  # the models here are 2-D
-    parser.add_argument("--out", default="examples-output")
+    parser = tutorial_parser("Tutorial 02: NICE -> RealNVP -> spline couplings", data="checkerboard")
+    parser.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps per model")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()

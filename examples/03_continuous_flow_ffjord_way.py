@@ -20,7 +20,6 @@ the field grows more complicated, which is the cost CNFs pay for their free-form
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import ctflows
+from ctflows.cli.arguments import positive_int, tutorial_parser
 from ctflows.continuous import CNF, estimate_log_prob
 from ctflows.viz import density_panel, lines_panel, sample_panel, side_by_side
 from ctflows.viz.density import Panel
@@ -88,11 +88,8 @@ def trajectory_panel(paths: torch.Tensor, colour: torch.Tensor, times: list[floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Tutorial 03: a CNF trained the FFJORD way")
-    parser.add_argument("--quick", action="store_true", help="tiny budget (used by the test suite)")
-    parser.add_argument("--steps", type=int, default=400, help="optimizer steps")
-    parser.add_argument("--data", default="eight_gaussians", choices=list(ctflows.list_densities(dim=2)))  # the models here are 2-D
-    parser.add_argument("--out", default="examples-output")
+    parser = tutorial_parser("Tutorial 03: a CNF trained the FFJORD way", data="eight_gaussians")
+    parser.add_argument("--steps", type=positive_int, default=400, help="optimizer steps")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)

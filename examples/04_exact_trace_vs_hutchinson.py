@@ -20,7 +20,6 @@ wall-clock of one evaluation of each.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 import torch  # noqa: E402
 
+from ctflows.cli.arguments import tutorial_parser  # noqa: E402
 from ctflows.continuous import TimeMLP, exact_divergence, hutchinson_divergence, sample_noise  # noqa: E402
 from ctflows.viz import save_figure  # noqa: E402
 
@@ -103,9 +103,7 @@ def seconds_per_call(d: int, batch: int, repeats: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Tutorial 04: exact trace vs Hutchinson's estimator")
-    parser.add_argument("--quick", action="store_true", help="tiny budget (used by the test suite)")
-    parser.add_argument("--out", default="examples-output")
+    parser = tutorial_parser("Tutorial 04: exact trace vs Hutchinson's estimator")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)

@@ -23,7 +23,6 @@ them. The reference is the same field solved by dopri5 at tolerance 1e-10 in flo
 """
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import ctflows  # noqa: E402
+from ctflows.cli.arguments import tutorial_parser  # noqa: E402
 from ctflows.continuous import CNF, FlowMatching  # noqa: E402
 from ctflows.viz import density_panel, save_figure, side_by_side  # noqa: E402
 
@@ -73,9 +73,7 @@ def slope(ks: list[int], errors: list[float]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Tutorial 05: residual steps vs the ODE they discretise")
-    parser.add_argument("--quick", action="store_true", help="tiny budget (used by the test suite)")
-    parser.add_argument("--out", default="examples-output")
+    parser = tutorial_parser("Tutorial 05: residual steps vs the ODE they discretise")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)

@@ -15,12 +15,12 @@ with it: a regression onto noisy targets gains most from averaging its last iter
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
 import ctflows
+from ctflows.cli.arguments import positive_number, tutorial_parser
 from ctflows.core.stats import count_stats
 from ctflows.viz import density_panel, sample_panel, side_by_side
 
@@ -37,11 +37,12 @@ def train_for(seconds: float, objective: str, density, batch_size: int) -> tuple
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Tutorial 06: flow matching vs maximum likelihood")
-    parser.add_argument("--quick", action="store_true", help="a few seconds per model (used by the tests)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="training wall-clock per model")
-    parser.add_argument("--data", default="eight_gaussians", choices=list(ctflows.list_densities(dim=2)))  # the models here are 2-D
-    parser.add_argument("--out", default="examples-output")
+    parser = tutorial_parser(
+        "Tutorial 06: flow matching vs maximum likelihood",
+        quick="a few seconds per model (used by the tests)",
+        data="eight_gaussians",
+    )
+    parser.add_argument("--seconds", type=positive_number, default=60.0, help="training wall-clock per model")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seconds = 3.0 if args.quick else args.seconds

@@ -21,13 +21,13 @@ at each shown c.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
 
 import ctflows
+from ctflows.cli.arguments import positive_int, tutorial_parser
 from ctflows.data.density import ToyDensity
 from ctflows.viz import density_panel, side_by_side
 
@@ -49,10 +49,8 @@ def training_pairs(levels: torch.Tensor, per_level: int, seed: int) -> tuple[tor
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Tutorial 07: a conditional density with a conditional flow")
-    parser.add_argument("--quick", action="store_true", help="tiny budget (used by the test suite)")
-    parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
-    parser.add_argument("--out", default="examples-output")
+    parser = tutorial_parser("Tutorial 07: a conditional density with a conditional flow")
+    parser.add_argument("--steps", type=positive_int, default=3000, help="optimizer steps")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)

@@ -14,7 +14,6 @@ the data (no gradient descent), and keep the chain:   log p(x) = log N(φ(x)) + 
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import ctflows  # noqa: E402
+from ctflows.cli.arguments import tutorial_parser  # noqa: E402
 from ctflows.nonparametric import fit_dual_ascent, fit_gaussianization, truncate  # noqa: E402
 from ctflows.viz import density_panel, save_figure, side_by_side  # noqa: E402
 
@@ -93,9 +93,10 @@ def euler_gap(data: torch.Tensor, epsilons: list[float], steps_at_largest: int) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Tutorial 08: Tabak's dual ascent and iterative Gaussianization")
-    parser.add_argument("--quick", action="store_true", help="small data and budgets (used by the test suite)")
-    parser.add_argument("--out", default="examples-output")
+    parser = tutorial_parser(
+        "Tutorial 08: Tabak's dual ascent and iterative Gaussianization",
+        quick="small data and budgets (used by the test suite)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)

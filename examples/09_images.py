@@ -15,7 +15,6 @@ scikit-learn (``pip install 'ctflows[images]'``).
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import ctflows  # noqa: E402
+from ctflows.cli.arguments import tutorial_parser  # noqa: E402
 from ctflows.data.images import DIGITS_LEVELS, load_digits  # noqa: E402
 from ctflows.image import DequantizedImages, bits_per_dim, multiscale_cnf, multiscale_glow  # noqa: E402
 from ctflows.viz import save_figure  # noqa: E402
@@ -55,9 +55,10 @@ def sample_grid(ax: plt.Axes, flow: ctflows.Flow, title: str, rows: int = 6) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Tutorial 09: multiscale CNF vs Glow on 8x8 digits, bits/dim")
-    parser.add_argument("--quick", action="store_true", help="a few steps per model (used by the test suite)")
-    parser.add_argument("--out", default="examples-output")
+    parser = tutorial_parser(
+        "Tutorial 09: multiscale CNF vs Glow on 8x8 digits, bits/dim",
+        quick="a few steps per model (used by the test suite)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)

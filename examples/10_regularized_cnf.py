@@ -30,13 +30,13 @@ numbers move with the machine's speed, which sets the steps per budget.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
 
 import ctflows
+from ctflows.cli.arguments import non_negative_number, positive_number, tutorial_parser
 from ctflows.core.stats import count_stats
 from ctflows.training.history import History
 from ctflows.viz import density_panel, lines_panel, side_by_side
@@ -64,12 +64,13 @@ def train(density, seconds: float, weight: float) -> tuple[ctflows.Flow, History
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Tutorial 10: RNODE-regularized CNF vs a plain one")
-    parser.add_argument("--quick", action="store_true", help="a few seconds per model (used by the tests)")
-    parser.add_argument("--seconds", type=float, default=150.0, help="training seconds per model (fit's clock: the steps only)")
-    parser.add_argument("--data", default="rings", choices=list(ctflows.list_densities(dim=2)))  # the models here are 2-D
-    parser.add_argument("--weight", type=float, default=0.1, help="λ_K = λ_B for the regularized model")
-    parser.add_argument("--out", default="examples-output")
+    parser = tutorial_parser(
+        "Tutorial 10: RNODE-regularized CNF vs a plain one",
+        quick="a few seconds per model (used by the tests)",
+        data="rings",
+    )
+    parser.add_argument("--seconds", type=positive_number, default=150.0, help="training seconds per model (fit's clock: the steps only)")
+    parser.add_argument("--weight", type=non_negative_number, default=0.1, help="λ_K = λ_B for the regularized model")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()

@@ -16,66 +16,19 @@ ends with one line on stderr and exit status 1 (2 for malformed arguments), neve
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Sequence
 
 import torch
 
+from ctflows.cli.arguments import (
+    OneLineParser, int_at_least, non_negative_int, open_unit_interval, positive_int, positive_minutes, positive_number,
+    seed_value,
+)
 from ctflows.cli.models import DEFAULT_IMAGE_MODELS, DEFAULT_MODELS, MODELS
 from ctflows.errors import CtflowsError
 from ctflows.training.schedule import SCHEDULES
-
-Number = TypeVar("Number", int, float)
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (no usage block), pointing at ``--help``."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def checked(
-    convert: Callable[[str], Number], noun: str, ok: Callable[[Number], bool], rule: str
-) -> Callable[[str], Number]:
-    """An argparse type: ``convert(text)`` (else "is not a ``noun``"), kept only when ``ok`` (else "must be ``rule``")."""
-
-    def parse(text: str) -> Number:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {noun}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
-        return value
-
-    return parse
-
-
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number ``>= minimum``."""
-    return checked(int, "whole number", lambda value: value >= minimum, f"at least {minimum}")
-
-
-positive_int, non_negative_int = int_at_least(1), int_at_least(0)
-
-
-def positive_float(what: str) -> Callable[[str], float]:
-    """An argparse type: a finite number > 0; ``what`` names it in the messages (``"number of minutes"``)."""
-    return checked(float, what, lambda value: math.isfinite(value) and value > 0, f"a positive {what}")
-
-
-positive_minutes, positive_number = positive_float("number of minutes"), positive_float("number")
-
-
-# torch takes seeds below 2^64, and the commands derive seed + 1 and seed + 2 from it
-seed_value = checked(int, "whole number", lambda value: 0 <= value < 2**63, "a whole number from 0 to 2^63 - 1")
-
-# a decay rate; NaN fails both comparisons
-open_unit_interval = checked(float, "number", lambda value: 0 < value < 1, "strictly between 0 and 1")
-
 
 def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: float | None) -> None:
     parser.add_argument("--data", required=True,
@@ -103,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser for every subcommand; each sets ``args.run``, the function that executes it."""
     from ctflows.cli import compare, data, evaluate, sample, train
 
-    parser = _Parser(prog="ctflows", description="Train, compare, sample and evaluate normalizing flows.")
+    parser = OneLineParser(prog="ctflows", description="Train, compare, sample and evaluate normalizing flows.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     models = ", ".join(MODELS)
 
