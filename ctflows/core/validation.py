@@ -10,7 +10,8 @@ either loses precision (float64 -> float32) or hides a model that was never move
 """
 from __future__ import annotations
 
-from typing import Iterator
+import inspect
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -144,3 +145,18 @@ def check_generator(owner: str, generator: object, device: torch.device | None =
             f"{owner}: generator is on {generator.device} but the draws are made on {device}; "
             f"pass torch.Generator(device={device.type!r})"
         )
+
+
+def check_call_signature(function: Callable[..., Any], arguments: int, message: str) -> None:
+    """Raise :class:`ConfigurationError` (``message``, then the signature found) unless ``function`` can be called
+    with ``arguments`` positional arguments: a user's callable is checked when it is handed over, not at its first
+    call deep inside a solve or a training step."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # no signature to read (a builtin): it will tell for itself when called
+        return
+    try:
+        signature.bind(*([None] * arguments))
+    except TypeError:
+        name = getattr(function, "__name__", type(function).__name__)
+        raise ConfigurationError(f"{message}; its signature is {name}{signature}") from None

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import reprlib
 from typing import Callable, Union
 
 import torch
@@ -12,6 +13,7 @@ from torch import Tensor, nn
 
 from ctflows.continuous.matching import FlowMatching
 from ctflows.core.stats import regularization_terms
+from ctflows.core.validation import check_call_signature
 from ctflows.errors import ConfigurationError
 
 Objective = Callable[[nn.Module, Tensor, "Tensor | None"], "tuple[Tensor, Tensor | None]"]
@@ -38,7 +40,28 @@ def resolve_objective(objective: Union[str, Objective]) -> Objective:
         return NAMED[objective]()
     if not callable(objective):
         raise ConfigurationError(f"fit: objective must be a name or a callable, got {type(objective).__name__}")
+    check_call_signature(objective, 3, f"fit: a custom objective is called as objective(flow, x, context) -> {RETURNS}")
     return objective
+
+
+RETURNS = "(loss, nll or None), loss a scalar tensor with a graph to the parameters"
+
+
+def checked_result(result: object) -> tuple[Tensor, Tensor | None]:
+    """A custom objective's ``(loss, nll)``, or a ConfigurationError that says what it returned instead.
+
+    Found at the first step, where the alternative is an unpacking error or autograd's "does not require grad".
+    """
+    problem = None
+    if not (isinstance(result, tuple) and len(result) == 2):
+        problem = _described(result)
+    elif not isinstance(result[0], Tensor) or result[0].dim() != 0 or not result[0].is_floating_point():
+        problem = f"a loss that is {_described(result[0])}"
+    elif torch.is_grad_enabled() and not result[0].requires_grad:
+        problem = "a loss with no graph to the parameters (computed under no_grad, detached, or a constant)"
+    if problem is not None:
+        raise ConfigurationError(f"fit: the custom objective must return {RETURNS}; it returned {problem}")
+    return result  # type: ignore[return-value]
 
 
 class TrainingLoss(nn.Module):
@@ -54,7 +77,8 @@ class TrainingLoss(nn.Module):
         self.likelihood = isinstance(objective, MaximumLikelihood)
 
     def forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
-        main, nll = self.objective(self.flow, x, context)
+        result = self.objective(self.flow, x, context)
+        main, nll = result if isinstance(self.objective, tuple(NAMED.values())) else checked_result(result)
         terms = regularization_terms(self.flow) if self.likelihood else {}
         missing = sorted(self.weights.keys() - terms.keys())
         if missing:
@@ -65,3 +89,9 @@ class TrainingLoss(nn.Module):
             )
         loss = main + sum((w * terms[name] for name, w in self.weights.items()), torch.zeros_like(main))
         return loss, nll, terms
+
+
+def _described(value: object) -> str:
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {list(value.shape)}"
+    return f"{type(value).__name__} {reprlib.repr(value)}"

@@ -243,3 +243,19 @@ def test_the_initialising_pass_runs_under_likelihood_and_where_an_actnorm_waits_
     flow = Flow(Chain(ActNorm(2), Flaky(2, set())), StandardNormal(2))
     fit(flow, CorrelatedGaussian(), steps=1, batch_size=16, seed=0, objective=mean_nll, progress=False)
     assert flow.transform.layers[1].calls == 2 and bool(flow.transform.layers[0].initialized)
+
+
+def test_a_custom_objective_that_cannot_be_called_or_returns_the_wrong_thing_is_named_so():
+    # Before: a TypeError from the call, "too many values to unpack", "cannot unpack non-iterable int" and
+    # autograd's "element 0 of tensors does not require grad", each at the first step.
+    def fails(objective, match):
+        with pytest.raises(ConfigurationError, match=match):
+            fit(affine_flow(), CorrelatedGaussian(), steps=1, batch_size=8, objective=objective)
+
+    fails(lambda flow, x: 0, r"called as objective\(flow, x, context\).*its signature is <lambda>\(flow, x\)")
+    fails(lambda flow, x, c: -flow.log_prob(x), r"it returned a torch.float\d+ tensor of shape \[8\]")
+    fails(lambda flow, x, c: (3, None), r"it returned a loss that is int 3")
+    fails(lambda flow, x, c: (torch.tensor(1.0), None), r"a loss with no graph to the parameters")
+    # a well-formed custom objective trains
+    nll = lambda flow, x, c: (-flow.log_prob(x).mean(), None)  # noqa: E731
+    assert fit(affine_flow(), CorrelatedGaussian(), steps=2, batch_size=8, objective=nll).steps == 2
