@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ctflows.core.validation import check_call_signature
 from ctflows.errors import ConfigurationError
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
@@ -114,6 +115,8 @@ def check_callback(callback: Any) -> None:
         raise ConfigurationError(
             f"fit: callback must be callable as callback(step, history) -> bool | None, got {type(callback).__name__}"
         )
+    if callback is not None:
+        check_call_signature(callback, 2, "fit: callback is called as callback(step, history) -> bool | None")
 
 
 def check_device(owner: str, device: Any) -> torch.device:

@@ -191,6 +191,9 @@ def test_mistakes_that_used_to_surface_after_training_are_refused_before_it(tmp_
         fit(affine_flow(), CorrelatedGaussian(), steps=2, batch_size=8, checkpoint_dir=tmp_path / "a_file", callback=taken)
     with pytest.raises(ConfigurationError, match="callback must be callable.*got int"):
         fit(affine_flow(), CorrelatedGaussian(), steps=2, batch_size=8, callback=5)
+    # a callback of one argument used to fail after the first step, with a TypeError from the call
+    with pytest.raises(ConfigurationError, match=r"callback is called as callback\(step, history\).*<lambda>\(step\)"):
+        fit(affine_flow(), CorrelatedGaussian(), steps=2, batch_size=8, callback=lambda step: None)
     # a NumPy context used to be read as no context (the pair iterated as two batches)
     with pytest.raises(DataError, match="context is a ndarray, not a torch Tensor; convert it with torch.as_tensor"):
         fit(affine_flow(), (torch.randn(16, 2), np.zeros((16, 3))), steps=2, batch_size=8)
