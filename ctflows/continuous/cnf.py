@@ -28,6 +28,7 @@ from ctflows.continuous.solve import (
     is_fixed_step,
     supports_step_callbacks,
 )
+from ctflows.core.counts import optional_count, positive_count, real_setting
 from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError, InputError, SolverError
 
@@ -38,6 +39,10 @@ TOLERANCE_FLOOR_EPS = 8
 
 def check_field_signature(field: nn.Module) -> None:
     """A velocity field is called as ``field(t, x, context)``: one that cannot be is refused when the CNF is built."""
+    if not isinstance(field, nn.Module):  # its parameters are what the solve differentiates
+        raise ConfigurationError(
+            f"CNF: the field must be an nn.Module (e.g. ctflows.continuous.TimeMLP), got {type(field).__name__}"
+        )
     forward = getattr(field, "forward", field)  # an nn.Module's __call__ takes anything; its forward says what it takes
     try:
         inspect.signature(forward).bind(0.0, None, None)
@@ -152,13 +157,13 @@ class CNF(Transform):
         if not is_fixed_step(method) and step_size is not None:
             raise ConfigurationError(f"CNF: step_size is for fixed-step solvers; {method!r} chooses its own steps from atol/rtol")
         # NaN or infinite settings would otherwise surface as a solver failure blamed on stiff dynamics.
+        max_num_steps = positive_count("CNF", "max_num_steps", max_num_steps)
         if not all(_positive_number(v) for v in (atol, rtol, end_time)) or max_num_steps < 1:
             raise ConfigurationError(f"CNF: atol, rtol and end_time must be finite and positive, max_num_steps >= 1 (got {atol}, {rtol}, {end_time}, {max_num_steps})")
         for setting, value in (("step_size", step_size), ("eval_atol", eval_atol), ("eval_rtol", eval_rtol), ("exact_chunk_size", exact_chunk_size)):
             if value is not None and not _positive_number(value):
                 raise ConfigurationError(f"CNF: {setting} must be finite and positive (or None for the default), got {value}")
-        if not 0.0 <= end_time_jitter < 1.0:
-            raise ConfigurationError(f"CNF: end_time_jitter must be in [0, 1) (a fraction of T), got {end_time_jitter}")
+        real_setting("CNF", "end_time_jitter", end_time_jitter, "in [0, 1) (a fraction of T)", lambda b: 0.0 <= b < 1.0)
         if noise not in NOISE_KINDS:
             raise ConfigurationError(f"CNF: noise {noise!r} is not one of {NOISE_KINDS}")
         resolve_divergence(divergence, features)
@@ -173,7 +178,9 @@ class CNF(Transform):
         self.eval_rtol = float(eval_rtol) if eval_rtol is not None else self.rtol / 10
         self.divergence, self.eval_divergence, self.noise = divergence, eval_divergence, noise
         self.regularization = check_regularization(regularization)
-        self.max_num_steps, self.exact_chunk_size, self.name = int(max_num_steps), exact_chunk_size, name
+        # A whole number: the forward-mode divergence steps through the basis vectors by it.
+        self.exact_chunk_size = optional_count("CNF", "exact_chunk_size", exact_chunk_size)
+        self.max_num_steps, self.name = max_num_steps, name
         self.field_jvp = field_jvp
         if compile_field and not (field_jvp and callable(getattr(field, "forward_with_jvp", None))):
             raise ConfigurationError(

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ctflows.continuous.layers import ConcatLinear, ConcatSquashLinear
-from ctflows.core.counts import optional_count, positive_count
+from ctflows.core.counts import optional_count, positive_count, real_setting
 from ctflows.core.counts import widths as widths_of
 from ctflows.errors import ConfigurationError
 
@@ -24,7 +24,7 @@ SMOOTH_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"softplus": nn.Softplu
 
 def smooth_activation(name: str, owner: str) -> nn.Module:
     """A new activation module for ``name`` in :data:`SMOOTH_ACTIVATIONS`; else an error naming ``owner``."""
-    if name not in SMOOTH_ACTIVATIONS:
+    if not isinstance(name, str) or name not in SMOOTH_ACTIVATIONS:
         raise ConfigurationError(f"{owner}: activation {name!r} is not one of {sorted(SMOOTH_ACTIVATIONS)}")
     return SMOOTH_ACTIVATIONS[name]()
 
@@ -61,7 +61,8 @@ class FourierTime(nn.Module):
 
     def __init__(self, num_frequencies: int = 4) -> None:
         super().__init__()
-        self.num_frequencies = int(num_frequencies)
+        # At least one: with none the features are t alone, which ConcatMLP (TimeIdentity) gives by name.
+        self.num_frequencies = positive_count(type(self).__name__, "num_frequencies", num_frequencies)
         self.out_features = 2 * self.num_frequencies + 1
 
     def forward(self, t: Tensor) -> Tensor:
@@ -127,12 +128,16 @@ class TimeMLP(VelocityField):
         self.features = features
         self.context_features = optional_count(type(self).__name__, "context_features", context_features)
         self.time_embedding = time_embedding if time_embedding is not None else TimeIdentity()
-        cond = self.time_embedding.out_features + (context_features or 0)
+        # Its width sizes every layer: read it here, not as an AttributeError deep in the constructor.
+        embedded = getattr(self.time_embedding, "out_features", None)
+        cond = positive_count(type(self).__name__, "time_embedding.out_features", embedded) + (context_features or 0)
         widths = [features, *hidden, features]
         self.layers = nn.ModuleList(_LAYERS[layer](a, b, cond) for a, b in zip(widths[:-1], widths[1:]))
         self.activation = activation_module
         self.activation_name = activation
-        self.layers[-1].scale_(init_scale)
+        # A NaN or infinite scale would make every velocity NaN without an error.
+        scale = real_setting(type(self).__name__, "init_scale", init_scale, "a finite number, e.g. 0.1 (0 starts at v = 0)")
+        self.layers[-1].scale_(scale)
 
     def condition(self, t: Tensor, x: Tensor, context: Tensor | None) -> Tensor:
         """The conditioning vector: ``[1, k]`` for a scalar ``t`` without context, else ``[B, k (+ c)]``.

@@ -14,12 +14,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctflows.core.counts import positive_count
+
+
+def _widths(owner: str, *named: tuple[str, object]) -> list[int]:
+    """The layer's widths as ints >= 1: a ConfigurationError naming ``owner`` rather than torch's negative-dimension error."""
+    return [positive_count(owner, name, value) for name, value in named]
+
 
 class ConcatLinear(nn.Module):
     """``y = W h + U c + b``: a linear layer on ``[h, c]``. Shapes ``h [B, in], c [1|B, k] -> [B, out]``."""
 
     def __init__(self, in_features: int, out_features: int, cond_features: int) -> None:
         super().__init__()
+        in_features, out_features, cond_features = _widths(
+            type(self).__name__, ("in_features", in_features), ("out_features", out_features), ("cond_features", cond_features)
+        )
         self.linear = nn.Linear(in_features, out_features)
         self.cond = nn.Linear(cond_features, out_features, bias=False)
 
@@ -45,6 +55,9 @@ class ConcatSquashLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, cond_features: int) -> None:
         super().__init__()
+        in_features, out_features, cond_features = _widths(
+            type(self).__name__, ("in_features", in_features), ("out_features", out_features), ("cond_features", cond_features)
+        )
         self.linear = nn.Linear(in_features, out_features)
         self.gate = nn.Linear(cond_features, out_features)
         self.shift = nn.Linear(cond_features, out_features, bias=False)

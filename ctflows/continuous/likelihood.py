@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ctflows.core.counts import positive_count
 from ctflows.core.stats import layer_stats
 from ctflows.errors import ConfigurationError
 
@@ -65,8 +66,9 @@ def estimate_log_prob(flow: nn.Module, x: Tensor, context: Tensor | None = None,
     Uses the layers' current mode (call ``flow.eval()`` first for evaluation settings) and the caller's
     grad mode; wrap it in ``torch.no_grad()`` for test-set evaluation.
     """
-    if num_probes < 1:
-        raise ConfigurationError(f"estimate_log_prob: num_probes must be at least 1, got {num_probes}")
+    num_probes = positive_count("estimate_log_prob", "num_probes", num_probes)
+    if not callable(getattr(flow, "log_prob", None)):
+        raise ConfigurationError(f"estimate_log_prob: flow must be a model with a log_prob method (a Flow), got {type(flow).__name__}")
     first = flow.log_prob(x, context)
     if log_prob_is_exact(flow):
         return LogProbEstimate(first.unsqueeze(0), exact=True)

@@ -23,11 +23,13 @@ def check_regularization(names: Iterable[str] | str | None) -> tuple[str, ...]:
         return ()
     if isinstance(names, str):
         names = (names,)
-    names = tuple(dict.fromkeys(names))
-    unknown = [n for n in names if n not in REGULARIZERS]
+    if not hasattr(names, "__iter__"):
+        raise ConfigurationError(f"regularization must be a name or a list of names from {REGULARIZERS}, got {names!r}")
+    names = tuple(names)
+    unknown = [n for n in names if not isinstance(n, str) or n not in REGULARIZERS]
     if unknown:
         raise ConfigurationError(f"unknown regularization {unknown}; choose from {REGULARIZERS}")
-    return names
+    return tuple(dict.fromkeys(names))
 
 
 def kinetic_energy_rate(v: Tensor) -> Tensor:
