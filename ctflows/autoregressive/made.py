@@ -13,21 +13,38 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctflows.core.counts import optional_count, widths
+from ctflows.core.counts import optional_count, positive_count, widths
 from ctflows.errors import ConfigurationError
 from ctflows.networks.mlp import activation_module
 
 
-def check_order(owner: str, order: Sequence[int] | None, features: int) -> None:
-    """A ConfigurationError unless ``order`` is ``None`` or a permutation of ``range(features)``."""
-    if order is not None and sorted(int(i) for i in order) != list(range(features)):
-        raise ConfigurationError(f"{owner}: order must be a permutation of range({features}), got {list(order)}")
+def check_order(owner: str, order: Sequence[int] | None, features: int) -> Tensor:
+    """``order`` as a long tensor (``None``: the natural order) if it is a permutation of ``range(features)``.
+
+    Else a ConfigurationError: a fractional entry would be truncated by ``int`` and pass, then fail as an index.
+    """
+    if order is None:
+        return torch.arange(features)
+    try:
+        tensor = torch.as_tensor(order)
+    except (TypeError, ValueError, RuntimeError):
+        tensor = None
+    integral = tensor is not None and tensor.dtype != torch.bool and not (tensor.is_floating_point() or tensor.is_complex())
+    if not integral or tensor.dim() != 1 or not torch.equal(tensor.sort().values, torch.arange(features, dtype=tensor.dtype)):
+        raise ConfigurationError(
+            f"{owner}: order must be a permutation of range({features}), e.g. {list(range(features))[::-1]}, got {order!r}"
+        )
+    return tensor.long()
 
 
 class MaskedLinear(nn.Linear):
     """``y = (W ⊙ M) x + b`` for a fixed 0/1 mask ``M [out, in]``; shapes ``[B, in] -> [B, out]``."""
 
     def __init__(self, mask: Tensor) -> None:
+        # Another value than 0/1 would silently scale weights instead of cutting connections.
+        if not isinstance(mask, Tensor) or mask.dim() != 2 or 0 in mask.shape or not bool(((mask == 0) | (mask == 1)).all()):
+            got = f"shape {list(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
+            raise ConfigurationError(f"MaskedLinear: mask must be a non-empty [out, in] tensor of 0s and 1s, got {got}")
         super().__init__(mask.shape[1], mask.shape[0])
         self.register_buffer("mask", mask.to(self.weight.dtype))
 
@@ -62,10 +79,12 @@ class MADE(nn.Module):
         zero_last: bool = True,
     ) -> None:
         super().__init__()
+        owner = type(self).__name__
+        features = positive_count(owner, "features", features)
+        params_per_feature = positive_count(owner, "params_per_feature", params_per_feature)
         self.features, self.params_per_feature = features, params_per_feature
-        self.context_features = optional_count(type(self).__name__, "context_features", context_features)
-        check_order("MADE", order, features)
-        order_t = torch.arange(features) if order is None else torch.as_tensor(list(order))
+        self.context_features = optional_count(owner, "context_features", context_features)
+        order_t = check_order(owner, order, features)
         degrees = torch.empty(features, dtype=torch.long)
         degrees[order_t] = torch.arange(1, features + 1)
         self.register_buffer("degrees", degrees)

@@ -14,10 +14,9 @@ from typing import Sequence
 from torch import Tensor
 
 from ctflows.autoregressive.made import MADE, check_order
-from ctflows.core.counts import optional_count
+from ctflows.core.counts import optional_count, positive_count, real_setting
 from ctflows.networks import soft_clamp
 from ctflows.core.transform import Transform
-from ctflows.errors import ConfigurationError
 
 
 class MaskedAutoregressive(Transform):
@@ -44,14 +43,14 @@ class MaskedAutoregressive(Transform):
         scale_bound: float = 3.0,
     ) -> None:
         super().__init__()
-        if features < 1:
-            raise ConfigurationError(f"MaskedAutoregressive: features must be >= 1, got {features}")
+        features = positive_count("MaskedAutoregressive", "features", features)
         check_order("MaskedAutoregressive", order, features)
-        if not scale_bound > 0:
-            raise ConfigurationError(f"MaskedAutoregressive: scale_bound must be positive, got {scale_bound}")
         self.event_shape = (features,)
         self.context_features = optional_count(type(self).__name__, "context_features", context_features)
-        self.scale_bound = float(scale_bound)
+        # An infinite bound makes the soft clamp inf · tanh(0) = NaN.
+        self.scale_bound = real_setting(
+            "MaskedAutoregressive", "scale_bound", scale_bound, "a finite number > 0, e.g. 3.0", lambda b: b > 0
+        )
         self.made = MADE(features, 2, hidden, order=order, context_features=context_features, activation=activation)
 
     def _scale_shift(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:

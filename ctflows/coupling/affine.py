@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ctflows.coupling.base import Coupling
-from ctflows.errors import ConfigurationError
+from ctflows.core.counts import real_setting
 from ctflows.networks import soft_clamp
 
 
@@ -29,10 +29,10 @@ class AffineCoupling(Coupling):
     params_per_feature = 2
 
     def __init__(self, features: int, *, scale_bound: float = 3.0, **kwargs: Any) -> None:
-        if not scale_bound > 0:
-            raise ConfigurationError(f"AffineCoupling: scale_bound must be positive, got {scale_bound}")
+        # An infinite bound makes the soft clamp inf · tanh(0) = NaN.
+        scale_bound = real_setting("AffineCoupling", "scale_bound", scale_bound, "a finite number > 0, e.g. 3.0", lambda b: b > 0)
         super().__init__(features, **kwargs)
-        self.scale_bound = float(scale_bound)
+        self.scale_bound = scale_bound
 
     def elementwise(self, x: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         log_scale = soft_clamp(params[..., 0], self.scale_bound)

@@ -12,15 +12,34 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ctflows.core.counts import optional_count
+from ctflows.core.counts import optional_count, positive_count
 from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError
 from ctflows.networks import MLP
 
 
-def checkerboard_mask(features: int, parity: int = 0) -> Tensor:
+def checkerboard_mask(features: int, parity: int = 0, *, owner: str = "checkerboard_mask") -> Tensor:
     """Boolean ``[features]`` mask, True on the features that are transformed (every other one)."""
-    return (torch.arange(features) + parity) % 2 == 1
+    features = positive_count(owner, "features", features)
+    # Only 0 and 1 differ; 2 or -1 would silently give one of them, which hides a mistaken layer index.
+    if parity not in (0, 1):
+        raise ConfigurationError(f"{owner}: parity must be 0 or 1 (which half is transformed), got {parity!r}")
+    return (torch.arange(features) + int(parity)) % 2 == 1
+
+
+def _mask(owner: str, mask: object, features: int) -> Tensor:
+    """``mask`` as a boolean ``[features]`` tensor with both values; it may be given as 0/1 numbers too."""
+    try:
+        tensor = torch.as_tensor(mask)
+    except (TypeError, ValueError, RuntimeError):
+        tensor = None
+    # Any other number (2, 0.5) would silently count as True.
+    if tensor is None or not bool(((tensor == 0) | (tensor == 1)).all()):
+        raise ConfigurationError(f"{owner}: mask must hold only True/False (or 1/0), got {mask!r}")
+    tensor = tensor.to(torch.bool)
+    if tensor.shape != (features,) or tensor.all() or not tensor.any():
+        raise ConfigurationError(f"{owner}: mask must be a [{features}] boolean tensor with both True and False entries, got {mask!r}")
+    return tensor
 
 
 class Coupling(Transform):
@@ -47,11 +66,11 @@ class Coupling(Transform):
         activation: str = "relu",
     ) -> None:
         super().__init__()
+        owner = type(self).__name__
+        features = positive_count(owner, "features", features)
         if features < 2:
-            raise ConfigurationError(f"{type(self).__name__}: a coupling layer needs at least 2 features, got {features}")
-        mask = checkerboard_mask(features, parity) if mask is None else torch.as_tensor(mask, dtype=torch.bool)
-        if mask.shape != (features,) or mask.all() or not mask.any():
-            raise ConfigurationError(f"{type(self).__name__}: mask must be a [{features}] boolean tensor with both True and False entries")
+            raise ConfigurationError(f"{owner}: a coupling layer needs at least 2 features, got {features}")
+        mask = checkerboard_mask(features, parity, owner=owner) if mask is None else _mask(owner, mask, features)
         self.event_shape = (features,)
         self.context_features = optional_count(type(self).__name__, "context_features", context_features)
         self.register_buffer("transformed", torch.nonzero(mask).flatten())

@@ -17,6 +17,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ctflows.core.counts import real_setting
+from ctflows.errors import InputError
+
+
+def check_spline_settings(
+    owner: str, bins: int, bound: object, min_width: object, min_height: object, min_derivative: object
+) -> tuple[float, float, float, float]:
+    """``(bound, min_width, min_height, min_derivative)`` as floats if a spline of ``bins`` bins can use them.
+
+    An infinite bound gives NaN knots; floors with ``bins × minimum >= 1`` give bins of negative width (a
+    non-monotone map); a ``min_derivative`` outside (0, 1) has no shifted softplus for the identity.
+    """
+    bound = real_setting(owner, "bound", bound, "a finite number > 0, e.g. 3.0", lambda b: b > 0)
+    floors = [
+        real_setting(owner, name, value, f"a number > 0 with bins × {name} < 1 ({bins} bins), e.g. 1e-3", lambda m: 0 < m * bins < 1)
+        for name, value in (("min_width", min_width), ("min_height", min_height))
+    ]
+    min_derivative = real_setting(owner, "min_derivative", min_derivative, "in (0, 1), e.g. 1e-3", lambda m: 0 < m < 1)
+    return bound, *floors, min_derivative
+
 
 def knot_positions(raw: Tensor, bound: float, minimum: float) -> Tensor:
     """Knots ``[..., K+1]`` from -B to B with bin sizes ``2B (m + (1 - mK) softmax(raw))``.
@@ -75,6 +95,17 @@ def rational_quadratic_spline(
         inverse: apply g⁻¹, solving the quadratic for ξ in its cancellation-free form.
         min_width, min_height, min_derivative: floors that keep every bin and slope away from zero.
     """
+    bins = widths.shape[-1]
+    bound, min_width, min_height, min_derivative = check_spline_settings(
+        "rational_quadratic_spline", bins, bound, min_width, min_height, min_derivative
+    )
+    # Mismatched parameters would index knots of different splines without any error from torch.
+    if heights.shape != widths.shape or widths.shape[:-1] != x.shape or derivatives.shape != (*x.shape, bins - 1):
+        raise InputError(
+            f"rational_quadratic_spline: for x {list(x.shape)} and K bins, widths and heights must be [..., K] and "
+            f"derivatives [..., K - 1] with ... = x's shape; got {list(widths.shape)}, {list(heights.shape)}, "
+            f"{list(derivatives.shape)}"
+        )
     inside = (x >= -bound) & (x <= bound)
     # Evaluate the spline on clamped inputs and discard it outside: a masked branch must still be finite,
     # or its NaN gradient leaks through torch.where.

@@ -14,7 +14,8 @@ from typing import Any
 from torch import Tensor
 
 from ctflows.coupling.base import Coupling
-from ctflows.coupling.rational_quadratic import rational_quadratic_spline
+from ctflows.core.counts import positive_count
+from ctflows.coupling.rational_quadratic import check_spline_settings, rational_quadratic_spline
 from ctflows.errors import ConfigurationError
 
 
@@ -40,22 +41,15 @@ class RQSplineCoupling(Coupling):
         min_derivative: float = 1e-3,
         **kwargs: Any,
     ) -> None:
-        if int(bins) != bins or bins < 2:
+        bins = positive_count("RQSplineCoupling", "bins", bins)
+        if bins < 2:
             raise ConfigurationError(f"RQSplineCoupling: bins must be an integer >= 2, got {bins}")
-        if not bound > 0:
-            raise ConfigurationError(f"RQSplineCoupling: bound must be positive, got {bound}")
-        if not (0 < min_width * bins < 1 and 0 < min_height * bins < 1):
-            raise ConfigurationError(
-                f"RQSplineCoupling: min_width and min_height must be positive with bins × minimum < 1, "
-                f"got {min_width}, {min_height} for {bins} bins"
-            )
-        if not 0 < min_derivative < 1:
-            raise ConfigurationError(f"RQSplineCoupling: min_derivative must be in (0, 1), got {min_derivative}")
-        self.params_per_feature = 3 * int(bins) - 1  # set before Coupling sizes its conditioner
+        bound, *minimums = check_spline_settings("RQSplineCoupling", bins, bound, min_width, min_height, min_derivative)
+        self.params_per_feature = 3 * bins - 1  # set before Coupling sizes its conditioner
         super().__init__(features, **kwargs)
-        self.bins = int(bins)
-        self.bound = float(bound)
-        self.minimums = {"min_width": min_width, "min_height": min_height, "min_derivative": min_derivative}
+        self.bins = bins
+        self.bound = bound
+        self.minimums = dict(zip(("min_width", "min_height", "min_derivative"), minimums))
 
     def elementwise(self, x: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         k = self.bins

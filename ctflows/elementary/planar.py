@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctflows.core.counts import positive_count, real_setting
 from ctflows.core.transform import Transform
 from ctflows.errors import SolverError
 
@@ -37,8 +38,12 @@ class Planar(Transform):
 
     def __init__(self, features: int, *, tolerance: float | None = None, max_iterations: int = 100) -> None:
         super().__init__()
+        features = positive_count("Planar", "features", features)
         self.event_shape = (features,)
-        self.tolerance, self.max_iterations = tolerance, max_iterations
+        if tolerance is not None:  # a negative or NaN one can never be met: the inverse would blame convergence
+            want = "a number >= 0, e.g. 1e-10 (or None: per dtype)"
+            tolerance = real_setting("Planar", "tolerance", tolerance, want, lambda t: t >= 0)
+        self.tolerance, self.max_iterations = tolerance, positive_count("Planar", "max_iterations", max_iterations)
         w = torch.randn(features) / math.sqrt(features)
         self.w = nn.Parameter(w)
         self.u = nn.Parameter(math.log(math.e - 1) * w / w.square().sum())

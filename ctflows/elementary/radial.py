@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctflows.core.counts import positive_count
 from ctflows.core.transform import Transform
 
 
@@ -24,6 +25,7 @@ class Radial(Transform):
 
     def __init__(self, features: int) -> None:
         super().__init__()
+        features = positive_count("Radial", "features", features)
         self.event_shape = (features,)
         self.center = nn.Parameter(torch.zeros(features))
         self.alpha_raw = nn.Parameter(torch.zeros(()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ctflows.core.counts import positive_count
+from ctflows.core.counts import positive_count, real_setting
 from ctflows.core.transform import Transform
 from ctflows.errors import InputError
 
@@ -32,7 +32,8 @@ class ActNorm(Transform):
         super().__init__()
         features = positive_count("ActNorm", "features", features)
         self.event_shape = (features,)
-        self.eps = eps
+        # A negative or NaN eps would make the log-scale of the data-dependent start NaN.
+        self.eps = real_setting("ActNorm", "eps", eps, "a number >= 0, e.g. 1e-6", lambda e: e >= 0)
         self.loc = nn.Parameter(torch.zeros(features))
         self.log_scale = nn.Parameter(torch.zeros(features))
         self.register_buffer("initialized", torch.tensor(False))

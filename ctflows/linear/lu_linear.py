@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ctflows.core.counts import positive_count
 from ctflows.core.transform import Transform
+from ctflows.core.validation import check_generator
 
 
 class LULinear(Transform):
@@ -20,6 +21,7 @@ class LULinear(Transform):
     def __init__(self, features: int, *, identity_init: bool = False, generator: torch.Generator | None = None) -> None:
         super().__init__()
         features = positive_count("LULinear", "features", features)
+        check_generator("LULinear", generator, torch.device("cpu"))  # the start is drawn on the CPU
         self.event_shape = (features,)
         if identity_init:
             w = torch.eye(features)

@@ -6,6 +6,7 @@ from torch import Tensor
 
 from ctflows.core.counts import positive_count
 from ctflows.core.transform import Transform, zeros_logdet
+from ctflows.core.validation import check_generator
 from ctflows.errors import ConfigurationError
 
 
@@ -14,9 +15,18 @@ class Permutation(Transform):
 
     def __init__(self, permutation: Tensor) -> None:
         super().__init__()
-        permutation = torch.as_tensor(permutation, dtype=torch.long)
+        try:
+            given = torch.as_tensor(permutation)
+        except (TypeError, ValueError, RuntimeError):
+            given = None
+        # Cast to long, floats would be truncated ([0.5, 1] -> [0, 1]) and booleans read as 0/1: refused instead.
+        if given is None or (given.numel() > 0 and (given.dtype == torch.bool or given.is_floating_point() or given.is_complex())):
+            raise ConfigurationError(
+                f"Permutation: permutation must be integer indices such as torch.tensor([2, 0, 1]), got {permutation!r}"
+            )
+        permutation = given.long()
         d = permutation.numel()
-        if permutation.dim() != 1 or not torch.equal(torch.sort(permutation).values, torch.arange(d)):
+        if d == 0 or permutation.dim() != 1 or not torch.equal(torch.sort(permutation).values, torch.arange(d)):
             raise ConfigurationError(f"Permutation: {permutation.tolist()} is not a permutation of 0..{d - 1}")
         self.event_shape = (d,)
         self.register_buffer("permutation", permutation)
@@ -44,4 +54,6 @@ class RandomPermutation(Permutation):
     """A random permutation fixed at construction (drawn from ``generator`` when given)."""
 
     def __init__(self, features: int, generator: torch.Generator | None = None) -> None:
-        super().__init__(torch.randperm(positive_count("RandomPermutation", "features", features), generator=generator))
+        features = positive_count("RandomPermutation", "features", features)
+        check_generator("RandomPermutation", generator, torch.device("cpu"))  # randperm draws on the CPU
+        super().__init__(torch.randperm(features, generator=generator))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ctflows.core.counts import real_setting
 from ctflows.core.transform import Transform
 from ctflows.errors import DataError
 
@@ -20,9 +21,12 @@ class Standardization(Transform):
 
     def __init__(self, loc: Tensor, scale: Tensor) -> None:
         super().__init__()
-        loc, scale = torch.as_tensor(loc), torch.as_tensor(scale)
-        if loc.dim() != 1 or loc.shape != scale.shape:
-            raise DataError(f"Standardization: loc and scale must both be [D], got {list(loc.shape)} and {list(scale.shape)}")
+        try:
+            loc, scale = torch.as_tensor(loc), torch.as_tensor(scale)
+        except (TypeError, ValueError, RuntimeError):
+            raise DataError(f"Standardization: loc and scale must be [D] tensors of numbers, got {loc!r} and {scale!r}") from None
+        if loc.dim() != 1 or loc.shape != scale.shape or loc.numel() == 0:
+            raise DataError(f"Standardization: loc and scale must both be [D] with D >= 1, got {list(loc.shape)} and {list(scale.shape)}")
         if not (torch.isfinite(loc).all() and torch.isfinite(scale).all() and (scale > 0).all()):
             raise DataError("Standardization: loc must be finite and scale finite and positive")
         self.event_shape = (loc.shape[0],)
@@ -36,8 +40,13 @@ class Standardization(Transform):
         Raises :class:`DataError` for non-finite values or a feature whose standard deviation is below
         ``min_scale`` times the largest one (a constant column has no density to model).
         """
+        if not isinstance(x, Tensor):
+            raise DataError(
+                f"Standardization.from_data: x must be a torch.Tensor, got {type(x).__name__}; convert it with torch.as_tensor(x)"
+            )
         if x.dim() != 2 or x.shape[0] < 2 or not x.is_floating_point():
             raise DataError(f"Standardization.from_data: need a floating [N, D] tensor with N >= 2, got {x.dtype} {list(x.shape)}")
+        min_scale = real_setting("Standardization.from_data", "min_scale", min_scale, "a number >= 0, e.g. 1e-8", lambda m: m >= 0)
         if not torch.isfinite(x).all():
             raise DataError("Standardization.from_data: the data contain NaN or Inf; remove or impute those rows first")
         loc, scale = x.mean(dim=0), x.std(dim=0)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctflows.core.counts import real_setting
 from ctflows.errors import ConfigurationError
 
 
@@ -28,7 +29,9 @@ class LipSwish(nn.Module):
 
     def __init__(self, beta: float = 1.0) -> None:
         super().__init__()
-        self.raw_beta = nn.Parameter(torch.tensor(math.log(math.expm1(beta))))
+        beta = real_setting("LipSwish", "beta", beta, "a number > 0, e.g. 1.0", lambda b: b > 0)
+        # softplus⁻¹(β) = log(expm1(β)), written as β + log(1 - e^-β) so that a large β does not overflow.
+        self.raw_beta = nn.Parameter(torch.tensor(beta + math.log(-math.expm1(-beta))))
 
     @property
     def beta(self) -> Tensor:
@@ -50,7 +53,7 @@ def lipschitz_activation(name: str) -> nn.Module:
     """A 1-Lipschitz activation module by name: ``lipswish``, ``elu``, ``tanh`` or ``softplus``."""
     try:
         return _LIPSCHITZ_ACTIVATIONS[name]()
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable name, such as a list
         raise ConfigurationError(
             f"activation {name!r} is not available for a Lipschitz-constrained residual branch; choose one of "
             f"{sorted(_LIPSCHITZ_ACTIVATIONS)} (each is at most 1-Lipschitz and smooth enough for the log-det)"

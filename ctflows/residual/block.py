@@ -16,11 +16,11 @@ import torch
 from torch import Tensor
 
 from ctflows.continuous.divergence import sample_noise
-from ctflows.core.counts import optional_count
+from ctflows.core.counts import optional_count, positive_count
 from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError
 from ctflows.residual.branch import LipschitzMLP
-from ctflows.residual.fixed_point import fixed_point_inverse
+from ctflows.residual.fixed_point import check_settings, fixed_point_inverse
 from ctflows.residual.logdet import exact_logdet, power_series_logdet, resolve_logdet
 from ctflows.residual.roulette import Truncation, russian_roulette_logdet
 from ctflows.residual.spectral_norm import cached_weights
@@ -78,14 +78,17 @@ class ResidualBlock(Transform):
         self.context_features = optional_count(type(self).__name__, "context_features", context_features)
         self.logdet = resolve_logdet(logdet, features)
         self.eval_logdet = resolve_logdet(eval_logdet, features)
-        if terms < 1 or eval_terms < 1:
-            raise ConfigurationError(f"ResidualBlock: terms and eval_terms must be >= 1, got {terms}, {eval_terms}")
-        if max_iterations < 2:  # the inverse judges convergence by the step between two iterates
-            raise ConfigurationError(f"ResidualBlock: max_iterations must be >= 2, got {max_iterations}")
+        owner = type(self).__name__
+        terms, eval_terms = (positive_count(owner, name, n) for name, n in (("terms", terms), ("eval_terms", eval_terms)))
+        tolerance, max_iterations = check_settings(owner, tolerance, max_iterations)
         if noise not in ("rademacher", "gaussian"):
             raise ConfigurationError(f"ResidualBlock: noise {noise!r} is not 'rademacher' or 'gaussian'")
-        self.terms, self.eval_terms, self.truncation, self.noise = int(terms), int(eval_terms), truncation, noise
-        self.tolerance, self.max_iterations = tolerance, int(max_iterations)
+        if not isinstance(truncation, Truncation):  # else an AttributeError at the first roulette estimate in training
+            raise ConfigurationError(
+                f"ResidualBlock: truncation must be a ctflows.residual.Truncation, e.g. Truncation('geometric'), got {truncation!r}"
+            )
+        self.terms, self.eval_terms, self.truncation, self.noise = terms, eval_terms, truncation, noise
+        self.tolerance, self.max_iterations = tolerance, max_iterations
         self.branch = LipschitzMLP(
             features, hidden, context_features=context_features, coefficient=coefficient,
             activation=activation, iterations=power_iterations,

@@ -17,7 +17,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ctflows.errors import SolverError
+from ctflows.core.counts import positive_count, real_setting
+from ctflows.errors import ConfigurationError, SolverError
 
 DEFAULT_TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-6}
 """Per-dtype default: near the floor of what the iteration can resolve (a few ulps of 1 + |x|) in each."""
@@ -32,6 +33,20 @@ def _step_size(new: Tensor, old: Tensor) -> Tensor:
     # Per sample, relative to 1 + |x| so that large and small inputs stop at the same number of digits.
     step = (new - old).flatten(1).abs().amax(dim=1)
     return step / (1 + old.flatten(1).abs().amax(dim=1))
+
+
+def check_settings(owner: str, tolerance: object, max_iterations: object) -> tuple[float | None, int]:
+    """``(tolerance, max_iterations)`` as a float (or None) >= 0 and an int >= 2, else a ConfigurationError.
+
+    A negative or NaN tolerance can never be met, and would end in a SolverError blaming convergence; the
+    iteration judges convergence by the step between two iterates, so it needs at least 2.
+    """
+    if tolerance is not None:
+        tolerance = real_setting(owner, "tolerance", tolerance, "a number >= 0, e.g. 1e-10 (or None: per dtype)", lambda t: t >= 0)
+    max_iterations = positive_count(owner, "max_iterations", max_iterations)
+    if max_iterations < 2:
+        raise ConfigurationError(f"{owner}: max_iterations must be >= 2, got {max_iterations}")
+    return tolerance, max_iterations
 
 
 def fixed_point_inverse(
@@ -49,7 +64,8 @@ def fixed_point_inverse(
     Raises :class:`SolverError` naming ``owner``, the tolerance, the iterations and the residual reached
     when ``max_iterations`` pass without convergence or the iterates stop being finite.
     """
-    tol = default_tolerance(z.dtype) if tolerance is None else float(tolerance)
+    tolerance, max_iterations = check_settings(owner, tolerance, max_iterations)
+    tol = default_tolerance(z.dtype) if tolerance is None else tolerance
     with torch.no_grad():
         x, residual, iterations = z - g(z), float("inf"), 1
         while iterations < max_iterations:

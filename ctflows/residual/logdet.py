@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ctflows.continuous.divergence import AUTO_EXACT_MAX_FEATURES, exact_divergence
+from ctflows.continuous.divergence import AUTO_EXACT_MAX_FEATURES, check_noise, exact_divergence
+from ctflows.core.counts import positive_count
 from ctflows.errors import ConfigurationError
 
 ESTIMATORS = ("exact", "power_series", "russian_roulette", "auto")
@@ -49,8 +50,8 @@ def power_series_logdet(gx: Tensor, x: Tensor, noise: Tensor, terms: int, *, cre
     over i gives it without noise). Cost: ``terms`` vector-Jacobian products; with ``create_graph``
     (training, as in i-ResNet) memory grows linearly in ``terms``.
     """
-    if terms < 1:
-        raise ConfigurationError(f"power series log-det: terms must be >= 1, got {terms}")
+    terms = positive_count("power_series_logdet", "terms", terms)
+    check_noise("power_series_logdet", noise, x)
     w, total = noise, torch.zeros_like(noise[:, 0])
     for k in range(1, terms + 1):
         (w,) = torch.autograd.grad(gx, x, w, create_graph=create_graph, retain_graph=True)  # wᵀ <- wᵀ J

@@ -17,9 +17,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ctflows.continuous.divergence import check_noise
+from ctflows.core.counts import real_setting
 from ctflows.errors import ConfigurationError
 
 TRUNCATIONS = ("geometric", "poisson")
+
+
+def _terms(owner: str, name: str, value: object) -> int:
+    """A number of series terms, a whole number >= 0 (0 terms is a valid draw: the estimate is then 0)."""
+    return int(real_setting(owner, name, value, "a whole number >= 0, e.g. 2", lambda n: n >= 0 and n.is_integer()))
 
 
 @dataclass(frozen=True)
@@ -42,10 +49,11 @@ class Truncation:
     def __post_init__(self) -> None:
         if self.kind not in TRUNCATIONS:
             raise ConfigurationError(f"Truncation: kind {self.kind!r} is not one of {TRUNCATIONS}")
-        if not self.mean_extra > 0:
-            raise ConfigurationError(f"Truncation: mean_extra must be > 0, got {self.mean_extra}")
-        if self.min_terms < 0:
-            raise ConfigurationError(f"Truncation: min_terms must be >= 0, got {self.min_terms}")
+        # Set through object.__setattr__ (the dataclass is frozen) so that sample() returns an int number of terms.
+        object.__setattr__(self, "min_terms", _terms("Truncation", "min_terms", self.min_terms))
+        # An infinite mean would make sample() fail on a NaN draw.
+        mean = real_setting("Truncation", "mean_extra", self.mean_extra, "a finite number > 0, e.g. 1.0", lambda m: m > 0)
+        object.__setattr__(self, "mean_extra", mean)
 
     def sample(self, generator: torch.Generator | None = None) -> int:
         """One draw of N (a Python int: the loop over terms runs on the host)."""
@@ -86,6 +94,11 @@ def russian_roulette_logdet(
     ``neumann_gradient``; then the returned value is the unbiased estimate and its gradient (in θ and
     in x) is the Neumann-series estimator above, not the derivative of the estimate itself.
     """
+    if not isinstance(truncation, Truncation):
+        raise ConfigurationError(f"russian_roulette_logdet: truncation must be a Truncation, got {truncation!r}")
+    # A negative n would silently return 0 (no terms), a fractional one fail in range().
+    n = _terms("russian_roulette_logdet", "n", n)
+    check_noise("russian_roulette_logdet", noise, x)
     value = torch.zeros_like(noise[:, 0])
     neumann = torch.zeros_like(noise)
     w = noise

@@ -15,19 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctflows.core.counts import positive_count
+from ctflows.core.counts import positive_count, real_setting
 from ctflows.errors import ConfigurationError
 
 
 def check_coefficient(coefficient: float, owner: str) -> float:
     """``coefficient`` as a float if ``0 < c < 1``, else a :class:`ConfigurationError` (c >= 1 breaks invertibility)."""
-    c = float(coefficient)
-    if not 0.0 < c < 1.0:
-        raise ConfigurationError(
-            f"{owner}: the Lipschitz coefficient must lie in (0, 1), got {coefficient!r}; with c >= 1 the residual "
-            "block x + g(x) need not be invertible"
-        )
-    return c
+    return real_setting(
+        owner, "coefficient", coefficient,
+        "a number in (0, 1), e.g. 0.97 (each layer's Lipschitz bound; with c >= 1 x + g(x) need not be invertible)",
+        lambda c: 0.0 < c < 1.0,
+    )
 
 
 def _unit(new: Tensor, old: Tensor) -> Tensor:
@@ -68,12 +66,15 @@ class SpectralLinear(nn.Module):
         eval_rtol: float = 1e-7,
     ) -> None:
         super().__init__()
+        if not isinstance(linear, nn.Linear):  # it takes over a [out, in] weight and its bias
+            raise ConfigurationError(f"SpectralLinear: linear must be an nn.Linear, got {type(linear).__name__}")
         self.coefficient = check_coefficient(coefficient, "SpectralLinear")
         # At least one: with none, σ̂ would be read from the buffers themselves, which the next call overwrites
         # in place while autograd still holds them, and σ̂ would never follow W.
         self.iterations = positive_count("SpectralLinear", "iterations", iterations)
         self.eval_iterations = positive_count("SpectralLinear", "eval_iterations", eval_iterations)
-        self.eval_rtol = float(eval_rtol)
+        # NaN would never stop the eval iteration early; a negative tolerance neither.
+        self.eval_rtol = real_setting("SpectralLinear", "eval_rtol", eval_rtol, "a number >= 0, e.g. 1e-7", lambda r: r >= 0)
         self.weight = linear.weight
         self.bias = linear.bias
         out_features, in_features = self.weight.shape
