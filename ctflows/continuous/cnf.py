@@ -7,7 +7,6 @@ al. 2020) are integrated together in one ``odeint`` call; the inverse runs the s
 """
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Sequence
 
@@ -30,6 +29,7 @@ from ctflows.continuous.solve import (
 )
 from ctflows.core.counts import optional_count, positive_count, real_setting
 from ctflows.core.transform import Transform
+from ctflows.core.validation import check_call_signature
 from ctflows.errors import ConfigurationError, InputError, SolverError
 
 TOLERANCE_FLOOR_EPS = 8
@@ -43,16 +43,10 @@ def check_field_signature(field: nn.Module) -> None:
         raise ConfigurationError(
             f"CNF: the field must be an nn.Module (e.g. ctflows.continuous.TimeMLP), got {type(field).__name__}"
         )
-    forward = getattr(field, "forward", field)  # an nn.Module's __call__ takes anything; its forward says what it takes
-    try:
-        inspect.signature(forward).bind(0.0, None, None)
-    except TypeError:
-        raise ConfigurationError(
-            f"CNF: the field {type(field).__name__} must accept field(t, x, context=None) -> dx/dt of x's shape; "
-            f"its forward is forward{inspect.signature(forward)}"
-        ) from None
-    except ValueError:  # no signature to read (a builtin): it will tell for itself when called
-        pass
+    # An nn.Module's __call__ takes anything; its forward says what it takes.
+    check_call_signature(
+        field.forward, 3, f"CNF: the field {type(field).__name__} must accept field(t, x, context=None) -> dx/dt of x's shape"
+    )
 
 
 def _positive_number(value: object) -> bool:
@@ -194,7 +188,9 @@ class CNF(Transform):
         self.first_steps = FirstStepMemory()
         if learn_end_time:
             # softplus⁻¹(T) = log(expm1(T)) so the layer starts at the requested T.
-            self.raw_end_time = nn.Parameter(torch.tensor(math.log(math.expm1(end_time))))
+            # Above ~700 expm1 overflows; there softplus⁻¹(T) = T + log(1 - e^-T) is T to double precision.
+            inverse = math.log(math.expm1(end_time)) if end_time < 30 else end_time + math.log1p(-math.exp(-end_time))
+            self.raw_end_time = nn.Parameter(torch.tensor(inverse))
         else:
             # A Python float, not a buffer: a float32 buffer would round T before .double() could help.
             self.fixed_end_time = float(end_time)

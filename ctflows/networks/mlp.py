@@ -25,10 +25,9 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 def activation_module(name: str) -> nn.Module:
     """An activation module by name (``relu``, ``elu``, ``silu``, ``gelu``, ``tanh``, ``softplus``)."""
-    try:
-        return _ACTIVATIONS[name]()
-    except KeyError:
-        raise ConfigurationError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}") from None
+    if not isinstance(name, str) or name not in _ACTIVATIONS:  # a list would otherwise fail as "unhashable"
+        raise ConfigurationError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]()
 
 
 class MLP(nn.Module):

@@ -221,3 +221,10 @@ def test_a_user_field_with_the_wrong_signature_or_output_is_refused_in_plain_wor
         CNF(NoContext())
     with pytest.raises(ConfigurationError, match=r"returned shape \[3, 3\] for x of shape \[3, 2\]"):
         CNF(Wide(out=3), field_jvp=False)(torch.randn(3, 2))
+
+
+def test_a_learned_end_time_starts_where_asked_even_past_exp_overflow():
+    # softplus⁻¹(T) = log(expm1(T)) overflowed (OverflowError) for T above about 709
+    for end_time in (0.5, 40.0, 800.0):
+        cnf = CNF(ConcatSquashMLP(2, (8,)), end_time=end_time, learn_end_time=True)
+        assert float(torch.nn.functional.softplus(cnf.raw_end_time.detach().double())) == pytest.approx(end_time, rel=1e-6)
