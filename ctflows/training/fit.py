@@ -10,6 +10,7 @@ survives non-finite steps, and under ``torchrun`` it trains data-parallel (:mod:
 """
 from __future__ import annotations
 
+import gc
 import math
 import sys
 import time
@@ -161,7 +162,7 @@ def fit(
         flow.to(process_device(check_device("fit", device)))
     device_, dtype = placement(flow)
     group = DataParallel(device_, enabled=distributed)
-    finished = False
+    finished, model = False, None
     try:
         if resume and group.main:
             remove_interrupted_writes(checkpoint_dir)
@@ -311,6 +312,11 @@ def fit(
         finished = True
         return history
     finally:
+        if group.enabled:
+            # DDP sits in a reference cycle: left to the garbage collector it can outlive the process group
+            # and be torn down at interpreter exit, where gloo aborts the process after a successful run.
+            model = None
+            gc.collect()
         group.close(barrier=finished)
 
 

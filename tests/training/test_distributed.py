@@ -160,3 +160,28 @@ def test_cuda_under_torchrun_means_each_process_its_own_gpu(monkeypatch):
         DataParallel(torch.device("cuda", 0))  # refused before any process group or GPU is touched
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert process_device("cuda") == torch.device("cuda")
+
+
+def test_fit_drops_its_ddp_wrapper_before_returning(tmp_path):
+    """DDP sits in a reference cycle: left to the garbage collector it can outlive the process group and be
+    torn down at interpreter exit, where gloo's leftovers abort the process ("terminate called without an
+    active exception", after training had succeeded). fit must free it itself."""
+    import gc
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    import ctflows
+    from ctflows.training import fit
+
+    gc.collect()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    gc.disable()  # only fit's own clean-up may free the wrapper
+    try:
+        flow = ctflows.models.realnvp(2, blocks=2, hidden=(8,), seed=0)
+        fit(flow, torch.randn(64, 2), steps=2, batch_size=32, progress=False, seed=0)
+        wrappers = [o for o in gc.get_objects() if type(o) is DistributedDataParallel]
+        assert not wrappers, "fit returned with its DistributedDataParallel wrapper still alive"
+    finally:
+        gc.enable()
+        dist.destroy_process_group()
