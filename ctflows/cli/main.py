@@ -45,7 +45,8 @@ def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: fl
     parser.add_argument("--ema-decay", type=open_unit_interval, metavar="BETA",
                         help="evaluate and save an exponential moving average of the parameters with this decay, e.g. 0.99 (default: none)")
     parser.add_argument("--seed", type=seed_value, default=0, help="seeds initialisation, batches and evaluation (default 0)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where to train: cpu (default) or cuda, the current GPU; under torchrun each process its own")
     parser.add_argument("--out", required=True, help="output directory (created if needed)")
     parser.add_argument("--eval-samples", type=int_at_least(2), default=20000,
                         help="points drawn from a built-in density for KL / NLL, or at most this many held-out images (default 20000)")
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=positive_int, default=1000, help="number of samples (default 1000)")
     p.add_argument("--out", required=True, help="where to write them: a .csv or .npy file")
     p.add_argument("--plot", help="also save a 2-D histogram of the samples (a grid of them for an image model) to this .png")
-    p.add_argument("--seed", type=seed_value, default=0)
+    p.add_argument("--seed", type=seed_value, default=0, help="seeds the draw: the same seed gives the same samples (default 0)")
     p.set_defaults(run=sample.run)
 
     p = commands.add_parser("evaluate", help="NLL (and KL where the density is known) of a saved model")
