@@ -37,9 +37,10 @@ def invertible_conv_1x1(shape: tuple[int, int, int]) -> PerPixel:
 class ConvAffineCoupling(Transform):
     """Affine coupling across channels: ``[B, C, H, W] -> [B, C, H, W]`` (RealNVP 2017; Glow 2018).
 
-    The first (``parity=0``) or second half of the channels conditions a small CNN (3×3, 1×1, 3×3 with
-    ReLU; the last convolution zero-initialised so the layer starts as the identity) that outputs a
-    bounded log-scale ``s = b tanh(ŝ / b)`` and shift ``t`` for the other half. Needs C >= 2.
+    The first ⌊C/2⌋ channels (``parity=0``) or the last ⌈C/2⌉ (``parity=1``, the mirror image) condition a
+    small CNN (3×3, 1×1, 3×3 with ReLU; the last convolution zero-initialised so the layer starts as the
+    identity) that outputs a bounded log-scale ``s = b tanh(ŝ / b)`` and shift ``t`` for the other channels,
+    so alternating parities transform every channel, also for odd C. Needs C >= 2.
     """
 
     def __init__(self, shape: tuple[int, int, int], hidden: int = 64, *, parity: int = 0, scale_bound: float = 3.0) -> None:

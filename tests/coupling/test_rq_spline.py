@@ -103,3 +103,36 @@ def test_new_coupling_layer_is_the_identity():
 def test_bad_configuration_is_refused(kwargs):
     with pytest.raises(ConfigurationError, match="RQSplineCoupling"):
         RQSplineCoupling(2, **kwargs)
+
+
+@pytest.mark.parametrize("dtype, far", [(torch.float64, 1e200), (torch.float32, 1e25)])
+def test_gradients_stay_finite_for_inputs_whose_bin_coordinate_would_overflow(dtype, far):
+    # Outside [-B, B] the spline is discarded by torch.where, but its branch is still differentiated: evaluated at
+    # the raw x, ξ² overflows to inf there and inf/inf leaks a NaN gradient into x and the parameters. The spline
+    # must be evaluated on inputs clamped to the bound (then the tails are exactly the identity: dy/dx = 1).
+    x = torch.tensor([-far, -3 * BOUND, 0.5, 3 * BOUND, far], dtype=dtype, requires_grad=True)
+    p = tuple(t.requires_grad_() for t in params(3, 5, 2.0, dtype))
+    for inverse in (False, True):
+        y, logdet = spline(x, p, inverse)
+        grads = torch.autograd.grad(y.sum() + logdet.sum(), (x, *p))
+        assert all(torch.isfinite(g).all() for g in grads), inverse
+        outside = torch.tensor([True, True, False, True, True])
+        assert torch.equal(grads[0][outside], torch.ones(4, dtype=dtype))
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_min_width_and_min_height_floor_their_own_axis(inverse):
+    # Bins are at least 2B·min_width wide and 2B·min_height high, each floor on its own axis; the knots are where the
+    # spline maps knots to knots. Different floors (and extreme parameters) tell a swapped floor apart.
+    min_width, min_height = 0.01, 0.15
+    g = torch.Generator().manual_seed(4)
+    p = torch.randn(1, 3 * K - 1, generator=g, dtype=torch.float64) * 20.0
+    xs = knot_positions(p[:, :K], BOUND, min_width)[0]
+    ys = knot_positions(p[:, K : 2 * K], BOUND, min_height)[0]
+    assert xs.diff().min() >= 2 * BOUND * min_width * (1 - 1e-12)
+    assert ys.diff().min() >= 2 * BOUND * min_height * (1 - 1e-12)
+    assert ys.diff().min() < 2 * BOUND * min_height * 1.01 and xs.diff().min() < 2 * BOUND * min_width * 1.01  # floors bite
+    pp = tuple(t.expand(K + 1, -1) for t in (p[:, :K], p[:, K : 2 * K], p[:, 2 * K :]))
+    y, _ = rational_quadratic_spline(ys if inverse else xs, *pp, bound=BOUND, inverse=inverse,
+                                     min_width=min_width, min_height=min_height)
+    torch.testing.assert_close(y, xs if inverse else ys, atol=1e-12, rtol=0)

@@ -56,3 +56,17 @@ def test_starts_as_the_identity():
     z, logdet = layer(x)
     assert torch.equal(z, x)
     torch.testing.assert_close(logdet, torch.zeros(6), atol=1e-6, rtol=0)  # (α + r)² expanded: rounding only
+
+
+@pytest.mark.parametrize("beta_raw, spread", [(0.0, 10.0), (5.0, 1.0)])
+def test_inverse_is_accurate_for_a_tiny_alpha(beta_raw, spread):
+    # α ≈ 1.4e-11: with ρ > α + β the quadratic r² + (α + β - ρ) r - αρ = 0 has p = α + β - ρ < 0 and its root
+    # (-p + √(p² + 4αρ)) / 2 is free of cancellation, while 2αρ / (p + √·) loses about 10 digits there
+    # (the round trip was off by 4e-5). The inverse must pick the cancellation-free form on each side of p = 0.
+    layer = radial_with([0.5, -1.0, 0.2], -25.0, beta_raw)
+    g = torch.Generator().manual_seed(0)
+    x = layer.center.detach() + torch.randn(64, 3, generator=g, dtype=torch.float64) * spread
+    z, logdet = layer(x)
+    x_back, logdet_inv = layer.inverse(z)
+    torch.testing.assert_close(x_back, x, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(logdet_inv, -logdet, atol=1e-12, rtol=0)

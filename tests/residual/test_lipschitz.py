@@ -127,3 +127,13 @@ def test_reading_the_norms_after_an_optimizer_step_leaves_training_as_it_would_b
     unlogged_next = plain.normalized_weight().detach()
     assert torch.equal(logged.normalized_weight().detach(), unlogged_next)  # the next step sees the same W̃
     assert torch.allclose(looked, torch.linalg.matrix_norm(unlogged_next, ord=2), rtol=1e-12)  # and so did the look
+
+
+@pytest.mark.parametrize("beta", [0.1, 1.0, 10.0, 50.0])
+def test_lipswish_starts_at_the_beta_it_is_given(beta):
+    # raw β = softplus⁻¹(β), so that softplus(raw β) is the β passed in (1 by default, Chen et al.).
+    act = LipSwish(beta).double()
+    assert act.beta.item() == pytest.approx(beta, rel=1e-6)
+    x = torch.tensor([-2.0, 0.5, 3.0], dtype=torch.float64)
+    torch.testing.assert_close(act(x), x * torch.sigmoid(beta * x) / 1.1, atol=1e-6 * (1 + beta), rtol=1e-6)
+    assert LipSwish().beta.item() == pytest.approx(1.0, rel=1e-6)
