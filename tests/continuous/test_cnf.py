@@ -228,3 +228,26 @@ def test_a_learned_end_time_starts_where_asked_even_past_exp_overflow():
     for end_time in (0.5, 40.0, 800.0):
         cnf = CNF(ConcatSquashMLP(2, (8,)), end_time=end_time, learn_end_time=True)
         assert float(torch.nn.functional.softplus(cnf.raw_end_time.detach().double())) == pytest.approx(end_time, rel=1e-6)
+
+
+def test_evaluation_tolerances_default_to_a_tenth_of_the_training_ones():
+    field = ConcatSquashMLP(2, (8,))
+    cnf = CNF(field, atol=1e-4, rtol=2e-3)
+    assert cnf.eval_atol == pytest.approx(1e-5, rel=1e-12) and cnf.eval_rtol == pytest.approx(2e-4, rel=1e-12)
+    cnf = CNF(field, atol=1e-4, rtol=2e-3, eval_atol=3e-6)
+    assert cnf.eval_atol == 3e-6 and cnf.eval_rtol == pytest.approx(2e-4, rel=1e-12)
+
+
+def test_the_noise_setting_picks_the_hutchinson_probes(linear_field):
+    # For a diagonal Jacobian A, a Rademacher probe gives εᵀAε = Σ a_ii ε_i² = tr A exactly, so the
+    # estimated log-det is T tr A for every sample; Gaussian probes (ε_i² ≠ 1) scatter around it.
+    a = torch.diag(torch.tensor([0.7, -0.3, 0.2], dtype=F64))
+    x = data(n=64)
+    logdets = {}
+    for noise in ("rademacher", "gaussian"):
+        cnf = CNF(linear_field(a), divergence="hutchinson", noise=noise, **TIGHT).to(F64).train()
+        torch.manual_seed(0)
+        _, logdets[noise] = cnf(x)
+        assert cnf.stats["logdet_exact"] is False
+    torch.testing.assert_close(logdets["rademacher"], torch.full((64,), 0.6, dtype=F64), atol=1e-8, rtol=0)
+    assert float((logdets["gaussian"] - 0.6).abs().max()) > 0.1

@@ -101,3 +101,29 @@ def test_auto_picks_exact_for_small_dimensions():
     assert resolve_divergence("hutchinson", 2) == "hutchinson"
     with pytest.raises(ConfigurationError):
         resolve_divergence("approximate", 2)
+
+
+def test_auto_switches_to_hutchinson_just_above_the_documented_threshold():
+    # "auto" is exact up to and including AUTO_EXACT_MAX_FEATURES features, the estimator from one more.
+    from ctflows.continuous.divergence import AUTO_EXACT_MAX_FEATURES
+
+    assert resolve_divergence("auto", AUTO_EXACT_MAX_FEATURES) == "exact"
+    assert resolve_divergence("auto", AUTO_EXACT_MAX_FEATURES + 1) == "hutchinson"
+    assert resolve_divergence("auto", 1) == "exact"
+
+
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_a_field_that_ignores_x_has_zero_divergence_and_jacobian(chunk_size):
+    # v = b(t), a pure translation: it has a graph (through b) but none through x, so autograd reports the
+    # vjp as unused; the divergence, Jacobian and Hutchinson products must then be exactly zero.
+    torch.manual_seed(0)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    v = (2.0 * b).expand(5, 3)
+    div, jac = exact_divergence(v, x, chunk_size=chunk_size, return_jacobian=True)
+    assert torch.equal(div, torch.zeros(5, dtype=torch.float64))
+    assert torch.equal(jac, torch.zeros(5, 3, 3, dtype=torch.float64))
+    noise = sample_noise(x, "gaussian", torch.Generator().manual_seed(1))
+    est, eps_jac = hutchinson_divergence(v, x, noise)
+    assert torch.equal(est, torch.zeros(5, dtype=torch.float64))
+    assert torch.equal(eps_jac, torch.zeros(5, 3, dtype=torch.float64))

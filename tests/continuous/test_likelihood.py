@@ -59,3 +59,49 @@ def test_one_hutchinson_probe_has_an_unknown_error_not_zero():
     assert not est.exact and est.num_probes == 1
     assert torch.isnan(est.stderr).all() and torch.isnan(est.batch_mean()[1])
     assert torch.isfinite(est.log_prob).all() and torch.isfinite(est.batch_mean()[0])
+
+
+def test_standard_errors_follow_the_documented_formulas_on_known_numbers():
+    # SE = sd_k / √K with the sample standard deviation (K - 1 in the denominator). Probes [K=2, B=2]:
+    # point 0 has estimates 1 and 3 (sd √2, SE 1), point 1 has 4 and 2 (SE 1). The batch means per probe
+    # are 2.5 and 2.5, so the batch mean is 2.5 with SE 0: the per-point errors cancel in the batch mean,
+    # which is why batch_mean must take the spread of the per-probe batch means, not average per-point SEs.
+    from ctflows.continuous.likelihood import LogProbEstimate
+
+    est = LogProbEstimate(torch.tensor([[1.0, 4.0], [3.0, 2.0]], dtype=torch.float64), exact=False)
+    torch.testing.assert_close(est.log_prob, torch.tensor([2.0, 3.0], dtype=torch.float64))
+    torch.testing.assert_close(est.stderr, torch.ones(2, dtype=torch.float64))
+    mean, se = est.batch_mean()
+    assert float(mean) == 2.5 and float(se) == 0.0
+    # Unequal per-probe batch means: probes give 1.5 and 3.5, so mean 2.5 and SE sd([1.5, 3.5]) / √2 = 1.
+    est = LogProbEstimate(torch.tensor([[1.0, 2.0], [3.0, 4.0], [2.0, 3.0]], dtype=torch.float64)[:2], exact=False)
+    mean, se = est.batch_mean()
+    assert float(mean) == 2.5 and abs(float(se) - 1.0) < 1e-12
+    # Three probes of one point, 0, 3, 6: sample sd 3, SE √3.
+    est = LogProbEstimate(torch.tensor([[0.0], [3.0], [6.0]], dtype=torch.float64), exact=False)
+    assert abs(float(est.stderr[0]) - 3.0 ** 0.5) < 1e-12
+
+
+def test_layers_that_report_stats_without_logdet_exact_count_as_exact():
+    # Only an explicit stats["logdet_exact"] = False marks an estimate; a layer whose stats hold other
+    # things (an iteration count) is exact, and a model of such layers needs one probe.
+    from ctflows.core.transform import Transform
+
+    class CountingScale(Transform):
+        event_shape = (3,)
+
+        def _forward(self, x, context):
+            self.stats = {"iterations": 1}
+            return 2 * x, torch.full((x.shape[0],), 3 * torch.log(torch.tensor(2.0, dtype=x.dtype)), dtype=x.dtype)
+
+        def _inverse(self, z, context):
+            self.stats = {"iterations": 1}
+            return z / 2, torch.full((z.shape[0],), -3 * torch.log(torch.tensor(2.0, dtype=z.dtype)), dtype=z.dtype)
+
+    model = Flow(CountingScale(), StandardNormal(3)).double()
+    x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    est = estimate_log_prob(model, x, num_probes=5)
+    assert log_prob_is_exact(model) and est.exact and est.num_probes == 1
+    assert torch.all(est.stderr == 0)
+    reference = torch.distributions.Normal(0.0, 0.5).log_prob(x).sum(1)  # z = 2x: x ~ N(0, 1/4)
+    torch.testing.assert_close(est.log_prob, reference)

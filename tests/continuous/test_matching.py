@@ -162,3 +162,59 @@ def test_stratified_times_keep_the_expected_loss_and_lower_its_variance():
         FlowMatching("independent", times="sobol")
     with pytest.raises(ConfigurationError, match="path times 'sobol': not one of"):
         flow_matching_loss(TimeField(), x, z, times="sobol")
+
+
+def test_ot_pairing_minimises_squared_distances_not_distances():
+    # Seed 5 gives 5 pairs whose cheapest permutation under Σ‖x_i − z_i‖ is not the cheapest under
+    # Σ‖x_i − z_i‖² (6.525 against 6.346): the pairing must pick the squared-cost optimum.
+    g = torch.Generator().manual_seed(5)
+    x, z = torch.randn(5, 2, generator=g, dtype=torch.float64), torch.randn(5, 2, generator=g, dtype=torch.float64)
+    perms = list(itertools.permutations(range(5)))
+    squared = [float((x - z[list(p)]).square().sum()) for p in perms]
+    plain = [float((x - z[list(p)]).norm(dim=1).sum()) for p in perms]
+    assert min(range(len(perms)), key=squared.__getitem__) != min(range(len(perms)), key=plain.__getitem__)
+    paired = optimal_transport_pairing(x, z)
+    assert float((x - paired).square().sum()) == pytest.approx(min(squared), rel=1e-12)
+
+
+class PathField(torch.nn.Module):
+    """The exact velocity of the one straight path x0 -> z0 over [0, T], plus a restoring term that is zero
+    only on the path at the right time: v(t, y) = (z0 - x0)/T - (y - x0 - (t/T)(z0 - x0))."""
+
+    def __init__(self, x0, z0, end_time):
+        super().__init__()
+        self.x0, self.z0, self.end_time = x0, z0, end_time
+
+    def forward(self, t, y, context=None):
+        on_path = self.x0 + (t / self.end_time).unsqueeze(1) * (self.z0 - self.x0)
+        return (self.z0 - self.x0) / self.end_time - (y - on_path)
+
+
+@pytest.mark.parametrize("times", ["uniform", "stratified"])
+def test_the_field_is_asked_at_the_path_time_in_units_of_t(times):
+    # With T = 2.5 the point x_t at path fraction s must be presented to the field at time t = s T.
+    torch.manual_seed(0)
+    T = 2.5
+    x0, z0 = torch.tensor([[1.0, -2.0]], dtype=torch.float64), torch.tensor([[-0.5, 3.0]], dtype=torch.float64)
+    x, z = x0.expand(256, 2), z0.expand(256, 2)
+    loss = flow_matching_loss(PathField(x0, z0, T), x, z, end_time=T, times=times)
+    assert float(loss) == pytest.approx(0.0, abs=1e-24)
+
+
+def test_the_gaussian_tube_has_standard_deviation_sigma():
+    # With x = z the straight path stands still, so x_t - x is the tube's noise alone: N(0, σ² I).
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, t, y, context=None):
+            seen.append(y.detach().clone())
+            return torch.zeros_like(y)
+
+    torch.manual_seed(0)
+    x = torch.randn(20000, 2, dtype=torch.float64)
+    sigma = 0.5
+    flow_matching_loss(Recorder(), x, x.clone(), sigma=sigma)
+    noise = seen[0] - x
+    # sd of a sample sd of n normals is about σ/√(2n) = 0.0025 per coordinate; 6 of them allowed.
+    assert noise.std(dim=0).sub(sigma).abs().max() < 0.015
+    assert noise.mean(dim=0).abs().max() < 0.02

@@ -135,3 +135,26 @@ def test_a_regularized_training_step_leaves_no_graph_behind(adjoint):
         gc.collect()
         assert previous is None or previous() is None, "the previous call's regularizer term (and graph) is still alive"
         previous = weakref.ref(cnf.stats["regularization"]["kinetic_energy"])
+
+
+def test_the_inverse_reports_the_same_positive_regularizers_as_the_forward_pass(linear_field, matrix_a):
+    # The inverse solve runs the same path backwards (T -> 0); ∫_0^T ‖v‖² dt and ∫_0^T ‖J‖_F² dt do not
+    # depend on the direction it is traversed, so both must equal the forward values, and be positive.
+    cnf = CNF(linear_field(matrix_a), end_time=T, atol=1e-10, rtol=1e-10, divergence="exact",
+              regularization=["kinetic_energy", "jacobian_frobenius"]).double()
+    x = torch.randn(8, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    z, _ = cnf(x)
+    forward = {k: v.detach() for k, v in cnf.stats["regularization"].items()}
+    cnf.inverse(z.detach())
+    backward = cnf.stats["regularization"]
+    assert float(backward["kinetic_energy"]) > 0 and float(backward["jacobian_frobenius"]) > 0
+    torch.testing.assert_close(backward["kinetic_energy"], forward["kinetic_energy"], atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(backward["jacobian_frobenius"], T * matrix_a.pow(2).sum(), atol=1e-10, rtol=1e-10)
+
+
+def test_repeated_regularizer_names_are_integrated_once():
+    from ctflows.continuous.regularization import check_regularization
+
+    assert check_regularization(("kinetic_energy", "jacobian_frobenius", "kinetic_energy")) == (
+        "kinetic_energy", "jacobian_frobenius")
+    assert check_regularization(["kinetic_energy", "kinetic_energy"]) == ("kinetic_energy",)

@@ -51,3 +51,14 @@ def test_a_base_refuses_points_of_the_wrong_shape_or_type_and_bad_counts(base):
     assert base.sample(0).shape == (0, 2) and torch.isneginf(base.log_prob(torch.full((1, 2), 1e30))).all()  # values are not checked
     with pytest.raises(ConfigurationError, match="each event dimension must be an int >= 1"):
         type(base)(0)
+
+
+def test_diagonal_normal_on_a_matrix_event_counts_every_coordinate():
+    # Event shape (2, 3): six independent normals, so the constant is -3 log 2π, not -(2/2) log 2π.
+    base = DiagonalNormal((2, 3)).double()
+    with torch.no_grad():
+        base.loc.copy_(torch.linspace(-1, 1, 6, dtype=torch.float64).reshape(2, 3))
+        base.log_scale.copy_(torch.linspace(-0.5, 0.4, 6, dtype=torch.float64).reshape(2, 3))
+    z = torch.randn(7, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected = torch.distributions.Normal(base.loc, base.log_scale.exp()).log_prob(z).sum((1, 2))
+    torch.testing.assert_close(base.log_prob(z), expected)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ctflows.core import Chain, Flow, Inverse, StandardNormal
-from ctflows.core.transform import flat_layers
+from ctflows.core.transform import Transform, flat_layers
 from ctflows.errors import ConfigurationError, InputError
 from ctflows.image import Squeeze
 from ctflows.linear import ActNorm, LULinear, ReversePermutation
@@ -83,3 +83,46 @@ def test_a_generator_that_is_not_one_is_refused_by_every_sampler():
     # torch draws only with a generator on the tensor's device type; the check says which one to pass
     with pytest.raises(ConfigurationError, match=r"generator is on cpu but the draws are made on cuda:0.*device='cuda'"):
         check_generator("sampler", torch.Generator(), torch.device("cuda:0"))
+
+
+class _Scale(Transform):
+    """z = a ⊙ x + b(context): log|det| = Σ log|a|; with context_features=2, b = context ⊙ (1, 10)."""
+
+    def __init__(self, a, context_features=None):
+        super().__init__()
+        self.event_shape = (2,)
+        self.context_features = context_features
+        self.register_buffer("a", torch.as_tensor(a, dtype=torch.float64))
+
+    def _shift(self, x, context):
+        return context * torch.tensor([1.0, 10.0], dtype=x.dtype) if context is not None else torch.zeros_like(x)
+
+    def _forward(self, x, context):
+        return self.a * x + self._shift(x, context), self.a.abs().log().sum().expand(x.shape[0])
+
+    def _inverse(self, z, context):
+        return (z - self._shift(z, context)) / self.a, -self.a.abs().log().sum().expand(z.shape[0])
+
+
+def test_flow_log_prob_is_the_change_of_variables_formula():
+    # z = a x with a = (3, 0.5): p(x) = N(a x; 0, I) |a_1 a_2|, i.e. x ~ N(0, diag(1/a²)).
+    flow = Flow(_Scale([3.0, 0.5]), StandardNormal(2)).double()
+    x = torch.randn(9, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected = torch.distributions.Normal(0.0, 1 / torch.tensor([3.0, 0.5], dtype=torch.float64)).log_prob(x).sum(1)
+    torch.testing.assert_close(flow.log_prob(x), expected)
+    samples, log_prob = flow.sample_and_log_prob(50, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(log_prob, flow.log_prob(samples))
+    torch.testing.assert_close(log_prob, torch.distributions.Normal(0.0, 1 / torch.tensor([3.0, 0.5], dtype=torch.float64)).log_prob(samples).sum(1))
+
+
+def test_a_shared_sampling_context_is_the_same_as_one_row_per_sample():
+    flow = Flow(_Scale([2.0, 1.0], context_features=2), StandardNormal(2)).double()
+    c = torch.tensor([0.3, -1.2], dtype=torch.float64)
+    shared = flow.sample(6, context=c, generator=torch.Generator().manual_seed(0))
+    one_row = flow.sample(6, context=c.unsqueeze(0), generator=torch.Generator().manual_seed(0))
+    per_row = flow.sample(6, context=c.expand(6, 2).clone(), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(shared, per_row)
+    torch.testing.assert_close(one_row, per_row)
+    # x = (z - c ⊙ (1, 10)) / a with the base draw z
+    z = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(per_row, (z - c * torch.tensor([1.0, 10.0], dtype=torch.float64)) / torch.tensor([2.0, 1.0], dtype=torch.float64))

@@ -36,6 +36,16 @@ def test_checkerboard_values() -> None:
     torch.testing.assert_close(lp, expected.float())
 
 
+def test_checkerboard_squares_are_half_open_at_the_board_edge() -> None:
+    # The board is [-4, 4)²: the left and bottom edges belong to it, the right and top edges do not, even
+    # where the square they close is dark ((4, 0) and (0, 4) lie on dark squares' far edges).
+    d = get_density("checkerboard")
+    x = torch.tensor([[-4.0, -4.0], [-4.0, 0.0], [4.0, 0.0], [0.0, 4.0], [4.0, -4.0], [-2.0, 4.0]], dtype=torch.float64)
+    inside = math.log(1 / 32)
+    expected = torch.tensor([inside, inside, -math.inf, -math.inf, -math.inf, -math.inf], dtype=torch.float64)
+    torch.testing.assert_close(d.log_prob(x), expected)
+
+
 def test_rings_match_a_direct_angular_integral() -> None:
     """(1/K) Σ_k (1/2π) ∫ N(x; r_k u(θ), σ²I) dθ by the periodic trapezoid rule (spectrally accurate)."""
     theta = torch.linspace(0, 2 * math.pi, 4097, dtype=torch.float64)[:-1]

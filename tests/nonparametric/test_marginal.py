@@ -80,3 +80,32 @@ def test_solver_raises_a_clear_error_when_it_cannot_converge():
     torch.testing.assert_close(root, target ** (1 / 3), atol=1e-12, rtol=0)
     with pytest.raises(SolverError, match="did not converge.*tolerance"):
         solve_increasing(cubic, target, torch.zeros(1, dtype=torch.float64), torch.full((1,), 4.0, dtype=torch.float64), max_iterations=2, owner="demo")
+
+
+def test_the_default_layer_is_a_unit_variance_mixture_close_to_the_identity_in_the_bulk():
+    # Kernels at the standard-normal quantiles, each with the variance the grid lacks of 1: the mixture
+    # density F' then has variance 1 (checked by quadrature of x² F'(x), F' = (dz/dx) φ(z)), and the map
+    # z = Φ⁻¹(F(x)) stays within a few hundredths of x for |x| ≤ 1.5.
+    import math
+
+    layer = MarginalGaussianization(1, 32).double()
+    x = torch.linspace(-12, 12, 240001, dtype=torch.float64).unsqueeze(1)
+    with torch.no_grad():
+        z, log_slope = layer._mixture(x)
+    density = torch.exp(log_slope - 0.5 * z.square() - 0.5 * math.log(2 * math.pi)).squeeze(1)
+    dx = 24 / 240000
+    assert float(density.sum() * dx) == pytest.approx(1.0, abs=1e-6)
+    assert float((x.squeeze(1) ** 2 * density).sum() * dx) == pytest.approx(1.0, abs=1e-5)
+    bulk = torch.linspace(-1.5, 1.5, 61, dtype=torch.float64).unsqueeze(1)
+    with torch.no_grad():
+        zb, logdet = layer(bulk)
+    assert float((zb - bulk).abs().max()) < 0.05 and float(logdet.abs().max()) < 0.04
+
+
+def test_the_solver_polishes_the_root_to_the_dtype_floor_even_with_a_loose_tolerance():
+    # g(x) = x³ + x has the exact roots 2, 1, -3 for the targets 10, 2, -30; the closing Newton step
+    # squares the last step, so a tolerance of 1e-3 still leaves an error near float64 rounding.
+    target = torch.tensor([10.0, 2.0, -30.0], dtype=torch.float64)
+    lo, hi = torch.full_like(target, -10.0), torch.full_like(target, 10.0)
+    x, _ = solve_increasing(lambda x: (x**3 + x, 3 * x**2 + 1), target, lo, hi, tolerance=1e-3)
+    torch.testing.assert_close(x, torch.tensor([2.0, 1.0, -3.0], dtype=torch.float64), atol=1e-12, rtol=0)

@@ -89,3 +89,26 @@ def test_state_dict_round_trip_and_float32():
     small = layer.float()
     y, _ = small(x.float())
     torch.testing.assert_close(small.inverse(y)[0], x.float(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("beta", [-0.6, 1.5])
+def test_the_inverse_is_differentiable_with_the_inverse_jacobian_and_parameter_gradients(beta):
+    # x = f⁻¹(y): ∂x/∂y = (∂f/∂x)⁻¹ at x, and the parameter gradient of x must match finite differences
+    # (the numerical root carries no gradient; the closing Newton step must put it back).
+    torch.manual_seed(0)
+    layer = RadialExpansion(torch.randn(3, dtype=torch.float64), bandwidth=0.8, beta=beta)
+    y = layer.centre.detach() + 0.6 * torch.randn(4, 3, dtype=torch.float64)
+    for yi in y:
+        x = layer.inverse(yi.unsqueeze(0))[0].squeeze(0).detach()
+        inv = torch.autograd.functional.jacobian(lambda r: layer.inverse(r.unsqueeze(0))[0].squeeze(0), yi)
+        fwd = torch.autograd.functional.jacobian(lambda r: layer(r.unsqueeze(0))[0].squeeze(0), x)
+        torch.testing.assert_close(inv, torch.linalg.inv(fwd), atol=1e-8, rtol=1e-8)
+    (grad,) = torch.autograd.grad(layer.inverse(y)[0].sum(), [layer.log_bandwidth])
+    h = 1e-6
+    with torch.no_grad():
+        layer.log_bandwidth += h
+        plus = layer.inverse(y)[0].sum()
+        layer.log_bandwidth -= 2 * h
+        minus = layer.inverse(y)[0].sum()
+        layer.log_bandwidth += h
+    assert float(grad) == pytest.approx(float(plus - minus) / (2 * h), rel=1e-5, abs=1e-8)

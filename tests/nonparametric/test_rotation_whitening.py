@@ -44,3 +44,16 @@ def test_whitening_refuses_degenerate_data():
         whitening_layer(line)
     with pytest.raises(DataError, match="more than D"):
         whitening_layer(torch.randn(2, 2, dtype=torch.float64))
+
+
+def test_random_rotations_are_haar_distributed():
+    # Under the Haar measure on O(2) each entry has mean 0 and the determinant is +1 or -1 with equal odds.
+    # QR without the sign fix gives det -1 and a negative Q[0, 0] every time.
+    from ctflows.nonparametric.rotation import random_rotation
+
+    g = torch.Generator().manual_seed(0)
+    qs = torch.stack([random_rotation(2, generator=g, dtype=torch.float64).matrix for _ in range(400)])
+    # each entry has variance 1/2: the mean of 400 has standard error 0.035; 4 of them allowed
+    assert float(qs.mean(0).abs().max()) < 0.14
+    positive = float((torch.linalg.det(qs) > 0).double().mean())
+    assert 0.4 < positive < 0.6  # binomial SE 0.025
