@@ -7,7 +7,9 @@ the caller passes log p and log(1 - p), each computed without cancellation, and 
 smaller of the two: z = -t(log p) if p < ½ else t(log(1 - p)), t(ℓ) = -Φ⁻¹(e^ℓ) ≥ 0 for ℓ ≤ log ½. While e^ℓ
 is a normal number t(ℓ) = -ndtri(e^ℓ); below that (ℓ < log of the smallest normal) it starts from the
 asymptotic t² ≈ a - log a - log 2π, a = -2ℓ, and takes three Newton steps on log Φ(-t) = ℓ, quadratically
-convergent there. So z is finite for every finite pair of logs: a CDF map built on it never saturates.
+convergent there. The steps work with u = t/√2 (t² itself overflows near the most negative ℓ) and with the
+Mills ratio R(t) = Φ(-t)/φ(t) from its asymptotic series for large t (as a difference of two logs it loses
+every digit there). So z is finite for every finite pair of logs: a CDF map built on it never saturates.
 """
 from __future__ import annotations
 
@@ -17,6 +19,21 @@ import torch
 from torch import Tensor
 
 
+_SERIES_FROM = 50.0
+
+
+def _log_mills_ratio(t: Tensor) -> Tensor:
+    """log R(t), R(t) = Φ(-t)/φ(t), for t > 0: the exact difference of logs up to ``_SERIES_FROM``, beyond it
+    R(t) = (1/t)(1 - 1/t² + 3/t⁴ - 15/t⁶ + 105/t⁸ - …), whose next term is below 1e-14 there."""
+    near = t.clamp_max(_SERIES_FROM)
+    exact = torch.special.log_ndtr(-near) + 0.5 * near.square() + 0.5 * math.log(2 * math.pi)
+    far = t.clamp_min(_SERIES_FROM)
+    w = far.reciprocal().square()
+    series = -torch.log(far) + torch.log1p(w * (-1 + w * (3 + w * (-15 + w * 105))))
+    return torch.where(t > _SERIES_FROM, series, exact)
+
+
+
 def _upper_tail_quantile(log_p: Tensor) -> Tensor:
     """t(ℓ) = -Φ⁻¹(e^ℓ) for ℓ ≤ log ½, elementwise, differentiable."""
     floor = math.log(torch.finfo(log_p.dtype).tiny) + 1.0
@@ -24,14 +41,16 @@ def _upper_tail_quantile(log_p: Tensor) -> Tensor:
     # turn into NaN gradients.
     direct = -torch.special.ndtri(torch.exp(log_p.clamp_min(floor)))
     deep = log_p.clamp_max(floor)
-    a = -2 * deep
-    t = torch.sqrt(a - torch.log(a) - math.log(2 * math.pi))
+    # u = t/√2 from u² ≈ -ℓ - ½ log(-2ℓ) - ½ log 2π, without forming -2ℓ (it overflows near the dtype's limit).
+    u = torch.sqrt(-deep - 0.5 * (math.log(2.0) + torch.log(-deep)) - 0.5 * math.log(2 * math.pi))
+    root = torch.sqrt(-deep)
     for _ in range(3):
-        # d/dt log Φ(-t) = -φ(t)/Φ(-t), so Newton adds (log Φ(-t) - ℓ) · Φ(-t)/φ(t).
-        log_tail = torch.special.log_ndtr(-t)
-        log_density = -0.5 * t.square() - 0.5 * math.log(2 * math.pi)
-        t = t + (log_tail - deep) * torch.exp(log_tail - log_density)
-    return torch.where(log_p > floor, direct, t)
+        # Newton on g(t) = log Φ(-t) - ℓ, g'(t) = -1/R(t): t += g R, with log Φ(-t) = -u² - ½ log 2π + log R;
+        # -u² - ℓ as a product, which neither overflows nor cancels.
+        log_ratio = _log_mills_ratio(math.sqrt(2.0) * u)
+        residual = (root - u) * (root + u) - 0.5 * math.log(2 * math.pi) + log_ratio
+        u = u + residual * torch.exp(log_ratio) / math.sqrt(2.0)
+    return torch.where(log_p > floor, direct, math.sqrt(2.0) * u)
 
 
 def normal_quantile(log_p: Tensor, log_q: Tensor) -> Tensor:
