@@ -49,3 +49,23 @@ def test_bad_data():
         take((torch.randn(4, 2), torch.randn(3, 1)), 1)
     with pytest.raises(DataError, match="must be"):
         take(42, 1)
+
+
+@pytest.mark.parametrize("kind", ["tensor", "pair", "density", "loader"])
+@pytest.mark.parametrize("taken", [0, 2, 3, 7])
+def test_a_restored_stream_yields_exactly_the_batches_the_original_would_have(kind, taken):
+    # Stopped after `taken` batches — at the start, mid-epoch, on an epoch's boundary — a stream rebuilt from
+    # the state_dict (with a generator in another state) goes on with the very batches of the original.
+    x = torch.arange(30.0).reshape(10, 3)
+    data = {"tensor": x, "pair": (x, -x[:, :1]), "density": CorrelatedGaussian(),
+            "loader": DataLoader(TensorDataset(x), batch_size=4)}[kind]  # a loader's own order: 4, 4, 2, 4, ...
+    original = batch_stream(data, 4, generator=make_generator(0), device=CPU, dtype=torch.float32)
+    for _ in range(taken):
+        next(original)
+    state = original.state_dict()
+    restored = batch_stream(data, 4, generator=make_generator(99), device=CPU, dtype=torch.float32)
+    restored.load_state_dict(state)
+    for _ in range(6):
+        (a, ca), (b, cb) = next(original), next(restored)
+        assert torch.equal(a, b)
+        assert (ca is None and cb is None) or torch.equal(ca, cb)

@@ -1,13 +1,15 @@
 """evaluate: KL and NLL agree with closed forms, and their standard errors are honest."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ctflows.errors import ConfigurationError, DataError
 from ctflows.training import evaluate
-from training.fakes import CorrelatedGaussian, Estimated, affine_flow
+from training.fakes import CorrelatedGaussian, ElementwiseAffine, Estimated, affine_flow
 
 LOC, SCALE = torch.tensor([0.6, -0.2]), torch.tensor([1.1, 0.9])
 
@@ -97,3 +99,63 @@ def test_bad_arguments():
         evaluate(fixed_flow(), "not data")
     with pytest.raises(ConfigurationError, match="shared context"):
         evaluate(affine_flow(features=2, context_features=1), CorrelatedGaussian(), context=torch.zeros(5, 1))
+
+
+class _EstimatedOnFirstCall(ElementwiseAffine):
+    """Estimates its log-det on its first call only (the later batches are exact)."""
+
+    def __init__(self, features: int, context_features=None) -> None:
+        super().__init__(features, context_features)
+        self.calls = 0
+
+    def _forward(self, x, context):
+        self.calls += 1
+        self.stats = {"logdet_exact": self.calls > 1}
+        return super()._forward(x, context)
+
+
+@pytest.mark.parametrize("probes", [1, 3])
+def test_one_estimated_batch_makes_the_whole_result_inexact(probes):
+    # The first of two batches is estimated (K = probes evaluations), the second exact (one evaluation):
+    # the result is not exact, and the probes used are the fewest any batch had.
+    x = CorrelatedGaussian().sample(20, generator=torch.Generator().manual_seed(0))
+    flow = fixed_flow(_EstimatedOnFirstCall)
+    result = evaluate(flow, x, batch_size=10, probes=probes)
+    assert result["exact"] is False and result["n"] == 20 and result["probes"] == 1
+    assert math.isnan(result["nll_probe_se"])  # one estimate per point: the probes' error is unknown, not 0
+    assert result["nll"] == pytest.approx(float(-fixed_flow().log_prob(x).mean().detach()), rel=1e-6)
+
+
+def test_the_standard_error_is_the_sample_sd_over_root_n():
+    # Three rows: se = sd(ddof=1) / √3 exactly, for the NLL (no density, so no KL).
+    x = torch.tensor([[0.0, 0.0], [1.0, -2.0], [3.0, 0.5]], dtype=torch.float64)
+    flow = fixed_flow().double()
+    nll = -flow.log_prob(x).detach()
+    result = evaluate(flow, x)
+    assert result["nll"] == pytest.approx(float(nll.mean()), rel=1e-12)
+    by_hand = math.sqrt(float(((nll - nll.mean()) ** 2).sum()) / 2) / math.sqrt(3)
+    assert result["nll_se"] == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_a_given_generator_is_where_the_points_come_from():
+    # generator= wins over seed=: two generators in the same state give the same evaluation as seed= does,
+    # and the generator is advanced by the draw.
+    p, flow = CorrelatedGaussian(), fixed_flow().double()
+    first, second = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    a = evaluate(flow, p, n=500, generator=first)
+    b = evaluate(flow, p, n=500, generator=second, seed=99)
+    assert a["kl"] == b["kl"] == evaluate(flow, p, n=500, seed=11)["kl"]
+    assert not torch.equal(first.get_state(), torch.Generator().manual_seed(11).get_state())
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4, 5, 8])
+def test_every_point_is_scored_whatever_the_batch_size(batch_size):
+    # 5 points in batches that divide them, leave one over, or hold them all: every point counts once.
+    p, flow = CorrelatedGaussian(), fixed_flow().double()
+    x = p.sample(5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    whole = float(-flow.log_prob(x).mean().detach())
+    by_tensor = evaluate(flow, x, batch_size=batch_size)
+    by_density = evaluate(flow, p, n=5, seed=4, batch_size=batch_size)
+    assert by_tensor["n"] == by_density["n"] == 5
+    assert by_tensor["nll"] == pytest.approx(whole, rel=1e-12)
+    assert by_density["nll"] == pytest.approx(evaluate(flow, p, n=5, seed=4, batch_size=5)["nll"], rel=1e-12)

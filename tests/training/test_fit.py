@@ -262,3 +262,15 @@ def test_a_custom_objective_that_cannot_be_called_or_returns_the_wrong_thing_is_
     # a well-formed custom objective trains
     nll = lambda flow, x, c: (-flow.log_prob(x).mean(), None)  # noqa: E731
     assert fit(affine_flow(), CorrelatedGaussian(), steps=2, batch_size=8, objective=nll).steps == 2
+
+
+def test_a_custom_objective_is_not_charged_or_credited_with_the_layers_terms():
+    # Regularization terms belong to the likelihood objective: a custom one that runs log_prob on a layer that
+    # reports a term has its loss as it returned it, and no term is recorded.
+    def mean_nll(flow, x, context):
+        nll = -flow.log_prob(x, context).mean()
+        return nll, nll
+
+    history = fit(affine_flow(Penalized), CorrelatedGaussian(), steps=3, batch_size=16, seed=0, objective=mean_nll)
+    assert history.regularization == {}
+    assert history.losses == history.nll

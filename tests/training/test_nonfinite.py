@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import weakref
 
 import pytest
@@ -12,7 +13,7 @@ from ctflows.core import Flow, StandardNormal
 from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.training import fit, load
 from ctflows.training.nonfinite import NonFiniteGuard
-from training.fakes import CorrelatedGaussian, Flaky
+from training.fakes import CorrelatedGaussian, ElementwiseAffine, Flaky
 
 
 def flaky_flow(bad_calls: set[int]) -> Flow:
@@ -136,3 +137,47 @@ def test_a_resumed_run_keeps_counting_the_bad_steps_in_a_row(tmp_path):
     with pytest.raises(TrainingError, match=r"at step 6 of 12 \(4 non-finite"):
         run(flaky_flow({2, 3, 4, 5}), checkpoint_dir=tmp_path, resume=True)  # steps 5 to 8 of the resumed run
 
+
+
+class _NaNGradient(torch.autograd.Function):
+    """The identity forward; a NaN gradient backward."""
+
+    @staticmethod
+    def forward(ctx, value):
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+class _BadGradientOnCall(Flaky):
+    """A finite loss whose gradient is NaN on the forward calls numbered in ``bad_calls``."""
+
+    def _forward(self, x, context):
+        self.calls += 1
+        z, logdet = ElementwiseAffine._forward(self, x, context)
+        return z, _NaNGradient.apply(logdet) if self.calls in self.bad_calls else logdet
+
+
+def test_a_finite_loss_with_a_nonfinite_gradient_is_skipped_too():
+    # Call 1 is fit's initialising pass, so call 3 is step 2: its loss is an ordinary number, its gradient NaN.
+    flow = Flow(_BadGradientOnCall(2, {3}), StandardNormal(2))
+    seen = {}
+
+    def watch(step, history):
+        seen[step] = [p.detach().clone() for p in flow.parameters()]
+
+    history = fit(flow, CorrelatedGaussian(), steps=4, batch_size=32, seed=0, callback=watch)
+    assert history.skipped == [2]
+    assert math.isfinite(history.losses[1]) and math.isnan(history.grad_norm[1])
+    assert all(torch.equal(a, b) for a, b in zip(seen[1], seen[2])), "a step with a NaN gradient moved the model"
+    assert all(torch.isfinite(p).all() for p in flow.parameters())
+
+
+def test_only_bad_steps_in_a_row_count_toward_the_limit():
+    # Steps 2, 4 and 6 are bad (calls 3, 5, 7; call 1 is the initialising pass), each followed by a good one:
+    # never two in a row, so max_bad_steps=2 is never reached.
+    flow = flaky_flow({3, 5, 7})
+    history = fit(flow, CorrelatedGaussian(), steps=8, batch_size=32, seed=0, max_bad_steps=2)
+    assert history.skipped == [2, 4, 6] and history.steps == 8

@@ -2,18 +2,22 @@
 and resumed ends with the same parameters, to the bit, as a run that was never interrupted."""
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
+from ctflows.core import Flow, StandardNormal
 from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.models import cnf
 from ctflows.training import fit, load
 from ctflows.training.training_state import read_state, write_state
-from training.fakes import CorrelatedGaussian, affine_flow
+from training.fakes import CorrelatedGaussian, ElementwiseAffine, affine_flow
 
 WORKER = Path(__file__).with_name("train_worker.py")
 
@@ -207,3 +211,55 @@ def test_evaluation_settings_are_checked_before_training_and_an_error_after_a_st
     with pytest.raises(ValueError, match="user's callback"):
         fit(affine_flow(), x, steps=10, batch_size=16, seed=0, callback=broken, checkpoint_dir=tmp_path)
     assert read_state(tmp_path)["step"] == 4  # the four applied steps were written before the error went up
+
+
+class _NoisyAffine(ElementwiseAffine):
+    """Jitters its input in training with torch's, Python's and NumPy's global generators (as dropout or a
+    stochastic layer would), so that a resumed run matches only if all three are put back."""
+
+    def _forward(self, x, context):
+        if self.training:
+            jitter = 0.1 * torch.randn_like(x) + 0.1 * random.gauss(0.0, 1.0) + 0.1 * float(np.random.normal())
+            x = x + jitter
+        return super()._forward(x, context)
+
+
+def test_a_run_that_draws_from_the_global_generators_resumes_to_identical_parameters(tmp_path):
+    def run(stop_at: int | None, resume: bool, global_seed: int):
+        torch.manual_seed(global_seed), random.seed(global_seed), np.random.seed(global_seed)
+        flow = Flow(_NoisyAffine(2), StandardNormal(2))
+        stop = (lambda step, h: step == stop_at) if stop_at else None
+        fit(flow, CorrelatedGaussian(), steps=12, batch_size=32, seed=1, lr=1e-2, callback=stop,
+            checkpoint_dir=tmp_path, resume=resume)
+        return flow
+
+    whole = run(None, resume=False, global_seed=0)
+    for path in tmp_path.iterdir():
+        path.unlink()
+    run(5, resume=False, global_seed=0)
+    resumed = run(None, resume=True, global_seed=123)  # a new process would start its generators elsewhere
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("loader", [False, True], ids=["tensor", "loader"])
+def test_a_run_on_rows_resumed_mid_epoch_matches_an_uninterrupted_one(tmp_path, loader):
+    # 50 rows in batches of 16: the stop after step 5 falls inside the second pass over the rows.
+    x = CorrelatedGaussian().sample(50, generator=torch.Generator().manual_seed(0))
+    data = DataLoader(TensorDataset(x), batch_size=16) if loader else x  # the loader's order is fixed
+
+    def run(stop_at: int | None, resume: bool):
+        flow = affine_flow()
+        stop = (lambda step, h: step == stop_at) if stop_at else None
+        history = fit(flow, data, steps=12, batch_size=16, seed=1, lr=1e-2, callback=stop, checkpoint_dir=tmp_path,
+                      resume=resume)
+        return flow, history
+
+    whole, whole_history = run(None, resume=False)
+    for path in tmp_path.iterdir():
+        path.unlink()
+    run(5, resume=False)
+    resumed, history = run(None, resume=True)
+    assert history.losses == whole_history.losses
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
