@@ -298,10 +298,11 @@ def fit(
             checkpoint()
         except BaseException:
             # Ctrl-C, or an error in the callback or an evaluation: the state after the last completed step is
-            # consistent (and worth keeping) only if no step was half applied.
+            # consistent (and worth keeping) only if no step was half applied, and only after a step: before
+            # step 1 the stream is already past the first batch, which a resumed run would never train on.
             if average is not None:
                 average.hold_own()  # a Ctrl-C or error as an exchange back began can have left θ̄ in place
-            if not in_step and checkpoint_dir is not None:
+            if not in_step and checkpoint_dir is not None and history.steps > 0:
                 history.wall_time += time.perf_counter() - start
                 checkpoint()
             raise

@@ -263,3 +263,32 @@ def test_a_run_on_rows_resumed_mid_epoch_matches_an_uninterrupted_one(tmp_path, 
     assert history.losses == whole_history.losses
     for a, b in zip(whole.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_ctrl_c_before_the_first_step_leaves_nothing_that_would_resume_on_the_wrong_batch(tmp_path, monkeypatch):
+    # fit draws its first batch before the loop (for data-initialised layers); an interrupt between that draw and
+    # step 1 must not save a step-0 state whose stream is already past that batch: resuming from it trained
+    # step 1 on the second batch. With nothing trained there is nothing to save, and resume starts afresh.
+    from ctflows.training.schedule import Schedule
+
+    def run(resume: bool):
+        flow = affine_flow()
+        history = fit(flow, CorrelatedGaussian(), steps=5, batch_size=16, seed=1, checkpoint_dir=tmp_path, resume=resume)
+        return flow, history
+
+    whole, whole_history = run(resume=False)
+    for path in tmp_path.iterdir():
+        path.unlink()
+    real = Schedule.exhausted
+
+    def interrupted(self, *args):
+        monkeypatch.setattr(Schedule, "exhausted", real)
+        raise KeyboardInterrupt  # as if Ctrl-C arrived as the loop began
+
+    monkeypatch.setattr(Schedule, "exhausted", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(resume=False)
+    assert not (tmp_path / "training_state.pt").exists()
+    resumed, history = run(resume=True)
+    assert history.losses == whole_history.losses
+    assert all(torch.equal(a, b) for a, b in zip(whole.parameters(), resumed.parameters()))
