@@ -315,7 +315,7 @@ def fit(
     finally:
         if group.enabled:
             # DDP sits in a reference cycle: left to the garbage collector it can outlive the process group
-            # and be torn down at interpreter exit, where gloo aborts the process after a successful run.
+            # and be torn down at interpreter exit, where gloo can abort the process after a successful run.
             model = None
             gc.collect()
         group.close(barrier=finished)
