@@ -18,3 +18,14 @@ def test_demo_compares_the_models_and_says_where_the_report_is(tmp_path, capsys)
     assert (tmp_path / "figure.png").stat().st_size > 10_000
     assert set(report["animations"]) == {"cnf", "cnf-fm"}
     assert load(tmp_path / "models" / "realnvp.pt").log_prob is not None
+
+
+def test_demo_defaults_and_extra_flags_reach_compare(monkeypatch, capsys):
+    commands = []
+    monkeypatch.setattr(demo, "ctflows_main", lambda argv: commands.append(argv) or 0)
+    assert demo.main(["--grid", "20"]) == 0
+    assert commands == [["compare", "--data", "eight_gaussians", "--models", "realnvp,spline,cnf,cnf-fm",
+                         "--minutes", "0.75", "--out", "demo-output", "--grid", "20"]]
+    assert "open demo-output/report.md" in capsys.readouterr().out
+    monkeypatch.setattr(demo, "ctflows_main", lambda argv: 1)
+    assert demo.main([]) == 1 and "Done" not in capsys.readouterr().out

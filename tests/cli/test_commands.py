@@ -152,3 +152,54 @@ def test_train_into_a_used_directory_names_the_files_it_did_not_write(tmp_path, 
     assert main(["train", "--data", "two_moons", "--model", "nice", "--out", str(out), *TINY]) == 0
     note = next(line for line in capsys.readouterr().out.splitlines() if "earlier run" in line)
     assert note.endswith(": notes.txt")  # everything else was written again
+
+
+def test_evaluate_of_a_file_model_scores_the_rows_train_held_out(tmp_path, monkeypatch, capsys):
+    # Without --data, evaluate must re-split the file with the training seed: the same 40 held-out rows, so the
+    # same NLL as metrics.json, not rows the model was trained on.
+    monkeypatch.chdir(tmp_path)
+    np.savetxt("data.csv", get_density("two_moons").sample(200, generator=torch.Generator().manual_seed(0)).numpy(), delimiter=",")
+    assert main(["train", "--data", "data.csv", "--model", "nice", "--seed", "4", "--out", "out", *TINY]) == 0
+    reported = json.loads((tmp_path / "out" / "metrics.json").read_text())["nll"]
+    capsys.readouterr()
+    assert main(["evaluate", "out/model.pt"]) == 0
+    printed = capsys.readouterr().out
+    assert "40 rows of data.csv" in printed
+    assert float(printed.split("NLL = ")[1].split()[0]) == pytest.approx(reported, abs=1e-4)
+
+
+def test_train_on_a_file_of_more_than_two_columns_draws_no_density(tmp_path):
+    path = tmp_path / "d3.csv"
+    np.savetxt(path, get_density("gaussian_mixture", dim=3).sample(60, generator=torch.Generator().manual_seed(0)).numpy(), delimiter=",")
+    assert main(["train", "--data", str(path), "--model", "nice", "--out", str(tmp_path / "out"), *TINY]) == 0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["dim"] == 3
+    assert not (tmp_path / "out" / "density.png").exists() and (tmp_path / "out" / "loss.png").exists()
+
+
+def test_sample_writes_the_drawn_values_for_the_seed_in_either_format(trained, tmp_path):
+    for name, seed in (("a.npy", "5"), ("b.npy", "5"), ("c.csv", "5"), ("d.npy", "6")):
+        assert main(["sample", str(trained / "model.pt"), "--n", "50", "--seed", seed, "--out", str(tmp_path / name)]) == 0
+    a, b, d = (np.load(tmp_path / name) for name in ("a.npy", "b.npy", "d.npy"))
+    np.testing.assert_array_equal(a, b)  # the same seed, the same samples
+    assert not np.array_equal(a, d)
+    flow = load(trained / "model.pt").eval()
+    with torch.no_grad():
+        np.testing.assert_array_equal(a, flow.sample(50, generator=torch.Generator().manual_seed(5)).numpy())
+    # The CSV holds the same float32 values, to the precision float32 has.
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "c.csv", delimiter=","), a, rtol=1e-6, atol=1e-7)
+
+
+def test_sample_refuses_to_plot_samples_of_more_than_two_dimensions(tmp_path, capsys):
+    import ctflows
+
+    ctflows.save(ctflows.realnvp(features=3, blocks=1), tmp_path / "m.pt", metadata={"dim": 3})
+    assert main(["sample", str(tmp_path / "m.pt"), "--n", "10", "--out", str(tmp_path / "s.csv"), "--plot", str(tmp_path / "s.png")]) == 1
+    assert "--plot draws 2-D samples; these have 3 dimensions" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_data_of_another_dimension_than_the_model_was_trained_on(trained, tmp_path, capsys):
+    path = tmp_path / "d3.csv"
+    np.savetxt(path, np.random.default_rng(0).normal(size=(20, 3)), delimiter=",")
+    capsys.readouterr()
+    assert main(["evaluate", str(trained / "model.pt"), "--data", str(path)]) == 1
+    assert "trained on 2-dimensional data but" in capsys.readouterr().err

@@ -149,3 +149,20 @@ def test_a_reused_out_directory_names_what_an_earlier_run_left_in_it(tmp_path, c
     note = next(line for line in markdown.splitlines() if "earlier run" in line)
     assert "models/realnvp.pt" in note and "nice.pt" not in note and "report" not in note and "figure" not in note
     assert "models/realnvp.pt" in capsys.readouterr().out
+
+
+def test_one_frame_means_no_animation(tmp_path):
+    # --frames takes 0 or 1 for none: a CNF then gets no GIF (an animation needs the two ends, data and base).
+    out = tmp_path / "out"
+    argv = ["compare", "--data", "two_moons", "--models", "cnf-fm", "--out", str(out), *TINY, "--frames", "1"]
+    assert main(argv) == 0
+    assert json.loads((out / "report.json").read_text())["animations"] == {} and not list(out.glob("*.gif"))
+
+
+def test_no_figure_when_every_model_failed(tmp_path, monkeypatch):
+    from ctflows.errors import TrainingError
+
+    fail_for_nice(monkeypatch, "train", TrainingError("fit: the loss is nan at step 1"))
+    out = tmp_path / "out"
+    assert main(["compare", "--data", "two_moons", "--models", "nice", "--out", str(out), *TINY]) == 1
+    assert json.loads((out / "report.json").read_text())["figure"] is None and not (out / "figure.png").exists()

@@ -84,3 +84,38 @@ def test_installed_command_exits_nonzero_without_traceback(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "unknown model 'glow9'" in bad.stderr
+
+
+# Out-of-range values are usage errors: argparse's exit status 2, refused before anything is loaded or written.
+RANGE_CASES = {
+    "ema decay of 0": (["train", "--data", "two_moons", "--model", "nice", "--ema-decay", "0"], "strictly between 0 and 1"),
+    "seed of 2^63": (["train", "--data", "two_moons", "--model", "nice", "--seed", str(2**63)], "from 0 to 2^63 - 1"),
+    "infinite minutes": (["compare", "--data", "two_moons", "--minutes", "inf"], "positive number of minutes"),
+    "zero grid": (["train", "--data", "two_moons", "--model", "nice", "--grid", "0"], "must be at least 1"),
+    "zero samples": (["sample", "{dir}/model.pt", "--n", "0"], "must be at least 1"),
+    "fractional steps": (["train", "--data", "two_moons", "--model", "nice", "--steps", "2.5"], "'2.5' is not a whole number"),
+}
+
+
+@pytest.mark.parametrize("case", list(RANGE_CASES))
+def test_a_value_out_of_range_exits_with_status_2_before_any_work(case, tmp_path, capsys):
+    argv, expected = RANGE_CASES[case]
+    out = tmp_path / "out"
+    status = main([a.format(dir=tmp_path) for a in argv] + ["--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.count("\n") == 1 and expected in err and "--help" in err
+    assert not out.exists()
+
+
+def test_the_argument_types_accept_the_ends_of_their_ranges():
+    import argparse
+
+    from ctflows.cli.arguments import non_negative_int, non_negative_number, open_unit_interval, positive_int, seed_value
+
+    assert (non_negative_int("0"), positive_int("1"), seed_value("0"), seed_value(str(2**63 - 1))) == (0, 1, 0, 2**63 - 1)
+    assert (non_negative_number("0"), open_unit_interval("0.999")) == (0.0, 0.999)
+    for parse, text in ((non_negative_int, "-1"), (non_negative_number, "inf"), (non_negative_number, "nan"),
+                        (non_negative_number, "-1e-9"), (open_unit_interval, "0"), (positive_int, "0")):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)

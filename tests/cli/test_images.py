@@ -109,3 +109,8 @@ def test_a_model_of_the_other_kind_is_a_one_line_error_listing_the_valid_names(a
     assert len(lines) == 1 and "Traceback" not in captured.err
     assert lines[0].endswith("choose from " + ", ".join(valid))
     assert not out.exists()  # refused before anything was trained or written
+
+
+def test_the_report_states_the_digits_split(image_run):
+    _, out, _ = image_run
+    assert "Trained on the first 1,500 images (freshly dequantized each pass) and tested on the last 297." in (out / "report.md").read_text()

@@ -117,3 +117,11 @@ def test_non_utf8_csv(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe1,2\n")
     with pytest.raises(DataError, match="latin.csv"):
         load_array(path)
+
+
+def test_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path: Path) -> None:
+    # Spreadsheet programs write UTF-8 with a BOM: the first row is data, not a header, and not an error.
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeff1,2\n3,4\n".encode("utf-8"))
+    assert load_array(path).tolist() == [[1.0, 2.0], [3.0, 4.0]]
+

@@ -63,3 +63,37 @@ def test_digits_are_17_level_images() -> None:
     assert images.dtype == torch.uint8 and images.shape == (1797, 1, 8, 8) and labels.shape == (1797,)
     assert int(images.max()) == DIGITS_LEVELS - 1 and int(images.min()) == 0
     assert set(labels.tolist()) == set(range(10))
+
+
+def test_every_idx_type_round_trips_big_endian(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {
+        0x09: rng.integers(-128, 128, size=(3, 4)).astype(np.int8),
+        0x0B: rng.integers(-30000, 30000, size=(3, 4)).astype(np.int16),
+        0x0C: rng.integers(-2**31, 2**31 - 1, size=(2, 2, 3)).astype(np.int32),
+        0x0D: rng.normal(size=(5,)).astype(np.float32),
+        0x0E: rng.normal(size=(2, 3)),
+    }
+    for type_byte, array in arrays.items():
+        for name in (f"t{type_byte}.idx", f"t{type_byte}.idx.gz"):
+            loaded = read_idx(write_idx(tmp_path / name, array, type_byte))
+            assert loaded.numpy().dtype == array.dtype.newbyteorder("="), name
+            np.testing.assert_array_equal(loaded.numpy(), array, err_msg=name)
+
+
+def test_idx_files_with_no_dimensions_or_an_empty_axis_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "zero.idx").write_bytes(bytes([0, 0, 0x08, 0]))
+    with pytest.raises(DataError, match="zero.idx: IDX header declares 0 dimensions"):
+        read_idx(tmp_path / "zero.idx")
+    empty = write_idx(tmp_path / "empty.idx", np.zeros((0, 2, 2), dtype=np.uint8), 0x08)
+    with pytest.raises(DataError, match="empty.idx: expected IDX images"):
+        load_idx_images(empty)
+
+
+def test_digit_labels_belong_to_their_images() -> None:
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    images, labels = load_digits(return_labels=True)
+    bunch = sklearn_digits()
+    assert np.array_equal(labels.numpy(), bunch.target) and np.array_equal(images[:, 0].numpy(), bunch.images)
