@@ -6,6 +6,7 @@ import math
 import operator
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ctflows.errors import ConfigurationError
@@ -40,16 +41,18 @@ def widths(owner: str, hidden: object) -> tuple[int, ...]:
 def real_setting(
     owner: str, name: str, value: object, want: str, ok: Callable[[float], bool] = lambda v: True
 ) -> float:
-    """``value`` as a float if it is a finite real number (not a bool or a string) with ``ok(value)`` true.
+    """``value`` as a float if it is a finite real number (not a bool of any kind, or a string) with ``ok(value)`` true.
 
     Else a :class:`ConfigurationError` saying that ``name`` must be ``want`` (e.g. ``"a number > 0, e.g. 3.0"``):
     a NaN or infinite setting (say a scale bound) would turn every output into NaN without an error.
     """
     number = None
-    if not isinstance(value, (bool, str, bytes)):
+    # NumPy and torch booleans too: float() would read True as 1.0
+    flag = isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
+    if not flag and not isinstance(value, (str, bytes)):
         try:
             number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of several numbers
+        except (TypeError, ValueError, RuntimeError):  # a tensor of several numbers (ValueError or RuntimeError)
             number = None
     if number is None or not math.isfinite(number) or not ok(number):
         raise ConfigurationError(f"{owner}: {name} must be {want}, got {value!r}")
