@@ -163,3 +163,35 @@ def test_each_backward_solve_gets_its_own_step_budget(adjoint):
     logdet.sum().backward()
     for first, twice in zip(once, (p.grad for p in cnf.field.parameters())):
         torch.testing.assert_close(twice, 2 * first)
+
+
+def test_an_assertion_only_counts_as_a_solver_failure_when_torchdiffeq_raised_it():
+    from torchdiffeq import odeint
+
+    from ctflows.continuous.failure import is_solver_failure
+
+    # torchdiffeq's own assert, several frames below the call that catches it (a time grid out of order).
+    with pytest.raises(AssertionError) as theirs:
+        odeint(lambda t, y: -y, torch.ones(2), torch.tensor([0.0, 1.0, 0.5]))
+    assert is_solver_failure(theirs.value)
+
+    def field(t, y):
+        assert y.shape == (3,), "the user's own check"
+        return -y
+
+    with pytest.raises(AssertionError) as ours:
+        odeint(field, torch.ones(2), torch.tensor([0.0, 1.0]))
+    assert not is_solver_failure(ours.value)
+
+
+def test_a_solver_error_quotes_the_first_line_of_the_reason_and_at_most_200_characters():
+    from ctflows.continuous.failure import SolveSettings, solver_error
+
+    settings = SolveSettings("block 1", "dopri5", 1e-5, 1e-6, 50)
+    tensor_dump = "non-finite values in state `y`: tensor([[nan, nan],\n        [nan, nan]])"
+    text = str(solver_error(settings, "forward", tensor_dump, 7, 0))
+    assert "(non-finite values in state `y`: tensor([[nan, nan],)" in text and "        [nan" not in text
+    assert "atol=1e-05, rtol=1e-06, max_num_steps=50" in text and "7 forward, 0 backward" in text
+    text = str(solver_error(settings, "forward", "x" * 500, 0, 0))
+    assert "(" + "x" * 200 + ")" in text
+    assert "unknown failure" in str(solver_error(settings, "forward", "  ", 0, 0))

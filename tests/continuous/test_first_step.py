@@ -144,3 +144,37 @@ def test_a_cnf_pickled_before_these_settings_unpickles_with_their_defaults():
     assert restored.warm_start_step is True and restored.end_time_jitter == 0.0
     loss_of(restored, data()).backward()
     assert restored.first_steps.steps
+
+
+def test_the_hint_is_the_documented_one_point_two_times_the_first_accepted_step():
+    # CNF's docstring promises 1.2x the first step the previous solve of its kind accepted.
+    memory = FirstStepMemory()
+    memory.recorder("k")(torch.tensor(0.0), None, torch.tensor(0.25))
+    assert memory.hint("k", 10.0) == pytest.approx(0.3, rel=1e-12)
+
+
+def test_a_memory_read_back_from_json_gives_the_same_hints():
+    """Saved steps may come back with their tuple kinds turned into lists (JSON, YAML): the hints stay the same."""
+    import json
+
+    cnf = make_cnf()
+    loss_of(cnf, data()).backward()
+    original = cnf.first_steps
+    restored = FirstStepMemory()
+    restored.load_state_dict(json.loads(json.dumps(original.state_dict())))
+    assert restored.steps == original.steps
+    for kind in original.steps:
+        assert restored.hint(kind, 1.0) == original.hint(kind, 1.0) is not None
+
+
+def test_loading_states_empties_the_memories_they_do_not_name():
+    from ctflows.continuous.first_step import first_step_states, load_first_step_states
+
+    model = torch.nn.ModuleDict({"a": make_cnf(), "b": make_cnf()})
+    for name in ("a", "b"):
+        loss_of(model[name], data()).backward()
+    saved = first_step_states(model)
+    assert set(saved) == {"a", "b"} and all(saved.values())
+    load_first_step_states(model, {"a": saved["a"]})
+    assert model["a"].first_steps.steps == dict(saved["a"])
+    assert model["b"].first_steps.steps == {}  # "start with an empty memory", not the steps of before
