@@ -109,3 +109,22 @@ def test_a_raising_handler_of_another_signal_does_not_keep_the_deferral(python_s
         with interrupts_deferred():
             pass
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_first_of_several_restore_errors_is_raised_and_the_restore_stops_once_it_took(python_sigint_handler, monkeypatch):
+    real, calls = signal.signal, []
+
+    def signal_with_two_pending_handlers_that_raise(signum, handler):
+        calls.append(handler)
+        if len(calls) == 2:
+            raise SystemExit("the first")
+        if len(calls) == 3:
+            raise KeyError("the second")
+        return real(signum, handler)
+
+    monkeypatch.setattr(signal, "signal", signal_with_two_pending_handlers_that_raise)
+    with pytest.raises(SystemExit, match="the first"):
+        with interrupts_deferred():
+            pass
+    assert len(calls) == 4  # the deferring handler, two failed restores, the one that took; no more
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -1,0 +1,97 @@
+"""fit's argument checks, called directly: the edges of each range, and the cases that only these checks catch."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ctflows.errors import ConfigurationError
+from ctflows.training.arguments import (
+    check_arguments, check_checkpointing, check_device, check_eval_shape, check_model_and_settings, optimizer_class,
+)
+
+GOOD = dict(steps=10, seconds=None, batch_size=8, lr=1e-3, clip_grad=None, eval_data=None, eval_every=None,
+            eval_samples=100, regularization=None)
+
+
+class Model(torch.nn.Module):
+    def log_prob(self, x):
+        return x
+
+
+def check(**changes):
+    check_arguments(**{**GOOD, **changes})
+
+
+def test_good_arguments_pass():
+    check()
+    check(steps=None, seconds=0.5)
+    check(steps=1, batch_size=1, lr=1e-9, clip_grad=1e-9)
+
+
+@pytest.mark.parametrize("name", ["steps", "batch_size"])
+def test_a_bool_is_not_a_count(name):
+    with pytest.raises(ConfigurationError, match=f"fit: {name} must be a positive int, got True"):
+        check(**{name: True})
+
+
+@pytest.mark.parametrize("seconds", [0, 0.0, math.inf, math.nan, -1.0])
+def test_seconds_must_be_positive_and_finite(seconds):
+    with pytest.raises(ConfigurationError, match="fit: seconds must be a positive number"):
+        check(steps=None, seconds=seconds)
+
+
+@pytest.mark.parametrize("lr", [math.inf, math.nan])
+def test_lr_must_be_finite(lr):
+    with pytest.raises(ConfigurationError, match="fit: lr must be a positive number"):
+        check(lr=lr)
+
+
+@pytest.mark.parametrize("seed", [0, 2**63 - 1])
+def test_seeds_at_the_ends_of_the_range_pass(seed):
+    check_model_and_settings("fit", Model(), trained=True, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_seeds_just_outside_the_range_are_refused(seed):
+    # torch.manual_seed would take both, so nothing later would say so
+    with pytest.raises(ConfigurationError, match=r"fit: seed must be a whole number from 0 to 2\^63 - 1"):
+        check_model_and_settings("fit", Model(), trained=True, seed=seed)
+
+
+def test_a_model_to_train_must_be_a_module_even_with_log_prob():
+    class NotAModule:
+        def log_prob(self, x):
+            return x
+
+    check_model_and_settings("evaluate", NotAModule(), trained=False)
+    with pytest.raises(ConfigurationError, match="fit: the model must be a ctflows Flow.*got NotAModule"):
+        check_model_and_settings("fit", NotAModule(), trained=True)
+
+
+def test_resume_without_a_checkpoint_dir_is_refused():
+    check_checkpointing(None, None, False)
+    with pytest.raises(ConfigurationError, match="fit: checkpoint_every and resume need a checkpoint_dir"):
+        check_checkpointing(None, None, True)
+
+
+def test_a_cuda_index_one_past_the_last_device_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert check_device("fit", "cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ConfigurationError, match=r"fit: device 'cuda:2' does not exist: this machine has 2 CUDA"):
+        check_device("fit", "cuda:2")
+
+
+@pytest.mark.parametrize("name, cls", [("AdamW", torch.optim.AdamW), ("ADAM", torch.optim.Adam), ("adam", torch.optim.Adam)])
+def test_optimizer_names_are_case_insensitive(name, cls):
+    assert optimizer_class(name) is cls
+
+
+@pytest.mark.parametrize("pair", [tuple, list])
+def test_eval_data_as_a_pair_of_either_kind_is_shape_checked(pair):
+    x = torch.zeros(4, 2)
+    check_eval_shape(pair([torch.zeros(5, 2), torch.zeros(5, 1)]), x)
+    with pytest.raises(ConfigurationError, match=r"fit: eval_data has points of shape \[3\] but the training data \[2\]"):
+        check_eval_shape(pair([torch.zeros(5, 3), torch.zeros(5, 1)]), x)
