@@ -12,6 +12,11 @@ import torch
 from ctflows.errors import ConfigurationError
 
 
+def _is_boolean(value: object) -> bool:
+    """A Python, NumPy or torch boolean: int() and float() would read True as 1, a flag where a number belongs."""
+    return isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
+
+
 def positive_count(owner: str, name: str, value: object) -> int:
     """``value`` as an int if it is a whole number >= 1 (numpy and 0-d torch integers too; not bools, floats or
     tensors of more than one number), else a :class:`ConfigurationError` naming ``owner`` and ``name``."""
@@ -20,8 +25,8 @@ def positive_count(owner: str, name: str, value: object) -> int:
     except TypeError:
         count = None
     # operator.index takes a one-element tensor of any shape, and a boolean tensor as 0 or 1
-    odd_tensor = isinstance(value, torch.Tensor) and (value.dim() > 0 or value.dtype == torch.bool)
-    if isinstance(value, bool) or odd_tensor or count is None or count < 1:
+    several = isinstance(value, torch.Tensor) and value.dim() > 0
+    if _is_boolean(value) or several or count is None or count < 1:
         raise ConfigurationError(f"{owner}: {name} must be an int >= 1, got {value!r}")
     return count
 
@@ -47,9 +52,7 @@ def real_setting(
     a NaN or infinite setting (say a scale bound) would turn every output into NaN without an error.
     """
     number = None
-    # NumPy and torch booleans too: float() would read True as 1.0
-    flag = isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
-    if not flag and not isinstance(value, (str, bytes)):
+    if not _is_boolean(value) and not isinstance(value, (str, bytes)):
         try:
             number = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError, RuntimeError):  # a tensor of several numbers (ValueError or RuntimeError)

@@ -33,7 +33,6 @@ def _log_mills_ratio(t: Tensor) -> Tensor:
     return torch.where(t > _SERIES_FROM, series, exact)
 
 
-
 def _upper_tail_quantile(log_p: Tensor) -> Tensor:
     """t(ℓ) = -Φ⁻¹(e^ℓ) for ℓ ≤ log ½, elementwise, differentiable."""
     floor = math.log(torch.finfo(log_p.dtype).tiny) + 1.0

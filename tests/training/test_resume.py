@@ -27,6 +27,18 @@ def run_worker(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(WORKER), *args], capture_output=True, text=True, timeout=240, env=env)
 
 
+def empty(directory: Path) -> None:
+    """Remove the files an uninterrupted reference run left, so the interrupted run starts from nothing."""
+    for path in directory.iterdir():
+        path.unlink()
+
+
+def assert_same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    assert len(list(a.parameters())) == len(list(b.parameters()))
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
 def params(directory: Path) -> dict[str, torch.Tensor]:
     return torch.load(directory / "params.pt", weights_only=True)
 
@@ -70,8 +82,7 @@ def test_resume_in_process_matches_and_continues_the_history(tmp_path, device):
         return flow, history
 
     whole, whole_history = run(None, resume=False)
-    for path in tmp_path.iterdir():
-        path.unlink()
+    empty(tmp_path)
     run(11, resume=False)  # stops early (a checkpoint is written when it stops)
     # As a state written before History had trained_seconds, and with a time no fresh run could have:
     state = read_state(tmp_path)
@@ -81,8 +92,7 @@ def test_resume_in_process_matches_and_continues_the_history(tmp_path, device):
     resumed, history = run(None, resume=True)
     assert history.losses == whole_history.losses and history.steps == 30
     assert 1000.0 < history.trained_seconds < 1000.0 + history.wall_time  # the first segment's time is carried on
-    for a, b in zip(whole.parameters(), resumed.parameters()):
-        assert torch.equal(a, b)
+    assert_same_parameters(whole, resumed)
 
 
 def test_a_cnf_with_warm_started_solves_resumes_to_identical_parameters(tmp_path):
@@ -95,13 +105,11 @@ def test_a_cnf_with_warm_started_solves_resumes_to_identical_parameters(tmp_path
         return flow
 
     whole = run(None, resume=False)
-    for path in tmp_path.iterdir():
-        path.unlink()
+    empty(tmp_path)
     run(4, resume=False)
     assert read_state(tmp_path)["first_steps"]  # the CNF's memory is in the checkpoint
     resumed = run(None, resume=True)
-    for a, b in zip(whole.parameters(), resumed.parameters()):
-        assert torch.equal(a, b)
+    assert_same_parameters(whole, resumed)
 
 
 def test_resume_refuses_a_run_with_other_settings(tmp_path):
@@ -137,11 +145,9 @@ def test_ctrl_c_between_steps_leaves_a_checkpoint_to_resume_from(tmp_path):
         run(interrupt, resume=False)
     assert read_state(tmp_path / "run")["step"] == 9  # written on the way out, at the last whole step
     resumed = run(None, resume=True)
-    for path in (tmp_path / "run").iterdir():
-        path.unlink()
+    empty(tmp_path / "run")
     whole = run(None, resume=False)
-    for a, b in zip(whole.parameters(), resumed.parameters()):
-        assert torch.equal(a, b)
+    assert_same_parameters(whole, resumed)
 
 
 def test_resume_without_a_seed_continues_the_run_it_finds(tmp_path):
@@ -234,12 +240,10 @@ def test_a_run_that_draws_from_the_global_generators_resumes_to_identical_parame
         return flow
 
     whole = run(None, resume=False, global_seed=0)
-    for path in tmp_path.iterdir():
-        path.unlink()
+    empty(tmp_path)
     run(5, resume=False, global_seed=0)
     resumed = run(None, resume=True, global_seed=123)  # a new process would start its generators elsewhere
-    for a, b in zip(whole.parameters(), resumed.parameters()):
-        assert torch.equal(a, b)
+    assert_same_parameters(whole, resumed)
 
 
 @pytest.mark.parametrize("loader", [False, True], ids=["tensor", "loader"])
@@ -256,13 +260,11 @@ def test_a_run_on_rows_resumed_mid_epoch_matches_an_uninterrupted_one(tmp_path, 
         return flow, history
 
     whole, whole_history = run(None, resume=False)
-    for path in tmp_path.iterdir():
-        path.unlink()
+    empty(tmp_path)
     run(5, resume=False)
     resumed, history = run(None, resume=True)
     assert history.losses == whole_history.losses
-    for a, b in zip(whole.parameters(), resumed.parameters()):
-        assert torch.equal(a, b)
+    assert_same_parameters(whole, resumed)
 
 
 def test_a_ctrl_c_before_the_first_step_leaves_nothing_that_would_resume_on_the_wrong_batch(tmp_path, monkeypatch):
@@ -277,8 +279,7 @@ def test_a_ctrl_c_before_the_first_step_leaves_nothing_that_would_resume_on_the_
         return flow, history
 
     whole, whole_history = run(resume=False)
-    for path in tmp_path.iterdir():
-        path.unlink()
+    empty(tmp_path)
     real = Schedule.exhausted
 
     def interrupted(self, *args):
@@ -291,4 +292,4 @@ def test_a_ctrl_c_before_the_first_step_leaves_nothing_that_would_resume_on_the_
     assert not (tmp_path / "training_state.pt").exists()
     resumed, history = run(resume=True)
     assert history.losses == whole_history.losses
-    assert all(torch.equal(a, b) for a, b in zip(whole.parameters(), resumed.parameters()))
+    assert_same_parameters(whole, resumed)
