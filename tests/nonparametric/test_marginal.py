@@ -84,13 +84,23 @@ def test_solver_raises_a_clear_error_when_it_cannot_converge():
         solve_increasing(cubic, target, torch.zeros(1, dtype=torch.float64), torch.full((1,), 4.0, dtype=torch.float64), max_iterations=2, owner="demo")
 
 
-def test_the_default_layer_is_a_unit_variance_mixture_close_to_the_identity_in_the_bulk():
-    # Kernels at the standard-normal quantiles, each with the variance the grid lacks of 1: the mixture
-    # density F' then has variance 1 (checked by quadrature of x² F'(x), F' = (dz/dx) φ(z)), and the map
-    # z = Φ⁻¹(F(x)) stays within a few hundredths of x for |x| ≤ 1.5.
+@pytest.mark.parametrize("kernels, bound", [(1, 0.11), (2, 0.08), (4, 0.26), (8, 0.14), (16, 0.09), (32, 0.07), (128, 0.1)])
+def test_the_default_layer_is_close_to_the_identity_on_the_whole_line(kernels, bound):
+    # The docstring's numbers, tails included (past the translation points the error stays constant).
+    layer = MarginalGaussianization(1, kernels).double()
+    x = torch.linspace(-8, 8, 3201, dtype=torch.float64).unsqueeze(1)
+    with torch.no_grad():
+        z, logdet = layer(x)
+    assert float((z - x).abs().max()) < bound
+    assert float(logdet.abs().max()) < 0.35  # the slope stays within a factor 1.42 of 1
+
+
+def test_the_default_layer_with_few_kernels_is_a_unit_variance_mixture():
+    # Fewer than 8 kernels share the scale whose variance is what the quantile grid lacks of 1: the mixture
+    # density F' then has variance 1 (quadrature of x² F'(x), F' = (dz/dx) φ(z)).
     import math
 
-    layer = MarginalGaussianization(1, 32).double()
+    layer = MarginalGaussianization(1, 4).double()
     x = torch.linspace(-12, 12, 240001, dtype=torch.float64).unsqueeze(1)
     with torch.no_grad():
         z, log_slope = layer._mixture(x)
@@ -98,10 +108,7 @@ def test_the_default_layer_is_a_unit_variance_mixture_close_to_the_identity_in_t
     dx = 24 / 240000
     assert float(density.sum() * dx) == pytest.approx(1.0, abs=1e-6)
     assert float((x.squeeze(1) ** 2 * density).sum() * dx) == pytest.approx(1.0, abs=1e-5)
-    bulk = torch.linspace(-1.5, 1.5, 61, dtype=torch.float64).unsqueeze(1)
-    with torch.no_grad():
-        zb, logdet = layer(bulk)
-    assert float((zb - bulk).abs().max()) < 0.05 and float(logdet.abs().max()) < 0.04
+    assert torch.unique(layer.log_scale).numel() == 1
 
 
 def test_the_solver_polishes_the_root_to_the_dtype_floor_even_with_a_loose_tolerance():
