@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ctflows.core.counts import real_setting
 from ctflows.core.validation import check_call_signature
 from ctflows.errors import ConfigurationError
 
@@ -60,8 +61,8 @@ def check_arguments(
             f"fit: regularization must map names to weights, e.g. {{'kinetic_energy': 0.01}}, got {type(regularization).__name__}"
         )
     for name, weight in (regularization or {}).items():
-        if not isinstance(weight, (int, float)) or not math.isfinite(weight):
-            raise ConfigurationError(f"fit: the regularization weight for {name!r} must be a finite number, got {weight!r}")
+        # real_setting refuses True as a weight (read as 1.0 before) and takes NumPy and 0-d torch numbers
+        real_setting("fit", f"the regularization weight for {name!r}", weight, "a finite number")
 
 
 def _is_number(value: Any) -> bool:

@@ -81,11 +81,12 @@ def test_regularization_weight_enters_the_gradient():
     assert history.losses[0] == pytest.approx(history.nll[0] + w * history.regularization["penalty"][0], rel=1e-6)
 
 
-def test_regularization_gradient_matches_manual_loss():
+@pytest.mark.parametrize("weight", [0.5, np.float32(0.5), torch.tensor(0.5)], ids=["float", "numpy", "tensor"])
+def test_regularization_gradient_matches_manual_loss(weight):
     torch.manual_seed(0)
     flow = affine_flow(Penalized)
     data = CorrelatedGaussian()
-    fit(flow, data, steps=1, batch_size=64, clip_grad=None, seed=3, lr=1e-9, regularization={"penalty": 0.5})
+    fit(flow, data, steps=1, batch_size=64, clip_grad=None, seed=3, lr=1e-9, regularization={"penalty": weight})
     x, _ = next(batch_stream(data, 64, generator=_seeded_after_eval_seed(3), device=torch.device("cpu"), dtype=torch.float32))
     manual = affine_flow(Penalized)
     loss = -manual.log_prob(x).mean() + 0.5 * (manual.transform.loc**2).sum()
@@ -162,15 +163,26 @@ def test_evaluations_and_callback_stop():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"steps": 0}, {"batch_size": -1}, {"lr": 0.0}, {"schedule": "linear"}, {"warmup": 10, "steps": 10},
-     {"eval_every": 5}, {"optimizer": "lbfgs"}, {"clip_grad": 0}, {"regularization": {"penalty": math.nan}},
+    "kwargs, message",
+    [({"steps": 0}, "steps must be a positive int, got 0"), ({"batch_size": -1}, "batch_size must be a positive int, got -1"),
+     ({"lr": 0.0}, "lr must be a positive number, got 0.0"), ({"schedule": "linear"}, "schedule must be one of .*got 'linear'"),
+     ({"warmup": 10, "steps": 10}, r"warmup must be an int in \[0, steps=10\)"),
+     ({"eval_every": 5}, "eval_every is set but eval_data is None"),
+     ({"optimizer": "lbfgs"}, "optimizer must be one of .*got 'lbfgs'"),
+     ({"clip_grad": 0}, "clip_grad must be a positive number or None, got 0"),
+     ({"regularization": {"penalty": math.nan}}, "regularization weight for 'penalty' must be a finite number, got nan"),
+     # True used to be read as the weight 1.0
+     ({"regularization": {"penalty": True}}, "regularization weight for 'penalty' must be a finite number, got True"),
      # these used to reach torch, or Python, as they were: a raw ValueError, TypeError or AttributeError
-     {"weight_decay": -1.0}, {"weight_decay": math.nan}, {"clip_grad": "1"}, {"seed": "a"}, {"seed": 2**70},
-     {"regularization": ["kinetic_energy"]}],
+     ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0, got -1.0"),
+     ({"weight_decay": math.nan}, "weight_decay must be a finite number >= 0, got nan"),
+     ({"clip_grad": "1"}, "clip_grad must be a positive number or None, got '1'"),
+     ({"seed": "a"}, "seed must be a whole number from 0 to 2\\^63 - 1, or None, got 'a'"),
+     ({"seed": 2**70}, "seed must be a whole number .*got 1180591620717411303424"),
+     ({"regularization": ["kinetic_energy"]}, "regularization must map names to weights.*got list")],
 )
-def test_bad_arguments(kwargs):
-    with pytest.raises(ConfigurationError):
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ConfigurationError, match=message):
         fit(affine_flow(), CorrelatedGaussian(), **kwargs)
 
 
