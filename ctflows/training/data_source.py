@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate
 from ctflows.core.counts import positive_count
 from ctflows.core.validation import check_generator
 from ctflows.core.validation import placement as tensor_placement
-from ctflows.errors import ConfigurationError, DataError
+from ctflows.errors import CheckpointError, ConfigurationError, DataError
 
 Batch = tuple[Tensor, "Tensor | None"]
 
@@ -156,7 +156,21 @@ class BatchStream:
         return {"generator": self.generator.get_state(), "order": self._order.clone(), "taken_in_pass": self._taken_in_pass}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a :meth:`state_dict`."""
+        """Continue from a :meth:`state_dict`; a state of another shape or another data set is a CheckpointError."""
+        keys = {"generator", "order", "taken_in_pass"}
+        if not isinstance(state, Mapping) or not keys <= state.keys():
+            found = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise CheckpointError(
+                f"{self.owner}: a batch stream's state has the keys {sorted(keys)}, got {found}; pass what state_dict() returned"
+            )
+        order, rows = state["order"], self._pair[0].shape[0] if self._kind == "tensor" else 0
+        # rows past the data's end would surface as an IndexError batches later
+        if not (isinstance(order, Tensor) and order.dim() == 1 and not order.is_floating_point()
+                and (order.numel() == 0 or 0 <= int(order.min()) <= int(order.max()) < rows)):
+            raise CheckpointError(
+                f"{self.owner}: the saved batch stream's row order does not fit this data ({rows} rows); "
+                "resume with the data the run was started on"
+            )
         self.generator.set_state(state["generator"])
         self._order = state["order"].clone()
         skip = int(state["taken_in_pass"])

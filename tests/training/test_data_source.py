@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ctflows.errors import DataError
+from ctflows.errors import CheckpointError, DataError
 from ctflows.training.data_source import batch_stream, make_generator
 from training.fakes import CorrelatedGaussian
 
@@ -69,3 +69,16 @@ def test_a_restored_stream_yields_exactly_the_batches_the_original_would_have(ki
         (a, ca), (b, cb) = next(original), next(restored)
         assert torch.equal(a, b)
         assert (ca is None and cb is None) or torch.equal(ca, cb)
+
+
+def test_a_state_that_is_not_a_stream_state_or_fits_other_data_is_refused():
+    x = torch.arange(30.0).reshape(10, 3)
+    stream = batch_stream(x, 4, generator=make_generator(0), device=CPU, dtype=torch.float32)
+    for bad in ({}, [1, 2], {"generator": make_generator(0).get_state(), "order": torch.arange(3)}):
+        with pytest.raises(CheckpointError, match="batch stream's state has the keys .*pass what state_dict"):
+            stream.load_state_dict(bad)  # a KeyError or TypeError before
+    saved = stream.state_dict()
+    for order in (torch.arange(20), torch.arange(3.0), torch.tensor([-1, 2]), torch.zeros(2, 2, dtype=torch.long)):
+        with pytest.raises(CheckpointError, match=r"row order does not fit this data \(10 rows\)"):
+            stream.load_state_dict({**saved, "order": order})  # rows of a bigger data set, say
+    assert torch.equal(next(stream)[0], next(batch_stream(x, 4, generator=make_generator(0), device=CPU, dtype=torch.float32))[0])

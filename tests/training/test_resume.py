@@ -293,3 +293,10 @@ def test_a_ctrl_c_before_the_first_step_leaves_nothing_that_would_resume_on_the_
     resumed, history = run(resume=True)
     assert history.losses == whole_history.losses
     assert_same_parameters(whole, resumed)
+
+
+def test_resume_on_fewer_rows_than_the_run_started_with_is_refused(tmp_path):
+    settings = dict(steps=3, batch_size=16, seed=0, checkpoint_dir=tmp_path, checkpoint_every=1, progress=False)
+    fit(affine_flow(), torch.randn(40, 2), callback=lambda step, history: step == 2, **settings)
+    with pytest.raises(CheckpointError, match=r"row order does not fit this data \(10 rows\); resume with the data"):
+        fit(affine_flow(), torch.randn(10, 2), resume=True, **settings)  # an IndexError at a later batch before
