@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torchdiffeq import odeint
 
-from ctflows.continuous.failure import check_output_gradient, is_solver_failure
+from ctflows.continuous.failure import check_output_gradient, solver_failure_reason
 from ctflows.errors import SolverError
 
 
@@ -116,7 +116,8 @@ class _AdjointSolve(torch.autograd.Function):
         # Without the seminorm every integrated quantity controls the step, as torchdiffeq's default does.
         options["norm"] = state_error_norm(features, problem.seminorm)
         times = torch.stack([start, end]).to(s0)
-        s1 = odeint(rhs, s0, times, rtol=problem.rtol, atol=problem.atol, method=problem.method, options=options)[-1]
+        solution = odeint(rhs, s0, times, rtol=problem.rtol, atol=problem.atol, method=problem.method, options=options)
+        s1 = problem.dynamics.end_state(solution, problem.dynamics.direction)
         ctx.problem, ctx.features, ctx.rhs = problem, features, rhs
         keep_s0 = s0 if ctx.needs_input_grad[2] else s0.new_empty(0)
         ctx.save_for_backward(start, end, s1, keep_s0, *params)
@@ -139,13 +140,15 @@ class _AdjointSolve(torch.autograd.Function):
         times = torch.stack([end, start]).to(s1)
         try:
             with torch.no_grad():
-                y0 = odeint(adjoint_rhs, y1, times, rtol=problem.rtol, atol=problem.atol, method=problem.method, options=options)[-1]
+                solution = odeint(adjoint_rhs, y1, times, rtol=problem.rtol, atol=problem.atol, method=problem.method, options=options)
+            y0 = dynamics.end_state(solution, dynamics.backward_direction)
         except SolverError:
             raise  # from a step callback, already saying which solve failed
         except (AssertionError, RuntimeError) as error:
-            if not is_solver_failure(error):
+            reason = solver_failure_reason(error)
+            if reason is None:
                 raise
-            raise dynamics.failure(dynamics.backward_direction, str(error)) from error
+            raise dynamics.failure(dynamics.backward_direction, reason) from error
         # Fixed-grid solvers check nothing, and the seminorm hides the parameter adjoints from the step control.
         if not bool(torch.isfinite(y0).all()):
             raise dynamics.failure(dynamics.backward_direction, "the adjoint state became NaN or Inf")

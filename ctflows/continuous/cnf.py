@@ -16,13 +16,14 @@ from torch import Tensor, nn
 from ctflows.continuous.compiled import CompiledField
 from ctflows.continuous.divergence import NOISE_KINDS, resolve_divergence, sample_noise
 from ctflows.continuous.dynamics import AugmentedDynamics, SolveStats
-from ctflows.continuous.failure import SolveSettings, is_solver_failure
+from ctflows.continuous.failure import SolveSettings, solver_failure_reason
 from ctflows.continuous.first_step import FirstStepMemory, StepRecorder
 from ctflows.continuous.regularization import check_regularization
 from ctflows.continuous.solve import (
     accepts_first_step,
     check_adjoint,
     check_method,
+    differentiable_steps,
     integrate,
     is_fixed_step,
     supports_step_callbacks,
@@ -85,7 +86,8 @@ class CNF(Transform):
             ``stats["regularization"]`` for the training loop to weight into the loss.
         seminorm: step-size control on ``x`` only (forward) and on ``x`` and its adjoint (backward); False
             controls every state, as FFJORD does.
-        max_num_steps: solver steps allowed per solve (each direction) before a :class:`SolverError`.
+        max_num_steps: solver steps allowed per solve (each direction) before a :class:`SolverError`; with
+            ``method="scipy_solver"``, which reports no steps, field evaluations.
         exact_chunk_size: basis vectors per batched pass in the exact divergence (bounds memory for large D).
         field_jvp: use the field's own forward-mode Jacobian products (``forward_with_jvp``, which the MLP
             fields have) instead of autograd vector-Jacobian products: same values, no double backward.
@@ -252,6 +254,12 @@ class CNF(Transform):
         params = tuple(p for p in self.field.parameters() if p.requires_grad)
         if context is not None and context.requires_grad:
             params += (context,)  # the adjoint only differentiates what it is told about
+        if self.adjoint is False and torch.is_grad_enabled() and (params or x.requires_grad) and not differentiable_steps(self.method):
+            # else the output comes back detached, and backward() fails far from here or gradients are silently missing
+            raise ConfigurationError(
+                f"{settings.layer}: method={self.method!r} steps in NumPy, so adjoint=False (backpropagation through "
+                "its steps) would give no gradient; use adjoint=True or 'torchdiffeq', or call it under torch.no_grad()"
+            )
         try:
             final = integrate(
                 dynamics, (x, zeros, *(zeros for _ in regs)), start, end, method=self.method, atol=settings.atol,
@@ -261,9 +269,10 @@ class CNF(Transform):
         except SolverError:
             raise
         except (AssertionError, RuntimeError) as error:
-            if not is_solver_failure(error):
+            reason = solver_failure_reason(error)
+            if reason is None:
                 raise
-            raise dynamics.failure(dynamics.direction, str(error)) from error
+            raise dynamics.failure(dynamics.direction, reason) from error
         # Fixed-grid solvers do not check the state, and an adaptive one's error norm (x only, with the
         # seminorm) never sees the log-det: one check of the final state, one host sync however many parts.
         if not bool(torch.stack([torch.isfinite(s).all() for s in final]).all()):

@@ -19,7 +19,7 @@ from ctflows.continuous.divergence import (
     hutchinson_divergence,
     hutchinson_divergence_forward_mode,
 )
-from ctflows.continuous.failure import SolveSettings, solver_error
+from ctflows.continuous.failure import GAVE_UP, SolveSettings, solver_error
 from ctflows.continuous.first_step import StepRecorder
 from ctflows.continuous.regularization import regularization_rates
 from ctflows.errors import ConfigurationError, SolverError
@@ -97,6 +97,9 @@ class AugmentedDynamics:
         self.jacobian_products = jacobian_products if jacobian_products is not None else field
         self.backward_phase = False
         self.steps = 0
+        # A solver without step callbacks (the scipy wrapper) has its field evaluations counted against
+        # max_num_steps instead: else nothing would stop a solve that never gives up (LSODA on a blow-up).
+        self.evaluations_are_steps = not use_callbacks
         if use_callbacks:
             # torchdiffeq looks these up by name; solvers without callback support would warn about them.
             self.callback_step = self._on_step
@@ -112,6 +115,28 @@ class AugmentedDynamics:
         stats = self._stats()
         if stats is not None:  # None once the CNF's next call has replaced (and so dropped) them
             stats[key] = self.counts[key]
+
+    def evaluated(self, key: str) -> None:
+        """Count one field evaluation of a solve (``key`` as in :meth:`count`), and, where the solver reports no
+        steps, spend one of the solve's max_num_steps on it."""
+        self.count(key)
+        if self.evaluations_are_steps:
+            self.steps += 1
+            if self.steps > self.settings.max_num_steps:
+                direction = self.backward_direction if key == "nfe_backward" else self.direction
+                reason = (f"more than max_num_steps={self.settings.max_num_steps} field evaluations; this solver "
+                          "reports no steps, so its evaluations are counted")
+                raise self.failure(direction, reason)
+
+    def end_state(self, solution: Tensor, direction: str) -> Tensor:
+        """``odeint``'s solution at the end time, ``[2, ...] -> [...]``; a SolverError where the solver stopped short.
+
+        torchdiffeq's scipy wrapper returns only the times solve_ivp reached, with no error, when it gives up;
+        its last row would then be the start state.
+        """
+        if solution.shape[0] < 2:
+            raise self.failure(direction, GAVE_UP)
+        return solution[-1]
 
     def failure(self, direction: str, reason: str) -> SolverError:
         """The :class:`SolverError` for this solve, with the evaluations made so far."""
@@ -134,7 +159,7 @@ class AugmentedDynamics:
     def __call__(self, t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         x = state[0]
         need_graph = torch.is_grad_enabled()
-        self.count("nfe_backward" if self.backward_phase else "nfe_forward")
+        self.evaluated("nfe_backward" if self.backward_phase else "nfe_forward")
         if self.forward_mode:
             out = forward_mode_outputs(
                 self.jacobian_products, self.estimator, self.regularization, t, x, self.context, self.noise, self.chunk_size
@@ -158,7 +183,7 @@ class AugmentedDynamics:
         """
         compiled = getattr(self.jacobian_products, "vector_jacobian_product", None)
         if self.forward_mode and compiled is not None:
-            self.count("nfe_backward")
+            self.evaluated("nfe_backward")
             v, grad_x, grad_params = compiled(
                 t, x, self.context, self.noise, grad_outputs,
                 estimator=self.estimator, regularization=self.regularization, chunk_size=self.chunk_size,

@@ -14,8 +14,8 @@ from torch import Tensor
 
 from ctflows.errors import InputError, SolverError
 
-# Messages torchdiffeq uses when a solve cannot go on; other RuntimeErrors (shapes, memory) are not ours.
-_SOLVER_PHRASES = ("underflow", "max_num_steps", "non-finite", "maximum number of iterations", "step size")
+GAVE_UP = "the solver gave up before the end time (scipy's solve_ivp stopped short)"
+"""The reason given when a solve returned fewer time points than asked: torchdiffeq's scipy wrapper does so on failure."""
 
 
 @dataclass
@@ -30,15 +30,21 @@ class SolveSettings:
     step_size: float | None = None
 
 
-def is_solver_failure(error: BaseException) -> bool:
-    """Whether an exception raised inside ``odeint`` means the solve itself failed (rather than, e.g., a shape bug).
+def solver_failure_reason(error: BaseException) -> str | None:
+    """Why the solve failed, if ``error``, raised inside ``odeint``, means the solve itself failed; else None.
 
-    An ``AssertionError`` counts only when torchdiffeq raised it: one from the user's own field is theirs.
+    Only errors raised in torchdiffeq's own code count: its ``assert``s (step underflow, max_num_steps, a
+    non-finite state), and its reshape of a solution with fewer time points than asked, which is how a scipy
+    solve that gave up surfaces with a tuple state. An assert or RuntimeError from the user's field is theirs.
     """
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames or f"{os.sep}torchdiffeq{os.sep}" not in frames[-1].filename:
+        return None
     if isinstance(error, AssertionError):
-        frames = traceback.extract_tb(error.__traceback__)
-        return bool(frames) and f"{os.sep}torchdiffeq{os.sep}" in frames[-1].filename
-    return isinstance(error, RuntimeError) and any(p in str(error).lower() for p in _SOLVER_PHRASES)
+        return str(error)
+    if isinstance(error, RuntimeError) and frames[-1].name == "_flat_to_shape":
+        return GAVE_UP
+    return None
 
 
 def solver_error(settings: SolveSettings, direction: str, reason: str, nfe_forward: int, nfe_backward: int) -> SolverError:

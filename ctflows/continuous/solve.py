@@ -19,6 +19,7 @@ from torchdiffeq import odeint, odeint_adjoint
 # torchdiffeq keeps its solver table private; the pinned version (see constraints.txt) is the one tested.
 from torchdiffeq._impl.odeint import SOLVERS
 from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver
+from torchdiffeq._impl.scipy_wrapper import ScipyWrapperODESolver
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from ctflows.continuous.adjoint import AdjointProblem, integrate_with_adjoint, rms
@@ -35,6 +36,11 @@ def is_fixed_step(method: str) -> bool:
 def supports_step_callbacks(method: str) -> bool:
     """Whether the solver calls ``callback_step`` on each step (all but the scipy wrapper)."""
     return "callback_step" in SOLVERS[method].valid_callbacks()
+
+
+def differentiable_steps(method: str) -> bool:
+    """Whether autograd can backpropagate through the solver's steps (all but the scipy wrapper, which steps in NumPy)."""
+    return not issubclass(SOLVERS[method], ScipyWrapperODESolver)
 
 
 def accepts_first_step(method: str) -> bool:
@@ -109,10 +115,10 @@ def integrate(
             dynamics, state0, times, rtol=rtol, atol=atol, method=method, options=options,
             adjoint_options=adjoint_options, adjoint_params=params,
         )
-        final = tuple(s[-1] for s in solution)
+        final = tuple(dynamics.end_state(s, dynamics.direction) for s in solution)
         for part in final:
             if part.requires_grad:
                 part.register_hook(functools.partial(_before_backward_solve, dynamics))
         return final
     solution = odeint(dynamics, state0, times, rtol=rtol, atol=atol, method=method, options=options)
-    return tuple(s[-1] for s in solution)
+    return tuple(dynamics.end_state(s, dynamics.direction) for s in solution)

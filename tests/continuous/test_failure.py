@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ctflows.continuous import CNF, TimeMLP, VelocityField
-from ctflows.errors import SolverError
+from ctflows.errors import ConfigurationError, SolverError
 
 
 class Stiff(VelocityField):
@@ -168,12 +168,12 @@ def test_each_backward_solve_gets_its_own_step_budget(adjoint):
 def test_an_assertion_only_counts_as_a_solver_failure_when_torchdiffeq_raised_it():
     from torchdiffeq import odeint
 
-    from ctflows.continuous.failure import is_solver_failure
+    from ctflows.continuous.failure import solver_failure_reason
 
     # torchdiffeq's own assert, several frames below the call that catches it (a time grid out of order).
     with pytest.raises(AssertionError) as theirs:
         odeint(lambda t, y: -y, torch.ones(2), torch.tensor([0.0, 1.0, 0.5]))
-    assert is_solver_failure(theirs.value)
+    assert solver_failure_reason(theirs.value) == str(theirs.value)
 
     def field(t, y):
         assert y.shape == (3,), "the user's own check"
@@ -181,7 +181,14 @@ def test_an_assertion_only_counts_as_a_solver_failure_when_torchdiffeq_raised_it
 
     with pytest.raises(AssertionError) as ours:
         odeint(field, torch.ones(2), torch.tensor([0.0, 1.0]))
-    assert not is_solver_failure(ours.value)
+    assert solver_failure_reason(ours.value) is None
+
+    def says_step_size(t, y):  # a RuntimeError of the user's, whatever it says, is theirs
+        raise RuntimeError("step size too small in my own code")
+
+    with pytest.raises(RuntimeError) as runtime:
+        odeint(says_step_size, torch.ones(2), torch.tensor([0.0, 1.0]))
+    assert solver_failure_reason(runtime.value) is None
 
 
 def test_a_solver_error_quotes_the_first_line_of_the_reason_and_at_most_200_characters():
@@ -195,3 +202,73 @@ def test_a_solver_error_quotes_the_first_line_of_the_reason_and_at_most_200_char
     text = str(solver_error(settings, "forward", "x" * 500, 0, 0))
     assert "(" + "x" * 200 + ")" in text
     assert "unknown failure" in str(solver_error(settings, "forward", "  ", 0, 0))
+
+
+class Cubic(VelocityField):
+    """dx/dt = 10 a x³: from x = 5 it blows up at t = 1/500, where LSODA keeps evaluating without end."""
+
+    features = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return 10 * self.a * x**3
+
+
+# The scipy wrapper cannot backpropagate through its steps: without an adjoint it runs without grad only.
+SCIPY_SOLVES = pytest.mark.parametrize("adjoint, grad", [(True, True), ("torchdiffeq", True), (False, False)])
+
+
+@SCIPY_SOLVES
+def test_the_scipy_solver_stops_at_max_num_steps_evaluations_instead_of_running_forever(adjoint, grad):
+    cnf = CNF(Cubic(), method="scipy_solver", max_num_steps=300, adjoint=adjoint)
+    with torch.set_grad_enabled(grad), pytest.raises(SolverError, match=r"forward .*more than max_num_steps=300 field evaluations.*301 forward"):
+        cnf(torch.full((4, 2), 5.0))
+
+
+@pytest.mark.filterwarnings("ignore:The following arguments have no effect")  # LSODA's min_step, given to RK45
+@SCIPY_SOLVES
+def test_a_scipy_solve_that_gives_up_short_of_the_end_time_is_an_error_not_the_start_state(adjoint, grad, monkeypatch):
+    # RK45 gives up at the blow-up (status -1); torchdiffeq then returns the times reached, here only t = 0.
+    import torchdiffeq._impl.scipy_wrapper as wrapper
+
+    real = wrapper.solve_ivp
+    monkeypatch.setattr(wrapper, "solve_ivp", lambda *args, **kwargs: real(*args, **{**kwargs, "method": "RK45"}))
+    cnf = CNF(Cubic(), method="scipy_solver", adjoint=adjoint)
+    with torch.set_grad_enabled(grad), pytest.raises(SolverError, match=r"forward .*solve failed \(the solver gave up before the end time"):
+        cnf(torch.full((4, 2), 5.0))  # the start state, with log-det 0, before
+
+
+def test_a_scipy_adjoint_solve_that_gives_up_is_an_error(monkeypatch):
+    import torchdiffeq._impl.scipy_wrapper as wrapper
+
+    cnf = CNF(Cubic(), method="scipy_solver")
+    with torch.no_grad():
+        cnf.field.a.fill_(1e-3)  # x(1) = 5/sqrt(1 - 0.5): the forward solve is fine
+    z, logdet = cnf(torch.full((4, 2), 5.0))
+    real = wrapper.solve_ivp
+
+    def gives_up(*args, **kwargs):  # as solve_ivp does on failure: only the times reached, here the first
+        solution = real(*args, **kwargs)
+        solution.y, solution.status = solution.y[:, :1], -1
+        return solution
+
+    monkeypatch.setattr(wrapper, "solve_ivp", gives_up)
+    with pytest.raises(SolverError, match=r"adjoint \(backward pass of the forward .*gave up before the end time"):
+        (z.sum() + logdet.sum()).backward()
+
+
+def test_the_scipy_solver_without_an_adjoint_is_refused_where_a_gradient_is_wanted():
+    cnf = CNF(TimeMLP(2, (8,)), method="scipy_solver", adjoint=False)
+    x = torch.randn(4, 2)
+    with pytest.raises(ConfigurationError, match=r"'scipy_solver' steps in NumPy, so adjoint=False .*use adjoint=True"):
+        cnf(x)  # an output without a graph before: backward() failed later, far from the cause
+    with torch.no_grad():
+        z, logdet = cnf(x)  # no gradient wanted: fine
+    with_adjoint = CNF(cnf.field, method="scipy_solver")
+    z2, logdet2 = with_adjoint(x)
+    logdet2.sum().backward()
+    assert all(p.grad is not None for p in cnf.field.parameters())
+    torch.testing.assert_close(z2.detach(), z, atol=1e-4, rtol=0)
