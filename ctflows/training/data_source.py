@@ -98,6 +98,18 @@ class BatchStream:
         """Whether the batches are cut to ``batch_size`` here (a density, tensors), not by the data themselves."""
         return self._kind != "iterable"
 
+    @property
+    def rows(self) -> int | None:
+        """How many rows the data hold (tensors, or a DataLoader over a sized dataset); None for a density or other iterables."""
+        if self._kind == "tensor":
+            return int(self._pair[0].shape[0])
+        if isinstance(self.data, DataLoader) and not isinstance(self.data.dataset, IterableDataset):
+            try:
+                return len(self.data.dataset)  # type: ignore[arg-type]
+            except TypeError:
+                return None
+        return None
+
     def batch_sizes(self) -> set[int] | None:
         """The sizes the batches will have, where they can be known before drawing them; None where they cannot.
 

@@ -179,7 +179,8 @@ def fit(
                 group.check_batch_size(batch_size)
             group.check_batches(stream.batch_sizes())  # before training, not at the end of the first epoch
         config = {"steps": steps, "seconds": seconds, "batch_size": batch_size, "lr": lr, "seed": seed,
-                  "schedule": schedule, "warmup": warmup, "processes": group.world, "weight_decay": weight_decay, "ema_decay": ema_decay}
+                  "schedule": schedule, "warmup": warmup, "processes": group.world, "weight_decay": weight_decay, "ema_decay": ema_decay,
+                  "rows": stream.rows}  # other data would continue the saved row order, or index past its end
 
         flow.train()
         first = next(stream)

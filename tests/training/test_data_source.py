@@ -82,3 +82,16 @@ def test_a_state_that_is_not_a_stream_state_or_fits_other_data_is_refused():
         with pytest.raises(CheckpointError, match=r"row order does not fit this data \(10 rows\)"):
             stream.load_state_dict({**saved, "order": order})  # rows of a bigger data set, say
     assert torch.equal(next(stream)[0], next(batch_stream(x, 4, generator=make_generator(0), device=CPU, dtype=torch.float32))[0])
+
+
+def test_a_stream_knows_how_many_rows_its_data_hold_where_they_can_be_counted():
+    class Endless(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            while True:
+                yield torch.zeros(2)
+
+    x = torch.zeros(12, 2)
+    cases = [(x, 12), ((x, x[:, :1]), 12), (DataLoader(TensorDataset(x[:7]), batch_size=4), 7),
+             (CorrelatedGaussian(), None), (DataLoader(Endless(), batch_size=4), None)]
+    for data, rows in cases:
+        assert batch_stream(data, 4, generator=make_generator(0), device=CPU, dtype=torch.float32).rows == rows
