@@ -51,12 +51,14 @@ class DataParallel:
     """
 
     def __init__(self, device: torch.device, *, enabled: bool | None = None) -> None:
+        # A torch built without distributed support has no dist.is_initialized: ask is_available first.
+        available = dist.is_available()
         if enabled is None:
-            enabled = launched_by_torchrun() or dist.is_initialized()
+            enabled = launched_by_torchrun() or (available and dist.is_initialized())
+        if enabled and not available:
+            raise ConfigurationError("fit: distributed training was asked for but torch.distributed is not available")
         self.owns_group = False
         if enabled and not dist.is_initialized():
-            if not dist.is_available():
-                raise ConfigurationError("fit: distributed training was asked for but torch.distributed is not available")
             backend = "nccl" if device.type == "cuda" else "gloo"
             if device.type == "cuda":
                 local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -166,3 +166,18 @@ def test_collectives_in_a_real_two_process_group(tmp_path):
         assert not report["initialized_after_close"]  # the group DataParallel made is torn down
     assert zero["share"] == [[0.0, 1.0], [2.0, 3.0]] and zero["context"] == [[0.0], [1.0]]
     assert one["share"] == [[4.0, 5.0], [6.0, 7.0]] and one["context"] == [[2.0], [3.0]]
+
+
+def test_a_torch_built_without_distributed_support_trains_in_one_process(plain_env):
+    # Such a build's torch.distributed has is_available() False and no is_initialized at all.
+    from ctflows.errors import ConfigurationError
+    from ctflows.models import realnvp
+    from ctflows.training import fit
+
+    plain_env.setattr(dist, "is_available", lambda: False)
+    plain_env.delattr(dist, "is_initialized")
+    history = fit(realnvp(2, blocks=1, hidden=(4,), seed=0), torch.randn(32, 2), steps=2, batch_size=16, progress=False, seed=0)
+    assert history.steps == 2  # an AttributeError before, on every default fit
+    plain_env.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigurationError, match="distributed training was asked for but torch.distributed is not available"):
+        DataParallel(torch.device("cpu"))
