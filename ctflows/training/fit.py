@@ -180,7 +180,9 @@ def fit(
             group.check_batches(stream.batch_sizes())  # before training, not at the end of the first epoch
         config = {"steps": steps, "seconds": seconds, "batch_size": batch_size, "lr": lr, "seed": seed,
                   "schedule": schedule, "warmup": warmup, "processes": group.world, "weight_decay": weight_decay, "ema_decay": ema_decay,
-                  "rows": stream.rows}  # other data would continue the saved row order, or index past its end
+                  "rows": stream.rows,  # other data would continue the saved row order, or index past its end
+                  "objective": _name_of(loss_of.objective), "optimizer": optimizer_cls.__name__, "clip_grad": clip_grad,
+                  "regularization": {name: float(weight) for name, weight in sorted(loss_of.weights.items())}}
 
         flow.train()
         first = next(stream)
@@ -352,6 +354,11 @@ def _start_average(
             )
         average.load_state_dict(saved["average"])
     return average
+
+
+def _name_of(objective: Any) -> str:
+    """An objective's name for the run settings: a function's own, else its class's (``"FlowMatching"``)."""
+    return getattr(objective, "__qualname__", type(objective).__qualname__)
 
 
 def _check_same_run(saved: dict[str, Any], now: dict[str, Any], directory: Any) -> None:

@@ -3,6 +3,7 @@ and resumed ends with the same parameters, to the bit, as a run that was never i
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.models import cnf
 from ctflows.training import fit, load
 from ctflows.training.training_state import read_state, write_state
-from training.fakes import CorrelatedGaussian, ElementwiseAffine, affine_flow
+from training.fakes import CorrelatedGaussian, ElementwiseAffine, Penalized, affine_flow
 
 WORKER = Path(__file__).with_name("train_worker.py")
 
@@ -116,6 +117,31 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path):
     fit(affine_flow(), CorrelatedGaussian(), steps=5, batch_size=16, seed=0, checkpoint_dir=tmp_path)
     with pytest.raises(ConfigurationError, match=r"cannot resume.*batch_size: 16 then, 32 now"):
         fit(affine_flow(), CorrelatedGaussian(), steps=5, batch_size=32, seed=0, checkpoint_dir=tmp_path, resume=True)
+
+
+def custom_nll(flow, x, context):
+    nll = -flow.log_prob(x, context).mean()
+    return nll, nll
+
+
+@pytest.mark.parametrize(
+    "then, now, message",
+    [({}, {"objective": custom_nll}, "objective: 'MaximumLikelihood' then, 'custom_nll' now"),
+     ({}, {"optimizer": "adam"}, "optimizer: 'AdamW' then, 'Adam' now"),
+     ({"clip_grad": 1.0}, {"clip_grad": 100.0}, "clip_grad: 1.0 then, 100.0 now"),
+     ({"regularization": {"penalty": 0.1}}, {"regularization": {"penalty": 0.2}}, "regularization: {'penalty': 0.1} then, {'penalty': 0.2} now")],
+)
+def test_resume_refuses_another_objective_optimizer_clipping_or_regularization(tmp_path, then, now, message):
+    # Each of these was accepted and changed the rest of the run, unlike the same call started again.
+    settings = dict(steps=6, batch_size=16, seed=0, checkpoint_dir=tmp_path, progress=False)
+    fit(affine_flow(Penalized), CorrelatedGaussian(), callback=lambda step, history: step == 3, **settings, **then)
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        fit(affine_flow(Penalized), CorrelatedGaussian(), resume=True, **settings, **now)
+    # The same settings spelled another way: an equal weight of another type, the optimizer's name in capitals.
+    again = {**then, "optimizer": "ADAMW"}
+    if "regularization" in again:
+        again["regularization"] = {"penalty": np.float64(0.1)}
+    assert fit(affine_flow(Penalized), CorrelatedGaussian(), resume=True, **settings, **again).steps == 6
 
 
 def test_resume_rejects_a_foreign_file(tmp_path):
