@@ -11,18 +11,22 @@ from ctflows.autoregressive import MaskedAutoregressive
 from ctflows.core import Chain, Flow, StandardNormal, Transform
 from ctflows.linear import ActNorm
 from ctflows.models.block_count import check_blocks
+from ctflows.models.seeding import initialised_from
 
 
-def maf(features: int, blocks: int = 5, hidden: Sequence[int] = (64, 64)) -> Flow:
+def maf(features: int, blocks: int = 5, hidden: Sequence[int] = (64, 64), *, seed: int | None = None) -> Flow:
     """A MAF of ``blocks`` × (ActNorm, MaskedAutoregressive) with alternating orders, then ActNorm.
 
     Shapes: data ``[B, features]``. The density takes one pass per layer; sampling takes ``features`` passes
     per layer (the inverse is sequential). Hidden widths should be at least ``features - 1`` (MADE's masks).
+    ``seed``, when given, fixes the initial weights (drawn in a forked RNG, leaving torch's global one as it was).
     """
     check_blocks("maf", blocks)
     natural = list(range(features))
     layers: list[Transform] = []
-    for block in range(blocks):
-        layers += [ActNorm(features), MaskedAutoregressive(features, hidden, order=natural if block % 2 == 0 else natural[::-1])]
-    layers.append(ActNorm(features))
+    with initialised_from(seed):
+        for block in range(blocks):
+            order = natural if block % 2 == 0 else natural[::-1]
+            layers += [ActNorm(features), MaskedAutoregressive(features, hidden, order=order)]
+        layers.append(ActNorm(features))
     return Flow(Chain(*layers), StandardNormal(features))

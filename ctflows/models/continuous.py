@@ -12,6 +12,7 @@ from typing import Any, Sequence
 from ctflows.continuous import CNF, TimeMLP
 from ctflows.core import Chain, Flow, StandardNormal
 from ctflows.models.block_count import check_blocks
+from ctflows.models.seeding import initialised_from
 
 
 def cnf(
@@ -22,21 +23,24 @@ def cnf(
     context_features: int | None = None,
     activation: str = "softplus",
     layer: str = "concatsquash",
+    seed: int | None = None,
     **cnf_kwargs: Any,
 ) -> Flow:
     """A continuous normalizing flow: ``blocks`` CNF layers to a standard normal.
 
     Shapes: data ``[B, features]``; context ``[B, context_features]`` if given. ``cnf_kwargs`` go to every
     :class:`~ctflows.continuous.CNF` (``method``, ``atol``, ``rtol``, ``adjoint``, ``divergence``,
-    ``regularization``, ...).
+    ``regularization``, ...). ``seed``, when given, fixes the initial weights (drawn in a forked RNG, leaving
+    torch's global one as it was), as in the other builders.
     """
     check_blocks("cnf", blocks)
-    layers = [
-        CNF(
-            TimeMLP(features, hidden, activation=activation, context_features=context_features, layer=layer),
-            features,
-            **cnf_kwargs,
-        )
-        for _ in range(blocks)
-    ]
+    with initialised_from(seed):
+        layers = [
+            CNF(
+                TimeMLP(features, hidden, activation=activation, context_features=context_features, layer=layer),
+                features,
+                **cnf_kwargs,
+            )
+            for _ in range(blocks)
+        ]
     return Flow(Chain(*layers), StandardNormal(features))

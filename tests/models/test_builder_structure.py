@@ -103,7 +103,8 @@ def test_resflow_is_blocks_of_actnorm_and_residual_block_then_a_last_actnorm_wit
     assert default == inspect.signature(ResidualBlock).parameters["coefficient"].default
 
 
-@pytest.mark.parametrize("builder", [ctflows.realnvp, ctflows.nice, ctflows.spline, ctflows.resflow], ids=lambda b: b.__name__)
+@pytest.mark.parametrize("builder", [ctflows.realnvp, ctflows.nice, ctflows.spline, ctflows.resflow, ctflows.cnf, ctflows.models.maf],
+                         ids=lambda b: b.__name__)
 def test_without_a_seed_the_global_generator_decides_and_moves_on(builder):
     torch.manual_seed(0)
     a = builder(2, blocks=1, hidden=(8,))
