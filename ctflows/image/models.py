@@ -20,6 +20,7 @@ from ctflows.image.logit import Logit
 from ctflows.image.multiscale import Multiscale, level_shapes
 from ctflows.image.settings import image_shape
 from ctflows.image.views import ImageView
+from ctflows.models.seeding import initialised_from
 
 
 def multiscale_cnf(
@@ -30,32 +31,38 @@ def multiscale_cnf(
     hidden: Sequence[int] = (32, 32),
     activation: str = "softplus",
     alpha: float = 0.05,
+    seed: int | None = None,
     **cnf_kwargs: Any,
 ) -> Flow:
     """FFJORD-style multiscale CNF (Grathwohl et al. 2019): per level, squeeze and ``blocks`` CNF blocks.
 
     Each block is a :class:`~ctflows.continuous.CNF` with a :class:`ConvTimeField`; ``cnf_kwargs`` go to
     every CNF (defaults here: Hutchinson's estimator in training, the exact trace in evaluation,
-    atol = rtol = 1e-5 as FFJORD). Data ``[B, *shape]`` in ``[0, 1)``.
+    atol = rtol = 1e-5 as FFJORD). Data ``[B, *shape]`` in ``[0, 1)``. ``seed``, when given, fixes the initial
+    weights (drawn in a forked RNG, leaving torch's global one as it was).
     """
     shape = image_shape("multiscale_cnf", shape)
     positive_count("multiscale_cnf", "blocks", blocks)
     options = {"divergence": "hutchinson", "eval_divergence": "exact", "atol": 1e-5, "rtol": 1e-5, **cnf_kwargs}
-    stages = [
-        Chain(*[ImageView(CNF(ConvTimeField(s, hidden, activation=activation), **options), s) for _ in range(blocks)])
-        for s in level_shapes(shape, levels)
-    ]
+    with initialised_from(seed):
+        stages = [
+            Chain(*[ImageView(CNF(ConvTimeField(s, hidden, activation=activation), **options), s) for _ in range(blocks)])
+            for s in level_shapes(shape, levels)
+        ]
     return Flow(Chain(Logit(shape, alpha), Multiscale(shape, stages)), StandardNormal(shape))
 
 
 def multiscale_glow(
-    shape: tuple[int, int, int], *, levels: int = 2, steps: int = 4, hidden: int = 64, alpha: float = 0.05
+    shape: tuple[int, int, int], *, levels: int = 2, steps: int = 4, hidden: int = 64, alpha: float = 0.05,
+    seed: int | None = None,
 ) -> Flow:
     """Discrete multiscale baseline (Kingma & Dhariwal 2018): per level, squeeze and ``steps`` Glow steps.
 
-    Steps alternate which channel half conditions the coupling. Data ``[B, *shape]`` in ``[0, 1)``.
+    Steps alternate which channel half conditions the coupling. Data ``[B, *shape]`` in ``[0, 1)``. ``seed``,
+    when given, fixes the initial weights (drawn in a forked RNG, leaving torch's global one as it was).
     """
     shape = image_shape("multiscale_glow", shape)
     positive_count("multiscale_glow", "steps", steps)
-    stages = [Chain(*[glow_step(s, hidden, parity=i % 2) for i in range(steps)]) for s in level_shapes(shape, levels)]
+    with initialised_from(seed):
+        stages = [Chain(*[glow_step(s, hidden, parity=i % 2) for i in range(steps)]) for s in level_shapes(shape, levels)]
     return Flow(Chain(Logit(shape, alpha), Multiscale(shape, stages)), StandardNormal(shape))
