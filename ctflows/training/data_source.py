@@ -175,7 +175,7 @@ class BatchStream:
             raise CheckpointError(
                 f"{self.owner}: a batch stream's state has the keys {sorted(keys)}, got {found}; pass what state_dict() returned"
             )
-        order, rows = state["order"], self._pair[0].shape[0] if self._kind == "tensor" else 0
+        order, rows = state["order"], self.rows if self._kind == "tensor" else 0  # only tensor data keep an order
         # rows past the data's end would surface as an IndexError batches later
         if not (isinstance(order, Tensor) and order.dim() == 1 and not order.is_floating_point()
                 and (order.numel() == 0 or 0 <= int(order.min()) <= int(order.max()) < rows)):
