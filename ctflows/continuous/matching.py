@@ -117,6 +117,9 @@ class FlowMatching:
             raise ConfigurationError(f"FlowMatching: times {times!r} is not one of {TIME_SAMPLINGS}")
         self.coupling, self.sigma, self.times = coupling, float(sigma), times
 
+    def __repr__(self) -> str:
+        return f"FlowMatching(coupling={self.coupling!r}, sigma={self.sigma!r}, times={self.times!r})"
+
     def __call__(self, flow: nn.Module, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """``(loss, None)``: flow matching has no likelihood to report per step."""
         front, cnf = trained_cnf(flow)

@@ -357,8 +357,11 @@ def _start_average(
 
 
 def _name_of(objective: Any) -> str:
-    """An objective's name for the run settings: a function's own, else its class's (``"FlowMatching"``)."""
-    return getattr(objective, "__qualname__", type(objective).__qualname__)
+    """An objective as the run settings record it: a function's name, an object's repr where its class defines
+    one (``"FlowMatching(coupling='ot', sigma=0.0, times='uniform')"``), else its class's name; never an address."""
+    if hasattr(objective, "__qualname__"):
+        return objective.__qualname__
+    return repr(objective) if type(objective).__repr__ is not object.__repr__ else type(objective).__qualname__
 
 
 def _check_same_run(saved: dict[str, Any], now: dict[str, Any], directory: Any) -> None:

@@ -24,6 +24,9 @@ class MaximumLikelihood:
 
     name = "likelihood"
 
+    def __repr__(self) -> str:
+        return "MaximumLikelihood()"
+
     def __call__(self, flow: nn.Module, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         nll = -flow.log_prob(x, context).mean()
         return nll, nll

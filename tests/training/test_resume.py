@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from ctflows.continuous import FlowMatching
 from ctflows.core import Flow, StandardNormal
 from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.models import cnf
@@ -126,7 +127,9 @@ def custom_nll(flow, x, context):
 
 @pytest.mark.parametrize(
     "then, now, message",
-    [({}, {"objective": custom_nll}, "objective: 'MaximumLikelihood' then, 'custom_nll' now"),
+    [({}, {"objective": custom_nll}, "objective: 'MaximumLikelihood()' then, 'custom_nll' now"),
+     ({"objective": "flow_matching"}, {"objective": FlowMatching(coupling="independent")},
+      "objective: \"FlowMatching(coupling='ot', sigma=0.0, times='uniform')\" then, \"FlowMatching(coupling='independent'"),
      ({}, {"optimizer": "adam"}, "optimizer: 'AdamW' then, 'Adam' now"),
      ({"clip_grad": 1.0}, {"clip_grad": 100.0}, "clip_grad: 1.0 then, 100.0 now"),
      ({"regularization": {"penalty": 0.1}}, {"regularization": {"penalty": 0.2}}, "regularization: {'penalty': 0.1} then, {'penalty': 0.2} now")],
@@ -134,14 +137,18 @@ def custom_nll(flow, x, context):
 def test_resume_refuses_another_objective_optimizer_clipping_or_regularization(tmp_path, then, now, message):
     # Each of these was accepted and changed the rest of the run, unlike the same call started again.
     settings = dict(steps=6, batch_size=16, seed=0, checkpoint_dir=tmp_path, progress=False)
-    fit(affine_flow(Penalized), CorrelatedGaussian(), callback=lambda step, history: step == 3, **settings, **then)
+    model = (lambda: cnf(2, hidden=(8,), seed=0)) if "objective" in then else (lambda: affine_flow(Penalized))  # FM: a CNF
+    fit(model(), CorrelatedGaussian(), callback=lambda step, history: step == 3, **settings, **then)
     with pytest.raises(ConfigurationError, match=re.escape(message)):
-        fit(affine_flow(Penalized), CorrelatedGaussian(), resume=True, **settings, **now)
-    # The same settings spelled another way: an equal weight of another type, the optimizer's name in capitals.
+        fit(model(), CorrelatedGaussian(), resume=True, **settings, **now)
+    # The same settings spelled another way: an equal weight of another type, the optimizer's name in capitals,
+    # the objective's object for its name.
     again = {**then, "optimizer": "ADAMW"}
+    if then.get("objective") == "flow_matching":
+        again["objective"] = FlowMatching()
     if "regularization" in again:
         again["regularization"] = {"penalty": np.float64(0.1)}
-    assert fit(affine_flow(Penalized), CorrelatedGaussian(), resume=True, **settings, **again).steps == 6
+    assert fit(model(), CorrelatedGaussian(), resume=True, **settings, **again).steps == 6
 
 
 def test_resume_rejects_a_foreign_file(tmp_path):
