@@ -17,7 +17,7 @@ from ctflows.coupling import AdditiveCoupling, AffineCoupling, RQSplineCoupling
 from ctflows.elementary import Planar, Radial
 from ctflows.image import FlatView, glow_step
 from ctflows.residual import ResidualBlock
-from ctflows.linear import ActNorm, LULinear, RandomPermutation, ReversePermutation, Standardization
+from ctflows.linear import ActNorm, Asinh, LULinear, RandomPermutation, ReversePermutation, Standardization
 from ctflows.nonparametric import MarginalGaussianization, RadialExpansion, random_rotation
 
 
@@ -34,6 +34,7 @@ class LayerCase:
 CASES: list[LayerCase] = [
     LayerCase("actnorm", lambda d, c: ActNorm(d)),
     LayerCase("standardization", lambda d, c: Standardization(torch.linspace(-2.0, 3.0, d), torch.linspace(0.1, 40.0, d))),
+    LayerCase("asinh", lambda d, c: Asinh(d, torch.linspace(0.5, 2.0, d))),
     LayerCase("reverse_permutation", lambda d, c: ReversePermutation(d)),
     LayerCase("random_permutation", lambda d, c: RandomPermutation(d)),
     LayerCase("lu_linear", lambda d, c: LULinear(d)),
