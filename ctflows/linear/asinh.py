@@ -3,8 +3,10 @@
     z = asinh(x / s),      log|det J| = -Σ_i [log s_i + log cosh z_i]
 
 Near 0 the map is x/s; far out it is sign(x) log(2|x|/s), so a density with power-law tails (Cauchy,
-Student-t) becomes one with exponential tails, which flows with Gaussian tails fit (docs/nonparametric.md,
-"Heavy tails"). The inverse x = s sinh(z) gives back the heavy tails. log cosh is written as
+Student-t) becomes one with exponential tails, which a flow from a Gaussian base can fit (such flows keep
+light tails: Jaini et al., "Tails of Lipschitz triangular flows", 2020; measured in docs/nonparametric.md,
+"Heavy tails"). The inverse x = s sinh(z) gives back the heavy tails. The transform itself is the
+inverse hyperbolic sine of Burbidge, Magee & Robb (1988). log cosh is written as
 |z| + log1p(e^{-2|z|}) - log 2, finite for every finite z.
 """
 from __future__ import annotations
