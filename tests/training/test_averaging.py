@@ -13,6 +13,7 @@ from ctflows.training import fit, load
 from ctflows.training.averaging import ParameterAverage
 from ctflows.training.training_state import read_state
 from training.fakes import CorrelatedGaussian, affine_flow
+from training.same_parameters import assert_same_parameters
 
 
 def bias_corrected(iterates: list[list[torch.Tensor]], decay: float) -> list[torch.Tensor]:
@@ -171,9 +172,7 @@ def test_fit_returns_and_saves_the_average_of_its_iterates(tmp_path):
     for param, want in zip(flow.parameters(), bias_corrected(iterates, decay)):
         torch.testing.assert_close(param.detach(), want)
     assert not all(torch.equal(p.detach(), v) for p, v in zip(flow.parameters(), iterates[-1]))  # not the last iterate
-    saved = load(tmp_path / "model.pt")
-    for a, b in zip(saved.parameters(), flow.parameters()):
-        assert torch.equal(a, b)
+    assert_same_parameters(load(tmp_path / "model.pt"), flow)
 
 
 def test_every_evaluation_is_of_the_average_so_far(monkeypatch):
@@ -248,8 +247,7 @@ def test_resumed_run_with_an_average_matches_an_uninterrupted_one(tmp_path):
         path.unlink()
     run(8, resume=False)
     resumed = run(None, resume=True)
-    for a, b in zip(whole.parameters(), resumed.parameters()):
-        assert torch.equal(a, b)
+    assert_same_parameters(whole, resumed)
 
 
 def test_resume_refuses_a_changed_or_missing_average(tmp_path):

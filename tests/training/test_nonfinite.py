@@ -14,6 +14,7 @@ from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.training import fit, load
 from ctflows.training.nonfinite import NonFiniteGuard
 from training.fakes import CorrelatedGaussian, ElementwiseAffine, Flaky
+from training.same_parameters import assert_same_parameters
 
 
 def flaky_flow(bad_calls: set[int]) -> Flow:
@@ -41,8 +42,8 @@ def test_too_many_in_a_row_stops_with_a_loadable_checkpoint(tmp_path):
     with pytest.raises(TrainingError, match=r"3 non-finite step\(s\) in a row.*last good state is in"):
         fit(flow, CorrelatedGaussian(), steps=50, batch_size=32, seed=0, max_bad_steps=3, checkpoint_dir=tmp_path)
     saved = load(tmp_path / "model.pt")
-    for a, b in zip(saved.parameters(), flow.parameters()):
-        assert torch.equal(a, b) and torch.isfinite(a).all()
+    assert_same_parameters(saved, flow)
+    assert all(torch.isfinite(p).all() for p in saved.parameters())
     saved.transform.bad_calls = set()  # the fake's own fault, not the saved state's
     assert torch.isfinite(saved.log_prob(torch.zeros(4, 2))).all()
 

@@ -20,6 +20,7 @@ from ctflows.models import cnf
 from ctflows.training import fit, load
 from ctflows.training.training_state import read_state, write_state
 from training.fakes import CorrelatedGaussian, ElementwiseAffine, Penalized, affine_flow
+from training.same_parameters import assert_same_parameters
 
 WORKER = Path(__file__).with_name("train_worker.py")
 
@@ -33,12 +34,6 @@ def empty(directory: Path) -> None:
     """Remove the files an uninterrupted reference run left, so the interrupted run starts from nothing."""
     for path in directory.iterdir():
         path.unlink()
-
-
-def assert_same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    assert len(list(a.parameters())) == len(list(b.parameters()))
-    for p, q in zip(a.parameters(), b.parameters()):
-        assert torch.equal(p, q)
 
 
 def params(directory: Path) -> dict[str, torch.Tensor]:
