@@ -48,8 +48,8 @@ class Flow(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Latent and log-density: ``x [B, *event] -> (z [B, *event], log p(x) [B])``."""
-        self.transform.check(x, context)
-        z, logdet = self.transform._forward(x, context)
+        self._check(x, context)
+        z, logdet = self.transform._forward(x, self._transform_context(context))
         return z, self.base.log_prob(z, context) + logdet
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
@@ -79,10 +79,22 @@ class Flow(nn.Module):
         check_generator("Flow.sample", generator, placement(self)[0])
         context = self._expand_context(context, n)
         z = self.base.sample(n, context, generator=generator)
-        x, logdet_inverse = self.transform._inverse(z, context)
+        x, logdet_inverse = self.transform._inverse(z, self._transform_context(context))
         if not with_log_prob:
             return x, None
         return x, self.base.log_prob(z, context) - logdet_inverse
+
+    def _check(self, x: Tensor, context: Tensor | None) -> None:
+        """Check an input and its context, the context against the model's ``context_features`` and under the
+        model's name: the user called the Flow, and a message naming its inner Chain would send them looking for one."""
+        if isinstance(x, Tensor) and x.dim() > 0:  # else the transform's check says what is wrong with x
+            device, dtype = placement(self)
+            check_context("Flow", context, self.context_features, x.shape[0], device=device, dtype=dtype)
+        self.transform.check(x, self._transform_context(context))
+
+    def _transform_context(self, context: Tensor | None) -> Tensor | None:
+        # A conditional base behind an unconditional transform: the context is the base's alone.
+        return context if self.transform.context_features is not None else None
 
     def _expand_context(self, context: Tensor | None, n: int) -> Tensor | None:
         """Check a sampling context and give it ``n`` rows: ``[c]`` or ``[1, c]`` is shared, ``[n, c]`` kept."""

@@ -122,7 +122,7 @@ def check_context(
             )
         return
     if context is None:
-        raise InputError(f"{owner}: this layer is conditional and needs a context; pass one of shape [batch, {features}]")
+        raise InputError(f"{owner}: is conditional and needs a context; pass one of shape [batch, {features}]")
     check_tensor(owner, context, (features,), name="context", device=device, dtype=dtype)
     if context.shape[0] != batch:
         raise InputError(

@@ -126,3 +126,38 @@ def test_a_shared_sampling_context_is_the_same_as_one_row_per_sample():
     # x = (z - c ⊙ (1, 10)) / a with the base draw z
     z = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     torch.testing.assert_close(per_row, (z - c * torch.tensor([1.0, 10.0], dtype=torch.float64)) / torch.tensor([2.0, 1.0], dtype=torch.float64))
+
+
+def test_a_flows_context_errors_name_the_flow_not_its_chain():
+    """The user called the Flow: a message naming the Chain inside it would send them looking for one."""
+    unconditional = Flow([_Scale([2.0, 1.0]), ActNorm(2)], StandardNormal(2)).double()
+    x = torch.randn(4, 2, dtype=torch.float64)
+    with pytest.raises(InputError, match=r"^Flow: takes no context but got one \(\[4, 3\]\)"):
+        unconditional.log_prob(x, context=torch.randn(4, 3, dtype=torch.float64))
+    # The conditional layer is the second: the first (ActNorm) would not say the model needs a context.
+    conditional = Flow([ActNorm(2), _Scale([2.0, 1.0], context_features=2)], StandardNormal(2)).double()
+    with pytest.raises(InputError, match=r"^Flow: is conditional and needs a context; pass one of shape \[batch, 2\]"):
+        conditional.log_prob(x)
+    with pytest.raises(InputError, match=r"^Flow: context has batch size 3 but the input has 4"):
+        conditional.log_prob(x, context=torch.randn(3, 2, dtype=torch.float64))
+
+
+class _ShiftedNormal(StandardNormal):
+    """N(context, I) on R^2: a base that takes the context itself."""
+
+    context_features = 2
+
+    def log_prob(self, z, context=None):
+        return super().log_prob(z - context)
+
+    def sample(self, n, context=None, generator=None):
+        return super().sample(n, generator=generator) + context
+
+
+def test_a_conditional_base_behind_an_unconditional_transform_gets_the_context():
+    flow = Flow(_Scale([2.0, 0.5]), _ShiftedNormal(2)).double()
+    x, c = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    expected = torch.distributions.Normal(c / torch.tensor([2.0, 0.5], dtype=torch.float64), 1 / torch.tensor([2.0, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(flow.log_prob(x, context=c), expected.log_prob(x).sum(1))
+    samples, log_prob = flow.sample_and_log_prob(5, context=c, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(log_prob, expected.log_prob(samples).sum(1))
