@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 from torch import Tensor
 
-from ctflows.errors import ConfigurationError
+from ctflows.errors import ConfigurationError, InputError
 
 REGULARIZERS = ("kinetic_energy", "jacobian_frobenius")
 
@@ -32,14 +32,22 @@ def check_regularization(names: Iterable[str] | str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _squared_norm_per_row(owner: str, values: Tensor, shape: str) -> Tensor:
+    """The sum of squares of each row (all but the first axis): ``[B, ...] -> [B]``."""
+    if not isinstance(values, Tensor) or values.dim() < 2:
+        got = list(values.shape) if isinstance(values, Tensor) else type(values).__name__
+        raise InputError(f"{owner}: expects a batch of shape {shape}, got {got}")
+    return values.pow(2).reshape(values.shape[0], -1).sum(dim=1)
+
+
 def kinetic_energy_rate(v: Tensor) -> Tensor:
     """``‖v‖²`` per sample: ``[B, D] -> [B]``."""
-    return v.pow(2).reshape(v.shape[0], -1).sum(dim=1)
+    return _squared_norm_per_row("kinetic_energy_rate", v, "[B, D]")
 
 
 def jacobian_frobenius_rate(jacobian_part: Tensor) -> Tensor:
     """``‖εᵀJ‖²`` from a Hutchinson vjp ``[B, D]``, or the exact ``‖J‖_F²`` from the full Jacobian ``[B, D, D]``: ``-> [B]``."""
-    return jacobian_part.pow(2).reshape(jacobian_part.shape[0], -1).sum(dim=1)
+    return _squared_norm_per_row("jacobian_frobenius_rate", jacobian_part, "[B, D] or [B, D, D]")
 
 
 def regularization_rates(names: Sequence[str], v: Tensor, jacobian_part: Tensor | None) -> list[Tensor]:

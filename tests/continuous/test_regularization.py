@@ -8,9 +8,9 @@ import pickle
 import pytest
 import torch
 
-from ctflows.continuous import CNF
+from ctflows.continuous import CNF, jacobian_frobenius_rate, kinetic_energy_rate
 from ctflows.core.stats import regularization_terms
-from ctflows.errors import ConfigurationError
+from ctflows.errors import ConfigurationError, InputError
 
 T = 0.7
 
@@ -158,3 +158,14 @@ def test_repeated_regularizer_names_are_integrated_once():
     assert check_regularization(("kinetic_energy", "jacobian_frobenius", "kinetic_energy")) == (
         "kinetic_energy", "jacobian_frobenius")
     assert check_regularization(["kinetic_energy", "kinetic_energy"]) == ("kinetic_energy",)
+
+
+def test_the_rates_are_per_row_sums_of_squares_and_refuse_an_unbatched_tensor():
+    v = torch.tensor([[3.0, 4.0], [1.0, -2.0]])
+    torch.testing.assert_close(kinetic_energy_rate(v), torch.tensor([25.0, 5.0]))
+    jacobians = torch.arange(8.0).reshape(2, 2, 2)
+    torch.testing.assert_close(jacobian_frobenius_rate(jacobians), torch.tensor([14.0, 126.0]))
+    for rate in (kinetic_energy_rate, jacobian_frobenius_rate):
+        for unbatched in (torch.tensor(2.0), torch.ones(3)):
+            with pytest.raises(InputError, match=rf"{rate.__name__}: expects a batch of shape \[B, D\]"):
+                rate(unbatched)
