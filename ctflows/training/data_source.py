@@ -257,7 +257,23 @@ def _as_pair(data: Tensor | tuple | list, owner: str) -> Batch:
             f"{owner}: data has {x.shape[0]} rows but its context has shape {list(context.shape)}; "
             f"give one context row per row, [{x.shape[0]}, c]"
         )
+    for part, name in ((x, "data"), (context, "the context")):
+        _check_finite(part, name, owner)
     return x, context
+
+
+def _check_finite(values: Tensor | None, name: str, owner: str) -> None:
+    """Refuse NaN/Inf in tensor data before the first step: else training stops at the step whose batch holds
+    the first bad row, maybe hours in, with the message of whichever layer saw it."""
+    if values is None or not values.is_floating_point() or values.device.type == "meta":
+        return
+    finite = torch.isfinite(values).reshape(values.shape[0], -1).all(dim=1)
+    if not bool(finite.all()):
+        rows = (~finite).nonzero().flatten()
+        raise DataError(
+            f"{owner}: {name} has NaN or Inf values in {rows.numel()} of its {values.shape[0]} rows, the first "
+            f"being row {int(rows[0])}; drop or fix them first, e.g. keep = torch.isfinite(x).flatten(1).all(1)"
+        )
 
 
 def _split(item: Any, owner: str) -> Batch:

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ctflows.errors import CheckpointError, DataError
-from ctflows.training.data_source import batch_stream, make_generator
+from ctflows.training.data_source import batch_stream, make_generator, one_pass
 from training.fakes import CorrelatedGaussian
 
 CPU = torch.device("cpu")
@@ -49,6 +49,20 @@ def test_bad_data():
         take((torch.randn(4, 2), torch.randn(3, 1)), 1)
     with pytest.raises(DataError, match="must be"):
         take(42, 1)
+
+
+def test_tensor_data_with_a_nan_or_inf_row_are_refused_before_the_first_batch():
+    """Else training stops at the step whose batch holds the first bad row, maybe hours in."""
+    x = torch.randn(100, 2, 3)
+    x[70, 1, 2], x[40, 0, 0] = float("inf"), float("nan")
+    with pytest.raises(DataError, match=r"^fit: data has NaN or Inf values in 2 of its 100 rows, the first being row 40"):
+        batch_stream(x, 4, generator=make_generator(0), device=CPU, dtype=torch.float32)
+    context = torch.zeros(100, 1)
+    context[99] = float("-inf")
+    with pytest.raises(DataError, match=r"^evaluate: the context has NaN or Inf values in 1 of its 100 rows, the first being row 99"):
+        next(one_pass((torch.randn(100, 2), context), n=100, batch_size=10, generator=make_generator(0), device=CPU, dtype=torch.float32))
+    integers = torch.arange(8).reshape(4, 2)  # cast to the model's dtype later; nothing to check
+    assert torch.equal(take(integers, 1)[0][0].sort(0).values, integers.float())
 
 
 @pytest.mark.parametrize("kind", ["tensor", "pair", "density", "loader"])
