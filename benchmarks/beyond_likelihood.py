@@ -67,6 +67,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import ctflows  # noqa: E402
+from ctflows.cli.arguments import positive_fraction, positive_int, positive_number, seed_value  # noqa: E402
 from cnf_common import FFJORD_TOY_MODEL, build_flow, machine_line  # noqa: E402
 from ctflows.continuous.matching import TIME_SAMPLINGS, FlowMatching  # noqa: E402
 from ctflows.training.averaging import ParameterAverage, holding_average  # noqa: E402
@@ -342,26 +343,26 @@ def _hashable(value):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--densities", nargs="+", default=["eight_gaussians", "checkerboard", "two_moons", "gaussian_mixture:16"])
-    parser.add_argument("--main-seconds", type=float, default=300.0, help="budget B for the first density")
-    parser.add_argument("--seconds", type=float, default=120.0, help="budget B for the other densities")
-    parser.add_argument("--every", type=float, default=15.0, help="training seconds between KL measurements")
-    parser.add_argument("--eval-n", type=int, default=4000)
-    parser.add_argument("--fm-fraction", type=float, default=0.2,
+    parser.add_argument("--main-seconds", type=positive_number, default=300.0, help="budget B for the first density")
+    parser.add_argument("--seconds", type=positive_number, default=120.0, help="budget B for the other densities")
+    parser.add_argument("--every", type=positive_number, default=15.0, help="training seconds between KL measurements")
+    parser.add_argument("--eval-n", type=positive_int, default=4000)
+    parser.add_argument("--fm-fraction", type=positive_fraction, default=0.2,
                         help="flow matching trains for this fraction of B, with its schedule over that budget")
-    parser.add_argument("--fm-batch", type=int, default=Settings.fm_batch,
+    parser.add_argument("--fm-batch", type=positive_int, default=Settings.fm_batch,
                         help="batch of the fm_* methods other than fm_ot (their steps are cheap)")
-    parser.add_argument("--deep-hidden", type=int, nargs="+", default=list(DEEP_HIDDEN),
+    parser.add_argument("--deep-hidden", type=positive_int, nargs="+", default=list(DEEP_HIDDEN),
                         help="hidden widths of ml_deep's and fm_deep's field")
     parser.add_argument("--methods", nargs="+", choices=(*GRADIENT_METHODS, *NONPARAMETRIC_METHODS),
                         default=[m for m in (*GRADIENT_METHODS, *NONPARAMETRIC_METHODS) if m not in OPT_IN_METHODS])
-    parser.add_argument("--ml-lr", type=float, default=Settings.ml_lr,
+    parser.add_argument("--ml-lr", type=positive_number, default=Settings.ml_lr,
                         help="learning rate of ml_exact, ml_hutchinson and ml_deep")
-    parser.add_argument("--fast-lr", type=float, default=Settings.fast_lr, help="learning rate of fm_fast")
+    parser.add_argument("--fast-lr", type=positive_number, default=Settings.fast_lr, help="learning rate of fm_fast")
     parser.add_argument("--fast-schedule", choices=("constant", "cosine"), default=Settings.fast_schedule,
                         help="learning-rate schedule of fm_fast after its warm-up")
     parser.add_argument("--fast-times", choices=TIME_SAMPLINGS, default=Settings.fast_times,
                         help="how fm_fast draws its path times")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the gradient-trained methods")
+    parser.add_argument("--seed", type=seed_value, default=0, help="seed of the gradient-trained methods")
     parser.add_argument("--target-from", nargs="+", default=None,
                         help="take each density's ml_exact record (its target) from these earlier --json files: "
                              "of several, the one with the lowest final KL, the hardest target")

@@ -39,6 +39,7 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 sys.path.insert(0, str(HERE))
 
 import ctflows  # noqa: E402
+from ctflows.cli.arguments import fraction_below_one, non_negative_int, positive_int, positive_number, seed_value  # noqa: E402
 from ctflows.core import Flow  # noqa: E402
 from ctflows.models import maf  # noqa: E402
 from ctflows.training.schedule import Schedule  # noqa: E402
@@ -271,18 +272,18 @@ def main() -> None:
         p.add_argument("--zuko-standardize", action="store_true",
                        help="zuko models (x - mean) / std, moments from 10,000 separate samples (its docs' advice)")
         if mode == "steps":
-            p.add_argument("--steps", type=int, default=2000)
+            p.add_argument("--steps", type=positive_int, default=2000)
         else:
-            p.add_argument("--seconds", type=float, default=60.0, help="training seconds per model")
-        p.add_argument("--batch", type=int, default=512)
-        p.add_argument("--lr", type=float, default=5e-3)
-        p.add_argument("--warmup", type=float, default=0.3)
-        p.add_argument("--clip", type=float, default=1.0)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--skip", type=int, default=20, help="warm-up steps left out of the median step time")
-        p.add_argument("--eval-n", type=int, default=20000)
-        p.add_argument("--sample-n", type=int, default=10000)
-        p.add_argument("--sample-repeats", type=int, default=3)
+            p.add_argument("--seconds", type=positive_number, default=60.0, help="training seconds per model")
+        p.add_argument("--batch", type=positive_int, default=512)
+        p.add_argument("--lr", type=positive_number, default=5e-3)
+        p.add_argument("--warmup", type=fraction_below_one, default=0.3)
+        p.add_argument("--clip", type=positive_number, default=1.0)
+        p.add_argument("--seed", type=seed_value, default=0)
+        p.add_argument("--skip", type=non_negative_int, default=20, help="warm-up steps left out of the median step time")
+        p.add_argument("--eval-n", type=positive_int, default=20000)
+        p.add_argument("--sample-n", type=positive_int, default=10000)
+        p.add_argument("--sample-repeats", type=positive_int, default=3)
         p.add_argument("--update-docs", action="store_true", help=f"replace this run's blocks in {DOCS.relative_to(ROOT)}")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ctflows  # noqa: E402
+from ctflows.cli.arguments import int_at_least, non_negative_int, positive_int  # noqa: E402
 from cnf_common import FFJORD_TOY_MODEL, build_flow  # noqa: E402
 from ctflows.continuous.matching import TIME_SAMPLINGS, FlowMatching, flow_matching_loss  # noqa: E402
 from ctflows.continuous.single import split_at_cnf  # noqa: E402
@@ -59,9 +60,9 @@ def ratio_error(gradients: dict[str, torch.Tensor], generator: torch.Generator) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--densities", nargs="+", default=["two_moons", "eight_gaussians"])
-    parser.add_argument("--pretrain", type=int, default=300, help="flow-matching steps before measuring")
-    parser.add_argument("--batch", type=int, default=4096)
-    parser.add_argument("--draws", type=int, default=100)
+    parser.add_argument("--pretrain", type=non_negative_int, default=300, help="flow-matching steps before measuring")
+    parser.add_argument("--batch", type=positive_int, default=4096)
+    parser.add_argument("--draws", type=int_at_least(2), default=100, help="gradient draws (a variance needs two)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("| density | pretrain steps | batch | variance, uniform | variance, stratified | ratio | mean-gradient norm |")

@@ -13,15 +13,16 @@ import time
 import torch
 
 import ctflows
+from ctflows.cli.arguments import positive_int, seed_value
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="eight_gaussians")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seeds", type=seed_value, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument("--steps", type=positive_int, default=2000)
+    parser.add_argument("--batch-size", type=positive_int, default=512)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     density = ctflows.get_density(args.data)

@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ctflows  # noqa: E402
+from ctflows.cli.arguments import positive_int  # noqa: E402
 from cnf_common import machine_line  # noqa: E402
 
 
@@ -35,8 +36,8 @@ def best_milliseconds(call: Callable[[], object], repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--n", type=positive_int, default=10_000)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(machine_line() + "\n")

@@ -62,6 +62,14 @@ open_unit_interval = checked(float, "number", lambda value: 0 < value < 1, "stri
 # a penalty weight, where 0 means none; NaN fails the comparison
 non_negative_number = checked(float, "number", lambda value: math.isfinite(value) and value >= 0, "a finite number >= 0")
 
+# a share of a budget spent warming up, or STEER's end-time jitter b (T drawn within T·(1 ± b)): 0 means none,
+# while 1 would fill the whole budget with warm-up, or let T shrink to 0; NaN and infinity fail the comparisons
+fraction_below_one = checked(float, "number", lambda value: 0 <= value < 1, "at least 0 and below 1")
+
+# a share of a budget that must leave some of it (0 would train nothing) and at most all of it;
+# NaN and infinity fail the comparisons
+positive_fraction = checked(float, "number", lambda value: 0 < value <= 1, "above 0 and at most 1")
+
 
 def tutorial_parser(
     description: str, *, quick: str = "tiny budget (used by the test suite)", data: str | None = None

@@ -119,3 +119,19 @@ def test_the_argument_types_accept_the_ends_of_their_ranges():
                         (non_negative_number, "-1e-9"), (open_unit_interval, "0"), (positive_int, "0")):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)
+
+
+def test_the_fraction_types_keep_their_ends_apart():
+    import argparse
+
+    from ctflows.cli.arguments import fraction_below_one, positive_fraction
+
+    assert (fraction_below_one("0"), fraction_below_one("0.999"), positive_fraction("1"), positive_fraction("1e-9")) == (
+        0.0, 0.999, 1.0, 1e-9)
+    for parse, text, message in ((fraction_below_one, "1", "must be at least 0 and below 1, got 1"),
+                                 (fraction_below_one, "-0.1", "below 1"), (fraction_below_one, "nan", "below 1"),
+                                 (positive_fraction, "0", "must be above 0 and at most 1, got 0"),
+                                 (positive_fraction, "2", "at most 1"), (positive_fraction, "inf", "at most 1"),
+                                 (positive_fraction, "nan", "at most 1"), (positive_fraction, "half", "'half' is not a number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            parse(text)
