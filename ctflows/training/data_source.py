@@ -297,7 +297,12 @@ def _check_pair_of_tensors(data: Any, owner: str) -> None:
 def _check_iterable(data: Any, owner: str) -> None:
     # A string, a mapping or an array is iterable too, but as characters, keys or rows, none of them a batch:
     # refused here, the error would otherwise name the first item (a str for a dict) instead of the data.
-    if not isinstance(data, Iterable) or isinstance(data, (str, bytes, Mapping)):
+    if isinstance(data, str):
+        raise DataError(
+            f"{owner}: data must be {_KINDS}; got the string {data!r}. For a built-in density pass "
+            f"ctflows.get_density({data!r}) (the names: ctflows.list_densities()); for a file, ctflows.load_array(path)"
+        )
+    if not isinstance(data, Iterable) or isinstance(data, (bytes, Mapping)):
         raise DataError(f"{owner}: data must be {_KINDS}; got {type(data).__name__}")
     if hasattr(data, "__array__"):
         raise DataError(f"{owner}: data is a {type(data).__name__}, not a torch Tensor; convert it with torch.as_tensor(data)")
