@@ -50,6 +50,22 @@ def check_field_signature(field: nn.Module) -> None:
     )
 
 
+def _features_of(field: nn.Module, features: int | None) -> int:
+    """The state size D: ``features`` where given, else the field's own ``features``; the two must agree."""
+    said = getattr(field, "features", None)
+    name = type(field).__name__
+    if features is None and said is None:
+        raise ConfigurationError(
+            f"CNF: the field {name} does not say how many features its state has (it has no .features); pass features=D"
+        )
+    if features is not None:
+        features = positive_count("CNF", "features", features)
+        if said is not None and said != features:
+            raise ConfigurationError(f"CNF: features={features}, but the field {name} is built for {said}")
+        return features
+    return positive_count(f"CNF: the field {name}", "features", said)
+
+
 def _positive_number(value: object) -> bool:
     """A finite real number > 0 (a Python, NumPy or 0-d torch number; not a string, a bool or NaN)."""
     if isinstance(value, (bool, str, bytes)):
@@ -142,10 +158,8 @@ class CNF(Transform):
         name: str | None = None,
     ) -> None:
         super().__init__()
-        features = features if features is not None else getattr(field, "features", None)
-        if features is None or getattr(field, "features", features) != features:
-            raise ConfigurationError(f"CNF: give features=D matching the field (field says {getattr(field, 'features', None)}, got {features})")
         check_field_signature(field)
+        features = _features_of(field, features)
         check_method(method)
         check_adjoint(adjoint)
         if is_fixed_step(method) and step_size is None:
@@ -154,11 +168,12 @@ class CNF(Transform):
             raise ConfigurationError(f"CNF: step_size is for fixed-step solvers; {method!r} chooses its own steps from atol/rtol")
         # NaN or infinite settings would otherwise surface as a solver failure blamed on stiff dynamics.
         max_num_steps = positive_count("CNF", "max_num_steps", max_num_steps)
-        if not all(_positive_number(v) for v in (atol, rtol, end_time)) or max_num_steps < 1:
-            raise ConfigurationError(f"CNF: atol, rtol and end_time must be finite and positive, max_num_steps >= 1 (got {atol}, {rtol}, {end_time}, {max_num_steps})")
+        for setting, value in (("atol", atol), ("rtol", rtol), ("end_time", end_time)):
+            if not _positive_number(value):
+                raise ConfigurationError(f"CNF: {setting} must be finite and positive, got {value!r}")
         for setting, value in (("step_size", step_size), ("eval_atol", eval_atol), ("eval_rtol", eval_rtol), ("exact_chunk_size", exact_chunk_size)):
             if value is not None and not _positive_number(value):
-                raise ConfigurationError(f"CNF: {setting} must be finite and positive (or None for the default), got {value}")
+                raise ConfigurationError(f"CNF: {setting} must be finite and positive (or None for the default), got {value!r}")
         real_setting("CNF", "end_time_jitter", end_time_jitter, "in [0, 1) (a fraction of T)", lambda b: 0.0 <= b < 1.0)
         if noise not in NOISE_KINDS:
             raise ConfigurationError(f"CNF: noise {noise!r} is not one of {NOISE_KINDS}")

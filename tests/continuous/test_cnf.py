@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from ctflows.continuous import CNF, ConcatMLP, ConcatSquashMLP, FourierMLP
 from ctflows.core import Flow, StandardNormal
@@ -151,7 +152,7 @@ def test_configuration_errors():
         CNF(field, step_size=0.1)  # dopri5 is adaptive
     with pytest.raises(ConfigurationError):
         CNF(field, method="leapfrog")
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match=r"^CNF: features=3, but the field ConcatMLP is built for 2$"):
         CNF(field, features=3)
     with pytest.raises(ConfigurationError):
         CNF(field, divergence="brute")
@@ -166,8 +167,29 @@ def test_configuration_errors():
             CNF(field, **bad)
     # NaN or infinite settings used to pass and fail later as a solve blamed on stiff dynamics.
     for bad in (dict(atol=math.nan), dict(rtol=math.inf), dict(end_time=math.nan), dict(end_time=math.inf)):
-        with pytest.raises(ConfigurationError, match="finite and positive"):
+        with pytest.raises(ConfigurationError, match=f"{next(iter(bad))} must be finite and positive"):
             CNF(field, **bad)
+
+
+class _Unsized(nn.Module):
+    """A valid field that does not say its size: dx/dt = -x."""
+
+    def forward(self, t, x, context=None):
+        return -x
+
+
+def test_the_state_size_comes_from_the_field_or_features_and_must_agree():
+    with pytest.raises(ConfigurationError, match=r"field _Unsized does not say how many features .*; pass features=D"):
+        CNF(_Unsized())
+    for bad in (0, 2.5, True):
+        with pytest.raises(ConfigurationError, match="features must be an int >= 1"):
+            CNF(_Unsized(), features=bad)
+    cnf = CNF(_Unsized(), features=3, end_time=0.5, atol=1e-10, rtol=1e-10).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    z, logdet = cnf(x)  # z = x e^{-T}, log|det| = -3T
+    torch.testing.assert_close(z, x * math.exp(-0.5), atol=1e-6, rtol=0)
+    torch.testing.assert_close(logdet, torch.full((4,), -1.5, dtype=torch.float64), atol=1e-6, rtol=0)
+    assert CNF(ConcatMLP(2, (8,)), features=2).features == 2
 
 
 def test_tolerances_beyond_float32_precision_are_raised_not_fatal():
