@@ -130,12 +130,15 @@ def rational_quadratic_spline(
         c = -s * dy
         root = torch.sqrt((b.square() - 4 * a * c).clamp_min(0))
         xi = (2 * c / (-b - root)).clamp(0, 1)
-        out = x0 + xi * w
+        out = torch.lerp(x0, x1, xi)
         logdet = -_log_derivative(xi, s, d0, d1)
     else:
         xi = (v - x0) / w
         t = xi * (1 - xi)
-        out = y0 + h * (s * xi.square() + d0 * t) / (s + (d0 + d1 - 2 * s) * t)
+        share = (s * xi.square() + d0 * t) / (s + (d0 + d1 - 2 * s) * t)  # of the bin's height, in [0, 1] but for rounding
+        # lerp, not y_k + h·share: that rounds past y_{k+1} (or short of it) at share = 1, so g(B) missed B, by up to
+        # 2 ulp above g(B + ulp), and g was not monotone there. lerp is exact at both ends and stays in the bin.
+        out = torch.lerp(y0, y1, share.clamp(0, 1))
         logdet = _log_derivative(xi, s, d0, d1)
     return torch.where(inside, out, x), torch.where(inside, logdet, torch.zeros_like(logdet))
 

@@ -46,6 +46,8 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("spline_x_other_shape", lambda: spline(x=(6,)), InputError, r"for x \[6\]"),
     ("spline_min_width_too_large", lambda: spline(min_width=0.5), ConfigurationError, r"min_width must be a number > 0 with bins × min_width < 1 \(4 bins\).* got 0\.5"),
     ("spline_min_derivative_above_1", lambda: spline(min_derivative=1.5), ConfigurationError, r"min_derivative must be in \(0, 1\).* got 1\.5"),
+    # 1 itself has no shifted softplus (log(e^0 - 1)) and failed as "math domain error"
+    ("spline_min_derivative_1", lambda: spline(min_derivative=1.0), ConfigurationError, r"min_derivative must be in \(0, 1\).* got 1\.0"),
     ("checkerboard_zero", lambda: checkerboard_mask(0), ConfigurationError, r"checkerboard_mask: features must be an int >= 1, got 0"),
     ("checkerboard_negative", lambda: checkerboard_mask(-1), ConfigurationError, r"features .* got -1"),
     ("checkerboard_parity_2", lambda: checkerboard_mask(4, 2), ConfigurationError, r"checkerboard_mask: parity must be 0 or 1.* got 2"),

@@ -136,3 +136,80 @@ def test_min_width_and_min_height_floor_their_own_axis(inverse):
     y, _ = rational_quadratic_spline(ys if inverse else xs, *pp, bound=BOUND, inverse=inverse,
                                      min_width=min_width, min_height=min_height)
     torch.testing.assert_close(y, xs if inverse else ys, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inverse_stays_finite_and_in_its_bin_next_to_the_knots(dtype):
+    # Extreme parameters give steep bins beside knot derivatives near the floor; at a y-knot and the floats next
+    # to it the quadratic's discriminant and root are then mostly rounding, which must give neither a NaN (a
+    # discriminant rounded below zero) nor a point past the bin (a root rounded outside [0, 1]).
+    n = 256
+    p = params(5, n, 10.0, dtype)
+    xs, ys = (knot_positions(t, BOUND, 1e-3) for t in p[:2])
+    up, down = ys.nextafter(ys + 1), ys.nextafter(ys - 1)
+    y = torch.cat([ys, up, up.nextafter(up + 1), down, down.nextafter(down - 1)], dim=-1).clamp(-BOUND, BOUND)
+    m = y.shape[-1]
+    x, logdet = spline(y.reshape(-1), tuple(t.repeat_interleave(m, 0) for t in p), inverse=True)
+    x = x.reshape(n, m)
+    assert torch.isfinite(x).all() and torch.isfinite(logdet).all()
+    k = (torch.searchsorted(ys, y, right=True) - 1).clamp(0, K - 1)  # the bin of each y
+    assert (x >= xs.gather(-1, k)).all() and (x <= xs.gather(-1, k + 1)).all()
+
+
+def test_the_forward_map_stays_in_its_bin_and_monotone_next_to_the_knots():
+    # y_k + h·r used to round up to 2 ulp past y_{k+1} at r = 1: g(B) came out above B, and above g(B + ulp) = B + ulp.
+    n = 512
+    p = params(9, n, 3.0)
+    xs, ys = (knot_positions(t, BOUND, 1e-3) for t in p[:2])
+    x = torch.cat([xs, xs.nextafter(xs + 1), xs.nextafter(xs - 1)], dim=-1)
+    x = torch.cat([x, x[:, -1:].nextafter(x[:, -1:] + 1)], dim=-1).sort(dim=-1).values  # and B + ulp, in the tail
+    m = x.shape[-1]
+    y, _ = spline(x.reshape(-1), tuple(t.repeat_interleave(m, 0) for t in p))
+    y = y.reshape(n, m)
+    assert (y.diff(dim=-1) >= 0).all(), "not monotone"
+    assert (y[:, 1] == -BOUND).all() and (y[:, -2] == BOUND).all()  # x = -B and x = B land on the end knots
+    inside = (x >= -BOUND) & (x <= BOUND)
+    k = (torch.searchsorted(xs, x, right=True) - 1).clamp(0, K - 1)  # the bin of each x
+    assert ((y >= ys.gather(-1, k)) & (y <= ys.gather(-1, k + 1)) | ~inside).all()
+
+
+def test_tails_are_exactly_the_identity_both_ways():
+    # Outside [-B, B] both g and g⁻¹ give x back with log-det exactly 0. The spline branch, evaluated at the clamped
+    # ±B, is discarded there: its inverse log-det at B is only zero up to rounding, so it must not leak into the tails.
+    edge = torch.tensor([-BOUND, BOUND], dtype=torch.float64)
+    x = torch.cat([edge.nextafter(2 * edge), edge * 1.5, edge * 1e6]).repeat(64)
+    p = params(6, x.shape[0], 3.0)
+    for inverse in (False, True):
+        y, logdet = spline(x, p, inverse)
+        assert torch.equal(y, x) and (logdet == 0).all(), inverse
+
+
+def test_coupling_layer_uses_its_parameters_as_widths_heights_derivatives():
+    # With the conditioner's output fixed to θ [features, 3K - 1], each transformed feature goes through the spline
+    # with widths θ[:K], heights θ[K:2K], derivatives θ[2K:] and the layer's own floors, both ways; the log-det is
+    # the sum over features. Distinct floors that bite (large θ) tell swapped or dropped settings apart.
+    floors = {"min_width": 0.01, "min_height": 0.15, "min_derivative": 0.3}
+    layer = RQSplineCoupling(4, bins=K, bound=BOUND, hidden=(8,), **floors).double()
+    g = torch.Generator().manual_seed(7)
+    theta = torch.randn(2, 3 * K - 1, generator=g, dtype=torch.float64) * 3
+    with torch.no_grad():  # a zero last layer with bias θ outputs θ whatever its input
+        layer.conditioner.net[-1].weight.zero_()
+        layer.conditioner.net[-1].bias.copy_(theta.flatten())
+    x = torch.randn(50, 4, generator=g, dtype=torch.float64) * BOUND
+    t = layer.transformed
+    p = tuple(theta[:, a:b].expand(50, -1, -1) for a, b in ((0, K), (K, 2 * K), (2 * K, 3 * K - 1)))
+    for inverse in (False, True):
+        z, logdet = layer.inverse(x) if inverse else layer(x)
+        expected, expected_logdet = rational_quadratic_spline(x[:, t], *p, bound=BOUND, inverse=inverse, **floors)
+        assert torch.equal(z[:, layer.identity], x[:, layer.identity])
+        torch.testing.assert_close(z[:, t], expected, atol=1e-12, rtol=0)
+        torch.testing.assert_close(logdet, expected_logdet.sum(dim=1), atol=1e-12, rtol=0)
+
+
+def test_bin_k_takes_its_size_from_parameter_k():
+    # Bin k spans 2B (m + (1 - mK) softmax(raw)_k): the order of the parameters is the order of the bins, which a
+    # conditioner (and a saved model) relies on; any consistent relabelling would still round-trip.
+    raw = torch.randn(3, K, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 3
+    m = 0.02
+    sizes = knot_positions(raw, BOUND, m).diff(dim=-1)
+    torch.testing.assert_close(sizes, 2 * BOUND * (m + (1 - m * K) * torch.softmax(raw, dim=-1)), atol=1e-14, rtol=0)
