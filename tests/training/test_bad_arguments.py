@@ -41,7 +41,8 @@ def test_evaluate_takes_numpy_integer_counts():
 
 @pytest.mark.parametrize("data, message", [
     ({"x": X}, r"evaluate: data must be .* got dict"),  # was "a batch must be ..., got a str" (the dict's key)
-    ("data.csv", r"evaluate: data must be .* got str"),
+    ("data.csv", r"evaluate: data must be .* got the string 'data.csv'\. For a built-in density pass "
+                 r"ctflows\.get_density\('data\.csv'\) .*; for a file, ctflows\.load_array\(path\)"),
     (X.numpy(), r"evaluate: data is a ndarray, not a torch Tensor; convert it with torch.as_tensor"),
     ((X.numpy(), torch.zeros(10, 1)), r"evaluate: in the data pair \(x, context\), x is a ndarray"),
 ])
