@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import stat
+import sys
 
 import pytest
 import torch
@@ -14,6 +17,8 @@ from ctflows.training import load, save
 from ctflows.training.checkpoint import read_metadata
 from training.fakes import ElementwiseAffine, Penalized, affine_flow
 
+RECORD = {"format": "ctflows-checkpoint", "version": 1}
+
 
 def trained_flow(dtype=torch.float32) -> Flow:
     torch.manual_seed(0)
@@ -24,6 +29,7 @@ def trained_flow(dtype=torch.float32) -> Flow:
     return flow
 
 
+@pytest.mark.filterwarnings("error")  # e.g. torch.frombuffer on a read-only buffer warns on every save
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_round_trip_is_bit_exact(tmp_path, dtype):
     flow = trained_flow(dtype)
@@ -38,6 +44,7 @@ def test_round_trip_is_bit_exact(tmp_path, dtype):
     # The weights are readable without unpickling any code.
     record = torch.load(path, weights_only=True)
     assert record["format"] == "ctflows-checkpoint" and record["version"] == 1
+    assert record["ctflows_version"] == checkpoint._ctflows_version() and record["torch_version"] == str(torch.__version__)
     assert all(torch.equal(record["state_dict"][k], v) for k, v in flow.state_dict().items())
 
 
@@ -49,32 +56,50 @@ def test_save_overwrites_and_leaves_no_temp_files(tmp_path):
     assert isinstance(load(path).transform, Chain)
 
 
-def _fail_partway(obj, f, *args, **kwargs):
-    f.write(b"PK\x03\x04 half a checkpoint")
-    raise OSError("disk full")
+def raiser(error):
+    """A stand-in for a system call that fails with ``error``."""
+    def call(*args, **kwargs):
+        raise error
+    return call
 
 
-@pytest.mark.parametrize("where", ["torch.save", "os.replace", "fsync"])
+def fail_partway(error):
+    """A disk write that gets half a checkpoint out, then fails with ``error``."""
+    def write(obj, f):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise error
+    return write
+
+
+def intercept_disk_writes(monkeypatch, write):
+    """torch.save to a file calls ``write(obj, file)`` instead; the in-memory model serialisation is left working."""
+    real = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: real(obj, f, *a, **k) if isinstance(f, io.BytesIO) else write(obj, f))
+
+
+@pytest.mark.parametrize("where", ["torch.save", "os.replace", "fsync", "ctrl-c"])
 def test_failed_save_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch, where):
+    """A Ctrl-C mid-write goes up as the KeyboardInterrupt it is; any other failure as a CheckpointError."""
     path = tmp_path / "m.pt"
     save(affine_flow(), path)
     before = path.read_bytes()
     if where == "torch.save":
-        real = torch.save
-        # Only the write to disk fails; the in-memory model serialisation is left working.
-        monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: real(obj, f, *a, **k) if isinstance(f, io.BytesIO) else _fail_partway(obj, f))
+        intercept_disk_writes(monkeypatch, fail_partway(OSError("disk full")))
+    elif where == "ctrl-c":
+        intercept_disk_writes(monkeypatch, fail_partway(KeyboardInterrupt()))
     elif where == "os.replace":
-        monkeypatch.setattr(checkpoint.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("rename failed")))
+        monkeypatch.setattr(checkpoint.os, "replace", raiser(OSError("rename failed")))
     else:
-        monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("io error")))
-    with pytest.raises(CheckpointError, match="nothing was changed"):
+        monkeypatch.setattr(checkpoint.os, "fsync", raiser(OSError("io error")))
+    expected = pytest.raises(KeyboardInterrupt) if where == "ctrl-c" else pytest.raises(CheckpointError, match="nothing was changed")
+    with expected:
         save(trained_flow(), path)
     assert os.listdir(tmp_path) == ["m.pt"]
     assert path.read_bytes() == before
 
 
 def test_failed_first_save_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch, "save", _fail_partway)
+    intercept_disk_writes(monkeypatch, fail_partway(OSError("disk full")))
     with pytest.raises(CheckpointError):
         save(affine_flow(), tmp_path / "m.pt")
     assert os.listdir(tmp_path) == []
@@ -86,6 +111,13 @@ def test_unpicklable_model_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="cannot serialise"):
         save(flow, tmp_path / "m.pt")
     assert os.listdir(tmp_path) == []
+
+
+def serialised(obj) -> torch.Tensor:
+    """``obj`` as save stores its model: the bytes of a torch.save, as a uint8 tensor."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
 
 
 def test_bad_files_raise_checkpoint_error(tmp_path):
@@ -102,8 +134,12 @@ def test_bad_files_raise_checkpoint_error(tmp_path):
         if content is not None:
             (tmp_path / name).write_bytes(content)
     torch.save({"weight": torch.ones(2)}, tmp_path / "state_dict.pt")
-    torch.save({"format": "ctflows-checkpoint", "version": 99, "model": torch.zeros(0, dtype=torch.uint8)}, tmp_path / "future.pt")
+    torch.save({**RECORD, "version": 99, "model": torch.zeros(0, dtype=torch.uint8)}, tmp_path / "future.pt")
     torch.save(affine_flow(), tmp_path / "bare_module.pt")  # a pickle, but not ours: must not be unpickled
+    torch.save(torch.ones(2), tmp_path / "tensor.pt")
+    torch.save(RECORD, tmp_path / "no_model.pt")
+    torch.save({**RECORD, "model": torch.zeros(8)}, tmp_path / "float_model.pt")
+    torch.save({**RECORD, "model": serialised({"model": {"weight": 1}, "metadata": {}})}, tmp_path / "not_a_module.pt")
     expected = {
         "missing.pt": "no such file",
         "text.pt": "not a torch file",
@@ -112,11 +148,17 @@ def test_bad_files_raise_checkpoint_error(tmp_path):
         "state_dict.pt": "not a ctflows checkpoint",
         "future.pt": "version 99",
         "bare_module.pt": "pickles ctflows.core.flow.Flow",
+        "tensor.pt": r"not a ctflows checkpoint \(a Tensor",
+        "no_model.pt": "has the ctflows marker but no model",
+        "float_model.pt": "has the ctflows marker but no model",
+        "not_a_module.pt": "holds a dict, not a torch module",
     }
     for name, message in expected.items():
         with pytest.raises(CheckpointError, match=message) as info:
             load(tmp_path / name)
         assert str(tmp_path / name) in str(info.value)
+        if name == "truncated.pt":  # the cause is given, not only its kind
+            assert str(info.value.__cause__).strip().splitlines()[0] in str(info.value)
     with pytest.raises(CheckpointError, match="a directory"):
         load(tmp_path)
 
@@ -135,3 +177,66 @@ def test_save_refuses_what_is_not_a_model_before_writing_anything(tmp_path):
         with pytest.raises(CheckpointError, match="save: (expected a model|metadata must be a dict)"):
             save(model, tmp_path / "m.pt", metadata=metadata)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o077])
+def test_saved_file_mode_follows_the_umask_and_leaves_it_as_it_was(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        path = save(affine_flow(), tmp_path / "m.pt")
+        after = os.umask(umask)  # reading the umask means setting it
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert after == umask
+
+
+def test_metadata_defaults_to_an_empty_dict(tmp_path):
+    """Callers use ``read_metadata(path).get(...)``: a save without metadata reads back as {}, not None."""
+    assert read_metadata(save(affine_flow(), tmp_path / "m.pt")) == {}
+
+
+def test_a_model_whose_class_is_gone_is_a_checkpoint_error(tmp_path, monkeypatch):
+    """A class renamed or removed since the save: the error names the file, the ctflows that wrote it, and what to fix."""
+    path = save(affine_flow(), tmp_path / "m.pt")
+    monkeypatch.delattr(sys.modules[ElementwiseAffine.__module__], "ElementwiseAffine")
+    written_by = re.escape(f"{path} (written by ctflows {checkpoint._ctflows_version()})")
+    with pytest.raises(CheckpointError, match=f"cannot rebuild the model in {written_by}; its classes must be importable"):
+        load(path)
+
+
+def test_an_unwritable_directory_is_a_checkpoint_error(tmp_path, monkeypatch):
+    """Simulated: the tests may run as root, whom directory permissions do not stop."""
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", raiser(PermissionError(13, "Permission denied")))
+    with pytest.raises(CheckpointError, match="save: cannot create a file in .*Permission denied"):
+        save(affine_flow(), tmp_path / "m.pt")
+
+
+def test_the_temporary_file_is_hidden_beside_the_target(tmp_path, monkeypatch):
+    """In the target's directory (one file system, so the rename is atomic), named as remove_interrupted_writes
+    expects (``.model.pt.*.tmp``), so that what a killed writer leaves is found and cleared."""
+    real, seen = torch.save, []
+
+    def write(obj, f):
+        seen.append(sorted(path.name for path in tmp_path.iterdir()))
+        real(obj, f)
+
+    intercept_disk_writes(monkeypatch, write)
+    save(affine_flow(), tmp_path / "model.pt")
+    assert len(seen) == 1 and len(seen[0]) == 1 and re.fullmatch(r"\.model\.pt\..+\.tmp", seen[0][0])
+    assert os.listdir(tmp_path) == ["model.pt"]
+
+
+def test_the_bytes_are_synced_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
+    """What a power cut may keep: the whole file is on disk before it takes the name, then the directory entry."""
+    path, real, synced = tmp_path / "m.pt", os.fsync, []
+
+    def spy(fd):
+        status = os.fstat(fd)
+        synced.append((stat.S_ISDIR(status.st_mode), path.exists(), status.st_size))
+        real(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", spy)
+    save(affine_flow(), path)
+    assert [(is_dir, renamed) for is_dir, renamed, _ in synced] == [(False, False), (True, True)]
+    assert synced[0][2] == path.stat().st_size
