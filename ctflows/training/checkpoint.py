@@ -20,7 +20,7 @@ import io
 import os
 import pickle
 import re
-import tempfile
+import secrets
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -180,15 +180,10 @@ def _describe(error: Exception) -> str:
 
 def atomic_write(path: Path, record: dict[str, Any]) -> None:
     """``torch.save(record)`` to ``path`` via a fsynced temporary file and a rename: all of it or nothing."""
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as error:
-        raise CheckpointError(f"save: cannot create a file in {directory} for {path}: {error}") from error
+    directory = path.parent
+    fd, tmp = _create_temporary(directory, path)
     try:
         with os.fdopen(fd, "wb") as file:
-            # mkstemp makes the file owner-only; give it the mode a plain open() would have.
-            os.chmod(tmp, _default_file_mode())
             torch.save(record, file)
             file.flush()
             os.fsync(file.fileno())
@@ -204,10 +199,22 @@ def atomic_write(path: Path, record: dict[str, Any]) -> None:
     _fsync_directory(directory)
 
 
-def _default_file_mode() -> int:
-    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(umask)
-    return 0o666 & ~umask
+def _create_temporary(directory: Path, path: Path) -> tuple[int, Path]:
+    """A new hidden file ``.NAME.RANDOM.tmp`` beside ``path``, open for writing: ``(descriptor, its path)``.
+
+    Made with mode 0o666 less the umask, as a plain ``open()`` would (mkstemp's files are owner-only, and
+    reading the umask to widen them means setting it, which races with other threads creating files).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):  # O_EXCL: a name that exists (a 1-in-2^64 clash) is tried again, never reused
+        tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise CheckpointError(f"save: cannot create a file in {directory} for {path}: {error}") from error
+    raise CheckpointError(f"save: cannot find a free temporary name in {directory} for {path}")
 
 
 def _fsync_directory(directory: Path) -> None:

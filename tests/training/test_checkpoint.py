@@ -207,7 +207,7 @@ def test_a_model_whose_class_is_gone_is_a_checkpoint_error(tmp_path, monkeypatch
 
 def test_an_unwritable_directory_is_a_checkpoint_error(tmp_path, monkeypatch):
     """Simulated: the tests may run as root, whom directory permissions do not stop."""
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", raiser(PermissionError(13, "Permission denied")))
+    monkeypatch.setattr(checkpoint.os, "open", raiser(PermissionError(13, "Permission denied")))
     with pytest.raises(CheckpointError, match="save: cannot create a file in .*Permission denied"):
         save(affine_flow(), tmp_path / "m.pt")
 
@@ -240,3 +240,17 @@ def test_the_bytes_are_synced_before_the_rename_and_the_rename_after(tmp_path, m
     save(affine_flow(), path)
     assert [(is_dir, renamed) for is_dir, renamed, _ in synced] == [(False, False), (True, True)]
     assert synced[0][2] == path.stat().st_size
+
+
+def test_a_temporary_name_that_exists_is_never_reused(tmp_path, monkeypatch):
+    """O_EXCL: a clash with another writer's temporary file draws a new name; that file is left as it was."""
+    names = iter(["clash", "clash", "fresh"])
+    monkeypatch.setattr(checkpoint.secrets, "token_hex", lambda n: next(names))
+    other = tmp_path / ".m.pt.clash.tmp"
+    other.write_bytes(b"another writer's bytes")
+    save(affine_flow(), tmp_path / "m.pt")
+    assert other.read_bytes() == b"another writer's bytes"
+    assert sorted(os.listdir(tmp_path)) == [".m.pt.clash.tmp", "m.pt"]
+    monkeypatch.setattr(checkpoint.secrets, "token_hex", lambda n: "clash")
+    with pytest.raises(CheckpointError, match="cannot find a free temporary name"):
+        save(affine_flow(), tmp_path / "m.pt")
