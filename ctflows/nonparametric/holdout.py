@@ -16,7 +16,7 @@ from ctflows.core.counts import positive_count, real_setting
 from ctflows.core.transform import Transform
 from ctflows.core.validation import check_generator
 from ctflows.errors import DataError
-from ctflows.nonparametric.checks import check_data
+from ctflows.nonparametric.checks import check_data, check_spans_space
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 MAX_REPEATED_FRACTION = 0.01  # exact repeats allowed (float32 samples of a continuous density rarely collide)
@@ -35,7 +35,8 @@ def split(
     Raises :class:`InputError` for ``data`` that is not a finite float32/float64 ``[N, D]`` tensor
     (:func:`check_data`), :class:`ConfigurationError` for a ``validation_fraction`` outside (0, 1) or a
     ``generator`` that is not a CPU ``torch.Generator``, and :class:`DataError` when too few points are left
-    to fit (fewer than D + 2 for training) or more than 1% of the points repeat another one exactly.
+    to fit (fewer than D + 2 for training), more than 1% of the points repeat another one exactly, or the points
+    lie on a hyperplane (:func:`check_spans_space`).
     """
     check_data(owner, data)
     check_generator(owner, generator, torch.device("cpu"))  # the split, centres and rotations are drawn on the CPU
@@ -56,6 +57,7 @@ def split(
             "held-out likelihood would reward spikes on them. For rounded or discrete data add uniform noise of "
             "one rounding step (dequantization); otherwise drop the duplicates"
         )
+    check_spans_space(owner, data)
     order = torch.randperm(n, generator=generator).to(data.device)
     return data[order[n_val:]], data[order[:n_val]]
 

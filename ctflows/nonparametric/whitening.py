@@ -42,7 +42,14 @@ def whitening_layer(x: Tensor, *, eps: float = 1e-8) -> LULinear:
     mean = x64.mean(dim=0)
     values, vectors = torch.linalg.eigh((x64 - mean).T @ (x64 - mean) / (n - 1))
     if float(values.min()) <= eps * float(values.max()):
-        raise DataError("whitening_layer: the data's covariance is singular; it lies in a lower-dimensional subspace")
+        # Points on a hyperplane are refused by the fits before this (checks.check_spans_space, scale-free);
+        # here that, or columns whose scales differ by more than 1/√eps.
+        raise DataError(
+            f"whitening_layer: the data's covariance is singular or too ill-conditioned (smallest / largest "
+            f"eigenvalue {max(float(values.min()), 0.0) / float(values.max()):.1e}, at most {eps:g} allowed): the points "
+            "lie near a lower-dimensional subspace, or the columns have very different scales; standardise the "
+            "columns first, e.g. (x - x.mean(0)) / x.std(0), and drop redundant ones"
+        )
     weight = vectors.T / values.sqrt().unsqueeze(1)
     layer = LULinear(d, identity_init=True).to(dtype=x.dtype, device=x.device)
     return set_lu_linear(layer, weight, -weight @ mean)

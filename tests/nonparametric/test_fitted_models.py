@@ -124,13 +124,28 @@ def test_bad_data_is_refused_with_a_clear_message(fitter):
         fitter(good, validation_fraction=1.5)
     with pytest.raises(ConfigurationError, match="max_steps"):
         fitter(good, max_steps=-1)
-    with pytest.raises(DataError, match="constant|singular"):
+    with pytest.raises(DataError, match="column 1 of the data is constant"):
         fitter(torch.cat([good[:, :1], torch.ones(200, 1, dtype=torch.float64)], dim=1))
     # Repeated points fall on both sides of the held-out split: the stopping rule cannot see the overfit.
     with pytest.raises(DataError, match="repeat another point exactly.*dequantization"):
         fitter(good.repeat(4, 1))
     with pytest.raises(DataError, match="repeat another point exactly"):
         fitter(torch.randint(0, 3, (200, 2), generator=torch.Generator().manual_seed(0)).double())
+
+
+@pytest.mark.parametrize("fitter", [fit_dual_ascent, fit_gaussianization])
+def test_points_on_a_hyperplane_are_refused_whatever_the_columns_scales(fitter):
+    """Gaussianization fitted (x, 2x) with a spike worth +32 nats a point on the line: no density on R^2 is there."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 1, generator=g, dtype=torch.float64)
+    noise = torch.randn(300, 1, generator=g, dtype=torch.float64)
+    for line in (torch.cat([x, 2 * x], 1), torch.cat([x, 3 * x + 1], 1).float(), torch.cat([1e4 * x, -1e-3 * x], 1)):
+        with pytest.raises(DataError, match=r"the data lie on a hyperplane.*drop a redundant column"):
+            fitter(line, max_steps=2)
+    # Correlated, or in very different units, but spread in the plane: fitted.
+    fitter(torch.cat([x, x + 1e-3 * noise], 1), max_steps=2)
+    if fitter is fit_gaussianization:  # whitening needs the columns within 1/√eps of each other's scale first
+        fitter(torch.cat([1e4 * x, 1e-3 * noise], 1), max_steps=2)
 
 
 @pytest.mark.parametrize("neighbours", [1, 1.0, 2.5, 0.0, -3, float("nan")])
