@@ -10,7 +10,7 @@ from typing import Sequence
 from ctflows.autoregressive import MaskedAutoregressive
 from ctflows.core import Chain, Flow, StandardNormal, Transform
 from ctflows.linear import ActNorm
-from ctflows.models.block_count import check_blocks
+from ctflows.models.builder_arguments import check_blocks, check_features
 from ctflows.models.seeding import initialised_from
 
 
@@ -21,6 +21,7 @@ def maf(features: int, blocks: int = 5, hidden: Sequence[int] = (64, 64), *, see
     per layer (the inverse is sequential). Hidden widths should be at least ``features - 1`` (MADE's masks).
     ``seed``, when given, fixes the initial weights (drawn in a forked RNG, leaving torch's global one as it was).
     """
+    features = check_features("maf", features)
     check_blocks("maf", blocks)
     natural = list(range(features))
     layers: list[Transform] = []

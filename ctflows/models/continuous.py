@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from ctflows.continuous import CNF, TimeMLP
 from ctflows.core import Chain, Flow, StandardNormal
-from ctflows.models.block_count import check_blocks
+from ctflows.models.builder_arguments import check_blocks, check_features
 from ctflows.models.seeding import initialised_from
 
 
@@ -33,6 +33,7 @@ def cnf(
     ``regularization``, ...). ``seed``, when given, fixes the initial weights (drawn in a forked RNG, leaving
     torch's global one as it was), as in the other builders.
     """
+    features = check_features("cnf", features)
     check_blocks("cnf", blocks)
     with initialised_from(seed):
         layers = [

@@ -19,7 +19,7 @@ from ctflows.core import Chain, Flow, StandardNormal, Transform
 from ctflows.coupling import AdditiveCoupling, AffineCoupling, Coupling
 from ctflows.errors import ConfigurationError
 from ctflows.linear import ActNorm, LULinear, RandomPermutation, ReversePermutation
-from ctflows.models.block_count import check_blocks
+from ctflows.models.builder_arguments import check_blocks, check_features
 from ctflows.models.seeding import initialised_from
 
 
@@ -45,6 +45,7 @@ def _coupling_flow(
     seed: int | None,
     **coupling_kwargs,
 ) -> Flow:
+    features = check_features(builder, features, coupling=True)
     check_blocks(builder, blocks)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     layers: list[Transform] = []

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from ctflows.core import Chain, Flow, StandardNormal, Transform
 from ctflows.linear import ActNorm
-from ctflows.models.block_count import check_blocks
+from ctflows.models.builder_arguments import check_blocks, check_features
 from ctflows.models.seeding import initialised_from
 from ctflows.residual import ResidualBlock
 
@@ -36,6 +36,7 @@ def resflow(
     initial weights and power-iteration vectors (drawn in a forked RNG, leaving torch's global one as it
     was). Other ``ResidualBlock`` options (``terms``, ``truncation``, ``tolerance``, ...) pass through.
     """
+    features = check_features("resflow", features)
     check_blocks("resflow", blocks)
     with initialised_from(seed):
         layers: list[Transform] = []
