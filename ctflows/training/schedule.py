@@ -31,20 +31,20 @@ def lr_factor(progress: float, *, warmup: float = 0.0, kind: str = "cosine") -> 
     return 0.5 * (1.0 + math.cos(math.pi * (progress - warmup) / max(1.0 - warmup, 1e-12)))
 
 
-def warmup_fraction(warmup: int | float, steps: int | None) -> float:
-    """Warm-up as a fraction of the budget: a float in [0, 1) is one, an int counts steps of ``steps``."""
+def warmup_fraction(warmup: int | float, steps: int | None, owner: str = "fit") -> float:
+    """Warm-up as a fraction of the budget: a float in [0, 1) is one, an int counts steps of ``steps``; errors name ``owner``."""
     if isinstance(warmup, float) and 0.0 <= warmup < 1.0:
         return warmup
     if isinstance(warmup, bool) or not isinstance(warmup, int):
-        raise ConfigurationError(f"warmup must be an int step count or a fraction in [0, 1), got {warmup!r}")
+        raise ConfigurationError(f"{owner}: warmup must be an int step count or a fraction in [0, 1), got {warmup!r}")
     if steps is None and warmup == 0:  # no warm-up is the same in steps and in seconds
         return 0.0
     if steps is None:
         raise ConfigurationError(
-            f"warmup={warmup} counts steps, but the budget is in seconds only; give a fraction such as warmup=0.3"
+            f"{owner}: warmup={warmup} counts steps, but the budget is in seconds only; give a fraction such as warmup=0.3"
         )
     if not 0 <= warmup < steps:
-        raise ConfigurationError(f"warmup must be an int in [0, steps={steps}) or a fraction in [0, 1), got {warmup!r}")
+        raise ConfigurationError(f"{owner}: warmup must be an int in [0, steps={steps}) or a fraction in [0, 1), got {warmup!r}")
     return warmup / steps
 
 
@@ -58,13 +58,15 @@ class Schedule:
     seconds: float | None
 
     @classmethod
-    def build(cls, kind: str, warmup: int | float, *, steps: int | None, seconds: float | None) -> "Schedule":
-        """Check the arguments and make the schedule; raises :class:`ConfigurationError` on bad ones."""
+    def build(
+        cls, kind: str, warmup: int | float, *, steps: int | None, seconds: float | None, owner: str = "fit"
+    ) -> "Schedule":
+        """Check the arguments and make the schedule; raises :class:`ConfigurationError` naming ``owner`` on bad ones."""
         if kind not in SCHEDULES:
-            raise ConfigurationError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
+            raise ConfigurationError(f"{owner}: schedule must be one of {SCHEDULES}, got {kind!r}")
         if steps is None and seconds is None:
-            raise ConfigurationError("give a budget: steps, seconds, or both")
-        return cls(kind, warmup_fraction(warmup, steps), steps, seconds)
+            raise ConfigurationError(f"{owner}: give a budget: steps, seconds, or both")
+        return cls(kind, warmup_fraction(warmup, steps, owner), steps, seconds)
 
     def progress(self, steps_done: int, seconds_done: float) -> float:
         """Fraction of the budget spent once step ``steps_done + 1`` is taken (``seconds_done`` includes it, estimated).

@@ -170,9 +170,9 @@ def test_evaluations_and_callback_stop():
      ({"eval_every": 5}, "eval_every is set but eval_data is None"),
      ({"optimizer": "lbfgs"}, "optimizer must be one of .*got 'lbfgs'"),
      ({"clip_grad": 0}, "clip_grad must be a positive number or None, got 0"),
-     ({"regularization": {"penalty": math.nan}}, "regularization weight for 'penalty' must be a finite number, got nan"),
+     ({"regularization": {"penalty": math.nan}}, "the regularization weight for 'penalty' must be a finite number, got nan"),
      # True used to be read as the weight 1.0
-     ({"regularization": {"penalty": True}}, "regularization weight for 'penalty' must be a finite number, got True"),
+     ({"regularization": {"penalty": True}}, "the regularization weight for 'penalty' must be a finite number, got True"),
      # these used to reach torch, or Python, as they were: a raw ValueError, TypeError or AttributeError
      ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0, got -1.0"),
      ({"weight_decay": math.nan}, "weight_decay must be a finite number >= 0, got nan"),
@@ -182,7 +182,7 @@ def test_evaluations_and_callback_stop():
      ({"regularization": ["kinetic_energy"]}, "regularization must map names to weights.*got list")],
 )
 def test_bad_arguments(kwargs, message):
-    with pytest.raises(ConfigurationError, match=message):
+    with pytest.raises(ConfigurationError, match="^fit: " + message):  # named by the function the user called
         fit(affine_flow(), CorrelatedGaussian(), **kwargs)
 
 
