@@ -1,6 +1,8 @@
 """ResidualBlock: fixed-point inverse (accuracy, failure, implicit gradients), honest stats, configuration, checkpoints."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -8,7 +10,8 @@ import ctflows
 from ctflows.core import Inverse
 from ctflows.errors import ConfigurationError, SolverError
 from ctflows.models.residual import resflow
-from ctflows.residual import ResidualBlock
+from ctflows.residual import ResidualBlock, fixed_point_inverse
+from ctflows.residual.fixed_point import default_tolerance
 
 
 def block(features: int = 3, coefficient: float = 0.97, seed: int = 0, **kwargs) -> ResidualBlock:
@@ -110,6 +113,47 @@ def test_non_convergence_raises_a_solver_error_that_says_what_to_do(aligned):
     message = str(info.value)
     for part in ("ResidualBlock", "3 of at most 3 iterations", "tolerance 1e-12", "largest relative step", "coefficient"):
         assert part in message, (part, message)
+
+
+@pytest.mark.parametrize("dtype, bound", [(torch.float64, 1e-11), (torch.float32, 1e-5)])
+def test_fixed_point_inverse_stops_on_each_samples_relative_step(dtype, bound):
+    """The stopping test is relative to 1 + |x| per sample: inputs from 1 to 1e8 in one batch all converge (an
+    absolute step cannot fall below the spacing of large floats) and each to its own relative accuracy (a
+    step relative to the batch's largest |x| left the small ones 2e-6 off in float64, 0.04 in float32)."""
+    def g(v):
+        return 0.7 * torch.sin(v)  # Lip 0.7, and no exact floating-point fixed point at large |x|
+
+    x = (10.0 ** torch.arange(0, 9, dtype=torch.float64)).unsqueeze(1) * torch.linspace(1, 2, 4, dtype=torch.float64)
+    x = x.to(dtype)
+    with torch.no_grad():
+        x_back, iterations, residual = fixed_point_inverse(g, x + g(x))
+    assert ((x_back - x).abs() / (1 + x.abs())).max().item() <= bound
+    assert residual <= default_tolerance(dtype) and iterations < 100
+
+
+def test_fixed_point_inverse_reports_non_finite_iterates_at_once():
+    """An iteration that overflows stops at the first non-finite iterate and says so, rather than running to
+    max_iterations and blaming convergence."""
+    with pytest.raises(SolverError, match="became non-finite") as info:
+        fixed_point_inverse(lambda v: 1e200 * v, torch.ones(2, 3, dtype=torch.float64))
+    assert int(re.search(r"after (\d+) of at most 1000", str(info.value)).group(1)) <= 5  # overflows by the 3rd
+
+
+def test_implicit_gradient_is_the_inverse_jacobian_product(aligned):
+    """The gradient through x = f⁻¹(z) is vᵀ (I + J_g(x))⁻¹ to near float64 precision (the backward solve runs
+    to the same tolerance as the forward one; gradcheck below would accept an error of 1e-6)."""
+    torch.manual_seed(0)
+    layer = ResidualBlock(3, (16,), coefficient=0.9).double()
+    aligned(layer.branch)
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(6, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    v = torch.randn(6, 3, dtype=torch.float64, generator=gen)
+    x, _ = layer.inverse(z)
+    (grad,) = torch.autograd.grad(x, z, v)
+    jac = torch.func.vmap(torch.func.jacrev(lambda p: layer.branch(p.unsqueeze(0)).squeeze(0)))(x.detach())
+    expected = torch.linalg.solve((torch.eye(3, dtype=torch.float64) + jac).mT, v)  # a (I + J) = v, per sample
+    assert torch.linalg.matrix_norm(jac, ord=2).max() > 0.6  # the Neumann solve needs many terms
+    torch.testing.assert_close(grad, expected, atol=1e-10, rtol=0)
 
 
 def test_inverse_gradients_match_finite_differences(aligned):
