@@ -42,6 +42,7 @@ from ctflows.core.transform import Chain, Transform
 from ctflows.errors import ConfigurationError
 from ctflows.nonparametric.ascent_step import radial_step
 from ctflows.nonparametric.holdout import Patience, Pushed, split
+from ctflows.nonparametric.progress import check_progress, fitting_bar, show_step
 from ctflows.nonparametric.report import FitReport
 from ctflows.nonparametric.whitening import whitening_layer
 
@@ -55,6 +56,7 @@ def fit_dual_ascent(
     validation_fraction: float = 0.2,
     patience: int = 200,
     generator: torch.Generator | None = None,
+    progress: bool | None = None,
 ) -> Flow:
     """Fit a density to ``data [N, D]`` by Tabak–Turner ascent with radial maps: ``-> Flow`` (base N(0, I)).
 
@@ -69,6 +71,7 @@ def fit_dual_ascent(
         validation_fraction: share of ``data`` held out for the stopping rule.
         patience: maps without a held-out improvement before stopping.
         generator: a CPU ``torch.Generator`` (or None: torch's global one) for the split and the choice of centres.
+        progress: a tqdm bar on stderr with the held-out L per step; ``None`` shows it only on a terminal.
 
     The returned flow is in ``eval()`` mode and carries ``flow.report``, a :class:`FitReport` (mean
     log-likelihoods after 0, 1, … maps, before the cut; ``extra["beta"]`` holds each map's β).
@@ -78,6 +81,7 @@ def fit_dual_ascent(
     step_limit = real_setting(owner, "step_limit", step_limit, "a number in (0, 0.9]", lambda v: 0 < v <= 0.9)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
         raise ConfigurationError(f"{owner}: max_steps must be a non-negative int, got {max_steps!r}")
+    check_progress(owner, progress)
     # The count includes the centre itself: 1 would give a zero radius, a spike that moves one point and overfits.
     neighbours = real_setting(owner, "neighbours", neighbours, "a fraction in (0, 1) or a whole count >= 2",
                               lambda v: 0 < v < 1 or (v >= 2 and v.is_integer()))
@@ -96,14 +100,18 @@ def fit_dual_ascent(
     report.record(*pushed.log_likelihoods())
     stopper = Patience(patience, initial=report.validation[0], owner=owner)
     layers: list[Transform] = [whiten]
-    for _ in range(max_steps):
-        layer = radial_step(pushed.train, k, step_limit, generator)
-        pushed.push(layer)
-        layers.append(layer)
-        report.extra["beta"].append(float(layer.beta.detach()))
-        if stopper.update(report.record(*pushed.log_likelihoods())):
-            report.stopped = "patience"
-            break
+    with fitting_bar(owner, max_steps, progress) as bar:
+        for _ in range(max_steps):
+            layer = radial_step(pushed.train, k, step_limit, generator)
+            pushed.push(layer)
+            layers.append(layer)
+            report.extra["beta"].append(float(layer.beta.detach()))
+            held_out = report.record(*pushed.log_likelihoods())
+            stop = stopper.update(held_out)
+            show_step(bar, held_out, stopper)
+            if stop:
+                report.stopped = "patience"
+                break
     report.steps = stopper.best_step
     report.seconds = time.perf_counter() - start
     flow = Flow(Chain(layers[: 1 + report.steps]), StandardNormal(data.shape[1])).to(dtype=data.dtype, device=data.device)

@@ -35,6 +35,7 @@ from ctflows.core.transform import Chain, Transform
 from ctflows.errors import ConfigurationError
 from ctflows.nonparametric.holdout import Patience, Pushed, split
 from ctflows.nonparametric.marginal import MarginalGaussianization
+from ctflows.nonparametric.progress import check_progress, fitting_bar, show_step
 from ctflows.nonparametric.report import FitReport
 from ctflows.nonparametric.rotation import pca_rotation, random_rotation
 
@@ -49,6 +50,7 @@ def fit_gaussianization(
     validation_fraction: float = 0.2,
     patience: int = 20,
     generator: torch.Generator | None = None,
+    progress: bool | None = None,
 ) -> Flow:
     """Fit a density to ``data [N, D]`` by rotation-based iterative Gaussianization: ``-> Flow`` (base N(0, I)).
 
@@ -61,6 +63,7 @@ def fit_gaussianization(
         validation_fraction: share of ``data`` held out for the stopping rule.
         patience: steps without a held-out improvement before stopping.
         generator: a CPU ``torch.Generator`` (or None: torch's global one) for the split and the random rotations.
+        progress: a tqdm bar on stderr with the held-out L per step; ``None`` shows it only on a terminal.
 
     The returned flow is in ``eval()`` mode and carries ``flow.report``, a :class:`FitReport` (mean
     log-likelihoods after 0, 1, … steps, 0 being the first marginal map alone, before the cut).
@@ -72,6 +75,7 @@ def fit_gaussianization(
         raise ConfigurationError(f"{owner}: rotation must be 'pca' or 'random', got {rotation!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
         raise ConfigurationError(f"{owner}: max_steps must be a non-negative int, got {max_steps!r}")
+    check_progress(owner, progress)
     # Checked here, not only in the layer, so that the message names the function the user called.
     kernels = positive_count(owner, "kernels", kernels)
     bandwidth = real_setting(owner, "bandwidth", bandwidth, "a finite number > 0", lambda v: 0 < v < math.inf)
@@ -82,16 +86,20 @@ def fit_gaussianization(
     pushed.push(layers[0])
     report = FitReport("gaussianization", prefix_layers=1, layers_per_step=2)
     stopper = Patience(patience, initial=report.record(*pushed.log_likelihoods()), owner=owner)
-    for _ in range(max_steps):
-        x = pushed.train
-        turn = pca_rotation(x) if rotation == "pca" else random_rotation(x.shape[1], generator=generator, dtype=x.dtype)
-        pushed.push(turn.to(x.device))
-        marginal = MarginalGaussianization.from_data(pushed.train, kernels, bandwidth=bandwidth)
-        pushed.push(marginal)
-        layers += [turn, marginal]
-        if stopper.update(report.record(*pushed.log_likelihoods())):
-            report.stopped = "patience"
-            break
+    with fitting_bar(owner, max_steps, progress) as bar:
+        for _ in range(max_steps):
+            x = pushed.train
+            turn = pca_rotation(x) if rotation == "pca" else random_rotation(x.shape[1], generator=generator, dtype=x.dtype)
+            pushed.push(turn.to(x.device))
+            marginal = MarginalGaussianization.from_data(pushed.train, kernels, bandwidth=bandwidth)
+            pushed.push(marginal)
+            layers += [turn, marginal]
+            held_out = report.record(*pushed.log_likelihoods())
+            stop = stopper.update(held_out)
+            show_step(bar, held_out, stopper)
+            if stop:
+                report.stopped = "patience"
+                break
     report.steps = stopper.best_step
     report.seconds = time.perf_counter() - start
     kept = layers[: 1 + 2 * report.steps]

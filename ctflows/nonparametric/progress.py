@@ -1,0 +1,31 @@
+"""The fits' progress bar: steps taken, the held-out mean log-likelihood and the best so far.
+
+A Gaussianization step on 50,000 points in 16-D takes about 4 s on one CPU core, so a fit of the default
+100 steps can run for minutes; the bar says where it is and whether the held-out score still climbs.
+"""
+from __future__ import annotations
+
+import sys
+
+from tqdm.auto import tqdm
+
+from ctflows.errors import ConfigurationError
+from ctflows.nonparametric.holdout import Patience
+
+
+def check_progress(owner: str, progress: object) -> None:
+    """Refuse a ``progress`` that is not True, False or None, before the fit does any work."""
+    if progress is not None and not isinstance(progress, bool):
+        raise ConfigurationError(f"{owner}: progress must be True, False or None (on a terminal only), got {progress!r}")
+
+
+def fitting_bar(owner: str, max_steps: int, progress: bool | None) -> tqdm:
+    """A tqdm bar on stderr over ``max_steps``; ``progress=None`` shows it only on a terminal, as ``fit`` does."""
+    show = sys.stderr.isatty() if progress is None else progress
+    return tqdm(total=max_steps, desc=owner, unit="step", disable=not show, file=sys.stderr, dynamic_ncols=True)
+
+
+def show_step(bar: tqdm, held_out: float, stopper: Patience) -> None:
+    """Advance ``bar`` by one step, showing the step's held-out L and the best so far (with its step)."""
+    bar.update(1)
+    bar.set_postfix_str(f"held-out L {held_out:.4f}, best {stopper.best:.4f} at step {stopper.best_step}", refresh=False)
