@@ -9,6 +9,8 @@ import torch
 from ctflows.errors import ConfigurationError, DataError, SolverError
 from ctflows.nonparametric import MarginalGaussianization, normal_quantile, solve_increasing
 
+TAIL_SCALES = 4.0  # kernel scales past the outermost kernel where the marginal map turns into a translation
+
 
 def fitted_layer():
     torch.manual_seed(0)
@@ -36,6 +38,18 @@ def test_round_trip_from_the_bulk_to_far_tails():
     assert (torch.diff(x_back[:, 0]) > 0).all()  # strictly increasing
     x_fwd, _ = layer(x)
     torch.testing.assert_close(layer.inverse(x_fwd)[0], x, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_inverse_takes_a_few_newton_iterations_from_the_bulk_to_far_tails(dtype):
+    """The kernels' own roots bracket the root tightly and targets past the translation points are clamped to
+    them, so the bracketed Newton search needs few iterations (30 or more when either is lost)."""
+    layer, _ = fitted_layer()
+    layer = layer.to(dtype)
+    z = torch.linspace(-12, 12, 2001, dtype=dtype).unsqueeze(1).expand(-1, 2).contiguous()
+    with torch.no_grad():
+        layer.inverse(z)
+    assert layer.stats["iterations"] <= 15
 
 
 def test_fitted_marginals_are_close_to_standard_normal():
@@ -95,20 +109,26 @@ def test_the_default_layer_is_close_to_the_identity_on_the_whole_line(kernels, b
     assert float(logdet.abs().max()) < 0.35  # the slope stays within a factor 1.42 of 1
 
 
-def test_the_default_layer_with_few_kernels_is_a_unit_variance_mixture():
-    # Fewer than 8 kernels share the scale whose variance is what the quantile grid lacks of 1: the mixture
-    # density F' then has variance 1 (quadrature of x² F'(x), F' = (dz/dx) φ(z)).
-    import math
-
-    layer = MarginalGaussianization(1, 4).double()
-    x = torch.linspace(-12, 12, 240001, dtype=torch.float64).unsqueeze(1)
+def mixture_moments(layer, lo, hi, n=240001):
+    """Mass, mean and variance of a one-feature layer's mixture density F' = (dz/dx) φ(z), by quadrature on [lo, hi]."""
+    x = torch.linspace(lo, hi, n, dtype=torch.float64).unsqueeze(1)
     with torch.no_grad():
         z, log_slope = layer._mixture(x)
     density = torch.exp(log_slope - 0.5 * z.square() - 0.5 * math.log(2 * math.pi)).squeeze(1)
-    dx = 24 / 240000
-    assert float(density.sum() * dx) == pytest.approx(1.0, abs=1e-6)
-    assert float((x.squeeze(1) ** 2 * density).sum() * dx) == pytest.approx(1.0, abs=1e-5)
-    assert torch.unique(layer.log_scale).numel() == 1
+    x, dx = x.squeeze(1), (hi - lo) / (n - 1)
+    mass = float(density.sum() * dx)
+    mean = float((x * density).sum() * dx)
+    return mass, mean, float(((x - mean) ** 2 * density).sum() * dx)
+
+
+def test_the_default_layer_with_few_kernels_is_a_unit_variance_mixture():
+    # Fewer than 8 kernels share the scale whose variance is what the quantile grid lacks of 1: the mixture
+    # density F' then has variance 1.
+    mass, mean, variance = mixture_moments(MarginalGaussianization(1, 4).double(), -12.0, 12.0)
+    assert mass == pytest.approx(1.0, abs=1e-6)
+    assert mean == pytest.approx(0.0, abs=1e-9)
+    assert variance == pytest.approx(1.0, abs=1e-5)
+    assert torch.unique(MarginalGaussianization(1, 4).log_scale).numel() == 1
 
 
 def test_the_solver_polishes_the_root_to_the_dtype_floor_even_with_a_loose_tolerance():
@@ -134,3 +154,145 @@ def test_normal_quantile_is_finite_and_accurate_down_to_the_most_negative_log(dt
     # dt/dℓ = -Φ(-t)/φ(t) ≈ -1/t: finite, so a map built on it trains.
     (slope,) = torch.autograd.grad(t.sum(), ell)
     torch.testing.assert_close((slope.double() * -t64), torch.ones_like(t64), atol=0, rtol=1e-3)
+
+
+def mixture_cdf_and_log_density(layer, x):
+    """F(x) and log F'(x) of the layer's logistic mixture, straight from its parameters: ``x [B, D] -> [B, D]`` each."""
+    weight = torch.softmax(layer.weight_logit.detach(), dim=-1)
+    scale = layer.log_scale.detach().exp()
+    t = (x.unsqueeze(-1) - layer.loc.detach()) / scale
+    cdf = (weight * torch.sigmoid(t)).sum(dim=-1)
+    density = (weight * torch.sigmoid(t) * torch.sigmoid(-t) / scale).sum(dim=-1)
+    return cdf, torch.log(density)
+
+
+def test_the_map_is_the_mixture_quantile_out_to_four_kernel_scales_and_a_unit_slope_translation_beyond():
+    """Φ(z) = F(x) with log dz/dx = log F' - log φ(z) on [outermost μ - 4s, outermost μ + 4s] (unequal kernel
+    weights), and z = z(b±) + (x - b±) with log-det 0 beyond."""
+    layer, _ = fitted_layer()
+    with torch.no_grad():
+        layer.weight_logit.copy_(torch.randn(layer.weight_logit.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    loc, scale = layer.loc.detach(), layer.log_scale.detach().exp()
+    lo, hi = (loc - TAIL_SCALES * scale).amin(dim=1), (loc + TAIL_SCALES * scale).amax(dim=1)
+    x = lo + (hi - lo) * torch.linspace(0, 1, 801, dtype=torch.float64).unsqueeze(1)
+    with torch.no_grad():
+        z, logdet = layer(x)
+    cdf, log_density = mixture_cdf_and_log_density(layer, x)
+    torch.testing.assert_close(torch.special.ndtr(z), cdf, atol=1e-13, rtol=1e-10)
+    expected = (log_density + 0.5 * z.square() + 0.5 * math.log(2 * math.pi)).sum(dim=1)
+    torch.testing.assert_close(logdet, expected, atol=1e-10, rtol=0)
+    step = torch.tensor([[0.5], [3.0], [40.0]], dtype=torch.float64)
+    with torch.no_grad():
+        edges = layer(torch.stack([lo, hi]))[0]
+        below, logdet_below = layer(lo - step)
+        above, logdet_above = layer(hi + step)
+    torch.testing.assert_close(below, edges[0] - step, atol=1e-12, rtol=0)
+    torch.testing.assert_close(above, edges[1] + step, atol=1e-12, rtol=0)
+    assert (logdet_below == 0).all() and (logdet_above == 0).all()
+
+
+def test_the_inverse_is_differentiable_with_the_inverse_slope_and_parameter_gradients():
+    """x = f⁻¹(z) from the bulk into the translated tails: ∂x/∂z = 1/(∂z/∂x) at x, and the derivative of x along
+    a direction in (μ, log s, weight logits) matches central differences."""
+    layer, _ = fitted_layer()
+    z = torch.tensor([[-6.0, 0.3], [0.7, -2.5], [2.2, 6.0]], dtype=torch.float64, requires_grad=True)
+    x = layer.inverse(z)[0]
+    (dx_dz,) = torch.autograd.grad(x.sum(), z)
+    x = x.detach().requires_grad_()
+    (dz_dx,) = torch.autograd.grad(layer(x)[0].sum(), x)  # the map acts per coordinate: the Jacobian is diagonal
+    torch.testing.assert_close(dx_dz, 1 / dz_dx, atol=1e-10, rtol=1e-8)
+    params = [layer.loc, layer.log_scale, layer.weight_logit]
+    generator = torch.Generator().manual_seed(2)
+    direction = [torch.randn(p.shape, dtype=p.dtype, generator=generator) for p in params]
+    grads = torch.autograd.grad(layer.inverse(z.detach())[0].sum(), params)
+    along = sum(float((g * v).sum()) for g, v in zip(grads, direction))
+    h = 1e-6
+
+    def shifted(sign):
+        with torch.no_grad():
+            for p, v in zip(params, direction):
+                p.add_(sign * h * v)
+            value = float(layer.inverse(z.detach())[0].sum())
+            for p, v in zip(params, direction):
+                p.sub_(sign * h * v)
+        return value
+
+    assert along == pytest.approx((shifted(1) - shifted(-1)) / (2 * h), rel=1e-6, abs=1e-8)
+
+
+def test_a_one_kernel_fit_is_centred_at_the_median_with_bandwidth_times_the_sample_deviation():
+    """K = 1: F' is one logistic at the sample median whose standard deviation is bandwidth × the sample's."""
+    x = 3.0 + 2.5 * torch.randn(400, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    layer = MarginalGaussianization.from_data(x, kernels=1, bandwidth=1.5)
+    mass, mean, variance = mixture_moments(layer, 3.0 - 100.0, 3.0 + 100.0)
+    assert mass == pytest.approx(1.0, abs=1e-9)
+    assert mean == pytest.approx(float(x.quantile(0.5)), abs=1e-6)
+    assert math.sqrt(variance) == pytest.approx(1.5 * float(x.std()), rel=1e-6)
+
+
+def test_from_data_with_tied_values_or_fewer_points_than_kernels_gives_a_valid_map():
+    """Columns with repeated values (zero quantile gaps) still give a finite, strictly increasing, invertible map,
+    and N < K points give one kernel per point."""
+    generator = torch.Generator().manual_seed(0)
+    ties = torch.cat([torch.zeros(300, 1, dtype=torch.float64),
+                      torch.randn(200, 1, dtype=torch.float64, generator=generator)])
+    rounded = torch.round(2 * torch.randn(500, 1, dtype=torch.float64, generator=generator))
+    layer = MarginalGaussianization.from_data(torch.cat([ties, rounded], dim=1))
+    grid = torch.linspace(-6, 6, 1201, dtype=torch.float64).unsqueeze(1).expand(-1, 2)
+    with torch.no_grad():
+        z, logdet = layer(grid)
+        assert torch.isfinite(z).all() and torch.isfinite(logdet).all()
+        assert (torch.diff(z, dim=0) > 0).all()
+        torch.testing.assert_close(layer.inverse(z)[0], grid, atol=1e-9, rtol=0)
+    few = MarginalGaussianization.from_data(torch.randn(5, 3, dtype=torch.float64, generator=generator), kernels=32)
+    assert few.loc.shape == few.log_scale.shape == few.weight_logit.shape == (3, 5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normal_quantile_keeps_full_accuracy_where_ndtri_gives_way_to_the_newton_solve(dtype):
+    """log Φ(-t) = ℓ to a few ulps for ℓ on both sides of the log of the smallest normal number (subnormal
+    probabilities have lost digits) and far beyond, and the lower tail is the mirror image."""
+    floor = math.log(torch.finfo(dtype).tiny)
+    deep = -torch.logspace(3, 4.5, 31, dtype=torch.float64)
+    ell = torch.cat([torch.linspace(floor - 40, floor + 5, 451, dtype=torch.float64), deep]).to(dtype)
+    log_q = torch.log1p(-torch.exp(ell))
+    t = normal_quantile(log_q, ell)
+    torch.testing.assert_close(torch.special.log_ndtr(-t.double()), ell.double(), atol=0, rtol=8 * torch.finfo(dtype).eps)
+    assert torch.equal(normal_quantile(ell, log_q), -t)
+
+
+def cube_root(x):
+    """g(x) = ∛x: at every x ≠ 0 the Newton step lands at -2x, overshooting the root 0."""
+    return torch.sign(x) * x.abs() ** (1 / 3), x.abs() ** (-2 / 3) / 3
+
+
+def eleventh_power(x):
+    """g(x) = x¹¹: plain Newton converges only linearly (by 10/11 a step) to the root 0."""
+    return x**11, 11 * x**10
+
+
+def minus_root_of_two_less(x):
+    """g(x) = -√(2 - x), increasing on (-∞, 2] and NaN beyond; Newton steps from the left overshoot past 2."""
+    r = torch.sqrt(2 - x)
+    return -r, 0.5 / r
+
+
+@pytest.mark.parametrize("fn, target, root, start", [
+    (cube_root, 0.0, 0.0, None), (eleventh_power, 0.0, 0.0, 0.9), (minus_root_of_two_less, -0.1, 1.99, 1.9),
+    (minus_root_of_two_less, -0.1, 1.99, 3.0), (minus_root_of_two_less, -0.1, 1.99, -1e3),
+], ids=["cube_root", "eleventh_power", "overshoot", "start_above", "start_below"])
+def test_the_solver_bisects_when_newton_overshoots_or_crawls_and_evaluates_only_inside_the_bracket(fn, target, root, start):
+    """The default float64 tolerance is reached where every Newton step overshoots (∛x) or crawls (x¹¹); fn is only
+    evaluated inside the bracket, a start outside it included; the count returned is fn's number of calls."""
+    lo, hi = torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.995], dtype=torch.float64)
+    calls = []
+
+    def recorded(x):
+        calls.append(x.clone())
+        return fn(x)
+
+    x, iterations = solve_increasing(recorded, torch.tensor([target], dtype=torch.float64), lo, hi,
+                                     start=None if start is None else torch.tensor([start], dtype=torch.float64))
+    assert abs(float(x) - root) < 1e-9
+    assert all(bool(((c >= lo) & (c <= hi)).all()) for c in calls)
+    assert iterations == len(calls) <= 100

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ctflows.errors import ConfigurationError
-from ctflows.nonparametric import RadialExpansion, newton_beta, radial_derivatives, radial_forward
+from ctflows.nonparametric import RadialExpansion, newton_beta, radial_derivatives, radial_forward, radial_step
 
 
 def brute_logdet(layer, x):
@@ -112,3 +112,23 @@ def test_the_inverse_is_differentiable_with_the_inverse_jacobian_and_parameter_g
         minus = layer.inverse(y)[0].sum()
         layer.log_bandwidth += h
     assert float(grad) == pytest.approx(float(plus - minus) / (2 * h), rel=1e-5, abs=1e-8)
+
+
+def test_radial_step_bandwidth_is_the_distance_to_the_kth_nearest_point_counting_the_centre():
+    """α is the distance from the drawn centre (a point of x) to its ``neighbours``-th nearest point of x, itself first."""
+    x = torch.randn(40, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for seed in range(4):
+        layer = radial_step(x, 5, 0.1, torch.Generator().manual_seed(seed))
+        centre = layer.centre.detach()
+        assert (x == centre).all(dim=1).any()
+        distances = (x - centre).norm(dim=1).sort().values
+        assert float(layer.log_bandwidth.detach().exp()) == pytest.approx(float(distances[4]), rel=1e-12)
+
+
+def test_radial_step_on_repeated_points_gives_a_positive_bandwidth():
+    """Each point repeated more often than ``neighbours``: the k-th nearest distance is 0, yet the map is valid."""
+    x = torch.tensor([[0.0, 1.0], [2.0, -1.0]], dtype=torch.float64).repeat(6, 1)
+    layer = radial_step(x, 4, 0.1, torch.Generator().manual_seed(0))
+    assert float(layer.log_bandwidth.detach().exp()) > 0
+    y, logdet = layer(x)
+    assert torch.isfinite(y).all() and torch.isfinite(logdet).all()
