@@ -61,7 +61,8 @@ def solve_increasing(
             # Newton is kept only inside the bracket and while its steps at least halve every other
             # iteration; otherwise bisection, so slow creeping toward a far root cannot stall the search.
             useful = (newton - x).abs() <= torch.maximum(previous / 2, tol * (1 + x.abs()))
-            inside = (newton >= lo) & (newton <= hi) & torch.isfinite(newton) & useful
+            # An infinite slope gives newton = x, a zero step that would pass for convergence away from the root.
+            inside = (newton >= lo) & (newton <= hi) & torch.isfinite(newton) & torch.isfinite(slope) & useful
             new = torch.where(inside, newton, (lo + hi) / 2)
             step = (new - x).abs()
             previous, last = last, step

@@ -296,3 +296,12 @@ def test_the_solver_bisects_when_newton_overshoots_or_crawls_and_evaluates_only_
     assert abs(float(x) - root) < 1e-9
     assert all(bool(((c >= lo) & (c <= hi)).all()) for c in calls)
     assert iterations == len(calls) <= 100
+
+
+@pytest.mark.parametrize("start", [2.0, 3.0])
+def test_an_infinite_slope_is_bisected_away_not_read_as_convergence(start):
+    """At x = 2, g(x) = -√(2 - x) has g' = ∞: the Newton step there is 0, which passed for convergence at 2."""
+    x, _ = solve_increasing(minus_root_of_two_less, torch.tensor([-0.1], dtype=torch.float64),
+                            torch.tensor([-1.0], dtype=torch.float64), torch.tensor([2.0], dtype=torch.float64),
+                            start=torch.tensor([start], dtype=torch.float64))
+    assert abs(float(x) - 1.99) < 1e-9
