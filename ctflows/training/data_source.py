@@ -143,7 +143,9 @@ class BatchStream:
                 self._order = torch.cat([self._order, fresh])
             index, self._order = self._order[:size].to(x.device), self._order[size:]
             return self._place(x[index], None if context is None else context[index])
-        return self._place(*_split(self._next_from_iterable(), self.owner))
+        x, context = _split(self._next_from_iterable(), self.owner)
+        _check_finite_batch(x, context, f"batch {self._taken_in_pass} of this pass over the data", self.owner)
+        return self._place(x, context)
 
     def _next_from_iterable(self) -> Any:
         for _ in range(2):  # a pass that just ended gets one fresh start
@@ -229,8 +231,10 @@ def one_pass(
             yield place(x[rows], None if context is None else context[rows])
         return
     _check_iterable(data, owner)
-    for item in data:
-        yield place(*_split(item, owner))
+    for number, item in enumerate(data, start=1):
+        x, context = _split(item, owner)
+        _check_finite_batch(x, context, f"batch {number} of the data", owner)
+        yield place(x, context)
 
 
 def _placer(device: torch.device, dtype: torch.dtype) -> Callable[[Tensor, Tensor | None], Batch]:
@@ -257,9 +261,13 @@ def _as_pair(data: Tensor | tuple | list, owner: str) -> Batch:
             f"{owner}: data has {x.shape[0]} rows but its context has shape {list(context.shape)}; "
             f"give one context row per row, [{x.shape[0]}, c]"
         )
-    for part, name in ((x, "data"), (context, "the context")):
-        _check_finite(part, name, owner)
+    _check_finite_batch(x, context, "data", owner)
     return x, context
+
+
+def _check_finite_batch(x: Tensor, context: Tensor | None, name: str, owner: str) -> None:
+    for part, what in ((x, name), (context, f"the context of {name}")):
+        _check_finite(part, what, owner)
 
 
 def _check_finite(values: Tensor | None, name: str, owner: str) -> None:
@@ -272,7 +280,7 @@ def _check_finite(values: Tensor | None, name: str, owner: str) -> None:
         rows = (~finite).nonzero().flatten()
         raise DataError(
             f"{owner}: {name} has NaN or Inf values in {rows.numel()} of its {values.shape[0]} rows, the first "
-            f"being row {int(rows[0])}; drop or fix them first, e.g. keep = torch.isfinite(x).flatten(1).all(1)"
+            f"being row {int(rows[0])}; drop or fix those rows first (torch.isfinite(x).flatten(1).all(1) marks the good ones)"
         )
 
 

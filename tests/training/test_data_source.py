@@ -51,16 +51,26 @@ def test_bad_data():
         take(42, 1)
 
 
-def test_tensor_data_with_a_nan_or_inf_row_are_refused_before_the_first_batch():
-    """Else training stops at the step whose batch holds the first bad row, maybe hours in."""
+def test_data_with_a_nan_or_inf_row_are_refused_by_the_data_not_the_first_layer():
+    """Tensors before the first batch: else training stops at the step whose batch holds the first bad row, maybe hours
+    in. A loader's batch as it comes, named by its place in the pass."""
     x = torch.randn(100, 2, 3)
     x[70, 1, 2], x[40, 0, 0] = float("inf"), float("nan")
     with pytest.raises(DataError, match=r"^fit: data has NaN or Inf values in 2 of its 100 rows, the first being row 40"):
         batch_stream(x, 4, generator=make_generator(0), device=CPU, dtype=torch.float32)
     context = torch.zeros(100, 1)
     context[99] = float("-inf")
-    with pytest.raises(DataError, match=r"^evaluate: the context has NaN or Inf values in 1 of its 100 rows, the first being row 99"):
+    with pytest.raises(DataError, match=r"^evaluate: the context of data has NaN or Inf values in 1 of its 100 rows, the first being row 99"):
         next(one_pass((torch.randn(100, 2), context), n=100, batch_size=10, generator=make_generator(0), device=CPU, dtype=torch.float32))
+    dataset = torch.randn(40, 2)
+    dataset[21, 0] = float("nan")  # in the third batch of 10
+    loader = DataLoader(TensorDataset(dataset), batch_size=10)
+    stream = batch_stream(loader, 10, generator=make_generator(0), device=CPU, dtype=torch.float32)
+    next(stream), next(stream)
+    with pytest.raises(DataError, match=r"^fit: batch 3 of this pass over the data has NaN or Inf values in 1 of its 10 rows, the first being row 1"):
+        next(stream)
+    with pytest.raises(DataError, match=r"^evaluate: batch 3 of the data has NaN"):
+        list(one_pass(loader, n=40, batch_size=10, generator=make_generator(0), device=CPU, dtype=torch.float32))
     integers = torch.arange(8).reshape(4, 2)  # cast to the model's dtype later; nothing to check
     assert torch.equal(take(integers, 1)[0][0].sort(0).values, integers.float())
 
