@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ctflows.continuous import CNF, TimeMLP, VelocityField
+from ctflows.continuous.dynamics import AugmentedDynamics
 from ctflows.errors import ConfigurationError, SolverError
 
 
@@ -92,6 +93,41 @@ def test_a_backward_solve_that_runs_out_of_steps_is_a_solver_error(adjoint):
     with pytest.raises(SolverError) as info:
         (z.sum() + logdet.sum()).backward()
     check_message(info.value, "adjoint", "more than max_num_steps=30")
+
+
+def test_torchdiffeqs_own_assertion_in_the_backward_solve_names_the_adjoint_solve(monkeypatch):
+    """Should torchdiffeq's assert fire before ctflows' step check (here switched off), it still becomes a SolverError."""
+    monkeypatch.setattr(AugmentedDynamics, "_on_adjoint_step", lambda self, t0, y0, dt: None)
+    field = Stiff(k=1.0)
+    cnf = CNF(field)
+    z, logdet = cnf(torch.ones(4, 2))
+    field.poisoned = True
+    with pytest.raises(SolverError) as info:
+        (z.sum() + logdet.sum()).backward()
+    check_message(info.value, "adjoint (backward pass of the forward")
+
+
+class RootOfTime(VelocityField):
+    """dx/dt = -x + sqrt(b t): finite on [0, T], but its derivative in b, t / (2 sqrt(b t)), is 0/0 at t = 0."""
+
+    features = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.b = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return -x + (self.b * t).sqrt()
+
+
+def test_a_parameter_adjoint_that_turns_nan_in_the_last_step_is_a_solver_error():
+    """rk4's last stage lands on t = 0 after the last step-start check: the NaN gradient raises, not returns."""
+    cnf = CNF(RootOfTime(), method="rk4", step_size=0.1)
+    z, logdet = cnf(torch.ones(4, 2))
+    with pytest.raises(SolverError) as info:
+        (z.sum() + logdet.sum()).backward()
+    check_message(info.value, "adjoint", "NaN or Inf")
+    assert cnf.field.b.grad is None
 
 
 @pytest.mark.parametrize("adjoint", [True, "torchdiffeq"])

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from ctflows.continuous import CNF, ConcatSquashMLP
+from ctflows.continuous import adjoint as adjoint_module
 from ctflows.continuous import cnf as cnf_module
+from ctflows.continuous import solve as solve_module
 from ctflows.continuous.dynamics import AugmentedDynamics
 from ctflows.continuous.first_step import GROWTH, FirstStepMemory
 from ctflows.data import get_density
@@ -29,6 +31,15 @@ def data(seed: int = 1) -> torch.Tensor:
 def loss_of(cnf: CNF, x: torch.Tensor) -> torch.Tensor:
     z, logdet = cnf(x)
     return (0.5 * z.pow(2).sum(-1) - logdet).mean()
+
+
+def solver_calls(monkeypatch) -> list[tuple[torch.Tensor, dict]]:
+    """Spy on the ``odeint`` calls of ctflows' solves (plain and adjoint): each one's time grid and options, in order."""
+    calls: list[tuple[torch.Tensor, dict]] = []
+    for module in (adjoint_module, solve_module):
+        real = module.odeint
+        monkeypatch.setattr(module, "odeint", lambda f, y0, t, real=real, **k: (calls.append((t, k["options"])), real(f, y0, t, **k))[1])
+    return calls
 
 
 def test_the_memory_hints_the_grown_first_accepted_step_within_the_span():
@@ -104,6 +115,7 @@ def test_evaluation_does_not_depend_on_earlier_calls():
     assert torch.equal(cnf.inverse(x)[0], fresh.inverse(x)[0])
 
 
+@pytest.mark.filterwarnings("error")  # e.g. torchdiffeq's about a callback_accept_step that rk4 never calls
 @pytest.mark.parametrize("kwargs", [dict(warm_start_step=False), dict(method="rk4", step_size=0.1)])
 def test_no_hint_when_off_or_for_fixed_steps(monkeypatch, kwargs):
     handed: list[tuple] = []
@@ -114,6 +126,38 @@ def test_no_hint_when_off_or_for_fixed_steps(monkeypatch, kwargs):
         loss_of(cnf, data()).backward()
     assert handed == [(None, None)] * 2
     assert cnf.first_steps.steps == {}
+
+
+@pytest.mark.parametrize("change", ["dtype", "tolerances", "method"])
+def test_a_hint_is_only_reused_by_solves_of_the_same_setting(monkeypatch, change):
+    """The memory is keyed by dtype, tolerances and method: after a change both solves start cold, then warm."""
+    cnf, x = make_cnf(adjoint=True), data()
+    loss_of(cnf, x).backward()  # primes the memory for float64, atol=rtol=1e-6 and dopri5
+    if change == "dtype":
+        cnf, x = cnf.float(), x.float()
+    elif change == "tolerances":
+        cnf.atol = cnf.rtol = 1e-7
+    else:
+        cnf.method = "bosh3"
+    calls = solver_calls(monkeypatch)
+    for _ in range(2):
+        loss_of(cnf, x).backward()
+    # forward and backward solve of the first call, then of the second
+    assert ["first_step" in options for _, options in calls] == [False, False, True, True]
+
+
+def test_a_hint_longer_than_the_jittered_span_is_cut_to_it(monkeypatch):
+    """With end-time jitter each call's span differs from T: the first step tried, forward and backward, is that span."""
+    cnf = make_cnf(adjoint=True, end_time_jitter=0.5)
+    loss_of(cnf, data()).backward()
+    cnf.first_steps.steps = dict.fromkeys(cnf.first_steps.steps, 100.0)  # longer than any span
+    calls = solver_calls(monkeypatch)
+    loss_of(cnf, data(seed=2)).backward()
+    assert len(calls) == 2
+    for times, options in calls:
+        span = float((times[1] - times[0]).abs())
+        assert span != pytest.approx(float(cnf.end_time.detach()))  # jittered (else this checks nothing)
+        assert options["first_step"] == pytest.approx(span, rel=1e-12)
 
 
 def test_warm_starts_save_evaluations_in_a_short_training_run():

@@ -13,6 +13,7 @@ import torch
 from torchdiffeq import odeint
 
 from ctflows.continuous import CNF, ConcatSquashMLP
+from ctflows.continuous import solve as solve_module
 
 F64 = torch.float64
 ATOL, RTOL = 1e-9, 1e-4  # far apart, so that swapping them changes the steps
@@ -103,6 +104,28 @@ def test_torchdiffeqs_adjoint_solve_gets_the_seminorm(init_scale):
         (0.5 * z.pow(2).sum(-1) - 0.7 * logdet).sum().backward()
         counts.append(cnf.stats["nfe_backward"])
     assert counts[0] < counts[1], counts
+
+
+@pytest.mark.parametrize(
+    "adjoint, grad, solver",
+    [
+        (True, True, "integrate_with_adjoint"),
+        ("torchdiffeq", True, "odeint_adjoint"),
+        (False, True, "odeint"),
+        (True, False, "odeint"),
+        ("torchdiffeq", False, "odeint"),
+    ],
+)
+def test_each_adjoint_setting_runs_its_own_solver(monkeypatch, adjoint, grad, solver):
+    """True: ctflows' adjoint; "torchdiffeq": torchdiffeq's odeint_adjoint; False, or no grad mode: the plain odeint."""
+    called = []
+    for name in ("integrate_with_adjoint", "odeint_adjoint", "odeint"):
+        real = getattr(solve_module, name)
+        monkeypatch.setattr(solve_module, name, lambda *a, real=real, name=name, **k: (called.append(name), real(*a, **k))[1])
+    cnf = make_cnf(adjoint=adjoint).train()
+    with torch.set_grad_enabled(grad):
+        cnf(data())
+    assert called == [solver]
 
 
 def test_the_scipy_solver_runs_without_callback_warnings_and_agrees_with_dopri5():
