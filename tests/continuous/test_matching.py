@@ -1,5 +1,6 @@
 """Flow matching: the pieces (OT pairing, regression target, model checks) and the trained CNF it yields."""
 import itertools
+import math
 
 import pytest
 import torch
@@ -118,6 +119,24 @@ def test_flow_matching_trained_cnf_is_a_normalised_density_with_low_kl(coupling)
     assert integrate_2d(flow.log_prob, (-6, 6, -6, 6), n=160) == pytest.approx(1.0, abs=0.01)
 
 
+def stratum_offsets(s):
+    """B s_(i) − i for the sorted times s_(i) of a batch [B, 1] on [0, 1]: the i-th smallest time's place in the i-th stratum."""
+    batch = s.shape[0]
+    return s.double().squeeze(1).sort().values * batch - torch.arange(batch, dtype=torch.float64)
+
+
+def one_in_each_stratum(s, tolerance):
+    """Whether the i-th smallest time lies in the i-th stratum [i/B, (i+1)/B], up to ``tolerance`` strata."""
+    offsets = stratum_offsets(s)
+    return bool(((offsets >= -tolerance) & (offsets <= 1 + tolerance)).all())
+
+
+def ks_distance_to_uniform(draws):
+    """max_i |i/n − x_(i)| over the sorted draws: their Kolmogorov-Smirnov distance to U[0, 1], to within 1/n."""
+    ecdf = torch.arange(1, draws.numel() + 1, dtype=torch.float64) / draws.numel()
+    return float((ecdf - draws.flatten().sort().values).abs().max())
+
+
 @pytest.mark.parametrize("batch", [1, 7, 256, 4096])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_stratified_path_times_put_one_time_in_each_stratum(batch, dtype):
@@ -126,17 +145,22 @@ def test_stratified_path_times_put_one_time_in_each_stratum(batch, dtype):
     assert s.shape == (batch, 1) and s.dtype == dtype and bool(((s >= 0) & (s <= 1)).all())
     # The i-th smallest time lies in the i-th stratum [i/B, (i+1)/B], up to rounding to dtype (a tolerance that
     # is below 1e-3 strata for float64 and float32 here, and leaves bf16, which cannot tell strata apart, unchecked).
-    position = s.double().squeeze(1).sort().values * batch - torch.arange(batch, dtype=torch.float64)
-    tolerance = torch.finfo(dtype).eps * batch
-    assert bool(((position >= -tolerance) & (position <= 1 + tolerance)).all())
+    assert one_in_each_stratum(s, tolerance=torch.finfo(dtype).eps * batch)
 
 
 def test_each_stratified_time_is_uniform():
     # The first sample's time over many batches: a Kolmogorov-Smirnov distance to U[0, 1] at the 0.1% level.
     torch.manual_seed(0)
     draws = torch.cat([path_times(5, "stratified", dtype=torch.float64, device=torch.device("cpu"))[0] for _ in range(4000)])
-    ecdf = torch.arange(1, draws.numel() + 1, dtype=torch.float64) / draws.numel()
-    assert float((ecdf - draws.sort().values).abs().max()) < 1.95 / draws.numel() ** 0.5
+    assert ks_distance_to_uniform(draws) < 1.95 / draws.numel() ** 0.5
+
+
+def test_the_offsets_within_the_strata_are_independent_uniform_draws():
+    # s_i = (π(i) + u_i) / B with its own u_i per sample: the offsets in the strata form a U[0, 1) sample of
+    # their own (KS at the 0.1% level), not one offset shared by the whole batch.
+    torch.manual_seed(0)
+    offsets = stratum_offsets(path_times(4000, "stratified", dtype=torch.float64, device=torch.device("cpu")))
+    assert ks_distance_to_uniform(offsets) < 1.95 / offsets.numel() ** 0.5
 
 
 class TimeField(torch.nn.Module):
@@ -201,20 +225,103 @@ def test_the_field_is_asked_at_the_path_time_in_units_of_t(times):
     assert float(loss) == pytest.approx(0.0, abs=1e-24)
 
 
+class Recorder(ctflows.continuous.VelocityField):
+    """v ≡ 0 in 2-D, keeping the (t, x_t) it is asked at."""
+
+    features = 2
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, t, y, context=None):
+        self.calls.append((t.detach().clone(), y.detach().clone()))
+        return torch.zeros_like(y)
+
+
 def test_the_gaussian_tube_has_standard_deviation_sigma():
     # With x = z the straight path stands still, so x_t - x is the tube's noise alone: N(0, σ² I).
-    seen = []
-
-    class Recorder(torch.nn.Module):
-        def forward(self, t, y, context=None):
-            seen.append(y.detach().clone())
-            return torch.zeros_like(y)
-
     torch.manual_seed(0)
     x = torch.randn(20000, 2, dtype=torch.float64)
     sigma = 0.5
-    flow_matching_loss(Recorder(), x, x.clone(), sigma=sigma)
-    noise = seen[0] - x
+    recorder = Recorder()
+    flow_matching_loss(recorder, x, x.clone(), sigma=sigma)
+    noise = recorder.calls[0][1] - x
     # sd of a sample sd of n normals is about σ/√(2n) = 0.0025 per coordinate; 6 of them allowed.
     assert noise.std(dim=0).sub(sigma).abs().max() < 0.015
     assert noise.mean(dim=0).abs().max() < 0.02
+
+
+def objective_draws(objective, x, base, end_time):
+    """The times t [B] and points x_t [B, 2] at which ``objective`` asks the field of a CNF over [0, end_time]."""
+    field = Recorder()
+    objective(ctflows.Flow([ctflows.CNF(field, end_time=end_time)], base).double(), x, None)
+    ((t, x_t),) = field.calls
+    return t, x_t
+
+
+@pytest.mark.parametrize("coupling", ["independent", "ot"])
+def test_the_objective_pairs_data_and_base_by_ot_only_when_asked(coupling):
+    # With σ = 0 each path's base end is z = x + (x_t − x) T / t: under "ot" these pairs have the least total
+    # squared distance of all 6! pairings, under "independent" (this seed) they are far from it.
+    torch.manual_seed(0)
+    T = 2.5
+    x = torch.randn(6, 2, dtype=torch.float64)
+    t, x_t = objective_draws(FlowMatching(coupling), x, ctflows.StandardNormal(2), T)
+    z = x + (x_t - x) * (T / t).unsqueeze(1)
+    cost = float((x - z).square().sum())
+    best = min(float((x - z[list(p)]).square().sum()) for p in itertools.permutations(range(6)))
+    if coupling == "ot":
+        assert cost == pytest.approx(best, rel=1e-9)
+    else:
+        assert cost > 1.5 * best
+
+
+def test_the_objective_uses_its_sigma_its_time_sampling_and_the_cnfs_end_time():
+    # A base of (all but) one point c fixes every path's end: x_t = (1 − s) x + s c + σ ε at t = s T. So the
+    # field must be asked at times stratified over [0, T] of the CNF, and the recovered ε have sd σ.
+    torch.manual_seed(0)
+    T, sigma, n = 2.5, 0.3, 4000
+    base = ctflows.DiagonalNormal(2).double()
+    with torch.no_grad():
+        base.loc.copy_(torch.tensor([1.0, -2.0]))
+        base.log_scale.fill_(-40.0)  # sd 4e-18
+    x = torch.randn(n, 2, dtype=torch.float64)
+    t, x_t = objective_draws(FlowMatching("independent", sigma=sigma, times="stratified"), x, base, T)
+    s = (t / T).unsqueeze(1)
+    assert one_in_each_stratum(s, tolerance=1e-9)
+    noise = x_t - (1 - s) * x - s * base.loc.detach()
+    # sd of a sample sd of n normals is σ/√(2n) = 0.0034 per coordinate; 6 of them allowed.
+    assert noise.std(dim=0).sub(sigma).abs().max() < 0.02
+    assert noise.mean(dim=0).abs().max() < 0.03
+
+
+class GaussianOptimalField(torch.nn.Module):
+    """E[(z − x₀)/T | x_t = y] for x₀ ~ N(m, a² I), z ~ N(0, I): with s = t/T, V_s = (1−s)² a² + s²,
+    v*(t, y) = −m/T + (s − (1−s) a²)(y − (1−s) m) / (T V_s)."""
+
+    def __init__(self, m, a, end_time):
+        super().__init__()
+        self.m, self.a, self.end_time = m, a, end_time
+
+    def forward(self, t, y, context=None):
+        s = (t / self.end_time).unsqueeze(1)
+        variance = (1 - s).square() * self.a**2 + s.square()
+        slope = (s - (1 - s) * self.a**2) / (self.end_time * variance)
+        return -self.m / self.end_time + slope * (y - (1 - s) * self.m)
+
+
+@pytest.mark.parametrize("times", ["uniform", "stratified"])
+def test_the_loss_of_the_exact_marginal_field_is_the_conditional_variance_left(times):
+    # Gaussian data to the standard normal base: at the optimal field the loss is E Var(u | x_t), per coordinate
+    # a²/(T² V_s), whose integral over s is πa/(2T²): matched within 4 standard errors over 100 batches.
+    torch.manual_seed(0)
+    m, a, T = torch.tensor([2.0, -1.0], dtype=torch.float64), 0.5, 2.0
+    field = GaussianOptimalField(m, a, T)
+    losses = torch.stack([
+        flow_matching_loss(field, m + a * torch.randn(2000, 2, dtype=torch.float64),
+                           torch.randn(2000, 2, dtype=torch.float64), end_time=T, times=times)
+        for _ in range(100)
+    ])
+    exact = 2 * math.pi * a / (2 * T**2)
+    assert abs(float(losses.mean()) - exact) < 4 * float(losses.std()) / losses.numel() ** 0.5
