@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -5,7 +7,7 @@ from ctflows.core import Chain, Flow, Inverse, StandardNormal
 from ctflows.core.transform import Transform, flat_layers
 from ctflows.errors import ConfigurationError, InputError
 from ctflows.image import Squeeze
-from ctflows.linear import ActNorm, LULinear, ReversePermutation
+from ctflows.linear import ActNorm, Asinh, LULinear, ReversePermutation, Standardization
 
 
 def test_chain_rejects_non_transforms_and_empty():
@@ -70,6 +72,27 @@ def test_a_reshaping_layer_passes_its_output_shape_on_and_its_inverse_swaps_them
         Chain(squeeze, squeeze)
 
 
+def test_a_reshaping_chain_is_entered_at_the_end_each_direction_starts_from():
+    """A chain's inverse and its Inverse's forward take the last layer's output shape; the Flow's event shape is the data's."""
+    layers = [Squeeze((1, 4, 4)), Squeeze((4, 2, 2))]
+    twice = Chain(*layers)
+    x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    z, _ = twice(x)
+    assert z.shape == (3, 16, 1, 1)
+    assert torch.equal(twice.inverse(z)[0], x) and torch.equal(Inverse(twice)(z)[0], x)
+    assert torch.equal(Inverse(twice).inverse(x)[0], z)
+    with pytest.raises(InputError, match=r"Squeeze: inverse input .*\[batch, 16, 1, 1\]"):
+        twice.inverse(x)
+    assert Flow(layers, StandardNormal((16, 1, 1))).event_shape == (1, 4, 4)
+
+
+def test_a_chain_checks_its_dtype_when_its_first_layer_holds_no_floats():
+    """A permutation first has no dtype to check against; the chain's float64 still refuses float32 input."""
+    chain = Chain(ReversePermutation(2), LULinear(2)).double()
+    with pytest.raises(InputError, match=r"^Chain: input has dtype torch.float32 but the layer's parameters are torch.float64"):
+        chain(torch.randn(4, 2))
+
+
 def test_a_generator_that_is_not_one_is_refused_by_every_sampler():
     # generator=0 (a seed where a Generator goes) reached torch.randn, whose TypeError lists its overloads
     from ctflows.core.validation import check_generator
@@ -95,7 +118,11 @@ class _Scale(Transform):
         self.register_buffer("a", torch.as_tensor(a, dtype=torch.float64))
 
     def _shift(self, x, context):
-        return context * torch.tensor([1.0, 10.0], dtype=x.dtype) if context is not None else torch.zeros_like(x)
+        if self.context_features is None or context is None:  # an unconditional layer ignores one, as real layers do
+            return torch.zeros_like(x)
+        # The contract real layers rely on (a coupling concatenates it with x): one context row per point.
+        assert context.shape == x.shape, f"context {list(context.shape)} for points {list(x.shape)}"
+        return context * torch.tensor([1.0, 10.0], dtype=x.dtype)
 
     def _forward(self, x, context):
         return self.a * x + self._shift(x, context), self.a.abs().log().sum().expand(x.shape[0])
@@ -161,3 +188,62 @@ def test_a_conditional_base_behind_an_unconditional_transform_gets_the_context()
     torch.testing.assert_close(flow.log_prob(x, context=c), expected.log_prob(x).sum(1))
     samples, log_prob = flow.sample_and_log_prob(5, context=c, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(log_prob, expected.log_prob(samples).sum(1))
+
+
+def test_a_chain_hands_the_context_to_every_layer_and_inverts_in_reverse_order():
+    """The context reaches the conditional layer both ways; an unconditional first layer's check is not handed it."""
+    first, second = _Scale([2.0, 0.5]), _Scale([1.5, -3.0], context_features=2)
+    chain = Chain(first, ReversePermutation(2), second).double()
+    x, c = torch.randn(2, 5, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    z, logdet = chain(x, c)
+    torch.testing.assert_close(z, second(first(x)[0].flip(1), c)[0])
+    torch.testing.assert_close(logdet, torch.full((5,), math.log(2.0 * 0.5 * 1.5 * 3.0), dtype=torch.float64))
+    x_back, logdet_inverse = chain.inverse(z, c)
+    torch.testing.assert_close(x_back, x)
+    torch.testing.assert_close(logdet_inverse, -logdet)
+
+
+def linear_flow() -> Flow:
+    """A 2-D float64 flow through every linear layer (eval()): ActNorm initialised, LULinear off its rotation start."""
+    lu = LULinear(2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        lu.lower.fill_(0.7)
+        lu.log_diag.copy_(torch.tensor([0.4, -0.2]))
+        lu.bias.copy_(torch.tensor([0.3, -0.1]))
+    layers = [
+        Inverse(Asinh(2, torch.tensor([0.5, 2.0]))),
+        lu,
+        ActNorm(2),
+        Standardization(torch.tensor([0.2, -0.4]), torch.tensor([1.5, 0.6])),
+        ReversePermutation(2),
+    ]
+    flow = Flow(layers, StandardNormal(2)).double().train()
+    with torch.no_grad():
+        flow.log_prob(torch.randn(64, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.7 + 0.2)
+    return flow.eval()
+
+
+def test_a_chain_of_linear_layers_round_trips_and_its_log_det_is_the_jacobians():
+    """The inverse undoes the layers in reverse order with minus the log-det, which is the autograd Jacobian's."""
+    chain = linear_flow().transform
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    z, logdet = chain(x)
+    x_back, logdet_inverse = chain.inverse(z)
+    torch.testing.assert_close(x_back, x, atol=1e-12, rtol=0)
+    torch.testing.assert_close(logdet_inverse, -logdet, atol=1e-12, rtol=0)
+    for row, value in zip(x, logdet):
+        jacobian = torch.autograd.functional.jacobian(lambda p: chain(p.unsqueeze(0))[0].squeeze(0), row)
+        torch.testing.assert_close(value, torch.linalg.slogdet(jacobian).logabsdet, atol=1e-12, rtol=0)
+
+
+def test_a_2d_flows_density_integrates_to_one_and_its_samples_log_prob_is_log_prob():
+    """Riemann sum of p(x) over a grid holding all the mass; sample_and_log_prob's density equals log_prob's."""
+    flow = linear_flow()
+    edge, n = 6.0, 481
+    axis = torch.linspace(-edge, edge, n, dtype=torch.float64)
+    grid = torch.cartesian_prod(axis, axis)
+    with torch.no_grad():
+        mass = float(flow.log_prob(grid).exp().sum()) * (2 * edge / (n - 1)) ** 2
+        samples, log_prob = flow.sample_and_log_prob(200, generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(log_prob, flow.log_prob(samples), atol=1e-10, rtol=0)
+    assert mass == pytest.approx(1.0, abs=1e-6)

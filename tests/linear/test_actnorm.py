@@ -1,9 +1,31 @@
 """ActNorm's data-dependent initialisation: from the first batch that has a spread, once."""
+import io
+
 import pytest
 import torch
 
 from ctflows.errors import InputError
 from ctflows.linear import ActNorm
+from ctflows.linear.actnorm import awaits_data_initialisation
+
+
+def batch(seed: int, loc: float, scale: float) -> torch.Tensor:
+    """200 points in 3-D whose per-feature mean and spread are about ``loc`` and ``scale``."""
+    return torch.randn(200, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * scale + loc
+
+
+def initialised() -> tuple[ActNorm, torch.Tensor]:
+    """An ActNorm initialised on ``batch(0, 5, 3)`` (returned too), left in ``eval()``."""
+    layer = ActNorm(3).double().train()
+    first = batch(0, 5.0, 3.0)
+    layer(first)
+    return layer.eval(), first
+
+
+def assert_standardised(z: torch.Tensor) -> None:
+    """Zero mean and unit standard deviation per feature."""
+    torch.testing.assert_close(z.mean(dim=0), torch.zeros(3, dtype=z.dtype), atol=1e-12, rtol=0)
+    torch.testing.assert_close(z.std(dim=0), torch.ones(3, dtype=z.dtype), atol=1e-6, rtol=0)
 
 
 def test_a_first_batch_of_one_does_not_lock_in_and_the_next_batch_initialises():
@@ -26,3 +48,38 @@ def test_a_constant_feature_is_refused_not_scaled_by_a_million():
     with pytest.raises(InputError, match="feature 1 is constant.*jitter"):
         layer(torch.tensor([[0.0, 2.0], [1.0, 2.0], [3.0, 2.0]]))
     assert not bool(layer.initialized)
+
+
+def test_only_the_first_training_batch_initialises_and_later_ones_leave_the_statistics():
+    """Initialisation happens once: a second batch with other statistics moves neither μ nor s."""
+    layer, first = initialised()
+    assert not awaits_data_initialisation(layer)
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    layer.train()(batch(1, -40.0, 0.1))
+    assert all(torch.equal(v, state[k]) for k, v in layer.state_dict().items())
+    assert_standardised(layer(first)[0])
+
+
+def test_eval_mode_does_not_initialise_and_the_next_training_batch_does():
+    """In eval() the layer stays the identity and still awaits data; the first training batch then initialises."""
+    layer = ActNorm(3).double().eval()
+    x = batch(2, 5.0, 3.0)
+    z, logdet = layer(x)
+    assert torch.equal(z, x) and not logdet.detach().any()
+    assert awaits_data_initialisation(layer)
+    assert_standardised(layer.train()(x)[0])
+    assert not awaits_data_initialisation(layer)
+
+
+def test_the_initialised_state_survives_save_and_load():
+    """A reloaded layer is initialised: a training batch after loading does not re-initialise it."""
+    layer, first = initialised()
+    buffer = io.BytesIO()
+    torch.save(layer.state_dict(), buffer)
+    buffer.seek(0)
+    loaded = ActNorm(3).double()
+    loaded.load_state_dict(torch.load(buffer))
+    assert not awaits_data_initialisation(loaded)
+    other = batch(3, -40.0, 0.1)
+    torch.testing.assert_close(loaded.train()(other)[0], layer(other)[0], atol=0, rtol=0)
+    assert_standardised(loaded(first)[0])

@@ -19,6 +19,8 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("permutation_string", lambda: Permutation("012"), ConfigurationError, r"must be integer indices.* got '012'"),
     ("permutation_none", lambda: Permutation(None), ConfigurationError, r"must be integer indices.* got None"),
     ("permutation_empty", lambda: Permutation([]), ConfigurationError, r"Permutation: \[\] is not a permutation"),
+    ("permutation_repeated_index", lambda: Permutation([0, 2, 2]), ConfigurationError, r"Permutation: \[0, 2, 2\] is not a permutation of 0\.\.2"),
+    ("permutation_out_of_range", lambda: Permutation([1, 2, 3]), ConfigurationError, r"Permutation: \[1, 2, 3\] is not a permutation of 0\.\.2"),
     ("random_permutation_seed", lambda: RandomPermutation(4, generator=0), ConfigurationError, r"RandomPermutation: generator must be a torch\.Generator or None, got int 0"),
     ("lu_linear_seed", lambda: LULinear(4, generator=3), ConfigurationError, r"LULinear: generator must be a torch\.Generator.* got int 3"),
     ("actnorm_eps_negative", lambda: ActNorm(4, eps=-1.0), ConfigurationError, r"ActNorm: eps must be a number >= 0.* got -1\.0"),

@@ -41,3 +41,16 @@ def test_bad_data_get_a_message_that_says_what_to_change():
         ctflows.Standardization(torch.zeros(3), torch.tensor([1.0, 0.0, 1.0]))
     with pytest.raises(DataError, match=r"\[D\]"):
         ctflows.Standardization(torch.zeros(3), torch.ones(2))
+
+
+def test_the_layer_keeps_its_own_copies_of_loc_and_scale():
+    """Changing the tensors it was built from afterwards does not change the fixed map."""
+    loc, scale = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 4.0])
+    layer = ctflows.Standardization(loc, scale)
+    x = torch.tensor([[2.0, 2.0]])
+    before = layer(x)
+    loc.add_(10.0)
+    scale.mul_(3.0)
+    after = layer(x)
+    assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
+    assert after[0].tolist() == [[2.0, 1.0]]
