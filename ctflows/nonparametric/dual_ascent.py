@@ -42,7 +42,7 @@ from ctflows.core.transform import Chain, Transform
 from ctflows.errors import ConfigurationError
 from ctflows.nonparametric.ascent_step import radial_step
 from ctflows.nonparametric.holdout import Patience, Pushed, split
-from ctflows.nonparametric.progress import check_progress, fitting_bar, show_step
+from ctflows.nonparametric.progress import check_progress, finish_step, fitting_bar
 from ctflows.nonparametric.report import FitReport
 from ctflows.nonparametric.whitening import whitening_layer
 
@@ -106,11 +106,7 @@ def fit_dual_ascent(
             pushed.push(layer)
             layers.append(layer)
             report.extra["beta"].append(float(layer.beta.detach()))
-            held_out = report.record(*pushed.log_likelihoods())
-            stop = stopper.update(held_out)
-            show_step(bar, held_out, stopper)
-            if stop:
-                report.stopped = "patience"
+            if finish_step(bar, report, pushed, stopper):
                 break
     report.steps = stopper.best_step
     report.seconds = time.perf_counter() - start

@@ -35,7 +35,7 @@ from ctflows.core.transform import Chain, Transform
 from ctflows.errors import ConfigurationError
 from ctflows.nonparametric.holdout import Patience, Pushed, split
 from ctflows.nonparametric.marginal import MarginalGaussianization
-from ctflows.nonparametric.progress import check_progress, fitting_bar, show_step
+from ctflows.nonparametric.progress import check_progress, finish_step, fitting_bar
 from ctflows.nonparametric.report import FitReport
 from ctflows.nonparametric.rotation import pca_rotation, random_rotation
 
@@ -94,11 +94,7 @@ def fit_gaussianization(
             marginal = MarginalGaussianization.from_data(pushed.train, kernels, bandwidth=bandwidth)
             pushed.push(marginal)
             layers += [turn, marginal]
-            held_out = report.record(*pushed.log_likelihoods())
-            stop = stopper.update(held_out)
-            show_step(bar, held_out, stopper)
-            if stop:
-                report.stopped = "patience"
+            if finish_step(bar, report, pushed, stopper):
                 break
     report.steps = stopper.best_step
     report.seconds = time.perf_counter() - start

@@ -1,4 +1,5 @@
-"""The fits' progress bar: steps taken, the held-out mean log-likelihood and the best so far.
+"""The end of each fitting step, shared by both fits: its held-out score, the stopping rule, and a progress bar
+with the steps taken, the held-out mean log-likelihood and the best so far.
 
 A Gaussianization step on 50,000 points in 16-D takes about 4 s on one CPU core, so a fit of the default
 100 steps can run for minutes; the bar says where it is and whether the held-out score still climbs.
@@ -10,7 +11,8 @@ import sys
 from tqdm.auto import tqdm
 
 from ctflows.errors import ConfigurationError
-from ctflows.nonparametric.holdout import Patience
+from ctflows.nonparametric.holdout import Patience, Pushed
+from ctflows.nonparametric.report import FitReport
 
 
 def check_progress(owner: str, progress: object) -> None:
@@ -25,7 +27,13 @@ def fitting_bar(owner: str, max_steps: int, progress: bool | None) -> tqdm:
     return tqdm(total=max_steps, desc=owner, unit="step", disable=not show, file=sys.stderr, dynamic_ncols=True)
 
 
-def show_step(bar: tqdm, held_out: float, stopper: Patience) -> None:
-    """Advance ``bar`` by one step, showing the step's held-out L and the best so far (with its step)."""
+def finish_step(bar: tqdm, report: FitReport, pushed: Pushed, stopper: Patience) -> bool:
+    """Close one fitting step: record its likelihoods, update the stopping rule, advance ``bar`` with the held-out
+    L and the best so far; True (with ``report.stopped`` set) when the fit should stop."""
+    held_out = report.record(*pushed.log_likelihoods())
+    stop = stopper.update(held_out)
     bar.update(1)
     bar.set_postfix_str(f"held-out L {held_out:.4f}, best {stopper.best:.4f} at step {stopper.best_step}", refresh=False)
+    if stop:
+        report.stopped = "patience"
+    return stop
