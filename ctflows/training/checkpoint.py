@@ -181,7 +181,7 @@ def _describe(error: Exception) -> str:
 def atomic_write(path: Path, record: dict[str, Any]) -> None:
     """``torch.save(record)`` to ``path`` via a fsynced temporary file and a rename: all of it or nothing."""
     directory = path.parent
-    fd, tmp = _create_temporary(directory, path)
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as file:
             torch.save(record, file)
@@ -199,12 +199,13 @@ def atomic_write(path: Path, record: dict[str, Any]) -> None:
     _fsync_directory(directory)
 
 
-def _create_temporary(directory: Path, path: Path) -> tuple[int, Path]:
+def _create_temporary(path: Path) -> tuple[int, Path]:
     """A new hidden file ``.NAME.RANDOM.tmp`` beside ``path``, open for writing: ``(descriptor, its path)``.
 
     Made with mode 0o666 less the umask, as a plain ``open()`` would (mkstemp's files are owner-only, and
     reading the umask to widen them means setting it, which races with other threads creating files).
     """
+    directory = path.parent
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):  # O_EXCL: a name that exists (a 1-in-2^64 clash) is tried again, never reused
         tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"

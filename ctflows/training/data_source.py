@@ -271,8 +271,9 @@ def _check_finite_batch(x: Tensor, context: Tensor | None, name: str, owner: str
 
 
 def _check_finite(values: Tensor | None, name: str, owner: str) -> None:
-    """Refuse NaN/Inf in tensor data before the first step: else training stops at the step whose batch holds
-    the first bad row, maybe hours in, with the message of whichever layer saw it."""
+    """Refuse NaN/Inf in data (all of a tensor before the first step, or one loader batch) with the bad rows' count
+    and the first: else training stops at the step whose batch holds one, maybe hours in, with the message of
+    whichever layer saw it, which names neither."""
     if values is None or not values.is_floating_point() or values.device.type == "meta":
         return
     finite = torch.isfinite(values).reshape(values.shape[0], -1).all(dim=1)
