@@ -8,6 +8,7 @@ from ctflows.core.transform import Transform, flat_layers
 from ctflows.errors import ConfigurationError, InputError
 from ctflows.image import Squeeze
 from ctflows.linear import ActNorm, Asinh, LULinear, ReversePermutation, Standardization
+from brute_force import brute_force_logdets
 
 
 def test_chain_rejects_non_transforms_and_empty():
@@ -231,9 +232,7 @@ def test_a_chain_of_linear_layers_round_trips_and_its_log_det_is_the_jacobians()
     x_back, logdet_inverse = chain.inverse(z)
     torch.testing.assert_close(x_back, x, atol=1e-12, rtol=0)
     torch.testing.assert_close(logdet_inverse, -logdet, atol=1e-12, rtol=0)
-    for row, value in zip(x, logdet):
-        jacobian = torch.autograd.functional.jacobian(lambda p: chain(p.unsqueeze(0))[0].squeeze(0), row)
-        torch.testing.assert_close(value, torch.linalg.slogdet(jacobian).logabsdet, atol=1e-12, rtol=0)
+    torch.testing.assert_close(logdet, brute_force_logdets(chain, x), atol=1e-12, rtol=0)
 
 
 def test_a_2d_flows_density_integrates_to_one_and_its_samples_log_prob_is_log_prob():

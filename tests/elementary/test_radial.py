@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctflows.elementary import Radial
+from brute_force import brute_force_logdets
 
 
 def radial_with(center, alpha_raw, beta_raw):
@@ -45,9 +46,7 @@ def test_log_det_matches_jacobian(beta_raw):
     layer = radial_with([0.5, -1.0, 0.2, 0.0], 0.3, beta_raw)
     x = torch.randn(5, 4, dtype=torch.float64)
     _, logdet = layer(x)
-    for i in range(5):
-        jac = torch.autograd.functional.jacobian(lambda r: layer(r[None])[0][0], x[i])
-        torch.testing.assert_close(logdet[i], torch.linalg.slogdet(jac).logabsdet, atol=1e-12, rtol=0)
+    torch.testing.assert_close(logdet, brute_force_logdets(layer, x), atol=1e-12, rtol=0)
 
 
 def test_starts_as_the_identity():
