@@ -67,7 +67,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import ctflows  # noqa: E402
-from ctflows.cli.arguments import positive_fraction, positive_int, positive_number, seed_value  # noqa: E402
+from ctflows.cli.arguments import OneLineParser, positive_fraction, positive_int, positive_number, seed_value  # noqa: E402
 from cnf_common import FFJORD_TOY_MODEL, build_flow, machine_line  # noqa: E402
 from ctflows.continuous.matching import TIME_SAMPLINGS, FlowMatching  # noqa: E402
 from ctflows.training.averaging import ParameterAverage, holding_average  # noqa: E402
@@ -341,7 +341,7 @@ def _hashable(value):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--densities", nargs="+", default=["eight_gaussians", "checkerboard", "two_moons", "gaussian_mixture:16"])
     parser.add_argument("--main-seconds", type=positive_number, default=300.0, help="budget B for the first density")
     parser.add_argument("--seconds", type=positive_number, default=120.0, help="budget B for the other densities")

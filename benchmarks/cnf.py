@@ -38,7 +38,7 @@ sys.path.insert(0, str(HERE))
 
 from cnf_common import build_flow, machine_line, model_args, run_child, run_children, update_docs  # noqa: E402
 from ctflows.cli.arguments import (  # noqa: E402
-    fraction_below_one, non_negative_int, non_negative_number, positive_int, positive_number, seed_value,
+    OneLineParser, fraction_below_one, non_negative_int, non_negative_number, positive_int, positive_number, seed_value,
 )
 
 
@@ -343,7 +343,7 @@ def cmd_ffjord_kl(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------------------------- main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:

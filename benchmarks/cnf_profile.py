@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import ctflows  # noqa: E402
-from ctflows.cli.arguments import non_negative_int, positive_int  # noqa: E402
+from ctflows.cli.arguments import OneLineParser, non_negative_int, positive_int  # noqa: E402
 from cnf_common import FFJORD_TOY_MODEL, build_flow, machine_line  # noqa: E402
 from ctflows.core.stats import count_stats  # noqa: E402
 
@@ -74,7 +74,7 @@ def field_seconds(flow, x, repeats: int = 200) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warm-iters", type=non_negative_int, default=60)
     parser.add_argument("--iters", type=positive_int, default=20)
     parser.add_argument("--batch", type=positive_int, default=512)

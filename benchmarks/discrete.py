@@ -39,7 +39,7 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 sys.path.insert(0, str(HERE))
 
 import ctflows  # noqa: E402
-from ctflows.cli.arguments import fraction_below_one, non_negative_int, positive_int, positive_number, seed_value  # noqa: E402
+from ctflows.cli.arguments import OneLineParser, fraction_below_one, non_negative_int, positive_int, positive_number, seed_value  # noqa: E402
 from ctflows.core import Flow  # noqa: E402
 from ctflows.models import maf  # noqa: E402
 from ctflows.training.schedule import Schedule  # noqa: E402
@@ -261,7 +261,7 @@ def table(title: str, results: dict[str, dict], args: argparse.Namespace) -> str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
     for mode in ("steps", "seconds"):
         p = sub.add_parser(mode, help="KL after a fixed number of steps" if mode == "steps" else "KL after a wall-clock budget")

@@ -13,7 +13,6 @@ scale. With a ratio near 1 the time draws are not what makes the gradient noisy:
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ctflows  # noqa: E402
-from ctflows.cli.arguments import int_at_least, non_negative_int, positive_int  # noqa: E402
+from ctflows.cli.arguments import OneLineParser, int_at_least, non_negative_int, positive_int  # noqa: E402
 from cnf_common import FFJORD_TOY_MODEL, build_flow  # noqa: E402
 from ctflows.continuous.matching import TIME_SAMPLINGS, FlowMatching, flow_matching_loss  # noqa: E402
 from ctflows.continuous.single import split_at_cnf  # noqa: E402
@@ -58,7 +57,7 @@ def ratio_error(gradients: dict[str, torch.Tensor], generator: torch.Generator) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--densities", nargs="+", default=["two_moons", "eight_gaussians"])
     parser.add_argument("--pretrain", type=non_negative_int, default=300, help="flow-matching steps before measuring")
     parser.add_argument("--batch", type=positive_int, default=4096)

@@ -6,18 +6,17 @@ Prints a Markdown table (seed, KL ± standard error, training seconds) and the r
 """
 from __future__ import annotations
 
-import argparse
 import platform
 import time
 
 import torch
 
 import ctflows
-from ctflows.cli.arguments import positive_int, seed_value
+from ctflows.cli.arguments import OneLineParser, positive_int, seed_value
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="eight_gaussians")
     parser.add_argument("--seeds", type=seed_value, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--steps", type=positive_int, default=2000)

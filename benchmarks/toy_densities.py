@@ -8,7 +8,6 @@ they do it is measured here.)
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ctflows  # noqa: E402
-from ctflows.cli.arguments import positive_int  # noqa: E402
+from ctflows.cli.arguments import OneLineParser, positive_int  # noqa: E402
 from cnf_common import machine_line  # noqa: E402
 
 
@@ -35,7 +34,7 @@ def best_milliseconds(call: Callable[[], object], repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=positive_int, default=10_000)
     parser.add_argument("--repeats", type=positive_int, default=5)
     args = parser.parse_args()
