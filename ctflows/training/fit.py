@@ -90,7 +90,7 @@ def fit(
             runs out first, and the learning-rate schedule is laid over that budget (:mod:`ctflows.training.schedule`).
         batch_size: points per step (density samples / tensor rows); under ``torchrun`` the global batch.
         lr: peak learning rate. weight_decay: decoupled (AdamW) weight decay.
-        clip_grad: max gradient norm (``None``: no clipping; the norm is still recorded).
+        clip_grad: max gradient norm (``None`` or ``math.inf``: no clipping; the norm is still recorded).
         schedule: ``"cosine"`` (decaying toward 0 over the budget; with S steps and no warm-up, step s takes
             ``½ (1 + cos(π s / S))`` of ``lr``) or ``"constant"``; ``warmup``: linear
             warm-up before it, in steps (int) or as a fraction of the budget (float).
@@ -181,7 +181,8 @@ def fit(
         config = {"steps": steps, "seconds": seconds, "batch_size": batch_size, "lr": lr, "seed": seed,
                   "schedule": schedule, "warmup": warmup, "processes": group.world, "weight_decay": weight_decay, "ema_decay": ema_decay,
                   "rows": stream.rows,  # other data would continue the saved row order, or index past its end
-                  "objective": _name_of(loss_of.objective), "optimizer": optimizer_cls.__name__, "clip_grad": clip_grad,
+                  "objective": _name_of(loss_of.objective), "optimizer": optimizer_cls.__name__,
+                  "clip_grad": None if clip_grad == math.inf else clip_grad,  # both mean "no clipping"
                   "regularization": {name: float(weight) for name, weight in sorted(loss_of.weights.items())}}
 
         flow.train()

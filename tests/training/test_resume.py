@@ -331,3 +331,12 @@ def test_resume_on_other_data_rows_than_the_run_started_with_is_refused(tmp_path
     with pytest.raises(ConfigurationError, match=rf"other settings \(rows: 40 then, {rows} now\)"):
         fit(affine_flow(), torch.randn(rows, 2), resume=True, **settings)
     assert fit(affine_flow(), torch.randn(40, 2), resume=True, **settings).steps == 3  # as many rows: resumes
+
+
+def test_an_infinite_clip_grad_resumes_a_run_without_clipping_and_a_finite_one_does_not(tmp_path):
+    settings = dict(steps=3, batch_size=16, seed=0, checkpoint_dir=tmp_path, checkpoint_every=1, progress=False)
+    data = torch.randn(40, 2)
+    fit(affine_flow(), data, clip_grad=None, callback=lambda step, history: step == 2, **settings)
+    with pytest.raises(ConfigurationError, match=r"other settings \(clip_grad: None then, 5\.0 now\)"):
+        fit(affine_flow(), data, clip_grad=5.0, resume=True, **settings)
+    assert fit(affine_flow(), data, clip_grad=float("inf"), resume=True, **settings).steps == 3  # the same setting
