@@ -14,6 +14,7 @@ from ctflows.data.images import DIGITS_LEVELS, load_digits
 from ctflows.errors import DataError
 from ctflows.grid import Bounds
 from ctflows.image import DequantizedImages
+from ctflows.nonparametric.checks import check_spans_space
 
 TEST_FRACTION = 0.2
 MIN_ROWS = 10
@@ -82,6 +83,10 @@ def load_dataset(text: str, seed: int, *, split: bool = True, image_batch: int |
     from the data set, not ``fit``.
 
     With ``split=False`` a file is used whole as test data (``ctflows evaluate`` on a test file).
+
+    Raises:
+        DataError: a file that cannot be read, has too few rows to split, or whose rows (to be trained on) lie on
+            a hyperplane (a constant column, or linearly dependent columns).
     """
     if text in IMAGE_DATA:
         return load_digits_dataset(seed, image_batch or IMAGE_BATCH)
@@ -93,6 +98,9 @@ def load_dataset(text: str, seed: int, *, split: bool = True, image_batch: int |
         return Dataset(text, x.shape[1], x, x, None)
     if x.shape[0] < MIN_ROWS:
         raise DataError(f"{text}: {x.shape[0]} rows is too few to hold out {TEST_FRACTION:.0%} for testing; give at least {MIN_ROWS}")
+    # Training on points in a hyperplane builds a spike on it: the likelihood grows without bound, and every
+    # number the command reports with it.
+    check_spans_space(text, x)
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
     n_test = max(1, round(TEST_FRACTION * x.shape[0]))
     return Dataset(text, x.shape[1], x[order[n_test:]], x[order[:n_test]], None)

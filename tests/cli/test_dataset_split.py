@@ -21,7 +21,7 @@ def _row_set(x):
 
 @pytest.mark.parametrize("n", [10, 13, 17, 200])
 def test_a_file_is_split_into_disjoint_train_and_test_rows_that_cover_it(tmp_path, n):
-    rows = np.stack([np.arange(n), 1000 + np.arange(n)], axis=1).astype(np.float32)  # distinct rows, columns in order
+    rows = np.stack([np.arange(n), np.arange(n) ** 2], axis=1).astype(np.float32)  # distinct rows, not on a line
     data = load_dataset(_write(tmp_path / "d.csv", rows), seed=3)
     train, test = _row_set(data.train), _row_set(data.test)
     assert len(data.test) == round(0.2 * n) and len(data.train) == n - round(0.2 * n)  # 13 rows: 3 held out, not 2
@@ -30,7 +30,7 @@ def test_a_file_is_split_into_disjoint_train_and_test_rows_that_cover_it(tmp_pat
 
 
 def test_a_file_needs_at_least_ten_rows(tmp_path):
-    rows = np.arange(2 * MIN_ROWS, dtype=np.float32).reshape(MIN_ROWS, 2)
+    rows = np.stack([np.arange(MIN_ROWS), np.arange(MIN_ROWS) ** 2], axis=1).astype(np.float32)
     assert MIN_ROWS == 10 and len(load_dataset(_write(tmp_path / "ten.csv", rows), seed=0).train) == 8
     with pytest.raises(DataError, match="9 rows is too few.*at least 10"):
         load_dataset(_write(tmp_path / "nine.csv", rows[:9]), seed=0)

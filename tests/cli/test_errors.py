@@ -16,6 +16,8 @@ def files(tmp_path):
     (tmp_path / "ragged.csv").write_text("1,2\n3\n")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     (tmp_path / "one.csv").write_text("".join(f"{k * 0.37 % 1:.3f}\n" for k in range(60)))
+    (tmp_path / "constant.csv").write_text("".join(f"{k * 0.37 % 1:.3f},7\n" for k in range(60)))
+    (tmp_path / "dependent.csv").write_text("".join(f"{k * 0.37 % 1:.3f},{k % 5},{k * 0.37 % 1 + 2 * (k % 5):.3f}\n" for k in range(60)))
     return tmp_path
 
 
@@ -53,6 +55,11 @@ CASES = {
                        "from 0 to 2^63 - 1"),
     "negative seed": (["sample", "{dir}/junk.pt", "--seed", "-1", "--out", "{dir}/s.csv"], "from 0 to 2^63 - 1"),
     # Checked for every model before the first trains: cnf would otherwise train first, then realnvp fail.
+    # Points on a hyperplane would train a spike whose likelihood grows without bound: refused before training.
+    "a constant column": (["train", "--data", "{dir}/constant.csv", "--model", "cnf", "--steps", "1", "--out", "{out}"],
+                          "column 1 of the data is constant"),
+    "dependent columns": (["compare", "--data", "{dir}/dependent.csv", "--models", "realnvp", "--steps", "1", "--out", "{out}"],
+                          "the data lie on a hyperplane"),
     "a model too narrow for the data": (["compare", "--data", "{dir}/one.csv", "--models", "cnf,realnvp", "--steps", "1", "--out", "{out}"],
                                         "realnvp split the features in two and need at least 2"),
 }
