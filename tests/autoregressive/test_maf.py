@@ -1,7 +1,13 @@
 """MADE / MAF: the autoregressive structure (a triangular Jacobian in the chosen order), the sequential
 inverse, context use, and the identity at initialisation."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
 import pytest
 import torch
+from torch import nn
 
 from ctflows.autoregressive import MADE, MaskedAutoregressive
 from ctflows.errors import ConfigurationError
@@ -15,11 +21,26 @@ def perturbed(layer, scale=0.3):
     return layer
 
 
+@contextmanager
+def counted_calls(module: nn.Module) -> Iterator[list[int]]:
+    """Count ``module``'s forward calls inside the block: ``with counted_calls(m) as calls: ...; calls[0]``."""
+    calls = [0]
+    handle = module.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
 @pytest.mark.parametrize("order", [None, [3, 0, 4, 1, 2]])
 @pytest.mark.parametrize("context_features", [None, 2])
-def test_jacobian_is_triangular_in_the_order(order, context_features):
+@pytest.mark.parametrize("minimal", [False, True], ids=["wide", "minimal_width"])
+def test_jacobian_is_triangular_in_the_order(order: list[int] | None, context_features: int | None, minimal: bool) -> None:
+    """Strictly lower triangular in the order, fully so, and with the diagonal's log giving the log-det; also at
+    the narrowest hidden width the docstring allows (D - 1, or D with a context), where every degree must appear once."""
     d = 5
-    layer = MaskedAutoregressive(d, (12, 12), order=order, context_features=context_features, activation="tanh")
+    width = (d if context_features else d - 1) if minimal else 12
+    layer = MaskedAutoregressive(d, (width, width), order=order, context_features=context_features, activation="tanh")
     layer = perturbed(layer.double())  # tanh: no dead units, so every allowed dependence shows
     ctx = None if context_features is None else torch.randn(1, context_features, dtype=torch.float64)
     x = torch.randn(d, dtype=torch.float64)
@@ -44,17 +65,26 @@ def test_made_output_depends_only_on_earlier_features():
 
 
 @pytest.mark.parametrize("features", [1, 2, 6])
-def test_inverse_takes_features_sequential_passes(features):
-    layer = perturbed(MaskedAutoregressive(features, (16,), context_features=3).double())
+@pytest.mark.parametrize("context_features", [None, 3])
+def test_inverse_takes_features_sequential_passes(features: int, context_features: int | None) -> None:
+    """The inverse is exact after exactly D MADE passes (as its stats say), the forward takes one pass and reports
+    no iterations, and the first feature sees the context; one feature without a context works too."""
+    layer = perturbed(MaskedAutoregressive(features, (16,), context_features=context_features).double())
     x = torch.randn(9, features, dtype=torch.float64)
-    ctx = torch.randn(9, 3, dtype=torch.float64)
-    z, logdet = layer(x, ctx)
-    x_back, logdet_inv = layer.inverse(z, ctx)
+    ctx = None if context_features is None else torch.randn(9, context_features, dtype=torch.float64)
+    with counted_calls(layer.made) as forward_calls:
+        z, logdet = layer(x, ctx)
+    assert forward_calls[0] == 1 and layer.stats == {}
+    with counted_calls(layer.made) as inverse_calls:
+        x_back, logdet_inv = layer.inverse(z, ctx)
     torch.testing.assert_close(x_back, x, atol=1e-12, rtol=0)
     torch.testing.assert_close(logdet_inv, -logdet, atol=1e-12, rtol=0)
-    assert layer.stats == {"iterations": features}
-    z2, _ = layer(x, ctx + 1)
-    assert not torch.allclose(z2[:, 0], z[:, 0]), "the first feature should see the context too"
+    assert inverse_calls[0] == features and layer.stats == {"iterations": features}
+    layer(x, ctx)
+    assert layer.stats == {}, "stats are the last call's: a forward pass after an inverse has no iterations"
+    if ctx is not None:
+        z2, _ = layer(x, ctx + 1)
+        assert not torch.allclose(z2[:, 0], z[:, 0]), "the first feature should see the context too"
 
 
 def test_starts_as_the_identity_and_bounds_the_scale():
