@@ -91,9 +91,10 @@ def bad_inputs(draw: st.DrawFn, features: int, kind: str) -> Bad:
         return Bad(kind, good.to(dtype), (str(dtype), "floating-point", "convert"))
     if kind == "float":
         dtype = draw(st.sampled_from([torch.float16, torch.bfloat16, torch.float32]))
-        return Bad(kind, good.to(dtype), (str(dtype), "torch.float64", "convert"))
+        # The advice converts the input to the model's dtype, or the model to the input's; not the other way round.
+        return Bad(kind, good.to(dtype), (str(dtype), "input.to(torch.float64)", f"the model with .to({dtype})"))
     if kind == "meta":
-        return Bad(kind, good.to("meta"), ("device meta", "cpu", "move"))
+        return Bad(kind, good.to("meta"), ("device meta", "layer is on cpu", "move", "input.to('cpu')"))
     as_list = draw(st.booleans())
     return Bad(kind, good.tolist() if as_list else good.numpy(), ("list" if as_list else "ndarray", "torch.as_tensor"))
 

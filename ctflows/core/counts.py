@@ -17,16 +17,23 @@ def _is_boolean(value: object) -> bool:
     return isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
 
 
-def positive_count(owner: str, name: str, value: object) -> int:
-    """``value`` as an int if it is a whole number >= 1 (numpy and 0-d torch integers too; not bools, floats or
-    tensors of more than one number), else a :class:`ConfigurationError` naming ``owner`` and ``name``."""
+def whole_number(value: object) -> int | None:
+    """``value`` as an int if it is one whole number (Python, numpy, 0-d torch integers), else ``None``: not a bool,
+    a float, or a tensor with dimensions (operator.index reads a one-element tensor of any shape as its number, and a
+    boolean tensor as 0 or 1)."""
+    if _is_boolean(value) or (isinstance(value, torch.Tensor) and value.dim() > 0):
+        return None
     try:
-        count = operator.index(value)
+        return operator.index(value)
     except TypeError:
-        count = None
-    # operator.index takes a one-element tensor of any shape, and a boolean tensor as 0 or 1
-    several = isinstance(value, torch.Tensor) and value.dim() > 0
-    if _is_boolean(value) or several or count is None or count < 1:
+        return None
+
+
+def positive_count(owner: str, name: str, value: object) -> int:
+    """``value`` as an int if it is a whole number >= 1 (:func:`whole_number`), else a :class:`ConfigurationError`
+    naming ``owner`` and ``name``."""
+    count = whole_number(value)
+    if count is None or count < 1:
         raise ConfigurationError(f"{owner}: {name} must be an int >= 1, got {value!r}")
     return count
 

@@ -5,12 +5,11 @@ Each has ``log_prob(z, context=None) -> [batch]`` and ``sample(n, context=None, 
 from __future__ import annotations
 
 import math
-import operator
 
 import torch
 from torch import Tensor, nn
 
-from ctflows.core.counts import positive_count
+from ctflows.core.counts import positive_count, whole_number
 from ctflows.core.transform import sum_except_batch
 from ctflows.errors import InputError
 
@@ -42,11 +41,8 @@ class Distribution(nn.Module):
             raise InputError(f"{owner}: points must have shape {want}, got {list(z.shape)}")
 
     def _check_count(self, n: object) -> int:
-        try:
-            count = operator.index(n)
-        except TypeError:
-            count = -1
-        if isinstance(n, bool) or count < 0:
+        count = whole_number(n)
+        if count is None or count < 0:
             raise InputError(f"{type(self).__name__}.sample: n must be a whole number >= 0, got {n!r}")
         return count
 

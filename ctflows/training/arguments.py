@@ -5,14 +5,13 @@ Every mistake is a :class:`~ctflows.errors.ConfigurationError` that names the ar
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ctflows.core.counts import real_setting
+from ctflows.core.counts import real_setting, whole_number
 from ctflows.core.validation import check_call_signature
 from ctflows.errors import ConfigurationError
 
@@ -69,15 +68,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _is_whole(value: Any) -> bool:
-    """An integer of any kind (Python, NumPy, a 0-d integer tensor), not a bool."""
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return not isinstance(value, bool) and not (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
-
-
 def check_model_and_settings(owner: str, flow: Any, *, trained: bool, weight_decay: float = 0.0, seed: Any = None) -> None:
     """The model has ``log_prob`` (and, to be ``trained``, is a module with parameters); a finite weight decay >= 0;
     a seed torch can take (or None)."""
@@ -85,7 +75,8 @@ def check_model_and_settings(owner: str, flow: Any, *, trained: bool, weight_dec
         raise ConfigurationError(f"{owner}: the model must be a ctflows Flow (a module with log_prob), got {type(flow).__name__}")
     if not (_is_number(weight_decay) and math.isfinite(weight_decay) and weight_decay >= 0):
         raise ConfigurationError(f"{owner}: weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    if seed is not None and not (_is_whole(seed) and 0 <= operator.index(seed) < 2**63):
+    whole_seed = None if seed is None else whole_number(seed)
+    if seed is not None and (whole_seed is None or not 0 <= whole_seed < 2**63):
         raise ConfigurationError(f"{owner}: seed must be a whole number from 0 to 2^63 - 1, or None, got {seed!r}")
 
 

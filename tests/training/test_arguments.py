@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,9 +54,15 @@ def test_seeds_at_the_ends_of_the_range_pass(seed):
     check_model_and_settings("fit", Model(), trained=True, seed=seed)
 
 
-@pytest.mark.parametrize("seed", [-1, 2**63])
-def test_seeds_just_outside_the_range_are_refused(seed):
-    # torch.manual_seed would take both, so nothing later would say so
+@pytest.mark.parametrize("seed", [0, 2**63 - 1])
+def test_seeds_of_other_integer_kinds_pass(seed):
+    for kind in (np.int64, torch.tensor):
+        check_model_and_settings("fit", Model(), trained=True, seed=kind(seed))
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, True, torch.tensor(True), torch.tensor([5]), 5.0])
+def test_seeds_just_outside_the_range_or_not_whole_numbers_are_refused(seed):
+    # torch.manual_seed would take the first two, and int() the rest (a flag, a one-element tensor of any shape)
     with pytest.raises(ConfigurationError, match=r"fit: seed must be a whole number from 0 to 2\^63 - 1"):
         check_model_and_settings("fit", Model(), trained=True, seed=seed)
 
