@@ -28,8 +28,8 @@ class Planar(Transform):
 
     Args:
         features: D.
-        tolerance: the inverse stops when every Newton/bisection step is below ``tolerance · (1 + |a|)``
-            (default 1e-13 in float64, 1e-6 in float32).
+        tolerance: a sample's root is final once its Newton/bisection step is below ``tolerance · (1 + |a|)``;
+            the inverse stops when every sample's is (default 1e-13 in float64, 1e-6 in float32).
         max_iterations: the inverse raises :class:`~ctflows.errors.SolverError` past this many steps.
 
     Starts as the identity (û = 0: u = log(e - 1) w / ‖w‖² gives m(wᵀu) = 0). ``stats["iterations"]``
@@ -93,25 +93,34 @@ class Planar(Transform):
 
         A Newton step is taken unless it would leave the bracket or is longer than half the step before
         last; then the bracket is bisected (the rule of Numerical Recipes' ``rtsafe``). So steps shrink at
-        least as fast as bisection's, and Newton's quadratic convergence takes over near the root.
+        least as fast as bisection's, and Newton's quadratic convergence takes over near the root. A Newton step
+        landing on a bracket end counts as inside (as in ``rtsafe``): where tanh saturates, the root is the end
+        r - c itself. Each sample stops once its own step is below the tolerance: left to iterate with its batch,
+        a converged one would be bisected off its root (its far bracket end is still r ± |c|) and start over.
         """
         tol = self.tolerance if self.tolerance is not None else DEFAULT_TOLERANCE.get(r.dtype, 1e-3)
         r, c, one_plus_c = r.detach(), c.detach(), one_plus_c.detach()
-        lo, hi = r - c.abs(), r + c.abs()  # φ(lo) <= 0 <= φ(hi) since |c tanh| <= |c|
+        # φ(lo) <= 0 <= φ(hi) since |c tanh| <= |c|; widened by a few ulps so that Newton's rounded landing on the
+        # saturated root r - c is inside it
+        slack = 4 * torch.finfo(r.dtype).eps * (r.abs() + c.abs())
+        lo, hi = r - c.abs() - slack, r + c.abs() + slack
         a = r.clone()
         step, older = hi - lo, hi - lo  # the last step and the one before it
+        done = torch.zeros_like(r, dtype=torch.bool)  # converged samples stay put while the others go on
         for iteration in range(1, self.max_iterations + 1):
             h = torch.tanh(a)
             phi = a + c * h - r
             lo = torch.where(phi <= 0, a, lo)
             hi = torch.where(phi >= 0, a, hi)
             newton = a - phi / self._slope(h, one_plus_c)
-            bisect = ~((newton > lo) & (newton < hi)) | ((newton - a).abs() > older.abs() / 2)
-            new = torch.where(bisect, (lo + hi) / 2, newton)
+            bisect = ~((newton >= lo) & (newton <= hi)) | ((newton - a).abs() > older.abs() / 2)
+            new = torch.where(done, a, torch.where(bisect, (lo + hi) / 2, newton))
             step, older = new - a, step
-            step_size = (step.abs() / (1 + a.abs())).max()
+            relative = step.abs() / (1 + a.abs())
+            step_size = relative.max()
+            done = done | (relative <= tol)
             a = new
-            if bool(step_size <= tol):
+            if bool(done.all()):
                 self.stats = {"iterations": iteration}
                 return a
         raise SolverError(
