@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ctflows.core.counts import positive_count
-from ctflows.core.transform import Transform, zeros_logdet
+from ctflows.core.transform import Transform, output_shape, zeros_logdet
 from ctflows.errors import ConfigurationError
 from ctflows.image.settings import image_shape
 from ctflows.image.squeeze import Squeeze, squeezed_shape
@@ -64,6 +64,9 @@ class Multiscale(Transform):
         for k, (level, expected) in enumerate(zip(levels, self.shapes)):
             if level.event_shape is not None and tuple(level.event_shape) != expected:
                 raise ConfigurationError(f"Multiscale: level {k} works on {tuple(level.event_shape)} but receives {expected}; build it for level_shapes(shape, {len(levels)})")
+            # A level that reshapes (e.g. ends in a Squeeze) would have the next squeeze and split misread its output.
+            if output_shape(level) not in (None, expected):
+                raise ConfigurationError(f"Multiscale: level {k} turns {expected} into {output_shape(level)}, but each level must keep its shape; leave the squeezes to Multiscale")
         self.levels = nn.ModuleList(levels)
         before_squeeze = [self.event_shape, *[(c // 2, h, w) for c, h, w in self.shapes[:-1]]]
         self.squeezes = nn.ModuleList(Squeeze(s) for s in before_squeeze)

@@ -8,8 +8,9 @@ import torch
 
 from ctflows.continuous import CNF
 from ctflows.core import Transform
+from ctflows.coupling import AffineCoupling
 from ctflows.image import (
-    ConvAffineCoupling, ConvTimeField, ImageView, Logit, Multiscale, Squeeze, actnorm_2d, glow_step,
+    ConvAffineCoupling, ConvTimeField, ImageView, Logit, Multiscale, PerPixel, Squeeze, actnorm_2d, glow_step,
     invertible_conv_1x1, level_shapes,
 )
 
@@ -39,6 +40,8 @@ CASES = [
     ImageCase("logit", lambda: Logit((1, 4, 4), alpha=0.05), (1, 4, 4), unit_inputs=True),
     ImageCase("actnorm_2d", lambda: actnorm_2d((2, 4, 4)), (2, 4, 4)),
     ImageCase("invertible_conv_1x1", lambda: invertible_conv_1x1((4, 2, 2)), (4, 2, 2)),
+    # ActNorm's and the 1×1 conv's log-dets are the same at every pixel; a coupling's depend on the pixel's values.
+    ImageCase("per_pixel_coupling", lambda: PerPixel(AffineCoupling(4, hidden=(8,)), (4, 2, 2)), (4, 2, 2)),
     ImageCase("conv_coupling_odd", lambda: ConvAffineCoupling((3, 2, 2), 8, parity=1), (3, 2, 2)),
     ImageCase("glow_step", lambda: glow_step((4, 2, 2), 8), (4, 2, 2)),
     ImageCase(

@@ -18,6 +18,8 @@ from ctflows.image import (
     ConcatSquashConv2d, ConvAffineCoupling, ConvTimeField, DequantizedImages, ImageView, Logit, Multiscale, PerPixel,
     Squeeze, actnorm_2d, glow_step, level_shapes, multiscale_cnf, multiscale_glow, nats_to_bits_per_dim,
 )
+from ctflows.core import Chain
+from ctflows.coupling import AffineCoupling
 from ctflows.linear import ActNorm
 
 BAD_SETTINGS: list[tuple[str, Callable[[], Any], str]] = [
@@ -38,10 +40,18 @@ BAD_SETTINGS: list[tuple[str, Callable[[], Any], str]] = [
     ("squeeze_fractional_channels", lambda: Squeeze((1.5, 4, 4)), r"Squeeze: every size in shape must be an int >= 1, got \(1.5, 4, 4\)"),
     ("squeeze_str_size", lambda: Squeeze(("1", 4, 4)), r"Squeeze: every size in shape must be an int >= 1"),
     ("squeeze_odd_height", lambda: Squeeze((1, 5, 4)), r"height and width must be even.*\(1, 5, 4\); crop or pad the images to an even height and width"),
+    ("squeeze_odd_width", lambda: Squeeze((1, 4, 5)), r"height and width must be even.*\(1, 4, 5\)"),
     # Multiscale: a whole number of levels, and only as many as the images can be halved
     ("levels_fractional", lambda: level_shapes((1, 8, 8), 2.5), r"Multiscale: levels must be an int >= 1, got 2.5"),
     ("levels_bool", lambda: multiscale_glow((1, 8, 8), levels=True), r"Multiscale: levels must be an int >= 1, got True"),
     ("levels_too_many", lambda: level_shapes((1, 8, 8), 4), r"level 4 of 4 would squeeze .*even; images \(1, 8, 8\) allow at most 3 level\(s\)"),
+    ("levels_too_many_for_the_width", lambda: level_shapes((1, 8, 4), 3), r"level 3 of 3 would squeeze \(C, H, W\) = \(4, 2, 1\).*allow at most 2 level\(s\)"),
+    # a level built for the wrong shape (here the unsqueezed one) or taking a context it would never be given
+    ("multiscale_level_shape", lambda: Multiscale((1, 4, 4), [glow_step((4, 4, 4), 8)]), r"Multiscale: level 0 works on \(4, 4, 4\) but receives \(4, 2, 2\)"),
+    # a level that changes the shape: forward used to run on misread tensors and the inverse to fail in a conv
+    ("multiscale_level_changes_shape", lambda: Multiscale((1, 4, 4), [Chain(Squeeze((4, 2, 2)), ConvAffineCoupling((16, 1, 1), 4)), glow_step((8, 1, 1), 4)]),
+     r"Multiscale: level 0 turns \(4, 2, 2\) into \(16, 1, 1\), but each level must keep its shape"),
+    ("multiscale_conditional_level", lambda: Multiscale((1, 4, 4), [ImageView(AffineCoupling(16, hidden=(8,), context_features=2), (4, 2, 2))]), r"Multiscale: conditional levels are not supported"),
     ("multiscale_no_levels", lambda: Multiscale((1, 8, 8), []), r"Multiscale: need at least one level transform, got none"),
     ("multiscale_int_shape", lambda: multiscale_cnf(8), r"multiscale_cnf: shape must be a sequence of sizes"),
     # Fields, views, logit, Glow's per-pixel layers and the loader
@@ -51,9 +61,14 @@ BAD_SETTINGS: list[tuple[str, Callable[[], Any], str]] = [
     ("field_nan_init_scale", lambda: ConvTimeField((1, 4, 4), (4,), init_scale=math.nan), r"ConvTimeField: init_scale must be a finite number"),
     ("field_fractional_channels", lambda: ConvTimeField((1.5, 4, 4), (4,)), r"ConvTimeField: every size in shape must be an int >= 1"),
     ("logit_str_alpha", lambda: Logit((1, 4, 4), "0.05"), r"Logit: alpha must be in \[0, 0.5\) \(e.g. 0.05\), got '0.05'"),
+    ("logit_half_alpha", lambda: Logit((1, 4, 4), 0.5), r"Logit: alpha must be in \[0, 0.5\).*got 0.5"),  # 1 - 2α = 0: no map at all
+    ("logit_negative_alpha", lambda: Logit((1, 4, 4), -0.1), r"Logit: alpha must be in \[0, 0.5\).*got -0.1"),  # s leaves [0, 1]
     ("logit_fractional_shape", lambda: Logit((1.5, 4)), r"Logit: every size in shape must be an int >= 1, got \(1.5, 4\)"),
     ("per_pixel_fractional_shape", lambda: PerPixel(ActNorm(1), (1.5, 4, 4)), r"PerPixel: every size in shape must be an int >= 1"),
     ("image_view_none_shape", lambda: ImageView(ActNorm(16), None), r"ImageView: shape must be a sequence of sizes"),
+    ("image_view_wrong_width", lambda: ImageView(ActNorm(15), (1, 4, 4)), r"ImageView: the wrapped layer has event shape \(15,\), expected \(16,\)"),
+    ("per_pixel_wrong_channels", lambda: PerPixel(ActNorm(3), (4, 2, 2)), r"PerPixel: the wrapped layer has event shape \(3,\), expected \(4,\) channels"),
+    ("per_pixel_conditional", lambda: PerPixel(AffineCoupling(4, hidden=(8,), context_features=2), (4, 2, 2)), r"PerPixel: conditional layers are not supported"),
     ("actnorm_2d_int_shape", lambda: actnorm_2d(4), r"actnorm_2d: shape must be a sequence of sizes"),
     ("glow_step_str_shape", lambda: glow_step("abc", 8), r"glow_step: shape must be a sequence of sizes"),
     ("loader_fractional_batch", lambda: DequantizedImages(torch.zeros(4, 1, 2, 2), 4, batch_size=2.5), r"DequantizedImages: batch_size must be an int >= 1, got 2.5"),

@@ -7,11 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctflows.core import Flow
+from ctflows.continuous import CNF
+from ctflows.core import Chain, Flow, StandardNormal
 from ctflows.core.distributions import Distribution
 from ctflows.core.transform import Transform, sum_except_batch, zeros_logdet
 from ctflows.errors import DataError, InputError
-from ctflows.image import DequantizedImages, Logit, bits_per_dim, dequantize, multiscale_glow
+from ctflows.image import ConvTimeField, DequantizedImages, ImageView, Logit, bits_per_dim, dequantize, multiscale_glow
 from ctflows.training import evaluate
 
 SHAPE = (1, 4, 4)
@@ -29,8 +30,98 @@ class StandardLogistic(Distribution):
         return sum_except_batch(F.logsigmoid(z) + F.logsigmoid(-z))
 
 
+class RampOnCube(Distribution):
+    """The base whose pull-back through ``Logit(alpha=0)`` is ``q(x) = Π 2 x_i`` on the unit cube.
+
+    ``p(z) = q(σ(z)) σ(z) σ(-z) = 2 σ(z)² σ(-z)``, so ``log p(z) = log 2 + 2 log σ(z) + log σ(-z)``.
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.event_shape = shape
+        self.register_buffer("_anchor", torch.zeros(()))
+
+    def log_prob(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return sum_except_batch(math.log(2) + 2 * F.logsigmoid(z) + F.logsigmoid(-z))
+
+
 def random_images(levels: int, n: int = 50) -> torch.Tensor:
     return torch.randint(0, levels, (n, *SHAPE), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+
+
+def test_bits_per_dim_is_the_dequantization_bound_above_the_discrete_bits() -> None:
+    """With q(x) = Π 2 x_i, P(k) = Π (2k_i + 1) / L² in closed form, and the dequantized estimate has mean
+    -(log 2 + E_u log(k + u) - 2 log L) / ln 2 per pixel, E_u log(k + u) = (k+1) log(k+1) - k log k - 1:
+    bits_per_dim must estimate that mean without bias, and it lies above the exact discrete bits (Jensen)."""
+    levels = 4
+    flow = Flow(Logit(SHAPE, alpha=0.0), RampOnCube(SHAPE)).double()
+    images = random_images(levels, n=4000)
+    result = bits_per_dim(flow, images, levels, seed=5)
+    k = images.double()
+    mean_log_k_plus_u = torch.xlogy(k + 1, k + 1) - torch.xlogy(k, k) - 1
+    bound_bpd = float(-(math.log(2) + mean_log_k_plus_u - 2 * math.log(levels)).mean() / math.log(2))
+    exact_bpd = float(-torch.log((2 * k + 1) / levels**2).mean() / math.log(2))
+    assert abs(result["bpd"] - bound_bpd) < 4 * result["bpd_se"], (result, bound_bpd)
+    assert result["bpd"] > exact_bpd + 10 * result["bpd_se"]  # an upper bound, and a loose one at L = 4
+
+
+def test_dequantization_noise_fills_each_cell_uniformly() -> None:
+    """u = L x - k is uniform on [0, 1): each of 1000 equal bins (the top one included) holds ~1/1000 of the draws."""
+    levels, bins = 5, 1000
+    images = torch.randint(0, levels, (1000, 1, 25, 40), generator=torch.Generator().manual_seed(0))
+    x = dequantize(images, levels, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    u = x * levels - images
+    counts = torch.histc(u, bins=bins, min=0.0, max=1.0)
+    expected = u.numel() / bins
+    assert float((counts - expected).abs().max()) < 7 * math.sqrt(expected), counts
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.tensor([[0.0, 2.5], [1.0, 3.0]]), r"integers in \[0, 3\]"),  # inside the range but not an integer
+    (torch.tensor([[0.0, -1.0], [1.0, 3.0]]), r"integers in \[0, 3\]"),  # an integer below 0
+    (torch.zeros(0, 1, 2, 2), r"non-empty Tensor"),
+    (torch.zeros(4), r"non-empty Tensor \[N, C, H, W\]"),
+])
+def test_dequantize_refuses_pixels_that_are_no_level(bad: torch.Tensor, message: str) -> None:
+    """Only integer k in {0, …, L-1} have a cell [k, k+1)/L in the unit cube."""
+    with pytest.raises(DataError, match=message):
+        dequantize(bad, 4)
+    with pytest.raises(DataError, match=message):
+        DequantizedImages(bad, 4)
+
+
+def test_loader_yields_every_image_once_per_pass_in_a_fresh_order() -> None:
+    """Image i is constant at level i, so floor(L x) tells which image each dequantized batch row came from."""
+    n = 10
+    images = torch.arange(n).reshape(n, 1, 1, 1).expand(n, 1, 2, 2)
+    loader = DequantizedImages(images, n, batch_size=4, seed=0)
+    orders = []
+    for _ in range(2):
+        x = torch.cat(list(loader))
+        cells = torch.floor(x * n).long()
+        assert torch.equal(cells, cells[:, :1, :1, :1].expand_as(cells))  # each row is one whole image
+        orders.append(cells[:, 0, 0, 0].tolist())
+    assert all(sorted(order) == list(range(n)) for order in orders)
+    assert orders[0] != list(range(n)) and orders[0] != orders[1]  # shuffled, and anew each pass
+
+
+def test_bits_per_dim_passes_its_probes_to_a_hutchinson_log_det() -> None:
+    """bits_per_dim(probes=K) is evaluate's K-probe estimate (not a one-probe one) for a CNF with an estimated trace."""
+    shape, levels = (1, 2, 2), 4
+    torch.manual_seed(0)
+    cnf = CNF(ConvTimeField(shape, (4,), activation="tanh"), eval_divergence="hutchinson", eval_atol=1e-6, eval_rtol=1e-6)
+    with torch.no_grad():
+        for p in cnf.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    flow = Flow(Chain(Logit(shape), ImageView(cnf, shape)), StandardNormal(shape)).double()
+    images = torch.randint(0, levels, (8, *shape), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(1)  # the probes' noise comes from torch's global generator: the same for each call
+    many = bits_per_dim(flow, images, levels, probes=3)
+    torch.manual_seed(1)
+    assert many["bpd"] == pytest.approx(evaluate(flow, images, levels=levels, seed=0, probes=3)["bpd"], rel=1e-12)
+    torch.manual_seed(1)
+    assert many["bpd"] != pytest.approx(bits_per_dim(flow, images, levels, probes=1)["bpd"], rel=1e-9)
+    assert not many["exact"]
 
 
 @pytest.mark.parametrize("levels", [2, 17, 256])
@@ -40,6 +131,7 @@ def test_uniform_model_gives_log2_levels(levels: int) -> None:
     result = bits_per_dim(flow, random_images(levels), levels)
     assert result["bpd"] == pytest.approx(math.log2(levels), abs=1e-9)
     assert result["bpd_se"] == pytest.approx(0.0, abs=1e-9) and result["exact"]
+    assert result["dims"] == math.prod(SHAPE) and result["n"] == 50  # D is per image (C·H·W), not the whole batch
 
 
 def test_logit_margin_enters_bits_per_dim() -> None:
@@ -105,6 +197,9 @@ def test_float32_dequantization_of_the_top_level_stays_below_one_and_alpha_zero_
     ends = torch.tensor([0.0, 0.5, 0.5, 1.0]).reshape(1, 1, 2, 2)
     with pytest.raises(InputError, match=r"must lie in \(0, 1\)"):
         Logit((1, 2, 2), alpha=0.0)(ends)
+    for end in (0.0, 1.0):  # each end alone: the domain is open on both sides
+        with pytest.raises(InputError, match=r"must lie in \(0, 1\)"):
+            Logit((1, 2, 2), alpha=0.0)(torch.tensor([end, 0.5, 0.5, 0.5]).reshape(1, 1, 2, 2))
     z, logdet = Logit((1, 2, 2), alpha=0.05)(ends)  # with a margin the ends are fine
     assert torch.isfinite(z).all() and torch.isfinite(logdet).all()
 
