@@ -45,8 +45,8 @@ class RampOnCube(Distribution):
         return sum_except_batch(math.log(2) + 2 * F.logsigmoid(z) + F.logsigmoid(-z))
 
 
-def random_images(levels: int, n: int = 50) -> torch.Tensor:
-    return torch.randint(0, levels, (n, *SHAPE), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+def random_images(levels: int, n: int = 50, shape: tuple[int, ...] = SHAPE) -> torch.Tensor:
+    return torch.randint(0, levels, (n, *shape), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
 
 
 def test_bits_per_dim_is_the_dequantization_bound_above_the_discrete_bits() -> None:
@@ -134,11 +134,13 @@ def test_uniform_model_gives_log2_levels(levels: int) -> None:
     assert result["dims"] == math.prod(SHAPE) and result["n"] == 50  # D is per image (C·H·W), not the whole batch
 
 
-def test_logit_margin_enters_bits_per_dim() -> None:
-    # With α > 0 the same model has q(x) = (1 - 2α)^D on the cube: bpd = log2 L - log2(1 - 2α).
+@pytest.mark.parametrize("shape", [SHAPE, (3, 2, 2)])
+def test_logit_margin_enters_bits_per_dim(shape: tuple[int, ...]) -> None:
+    # With α > 0 the same model has q(x) = (1 - 2α)^D on the cube: bpd = log2 L - log2(1 - 2α), whatever the
+    # shape, if D counts every channel.
     alpha, levels = 0.05, 17
-    flow = Flow(Logit(SHAPE, alpha=alpha), StandardLogistic(SHAPE)).double()
-    result = bits_per_dim(flow, random_images(levels), levels)
+    flow = Flow(Logit(shape, alpha=alpha), StandardLogistic(shape)).double()
+    result = bits_per_dim(flow, random_images(levels, shape=shape), levels)
     assert result["bpd"] == pytest.approx(math.log2(levels) - math.log2(1 - 2 * alpha), abs=1e-9)
 
 

@@ -1,6 +1,7 @@
 """evaluate: KL and NLL agree with closed forms, and their standard errors are honest."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -27,6 +28,7 @@ def test_kl_matches_the_gaussian_closed_form():
     result = evaluate(fixed_flow().double(), p, n=20000, seed=0)
     truth = p.kl_to_diagonal(LOC, SCALE)
     assert result["exact"] and result["n"] == 20000 and result["num_nonfinite"] == 0
+    assert result["probes"] == 1 and result["nll_probe_se"] == 0.0  # every log-det exact: no probe error
     assert abs(result["kl"] - truth) < 4 * result["kl_se"]
     assert abs(result["nll"] - (p.entropy() + truth)) < 4 * result["nll_se"]
     assert abs(result["entropy"] - p.entropy()) < 4 * result["entropy_se"]
@@ -101,6 +103,13 @@ def test_bad_arguments():
         evaluate(affine_flow(features=2, context_features=1), CorrelatedGaussian(), context=torch.zeros(5, 1))
 
 
+@pytest.mark.parametrize("name", ["n", "batch_size", "probes"])
+def test_a_count_below_one_is_refused_naming_evaluate_and_the_argument(name: str) -> None:
+    """A zero count is refused by evaluate itself, naming the argument the caller gave (not an inner one)."""
+    with pytest.raises(ConfigurationError, match=f"^evaluate: {name} must be an int >= 1, got 0"):
+        evaluate(fixed_flow(), CorrelatedGaussian(), **{name: 0})
+
+
 class _EstimatedOnFirstCall(ElementwiseAffine):
     """Estimates its log-det on its first call only (the later batches are exact)."""
 
@@ -126,11 +135,13 @@ def test_one_estimated_batch_makes_the_whole_result_inexact(probes):
     assert result["nll"] == pytest.approx(float(-fixed_flow().log_prob(x).mean().detach()), rel=1e-6)
 
 
-def test_the_standard_error_is_the_sample_sd_over_root_n():
-    # Three rows: se = sd(ddof=1) / √3 exactly, for the NLL (no density, so no KL).
-    x = torch.tensor([[0.0, 0.0], [1.0, -2.0], [3.0, 0.5]], dtype=torch.float64)
-    flow = fixed_flow().double()
-    nll = -flow.log_prob(x).detach()
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_standard_error_is_the_sample_sd_over_root_n(dtype):
+    # Three rows: se = sd(ddof=1) / √3 exactly, for the NLL (no density, so no KL). A float32 model's
+    # log-densities are averaged in float64 too, so both numbers match a float64 computation to 1e-12.
+    x = torch.tensor([[0.0, 0.0], [1.0, -2.0], [3.0, 0.5]], dtype=dtype)
+    flow = fixed_flow().to(dtype)
+    nll = -flow.log_prob(x).detach().double()
     result = evaluate(flow, x)
     assert result["nll"] == pytest.approx(float(nll.mean()), rel=1e-12)
     by_hand = math.sqrt(float(((nll - nll.mean()) ** 2).sum()) / 2) / math.sqrt(3)
@@ -159,3 +170,62 @@ def test_every_point_is_scored_whatever_the_batch_size(batch_size):
     assert by_tensor["n"] == by_density["n"] == 5
     assert by_tensor["nll"] == pytest.approx(whole, rel=1e-12)
     assert by_density["nll"] == pytest.approx(evaluate(flow, p, n=5, seed=4, batch_size=5)["nll"], rel=1e-12)
+
+
+class _NoDensityBeyond(ElementwiseAffine):
+    """log-det −inf where x₀ > 50 (no density there) and NaN where x₀ < −50 (a diverged evaluation)."""
+
+    def _forward(self, x, context):
+        z, logdet = super()._forward(x, context)
+        logdet = torch.where(x[:, 0] > 50, -math.inf, logdet)
+        return z, torch.where(x[:, 0] < -50, math.nan, logdet)
+
+
+def test_nonfinite_log_densities_are_kept_and_counted():
+    """A point of zero density makes the NLL inf, a NaN one makes it NaN; both are counted, none dropped."""
+    x = torch.zeros(4, 2)
+    x[1, 0] = 100.0
+    one_inf = evaluate(fixed_flow(_NoDensityBeyond), x)
+    assert one_inf["n"] == 4 and one_inf["num_nonfinite"] == 1 and one_inf["nll"] == math.inf
+    x[2, 0] = -100.0
+    with_nan = evaluate(fixed_flow(_NoDensityBeyond), x)
+    assert with_nan["num_nonfinite"] == 2 and math.isnan(with_nan["nll"])
+
+
+class _Recording(ElementwiseAffine):
+    """Records ``(training, grad enabled)`` at every forward call."""
+
+    def __init__(self, features: int, context_features=None) -> None:
+        super().__init__(features, context_features)
+        self.seen: list[tuple[bool, bool]] = []
+
+    def _forward(self, x, context):
+        self.seen.append((self.training, torch.is_grad_enabled()))
+        return super()._forward(x, context)
+
+
+@pytest.mark.parametrize("seed", [None, 5])
+def test_evaluation_runs_in_eval_mode_without_grad_and_leaves_no_trace(seed):
+    """Layers run in eval mode under no_grad; the model's state, its modes and the global RNG are as before,
+    so evaluating again (same seed) gives the very same numbers."""
+    flow = fixed_flow(_Recording).double().train()
+    state, rng = copy.deepcopy(flow.state_dict()), torch.get_rng_state()
+    first = evaluate(flow, CorrelatedGaussian(), n=300, batch_size=100, seed=seed)
+    assert flow.transform.seen == [(False, False)] * 3
+    assert flow.training and flow.transform.training
+    torch.testing.assert_close(flow.state_dict(), state, rtol=0, atol=0)
+    assert torch.equal(torch.get_rng_state(), rng), "evaluate drew from the global RNG"
+    if seed is not None:
+        assert evaluate(flow, CorrelatedGaussian(), n=300, batch_size=100, seed=seed) == first
+
+
+def test_a_shared_context_of_several_features_is_given_to_every_point():
+    """context=[c] with c > 1 evaluates as the [N, c] context that repeats it on every row."""
+    x = CorrelatedGaussian().sample(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cond = affine_flow(features=2, context_features=2).double()
+    with torch.no_grad():
+        cond.transform.weight.copy_(torch.tensor([[1.0, -0.5], [0.3, 2.0]]))
+    c = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    by_hand = float(-cond.log_prob(x, c.expand(50, 2)).mean().detach())
+    assert evaluate(cond, x, context=c)["nll"] == pytest.approx(by_hand, rel=1e-12)
+    assert evaluate(cond, x, context=c.reshape(1, 2))["nll"] == pytest.approx(by_hand, rel=1e-12)

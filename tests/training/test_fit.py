@@ -179,7 +179,13 @@ def test_evaluations_and_callback_stop():
      ({"clip_grad": "1"}, "clip_grad must be a positive number or None, got '1'"),
      ({"seed": "a"}, "seed must be a whole number from 0 to 2\\^63 - 1, or None, got 'a'"),
      ({"seed": 2**70}, "seed must be a whole number .*got 1180591620717411303424"),
-     ({"regularization": ["kinetic_energy"]}, "regularization must map names to weights.*got list")],
+     ({"regularization": ["kinetic_energy"]}, "regularization must map names to weights.*got list"),
+     # a KeyError, or "'int' object is not callable" at the first step, said neither what was wrong nor the choices
+     ({"objective": "nll"}, r"objective must be one of \['flow_matching', 'likelihood'\] or a callable, got 'nll'"),
+     ({"objective": 3}, "objective must be a name or a callable, got int"),
+     ({"on_nonfinite": "ignore"}, r"on_nonfinite must be one of \('skip', 'restore', 'raise'\), got 'ignore'"),
+     ({"max_bad_steps": 0}, "max_bad_steps must be a positive int, got 0"),
+     ({"max_bad_steps": True}, "max_bad_steps must be a positive int, got True")],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ConfigurationError, match="^fit: " + message):  # named by the function the user called
@@ -270,6 +276,9 @@ def test_a_custom_objective_that_cannot_be_called_or_returns_the_wrong_thing_is_
     fails(lambda flow, x: 0, r"called as objective\(flow, x, context\).*its signature is <lambda>\(flow, x\)")
     fails(lambda flow, x, c: -flow.log_prob(x), r"it returned a torch.float\d+ tensor of shape \[8\]")
     fails(lambda flow, x, c: (3, None), r"it returned a loss that is int 3")
+    fails(lambda flow, x, c: (-flow.log_prob(x), None), r"it returned a loss that is a torch.float\d+ tensor of shape \[8\]")
+    fails(lambda flow, x, c: (torch.tensor(3), None), r"it returned a loss that is a torch.int64 tensor of shape \[\]")
+    fails(lambda flow, x, c: (-flow.log_prob(x).mean(), None, None), r"it returned tuple \(tensor\(")
     fails(lambda flow, x, c: (torch.tensor(1.0), None), r"a loss with no graph to the parameters")
     # a well-formed custom objective trains
     nll = lambda flow, x, c: (-flow.log_prob(x).mean(), None)  # noqa: E731

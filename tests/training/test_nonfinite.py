@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import weakref
 
@@ -12,6 +13,7 @@ import torch
 from ctflows.core import Flow, StandardNormal
 from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.training import fit, load
+from ctflows.training.averaging import ParameterAverage
 from ctflows.training.nonfinite import NonFiniteGuard
 from training.fakes import CorrelatedGaussian, ElementwiseAffine, Flaky
 from training.same_parameters import assert_same_parameters
@@ -98,27 +100,85 @@ def test_a_skipped_steps_graph_is_freed_before_the_next_step(weighted):
     assert alive[3] == (False, False), "the skipped step's graph outlived the step"
 
 
-def test_restore_returns_to_the_same_optimizer_state_every_time():
-    # load_state_dict keeps tensors it need not move: restoring from the snapshot itself would let the
-    # steps after the first restore change the snapshot, and a second restore return a drifted optimizer.
+def _adam_run(average: bool = False):
+    """A small model, its AdamW optimizer (moments updated in place) and, if asked, a parameter average, with a
+    ``step()`` that moves all of them; two steps taken so that every state is non-trivial."""
     torch.manual_seed(0)
     model = torch.nn.Linear(2, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    avg = ParameterAverage(model.parameters(), 0.9) if average else None
 
     def step() -> None:
         opt.zero_grad()
         model(torch.randn(8, 2)).square().mean().backward()
         opt.step()
+        if avg is not None:
+            avg.update()
 
     step(), step()
+    return model, opt, avg, step
+
+
+def test_restore_returns_to_the_exact_remembered_state_every_time():
+    # optimizer.state_dict() and load_state_dict share tensors with the live optimizer, whose moments change in
+    # place: the snapshot must be a copy when taken and when given back, or steps before the first restore, or
+    # between two restores, change what the next restore returns. The model and the average come back exactly too.
+    model, opt, average, step = _adam_run(average=True)
     guard = NonFiniteGuard("restore", max_bad_steps=10)
-    guard.remember(model, opt)
-    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+
+    def remember() -> tuple:
+        guard.remember(model, opt, average)
+        return copy.deepcopy((model.state_dict(), opt.state_dict(), average.state_dict()))
+
+    def assert_restored(saved: tuple) -> None:
+        torch.testing.assert_close(model.state_dict(), saved[0], rtol=0, atol=0)
+        torch.testing.assert_close(opt.state_dict(), saved[1], rtol=0, atol=0)
+        torch.testing.assert_close(average.state_dict(), saved[2], rtol=0, atol=0)
+
+    saved = remember()
     for _ in range(2):
-        guard.bad_step(model, opt)
-        torch.testing.assert_close(model.state_dict(), saved_model, rtol=0, atol=0)
-        torch.testing.assert_close(opt.state_dict()["state"], saved_opt["state"], rtol=0, atol=0)
         step(), step(), step()
+        assert not torch.equal(model.weight, saved[0]["weight"])  # the live state has moved away
+        guard.bad_step(model, opt, average)
+        assert_restored(saved)
+    step()
+    later = remember()  # a later checkpoint replaces the state restore returns to
+    step(), step()
+    guard.bad_step(model, opt, average)
+    assert_restored(later)
+
+
+def test_bad_steps_in_a_row_are_counted_and_one_too_many_is_reported():
+    """bad_step says True at the max_bad_steps-th bad step in a row (at the first under "raise"); a good step
+    starts the count again."""
+    model, opt, _, _ = _adam_run()
+    guard = NonFiniteGuard("skip", max_bad_steps=3)
+    verdicts = []
+    for bad in (True, True, False, True, True, True):
+        if bad:
+            verdicts.append(guard.bad_step(model, opt))
+        else:
+            guard.good_step()
+        verdicts.append(guard.in_a_row)
+    assert verdicts == [False, 1, False, 2, 0, False, 1, False, 2, True, 3]
+    assert NonFiniteGuard("raise", max_bad_steps=3).bad_step(model, opt) is True
+
+
+def test_a_resumed_count_is_the_count_of_replaying_the_run():
+    """resume_count(skipped, steps) leaves the count that good_step/bad_step give over steps 1..steps, for every
+    pattern of skipped steps in runs of up to 6 steps (all bad included)."""
+    model, opt, _, _ = _adam_run()
+    for steps in range(7):
+        for skipped in itertools.chain.from_iterable(itertools.combinations(range(1, steps + 1), k) for k in range(steps + 1)):
+            replay = NonFiniteGuard("skip", max_bad_steps=100)
+            for step in range(1, steps + 1):
+                if step in skipped:
+                    replay.bad_step(model, opt)
+                else:
+                    replay.good_step()
+            resumed = NonFiniteGuard("skip", max_bad_steps=100)
+            resumed.resume_count(list(skipped), steps)
+            assert resumed.in_a_row == replay.in_a_row, (skipped, steps)
 
 
 def test_a_resumed_run_keeps_counting_the_bad_steps_in_a_row(tmp_path):
