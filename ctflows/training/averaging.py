@@ -89,7 +89,7 @@ class ParameterAverage:
 
     @contextmanager
     def applied(self) -> Iterator[None]:
-        """The parameters hold θ̄ inside the block and their own values again after it.
+        """The parameters hold θ̄ inside the block and what they held before it again after it (so blocks nest).
 
         Also after a Ctrl-C, except one that lands in the last few statements before the exchange back starts,
         or an error in that exchange: then θ̄ stays in place (``holding``), which is why ``fit`` calls
@@ -97,7 +97,8 @@ class ParameterAverage:
         """
         was_holding = self.holding
         try:
-            self.swap()  # a Ctrl-C held back in it is raised here, inside the try
+            if not was_holding:  # already in place (an outer block): swapping would put θ in instead
+                self.swap()  # a Ctrl-C held back in it is raised here, inside the try
             yield
         finally:
             if self.holding != was_holding:

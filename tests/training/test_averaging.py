@@ -79,16 +79,24 @@ def test_a_ctrl_c_during_a_swap_is_raised_once_the_swap_is_whole(python_sigint_h
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def swapped_in_a_block(average: ParameterAverage) -> None:
+    """``applied()`` entered, for a body that must not run when the exchange into it fails."""
+    with average.applied():
+        pytest.fail("the block ran although the average could not be put in place")
+
+
+@pytest.mark.parametrize("through", [ParameterAverage.swap, swapped_in_a_block], ids=["swap", "applied"])
 @pytest.mark.parametrize("where", ["parameters", "averages"])
-def test_an_error_during_a_swap_undoes_it(where):
-    # the parameters take θ̄ first (their list's items 4-6), then the averages take θ (theirs 4-6)
+def test_an_error_during_a_swap_undoes_it(where, through):
+    # the parameters take θ̄ first (their list's items 4-6), then the averages take θ (theirs 4-6); applied() must
+    # then leave them so, not "swap back" an exchange that never happened
     params, average = averaged_setup(at=5 if where == "parameters" else 0)
     if where == "averages":
         average.averaged = InterruptingParams(average.averaged, 5, RuntimeError("out of memory"))
     else:
         average.params.signal_or_error = RuntimeError("out of memory")
     with pytest.raises(RuntimeError, match="out of memory"):
-        average.swap()
+        through(average)
     assert values(params) == [10.0, 11.0, 12.0] and values(average.averaged) == [0.0, 1.0, 2.0]
     assert not average.holding
 
@@ -102,6 +110,18 @@ def test_applied_puts_the_own_values_back_after_a_ctrl_c(python_sigint_handler, 
             body.append(values(params))
     # entering: held back until θ̄ was all in, raised before the block, undone; leaving: after the block
     assert body == ([] if at == 4 else [[0.0, 1.0, 2.0]])
+    assert values(params) == [10.0, 11.0, 12.0] and values(average.averaged) == [0.0, 1.0, 2.0]
+    assert not average.holding
+
+
+def test_applied_blocks_nest_and_the_inner_one_holds_the_average_too():
+    """An inner ``applied()`` (an evaluation inside a block already holding θ̄) sees θ̄, not the own values, and
+    leaves θ̄ in place for the rest of the outer block; the outer one still puts θ back at its end."""
+    params, average = averaged_setup(at=0)
+    with average.applied():
+        with average.applied():
+            assert values(params) == [0.0, 1.0, 2.0]
+        assert values(params) == [0.0, 1.0, 2.0] and average.holding
     assert values(params) == [10.0, 11.0, 12.0] and values(average.averaged) == [0.0, 1.0, 2.0]
     assert not average.holding
 
@@ -153,10 +173,18 @@ def test_a_ctrl_c_that_leaves_the_average_in_place_is_not_saved_swapped(tmp_path
         assert torch.equal(saved_model[name], average)
 
 
+class NeverSampled(CorrelatedGaussian):
+    """A density that fails the test if fit draws from it: for settings that must be refused before any data is
+    drawn or the flow is run (a first forward pass can be an ODE solve)."""
+
+    def sample(self, *args, **kwargs):
+        pytest.fail("fit drew data before refusing its settings")
+
+
 @pytest.mark.parametrize("decay", [0, 1, -0.5, 1.5, float("nan"), True, "0.9"])
 def test_decay_outside_the_open_unit_interval_is_refused(decay):
-    with pytest.raises(ConfigurationError, match="ema_decay"):
-        fit(affine_flow(), CorrelatedGaussian(), steps=2, batch_size=8, ema_decay=decay)
+    with pytest.raises(ConfigurationError, match="^fit: ema_decay must be a number strictly between 0 and 1"):
+        fit(affine_flow(), NeverSampled(), steps=2, batch_size=8, ema_decay=decay)
 
 
 def test_fit_returns_and_saves_the_average_of_its_iterates(tmp_path):

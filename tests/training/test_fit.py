@@ -167,6 +167,10 @@ def test_evaluations_and_callback_stop():
     [({"steps": 0}, "steps must be a positive int, got 0"), ({"batch_size": -1}, "batch_size must be a positive int, got -1"),
      ({"lr": 0.0}, "lr must be a positive number, got 0.0"), ({"schedule": "linear"}, "schedule must be one of .*got 'linear'"),
      ({"warmup": 10, "steps": 10}, r"warmup must be an int in \[0, steps=10\)"),
+     # a negative count shifted the cosine, 1.0 made the whole run a warm-up, True was read as one step
+     ({"warmup": -1, "steps": 10}, r"warmup must be an int in \[0, steps=10\) .*got -1"),
+     ({"warmup": 1.0}, r"warmup must be an int step count or a fraction in \[0, 1\), got 1.0"),
+     ({"warmup": True}, r"warmup must be an int step count or a fraction in \[0, 1\), got True"),
      ({"eval_every": 5}, "eval_every is set but eval_data is None"),
      ({"optimizer": "lbfgs"}, "optimizer must be one of .*got 'lbfgs'"),
      ({"clip_grad": 0}, "clip_grad must be a positive number or None, got 0"),

@@ -127,9 +127,12 @@ def custom_nll(flow, x, context):
       "objective: \"FlowMatching(coupling='ot', sigma=0.0, times='uniform')\" then, \"FlowMatching(coupling='independent'"),
      ({}, {"optimizer": "adam"}, "optimizer: 'AdamW' then, 'Adam' now"),
      ({"clip_grad": 1.0}, {"clip_grad": 100.0}, "clip_grad: 1.0 then, 100.0 now"),
-     ({"regularization": {"penalty": 0.1}}, {"regularization": {"penalty": 0.2}}, "regularization: {'penalty': 0.1} then, {'penalty': 0.2} now")],
+     ({"regularization": {"penalty": 0.1}}, {"regularization": {"penalty": 0.2}}, "regularization: {'penalty': 0.1} then, {'penalty': 0.2} now"),
+     # the learning rates of the steps left would follow another curve than the one the first steps took
+     ({"warmup": 2}, {"warmup": 3}, "warmup: 2 then, 3 now"),
+     ({}, {"schedule": "constant"}, "schedule: 'cosine' then, 'constant' now")],
 )
-def test_resume_refuses_another_objective_optimizer_clipping_or_regularization(tmp_path, then, now, message):
+def test_resume_refuses_another_objective_optimizer_clipping_regularization_or_schedule(tmp_path, then, now, message):
     # Each of these was accepted and changed the rest of the run, unlike the same call started again.
     settings = dict(steps=6, batch_size=16, seed=0, checkpoint_dir=tmp_path, progress=False)
     model = (lambda: cnf(2, hidden=(8,), seed=0)) if "objective" in then else (lambda: affine_flow(Penalized))  # FM: a CNF

@@ -43,14 +43,27 @@ def recording(store: list) -> type:
     return Recorded
 
 
-def scheduled(s: int, steps: int, warmup: int) -> float:
-    """The documented factor of step s (0-based): a ramp (s + 1) / W, then ½ (1 + cos(π (s − W) / (S − W)))."""
+def scheduled(s: int, steps: int, warmup: int | float) -> float:
+    """The documented factor of step s (0-based): a ramp (s + 1) / W, then ½ (1 + cos(π (s − W) / (S − W))); a
+    float ``warmup`` is a fraction of the steps, W = warmup · S."""
+    if isinstance(warmup, float):
+        warmup = warmup * steps
     if s + 1 < warmup:
         return (s + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * max(s - warmup, 0) / (steps - warmup)))
 
 
-@pytest.mark.parametrize("warmup", [0, 3])
+def timed(before: float, last: float, seconds: float, warmup: float) -> float:
+    """The documented factor of a step under a ``seconds`` budget, ``before`` seconds spent and the last step
+    having taken ``last``: p⁺ = (before + last) / T ramps up to the fraction ``warmup``, then the cosine
+    follows p⁻ = before / T (both capped at 1)."""
+    after, spent = min((before + last) / seconds, 1.0), min(before / seconds, 1.0)
+    if after < warmup:
+        return after / warmup
+    return 0.5 * (1 + math.cos(math.pi * (max(spent, warmup) - warmup) / (1 - warmup)))
+
+
+@pytest.mark.parametrize("warmup", [0, 3, 0.0, 0.3])  # the fractions are the same schedules as the step counts
 def test_the_optimizer_steps_with_the_scheduled_learning_rate(warmup):
     made: list[RecordingSGD] = []
     lr, steps = 0.02, 10
@@ -60,6 +73,18 @@ def test_the_optimizer_steps_with_the_scheduled_learning_rate(warmup):
     want = [lr * scheduled(s, steps, warmup) for s in range(steps)]
     assert opt.seen_lr == pytest.approx(want, rel=1e-12)
     assert history.lr == pytest.approx(opt.seen_lr, rel=1e-12)  # the history reports what was used
+
+
+def test_under_a_seconds_budget_each_step_takes_the_rate_of_the_time_spent_and_the_last_steps_length():
+    """fit lays the schedule over the clock it keeps: step k's rate follows from the seconds before it and the
+    length of step k − 1 (nothing for the first step), both read from ``trained_seconds`` after each step."""
+    made: list[RecordingSGD] = []
+    lr, seconds, warmup, spent = 0.02, 0.3, 0.5, [0.0]
+    fit(affine_flow(), CorrelatedGaussian(), steps=None, seconds=seconds, batch_size=16, seed=0, lr=lr, warmup=warmup,
+        optimizer=recording(made), clip_grad=None, callback=lambda step, history: spent.append(history.trained_seconds))
+    lengths = [0.0] + [b - a for a, b in zip(spent, spent[1:])]  # before step k: the length of step k − 1
+    want = [lr * timed(spent[k], lengths[k], seconds, warmup) for k in range(len(spent) - 1)]
+    assert len(want) > 5 and made[0].seen_lr == pytest.approx(want, rel=1e-9, abs=1e-12)
 
 
 def test_the_update_is_made_from_the_gradient_clipped_to_clip_grad():
