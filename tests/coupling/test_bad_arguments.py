@@ -31,8 +31,16 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("mask_value_2", lambda: AffineCoupling(4, mask=[1, 0, 2, 0]), ConfigurationError, r"AffineCoupling: mask must hold only True/False \(or 1/0\), got \[1, 0, 2, 0\]"),
     ("mask_fraction", lambda: AffineCoupling(4, mask=torch.tensor([0.5, 0.0, 1.0, 0.0])), ConfigurationError, r"mask must hold only True/False"),
     ("mask_string", lambda: AdditiveCoupling(4, mask="1010"), ConfigurationError, r"mask must hold only True/False.* got '1010'"),
+    # A mask with no True (or no False) entry leaves one half empty: the conditioner failed naming MLP, not the layer.
+    ("mask_all_true", lambda: AffineCoupling(4, mask=[True] * 4), ConfigurationError, r"AffineCoupling: mask must be a \[4\] boolean tensor with both True and False entries, got \[True, True, True, True\]"),
+    ("mask_all_false", lambda: AdditiveCoupling(4, mask=torch.zeros(4, dtype=torch.bool)), ConfigurationError, r"AdditiveCoupling: mask must be a \[4\] boolean tensor with both True and False"),
+    ("features_one", lambda: RQSplineCoupling(1), ConfigurationError, r"RQSplineCoupling: a coupling layer needs at least 2 features, got 1"),
+    ("context_features_zero", lambda: AffineCoupling(4, context_features=0), ConfigurationError, r"AffineCoupling: context_features must be an int >= 1, got 0"),
     ("mask_short_shows_value", lambda: AdditiveCoupling(4, mask=[True, False, True]), ConfigurationError, r"mask must be a \[4\] boolean tensor.* got \[True, False, True\]"),
     ("scale_bound_inf", lambda: AffineCoupling(4, scale_bound=math.inf), ConfigurationError, r"AffineCoupling: scale_bound must be a finite number > 0.* got inf"),
+    # b = 0 makes the soft clamp 0 · tanh(ŝ / 0) = NaN for every point.
+    ("scale_bound_zero", lambda: AffineCoupling(4, scale_bound=0.0), ConfigurationError, r"AffineCoupling: scale_bound must be a finite number > 0.* got 0\.0"),
+    ("scale_bound_negative", lambda: AffineCoupling(4, scale_bound=-1.0), ConfigurationError, r"scale_bound must be a finite number > 0.* got -1\.0"),
     ("scale_bound_string", lambda: AffineCoupling(4, scale_bound="3"), ConfigurationError, r"scale_bound .* got '3'"),
     ("bins_none", lambda: RQSplineCoupling(4, bins=None), ConfigurationError, r"RQSplineCoupling: bins must be an int >= 1, got None"),
     ("bound_inf", lambda: RQSplineCoupling(4, bound=math.inf), ConfigurationError, r"RQSplineCoupling: bound must be a finite number > 0.* got inf"),

@@ -1,5 +1,6 @@
 """The rational-quadratic spline: finite and invertible everywhere (bound edges, knots, huge inputs),
-exact log-derivative, identity at zero parameters, and the coupling layer built on it."""
+exact log-derivative, identity at zero parameters, and the coupling layer built on it (a new one is the identity:
+tests/coupling/test_coupling_layers.py, with the other couplings)."""
 import pytest
 import torch
 from hypothesis import given, settings
@@ -86,15 +87,6 @@ def test_zero_parameters_give_the_identity():
         y, logdet = spline(x, p, inverse)
         torch.testing.assert_close(y, x, atol=1e-14, rtol=0)
         torch.testing.assert_close(logdet, torch.zeros_like(x), atol=1e-14, rtol=0)
-
-
-def test_new_coupling_layer_is_the_identity():
-    layer = RQSplineCoupling(4, bins=6, bound=2.5, hidden=(8,)).double()
-    assert layer.params_per_feature == 17
-    x = torch.randn(10, 4, dtype=torch.float64) * 3
-    z, logdet = layer(x)
-    torch.testing.assert_close(z, x, atol=1e-14, rtol=0)
-    torch.testing.assert_close(logdet, torch.zeros(10, dtype=torch.float64), atol=1e-14, rtol=0)
 
 
 @pytest.mark.parametrize(
