@@ -17,7 +17,11 @@ from torch import Tensor
 
 from ctflows.errors import DataError
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# A number rounds to a finite float32 exactly when its magnitude is below float32's max plus half a unit in the
+# last place (the tie rounds to even: Inf). Not the max itself: numpy and pandas print float32's max as
+# '3.4028235e+38', which is a little above it and must load. A float64 scalar, so that float16 / float32 arrays are
+# compared with it in float64 (a Python float would be cast to their dtype, where it is Inf).
+_FLOAT32_LIMIT = np.float64(float.fromhex("0x1.ffffffp+127"))
 
 
 def load_array(path: str | os.PathLike[str]) -> Tensor:
@@ -52,7 +56,7 @@ def _read_npy(path: Path) -> np.ndarray:
     if array.size == 0:
         raise DataError(f"{path}: the array is empty (shape {list(array.shape)})")
     # Check before the cast as well as after: float64 values beyond float32's range become Inf.
-    bad = ~np.isfinite(array) | (np.abs(array) > _FLOAT32_MAX)
+    bad = ~np.isfinite(array) | (np.abs(array) >= _FLOAT32_LIMIT)
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataError(
@@ -99,7 +103,7 @@ def _read_csv(path: Path) -> np.ndarray:
                     if value is None:
                         hint = _separator_hint(cell)
                         raise DataError(f"{path}: line {line}, column {col + 1}: {cell!r} is not a number{hint}")
-                    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+                    if not math.isfinite(value) or abs(value) >= _FLOAT32_LIMIT:
                         raise DataError(
                             f"{path}: line {line}, column {col + 1}: {cell!r} is NaN, Inf or beyond float32's range"
                         )

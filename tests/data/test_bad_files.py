@@ -99,6 +99,9 @@ def test_bad_cell_is_reported_at_its_line_and_column(
 def test_other_separators_are_named_in_the_message() -> None:
     assert "contains semicolons" in str(load_text("semi.csv", "a;b\n1;2\n"))
     assert "contains tabs" in str(load_text("tabs.csv", "a\tb\n1\t2\n"))
+    assert "'1 2' is not a number; cells must be separated by commas, and this one contains spaces" in str(
+        load_text("spaces.csv", "a b\n1 2\n")
+    )
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", " , \n", "x,y\n", "x,y\n\n\n"])
@@ -138,10 +141,16 @@ def test_one_dimensional_arrays_are_refused_with_the_fix(length: int) -> None:
     data=st.data(),
 )
 def test_non_finite_npy_value_is_located(shape: tuple[int, int], value: float, data: st.DataObject) -> None:
+    """One to four bad values anywhere: the message counts them and locates the first in row-major order."""
     array = np.random.default_rng(0).normal(size=shape)
-    row, col = data.draw(st.integers(0, shape[0] - 1), label="row"), data.draw(st.integers(0, shape[1] - 1), label="col")
-    array[row, col] = value
-    assert f"first at row {row}, column {col}" in load_npy("values.npy", array)
+    cell = st.tuples(st.integers(0, shape[0] - 1), st.integers(0, shape[1] - 1))
+    cells = data.draw(st.lists(cell, min_size=1, max_size=4, unique=True), label="cells")
+    for row, col in cells:
+        array[row, col] = value
+    row, col = min(cells)
+    assert f"{len(cells)} value(s) are NaN, Inf or beyond float32's range; first at row {row}, column {col}" in load_npy(
+        "values.npy", array
+    )
 
 
 @pytest.mark.parametrize(

@@ -125,3 +125,35 @@ def test_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path: Path) -> None:
     path.write_bytes("\ufeff1,2\n3,4\n".encode("utf-8"))
     assert load_array(path).tolist() == [[1.0, 2.0], [3.0, 4.0]]
 
+
+
+# Round-to-nearest sends a number to a finite float32 exactly when its magnitude is below float32's max plus
+# half a unit in the last place, 0x1.ffffffp+127 (the tie itself rounds to even: Inf). numpy and pandas print
+# float32's max as '3.4028235e+38', a little above the max, so the max alone is the wrong limit.
+_F32_MAX = float(np.finfo(np.float32).max)
+_F32_TIE = float.fromhex("0x1.ffffffp+127")
+
+
+@pytest.mark.parametrize("value", [_F32_MAX, 3.4028235e38, float(np.nextafter(_F32_TIE, 0.0))],
+                         ids=["max", "max-as-numpy-prints-it", "just-below-the-tie"])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_numbers_that_round_to_a_finite_float32_load(tmp_path: Path, value: float, sign: float) -> None:
+    """Every number whose float32 rounding is finite loads, from .csv text and from a float64 .npy, as ±max."""
+    assert np.isfinite(np.float32(value)) and np.float32(value) == np.float32(_F32_MAX)  # the premise, by numpy
+    csv_path = write(tmp_path, "edge.csv", f"1,{sign * value!r}\n")
+    npy_path = tmp_path / "edge.npy"
+    np.save(npy_path, np.array([[1.0, sign * value]]))
+    for path in (csv_path, npy_path):
+        assert load_array(path).tolist() == [[1.0, sign * _F32_MAX]], path.name
+
+
+@pytest.mark.parametrize("value", [_F32_TIE, float(np.nextafter(_F32_TIE, np.inf)), 1e39])
+def test_numbers_that_round_to_float32_inf_are_refused(tmp_path: Path, value: float) -> None:
+    """From the tie upwards the float32 cast is Inf: refused from .csv and .npy, naming the place."""
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.float32(value))  # the premise, by numpy
+    with pytest.raises(DataError, match=r"edge.csv: line 1, column 2: .* beyond float32's range"):
+        load_array(write(tmp_path, "edge.csv", f"1,{-value!r}\n"))
+    np.save(tmp_path / "edge.npy", np.array([[1.0, value]]))
+    with pytest.raises(DataError, match=r"edge.npy: 1 value\(s\) .* beyond float32's range; first at row 0, column 1"):
+        load_array(tmp_path / "edge.npy")

@@ -57,6 +57,31 @@ def test_gaussian_mixture_sample_moments() -> None:
     torch.testing.assert_close(torch.cov(x.T), cov, rtol=0.03, atol=0.05)
 
 
+def test_gaussian_mixture_follows_its_documented_random_recipe() -> None:
+    """Over 200 seeds (dim 2, 8 components): means ~ U[-4, 4], the covariances' standard deviations (square roots of
+    their eigenvalues) ~ U[0.3, 1], and log-weights 0.5 ε - logsumexp with ε ~ N(0, 1), so that
+    Σ_k (2 log π_k - mean)² = Σ_k (ε_k - ε̄)² ~ χ²(K - 1) for each seed."""
+    k, seeds = 8, 200
+    mixtures = [get_density("gaussian_mixture", dim=2, n_components=k, seed=s) for s in range(seeds)]
+    means = torch.cat([m.means.reshape(-1) for m in mixtures]).numpy()
+    stds = torch.cat([torch.linalg.eigvalsh(m.covariances).sqrt().reshape(-1) for m in mixtures]).numpy()
+    assert means.min() >= -4 and means.max() <= 4 and stds.min() >= 0.3 - 1e-12 and stds.max() <= 1 + 1e-12
+    assert stats.kstest(means, stats.uniform(-4, 8).cdf).pvalue > 1e-4
+    assert stats.kstest(stds, stats.uniform(0.3, 0.7).cdf).pvalue > 1e-4
+    twice_log_w = torch.stack([2 * torch.log(m.weights) for m in mixtures])  # [seeds, k]
+    spread = ((twice_log_w - twice_log_w.mean(1, keepdim=True)) ** 2).sum().item()
+    assert stats.chi2(seeds * (k - 1)).sf(spread) > 1e-4 and stats.chi2(seeds * (k - 1)).cdf(spread) > 1e-4
+
+
+def test_funnel_sampler_standardises_exactly() -> None:
+    """v / 3 and x_i e^{-v/2} are independent N(0, 1): Kolmogorov–Smirnov, the latter on each side of the neck."""
+    x = get_density("funnel", dim=5).sample(40_000, gen(7), torch.float64)
+    v, u = x[:, 0], x[:, 1:] * torch.exp(-x[:, :1] / 2)
+    assert stats.kstest((v / 3).numpy(), "norm").pvalue > 1e-4
+    for part in (v < -3, v > 3):  # the neck and the mouth: the conditional scale must be e^{v/2} throughout
+        assert stats.kstest(u[part].reshape(-1).numpy(), "norm").pvalue > 1e-4
+
+
 # --- Funnel -----------------------------------------------------------------------------------------
 
 def test_funnel_matches_the_direct_formula() -> None:
@@ -167,7 +192,9 @@ def test_many_well_mean_log_prob_matches_quadrature_entropy() -> None:
 @pytest.mark.parametrize(
     "name, kwargs",
     [("many_well", {"dim": 3}), ("many_well", {"dim": 0}), ("funnel", {"dim": 1}), ("gaussian_mixture", {"dim": 2.5}),
-     ("gaussian_mixture", {"n_components": 0}), ("twisted_gaussian", {"scale": -1.0}), ("twisted_gaussian", {"dim": 1})],
+     ("gaussian_mixture", {"n_components": 0}), ("gaussian_mixture", {"seed": 1.5}), ("gaussian_mixture", {"seed": True}),
+     ("twisted_gaussian", {"scale": -1.0}), ("twisted_gaussian", {"scale": 0.0}), ("twisted_gaussian", {"scale": math.inf}),
+     ("twisted_gaussian", {"twist": math.nan}), ("twisted_gaussian", {"twist": -math.inf}), ("twisted_gaussian", {"dim": 1})],
 )
 def test_bad_settings_raise_configuration_error(name: str, kwargs: dict) -> None:
     with pytest.raises(ConfigurationError, match=name):

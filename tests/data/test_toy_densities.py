@@ -132,6 +132,8 @@ def test_dtype_and_device_follow_the_arguments(case: Case) -> None:
     assert d.log_prob(x64).dtype == torch.float64
     torch.testing.assert_close(d.log_prob(x64).float(), d.log_prob(x64.float()), rtol=1e-4, atol=1e-4)
     assert d.sample(0).shape == (0, 2) and d.log_prob(torch.empty(0, 2)).shape == (0,)
+    # Drawn on the generator's device (the CPU), then moved to ``device``: "meta" checks the move without a GPU.
+    assert d.sample(4, generator=g(), device="meta").device.type == "meta"
 
 
 @pytest.mark.cuda
@@ -192,3 +194,24 @@ def test_far_away_finite_points_get_a_number_or_minus_inf_never_nan(name: str) -
     log_p = density.log_prob(far)
     assert not torch.isnan(log_p).any(), log_p
     assert (log_p < 0).all()  # far from every density's mass
+
+
+@pytest.mark.parametrize("case", case_params())
+@pytest.mark.parametrize(
+    "n, dtype, match",
+    [(-1, torch.float32, "non-negative int, got -1"), (True, torch.float32, "non-negative int, got True"),
+     (2.0, torch.float32, "non-negative int, got 2.0"), (3, torch.int64, "floating-point dtype, got torch.int64")],
+    ids=["negative", "bool", "float", "int-dtype"],
+)
+def test_sample_refuses_bad_counts_and_dtypes(case: Case, n: object, dtype: torch.dtype, match: str) -> None:
+    """A count that is not a non-negative int, or a non-float dtype, is an InputError naming the density."""
+    with pytest.raises(InputError, match=rf"{case.name}: .*{match}"):
+        case.density().sample(n, generator=torch.Generator().manual_seed(0), dtype=dtype)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("case", case_params())
+def test_log_prob_is_detached_from_its_input(case: Case) -> None:
+    """log_prob is documented as not differentiable: x is detached, so no graph reaches back to x."""
+    d = case.density()
+    x = d.sample(8, generator=torch.Generator().manual_seed(0), dtype=torch.float64).requires_grad_()
+    assert not d.log_prob(x).requires_grad
