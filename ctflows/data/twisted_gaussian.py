@@ -15,8 +15,8 @@ import math
 import torch
 from torch import Tensor
 
+from ctflows.core.counts import real_setting
 from ctflows.data.density import ToyDensity, check_dim, randn
-from ctflows.errors import ConfigurationError
 
 
 class TwistedGaussian(ToyDensity):
@@ -27,11 +27,8 @@ class TwistedGaussian(ToyDensity):
 
     def __init__(self, dim: int = 8, twist: float = 0.03, scale: float = 10.0) -> None:
         self.dim = check_dim(self.name, dim, minimum=2)
-        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-            raise ConfigurationError(f"{self.name}: scale must be a positive number, got {scale!r}")
-        if not (isinstance(twist, (int, float)) and math.isfinite(twist)):
-            raise ConfigurationError(f"{self.name}: twist must be a finite number, got {twist!r}")
-        self.twist, self.scale = float(twist), float(scale)
+        self.scale = real_setting(self.name, "scale", scale, "a positive number", lambda v: v > 0)
+        self.twist = real_setting(self.name, "twist", twist, "a finite number")
 
     def _bend(self, first: Tensor) -> Tensor:
         return self.twist * (first**2 - self.scale**2)

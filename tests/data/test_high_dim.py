@@ -194,7 +194,9 @@ def test_many_well_mean_log_prob_matches_quadrature_entropy() -> None:
     [("many_well", {"dim": 3}), ("many_well", {"dim": 0}), ("funnel", {"dim": 1}), ("gaussian_mixture", {"dim": 2.5}),
      ("gaussian_mixture", {"n_components": 0}), ("gaussian_mixture", {"seed": 1.5}), ("gaussian_mixture", {"seed": True}),
      ("twisted_gaussian", {"scale": -1.0}), ("twisted_gaussian", {"scale": 0.0}), ("twisted_gaussian", {"scale": math.inf}),
-     ("twisted_gaussian", {"twist": math.nan}), ("twisted_gaussian", {"twist": -math.inf}), ("twisted_gaussian", {"dim": 1})],
+     ("twisted_gaussian", {"twist": math.nan}), ("twisted_gaussian", {"twist": -math.inf}), ("twisted_gaussian", {"dim": 1}),
+     # a flag is not a number (float(True) is 1.0), nor is a string
+     ("twisted_gaussian", {"scale": True}), ("twisted_gaussian", {"twist": True}), ("twisted_gaussian", {"scale": "10"})],
 )
 def test_bad_settings_raise_configuration_error(name: str, kwargs: dict) -> None:
     with pytest.raises(ConfigurationError, match=name):
