@@ -58,6 +58,15 @@ def test_intermediate_density_integrates_to_one(cnf_flow):
     assert float(log_p.exp().sum() * area) == pytest.approx(1.0, abs=5e-3)
 
 
+def test_density_along_t_in_small_batches_is_the_same_as_in_one(cnf_flow):
+    """batch_size only bounds the memory: points solved in chunks (the last one short) keep their densities and order."""
+    x = torch.randn(11, 2, dtype=torch.float64)
+    layer = cnf_flow.transform.layers[0]
+    whole = density_along_t(layer, cnf_flow.base.log_prob, x, [0.0, 0.5])
+    chunked = density_along_t(layer, cnf_flow.base.log_prob, x, [0.0, 0.5], batch_size=4)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)  # each chunk's solve chooses its own steps
+
+
 def test_cnf_path_ends_where_the_layer_maps_and_flow_paths_follow_discrete_layers(cnf_flow):
     x = torch.randn(32, 2, dtype=torch.float64)
     layer = cnf_flow.transform.layers[0]
@@ -75,6 +84,27 @@ def test_cnf_path_ends_where_the_layer_maps_and_flow_paths_follow_discrete_layer
     rows = flow_paths(hybrid, x, cnf_steps=4)
     assert rows.shape[0] == 1 + 1 + 4  # x, after ActNorm, four CNF times
     torch.testing.assert_close(rows[-1], hybrid.transform(x)[0].detach(), atol=1e-6, rtol=1e-6)
+
+
+def test_cnf_path_of_a_conditional_cnf_follows_its_context():
+    """A conditional CNF's path at a context ends where the layer maps the points at that context."""
+    torch.manual_seed(0)
+    layer = ctflows.CNF(ctflows.continuous.TimeMLP(2, (8,), context_features=1, init_scale=1.0)).double().eval()
+    x, context = torch.randn(16, 2, dtype=torch.float64), torch.randn(16, 1, dtype=torch.float64)
+    path = cnf_path(layer, x, [0.0, 1.0], context)
+    torch.testing.assert_close(path[-1], layer(x, context)[0].detach(), atol=1e-6, rtol=1e-6)
+
+
+def test_paths_and_densities_of_a_fixed_step_cnf_take_the_layers_own_steps():
+    """On rk4 with step_size 0.25, a path asked only for t = 0 and 1 still takes the layer's four steps, so it
+    ends where the layer maps to rounding, and the density at s = 0 is the flow's log-density to rounding."""
+    torch.manual_seed(0)
+    layer = ctflows.CNF(ctflows.continuous.TimeMLP(2, (8,), init_scale=1.0), method="rk4", step_size=0.25).double().eval()
+    flow = ctflows.Flow(layer, ctflows.StandardNormal(2))
+    x = torch.randn(32, 2, dtype=torch.float64)
+    torch.testing.assert_close(cnf_path(layer, x, [0.0, 1.0])[-1], layer(x)[0].detach(), atol=1e-12, rtol=1e-12)
+    log_p = density_along_t(layer, flow.base.log_prob, x, [0.0])
+    torch.testing.assert_close(log_p[0], flow.log_prob(x).detach(), atol=1e-12, rtol=1e-12)
 
 
 def test_flow_paths_leave_a_model_in_training_mode_untouched():

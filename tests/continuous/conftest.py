@@ -23,9 +23,26 @@ class LinearField(VelocityField):
         return x @ self.a.T
 
 
+class LinearJvpField(LinearField):
+    """:class:`LinearField` with forward-mode Jacobian products, so a CNF takes its ``field_jvp`` path."""
+
+    def forward_with_jvp(
+        self, t: Tensor, x: Tensor, context: Tensor | None = None, tangents: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``v`` and ``(∂v/∂x) u_k = A u_k`` per tangent ``[B, K, D]`` (the D basis vectors when ``tangents`` is None)."""
+        if tangents is None:
+            tangents = torch.eye(self.features, dtype=x.dtype, device=x.device).expand(x.shape[0], -1, -1)
+        return self(t, x, context), tangents @ self.a.T
+
+
 @pytest.fixture
 def linear_field():
     return LinearField
+
+
+@pytest.fixture
+def linear_jvp_field():
+    return LinearJvpField
 
 
 @pytest.fixture

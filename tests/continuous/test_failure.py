@@ -296,6 +296,28 @@ def test_a_scipy_adjoint_solve_that_gives_up_is_an_error(monkeypatch):
         (z.sum() + logdet.sum()).backward()
 
 
+def test_a_scipy_adjoint_solve_that_runs_forever_stops_at_max_num_steps_and_is_named_as_the_adjoint():
+    """Counting evaluations as steps also bounds the backward solve, and its error names that solve."""
+
+    class Reversible(Cubic):
+        """Cubic times a factor: negated after the forward pass, the adjoint's backward run blows up instead."""
+
+        factor = 1.0
+
+        def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+            return self.factor * super().forward(t, x, context)
+
+    field = Reversible()
+    with torch.no_grad():
+        field.a.fill_(1e-3)  # the forward solve is fine, as in the test above
+    cnf = CNF(field, method="scipy_solver", max_num_steps=300)
+    z, logdet = cnf(torch.full((4, 2), 5.0))
+    field.factor = -100.0  # back from x(1) = 5√2, s = 1 - t: dx/ds = 1000 a x³, which blows up at s = 1/(2·50) = 0.01
+    with pytest.raises(SolverError, match=r"adjoint \(backward pass of the forward .*more than max_num_steps=300 field evaluations"):
+        (z.sum() + logdet.sum()).backward()
+    assert cnf.stats["nfe_backward"] == 301
+
+
 def test_the_scipy_solver_without_an_adjoint_is_refused_where_a_gradient_is_wanted():
     cnf = CNF(TimeMLP(2, (8,)), method="scipy_solver", adjoint=False)
     x = torch.randn(4, 2)

@@ -109,3 +109,37 @@ def test_a_fourier_field_pickled_with_its_frequencies_as_a_buffer_still_runs():
     restored = pickle.loads(pickle.dumps(field))
     torch.testing.assert_close(restored(t, x), expected, rtol=0, atol=0)
     assert not any(name.endswith("omega") for name, _ in restored.named_buffers()) and restored.time_embedding.num_frequencies == 4
+
+
+@pytest.mark.parametrize("cls, gated", [(ConcatMLP, False), (FourierMLP, False), (ConcatSquashMLP, True)])
+def test_concat_fields_add_the_time_features_and_concatsquash_fields_gate_by_them(cls, gated):
+    """Without hidden layers a concat field is ``W x + U c(t) + b``, so ∂v/∂x is the same at every time; a
+    concat-squash layer scales ``W x`` by ``σ(G c(t) + g)``, so its Jacobian changes with t."""
+    torch.manual_seed(0)
+    field = cls(3, (), init_scale=1.0).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    early, late = (field.forward_with_jvp(torch.tensor(t, dtype=torch.float64), x)[1] for t in (0.1, 0.8))
+    assert torch.allclose(early, late, rtol=0, atol=1e-14) != gated
+
+
+@pytest.mark.parametrize("cls", FIELDS)
+def test_a_float64_field_resolves_time_in_float64(cls):
+    """∂v/∂t by autograd equals a central difference with h = 1e-6: only a field that keeps t in the state's
+    float64 can resolve it (float32 rounds t = 0.4 ± h by up to 3e-8, an error of about 1% at this h)."""
+    torch.manual_seed(0)
+    field = cls(3, (8, 8), init_scale=1.0).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    t, h = torch.tensor(0.4, dtype=torch.float64), 1e-6
+    dv_dt = torch.autograd.functional.jacobian(lambda s: field(s, x), t)
+    central = (field(t + h, x) - field(t - h, x)) / (2 * h)
+    torch.testing.assert_close(central, dv_dt, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("cls", FIELDS)
+def test_a_context_of_another_dtype_is_cast_to_the_states(cls):
+    """A float64 context for a float32 field gives the field's value at that context rounded to float32."""
+    field = cls(2, (8,), context_features=3, init_scale=1.0)
+    x, c = torch.randn(4, 2), torch.randn(4, 3, dtype=torch.float64)
+    v = field(torch.tensor(0.5), x, c)
+    assert v.dtype == torch.float32
+    torch.testing.assert_close(v, field(torch.tensor(0.5), x, c.float()), rtol=0, atol=0)

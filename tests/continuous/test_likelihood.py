@@ -1,17 +1,23 @@
 """Log-likelihood with several Hutchinson probes: mean and standard error; exact layers need one probe."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from ctflows.continuous import CNF, ConcatSquashMLP, estimate_log_prob, log_prob_is_exact
 from ctflows.core import Flow, StandardNormal
 
 
-def flow(eval_divergence: str) -> Flow:
+def flow(*eval_divergences: str, context_features: int | None = None) -> Flow:
+    """One CNF layer per estimator named (the same weights for one seed), evaluated at tight tolerances."""
     torch.manual_seed(0)
-    field = ConcatSquashMLP(3, (16, 16), activation="tanh", init_scale=1.0)
-    cnf = CNF(field, eval_divergence=eval_divergence, eval_atol=1e-9, eval_rtol=1e-9)
-    return Flow(cnf, StandardNormal(3)).double().eval()
+    layers = [
+        CNF(ConcatSquashMLP(3, (16, 16), activation="tanh", context_features=context_features, init_scale=1.0),
+            eval_divergence=eval_divergence, eval_atol=1e-9, eval_rtol=1e-9)
+        for eval_divergence in eval_divergences
+    ]
+    return Flow(layers, StandardNormal(3)).double().eval()
 
 
 def test_exact_evaluation_takes_one_probe_and_has_no_error():
@@ -54,10 +60,12 @@ def test_the_standard_error_is_the_spread_of_the_estimate():
 def test_one_hutchinson_probe_has_an_unknown_error_not_zero():
     # Zero is what an exact evaluation reports; from one estimated probe the spread cannot be measured.
     x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")  # the unknown error is said, not left to a degrees-of-freedom warning
         est = estimate_log_prob(flow("hutchinson"), x, num_probes=1)
+        stderr, batch_stderr = est.stderr, est.batch_mean()[1]
     assert not est.exact and est.num_probes == 1
-    assert torch.isnan(est.stderr).all() and torch.isnan(est.batch_mean()[1])
+    assert torch.isnan(stderr).all() and torch.isnan(batch_stderr)
     assert torch.isfinite(est.log_prob).all() and torch.isfinite(est.batch_mean()[0])
 
 
@@ -105,3 +113,29 @@ def test_layers_that_report_stats_without_logdet_exact_count_as_exact():
     assert torch.all(est.stderr == 0)
     reference = torch.distributions.Normal(0.0, 0.5).log_prob(x).sum(1)  # z = 2x: x ~ N(0, 1/4)
     torch.testing.assert_close(est.log_prob, reference)
+
+
+def test_one_estimated_layer_makes_the_whole_log_density_an_estimate():
+    """A flow of an exactly evaluated CNF and a Hutchinson one is an estimate: every probe runs and has a spread."""
+    x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    model = flow("exact", "hutchinson")
+    with torch.no_grad():
+        est = estimate_log_prob(model, x, num_probes=4)
+    assert not log_prob_is_exact(model) and not est.exact and est.num_probes == 4
+    assert torch.all(est.stderr > 0)
+
+
+def test_a_conditional_flow_is_evaluated_at_the_given_context():
+    """Every probe sees the context: the exact evaluation is the model's log-density at that context, and the
+    Hutchinson mean agrees with it within its standard error, while another context gives another density."""
+    g = torch.Generator().manual_seed(1)
+    x, context = torch.randn(4, 3, dtype=torch.float64, generator=g), torch.randn(4, 2, dtype=torch.float64, generator=g)
+    exact_model = flow("exact", context_features=2)
+    with torch.no_grad():
+        reference = exact_model.log_prob(x, context)
+        exact = estimate_log_prob(exact_model, x, context, num_probes=3)
+        est = estimate_log_prob(flow("hutchinson", context_features=2), x, context, num_probes=8)  # flow() seeds
+        elsewhere = exact_model.log_prob(x, context + 1.0)
+    torch.testing.assert_close(exact.log_prob, reference)
+    assert est.num_probes == 8 and torch.all((est.log_prob - reference).abs() < 5 * est.stderr)
+    assert torch.all((elsewhere - reference).abs() > 10 * est.stderr)

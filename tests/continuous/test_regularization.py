@@ -55,18 +55,20 @@ def test_frobenius_expectation_with_hutchinson(linear_field, matrix_a, noise):
     assert abs(float(cnf.stats["regularization"]["jacobian_frobenius"] - expected)) < 4 * float(se)
 
 
+@pytest.mark.parametrize("jvp", [False, True], ids=["reverse_mode", "field_jvp"])
 @pytest.mark.parametrize("adjoint", [True, False])
-def test_each_regularizer_has_the_gradient_of_its_closed_form(linear_field, matrix_a, adjoint):
+def test_each_regularizer_has_the_gradient_of_its_closed_form(linear_field, linear_jvp_field, matrix_a, adjoint, jvp):
     # Gathered by the model's stats, each term's gradient in A is that of its closed form (autograd through
     # the matrix exponential for the kinetic energy; 2 T A for the Frobenius norm), term by term: a sum of
-    # both would hide one that lost its gradient.
+    # both would hide one that lost its gradient. Both ways of getting the Jacobian (autograd on v, or the
+    # field's own forward-mode products) must keep it in the graph.
     x = torch.randn(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     a = matrix_a.clone().requires_grad_(True)
     closed_forms = {
         "kinetic_energy": torch.einsum("bi,ij,bj->b", x @ a.T, gramian(a, T), x @ a.T).mean(),
         "jacobian_frobenius": T * a.square().sum(),
     }
-    field = linear_field(matrix_a, learnable=True)
+    field = (linear_jvp_field if jvp else linear_field)(matrix_a, learnable=True)
     cnf = CNF(field, end_time=T, atol=1e-10, rtol=1e-10, divergence="exact", adjoint=adjoint,
               regularization=tuple(closed_forms)).double()
     cnf(x)
@@ -76,6 +78,81 @@ def test_each_regularizer_has_the_gradient_of_its_closed_form(linear_field, matr
         (grad,) = torch.autograd.grad(terms[name], field.a, retain_graph=True)
         (expected,) = torch.autograd.grad(closed_form, a)
         torch.testing.assert_close(grad, expected, rtol=1e-6, atol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize("jvp", [False, True], ids=["reverse_mode", "field_jvp"])
+@pytest.mark.parametrize("adjoint", [True, False])
+def test_hutchinson_terms_are_those_of_the_drawn_probe_with_their_gradients(
+    linear_field, linear_jvp_field, matrix_a, adjoint, jvp, monkeypatch
+):
+    """With the probe ε a solve drew, a linear field's Hutchinson log-det is T εᵀAε and its Frobenius term
+    T‖εᵀJ‖² (reverse mode, ‖Aᵀε‖²) or T‖Jε‖² (forward mode, ‖Aε‖²), batch-averaged: values and gradients in A.
+
+    A regularizer rate that lost its graph, or two rates swapped, gives other numbers here.
+    """
+    import ctflows.continuous.cnf as cnf_module
+
+    original, drawn = cnf_module.sample_noise, []
+
+    def recording_sample_noise(*args, **kwargs) -> torch.Tensor:
+        drawn.append(original(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(cnf_module, "sample_noise", recording_sample_noise)
+    torch.manual_seed(5)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    field = (linear_jvp_field if jvp else linear_field)(matrix_a, learnable=True)
+    cnf = CNF(field, end_time=T, atol=1e-10, rtol=1e-10, divergence="hutchinson", adjoint=adjoint,
+              regularization=("kinetic_energy", "jacobian_frobenius")).double()
+    _, logdet = cnf(x)
+    terms = regularization_terms(cnf)
+    (eps,) = drawn
+    a = matrix_a.clone().requires_grad_(True)
+    probe_image = eps @ a.T if jvp else eps @ a  # rows A ε (J ε) or Aᵀ ε (εᵀ J)
+    closed_forms = {
+        "logdet": T * torch.einsum("bi,ij,bj->", eps, a, eps),
+        "kinetic_energy": torch.einsum("bi,ij,bj->b", x @ a.T, gramian(a, T), x @ a.T).mean(),
+        "jacobian_frobenius": T * probe_image.square().sum(-1).mean(),
+    }
+    got = {"logdet": logdet.sum(), **terms}
+    for name, closed_form in closed_forms.items():
+        torch.testing.assert_close(got[name], closed_form, rtol=1e-7, atol=1e-9, msg=name)
+        (grad,) = torch.autograd.grad(got[name], field.a, retain_graph=True)
+        (expected,) = torch.autograd.grad(closed_form, a, retain_graph=True)
+        torch.testing.assert_close(grad, expected, rtol=1e-6, atol=1e-8, msg=name)
+
+
+def simpson(values: torch.Tensor, span: float) -> torch.Tensor:
+    """Composite Simpson's rule over the first axis of ``values`` (an odd number of equally spaced nodes)."""
+    n = values.shape[0]
+    weights = torch.ones(n, dtype=values.dtype)
+    weights[1:-1:2], weights[2:-1:2] = 4.0, 2.0
+    return torch.einsum("k,k...->...", weights, values) * span / (3 * (n - 1))
+
+
+@pytest.mark.parametrize("field_jvp", [True, False])
+def test_regularizers_of_a_neural_field_match_a_quadrature_along_its_path(field_jvp):
+    """For a time-dependent MLP field, K and B equal Simpson's rule on ‖v‖² and ‖∂v/∂x‖_F² sampled along the
+    path that cnf_path solves separately, with each Jacobian taken by plain autograd."""
+    from ctflows.continuous import ConcatSquashMLP
+    from ctflows.continuous.trajectory import cnf_path
+
+    torch.manual_seed(0)
+    field = ConcatSquashMLP(2, (16, 16), activation="tanh", init_scale=1.0).double()
+    cnf = CNF(field, end_time=T, atol=1e-10, rtol=1e-10, divergence="exact", field_jvp=field_jvp,
+              regularization=("kinetic_energy", "jacobian_frobenius")).double()
+    x = torch.randn(4, 2, dtype=torch.float64)
+    cnf(x)
+    times = torch.linspace(0, T, 101, dtype=torch.float64)
+    path = cnf_path(cnf, x, times)
+    speeds, roughness = [], []
+    for t, points in zip(times, path):
+        jacobians = torch.stack([torch.autograd.functional.jacobian(lambda p: field(t, p.unsqueeze(0))[0], p) for p in points])
+        speeds.append(field(t, points).detach().square().sum(-1))
+        roughness.append(jacobians.square().sum((-2, -1)))
+    terms = cnf.stats["regularization"]
+    torch.testing.assert_close(terms["kinetic_energy"], simpson(torch.stack(speeds), T).mean(), rtol=1e-7, atol=0)
+    torch.testing.assert_close(terms["jacobian_frobenius"], simpson(torch.stack(roughness), T).mean(), rtol=1e-7, atol=0)
 
 
 def test_a_model_holding_the_last_calls_regularizers_deep_copies_and_pickles(linear_field, matrix_a):
@@ -95,8 +172,17 @@ def test_regularizers_are_off_in_eval_mode_and_names_are_checked(linear_field, m
     with torch.no_grad():
         cnf(torch.randn(3, 3, dtype=torch.float64))
     assert "regularization" not in cnf.stats
-    with pytest.raises(ConfigurationError):
-        CNF(linear_field(matrix_a), regularization="l2")
+    for bad in ("l2", 5, [None], ["kinetic_energy", "l2"]):
+        with pytest.raises(ConfigurationError, match="regularization"):
+            CNF(linear_field(matrix_a), regularization=bad)
+
+
+def test_a_cnf_without_regularization_reports_no_terms_in_training(linear_field, matrix_a):
+    """The default (regularization=None) integrates no regularizer states: a training call leaves no terms."""
+    cnf = CNF(linear_field(matrix_a)).double()
+    assert cnf.training
+    cnf(torch.randn(3, 3, dtype=torch.float64))
+    assert "regularization" not in cnf.stats and regularization_terms(cnf) == {}
 
 
 def test_exact_frobenius_is_the_same_in_forward_and_reverse_mode():
