@@ -8,6 +8,7 @@ optimal density. Rates are per sample ``[B]``; the CNF reports their batch means
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Iterable, Sequence
 
 from torch import Tensor
@@ -23,12 +24,17 @@ def check_regularization(names: Iterable[str] | str | None) -> tuple[str, ...]:
         return ()
     if isinstance(names, str):
         names = (names,)
+    if isinstance(names, Mapping):  # its weights would be dropped without a word
+        raise ConfigurationError(
+            f"CNF: regularization names the terms to integrate, e.g. {list(names)}; their weights go to "
+            f"fit(regularization={dict(names)!r}), got {names!r}"
+        )
     if not hasattr(names, "__iter__"):
-        raise ConfigurationError(f"regularization must be a name or a list of names from {REGULARIZERS}, got {names!r}")
+        raise ConfigurationError(f"CNF: regularization must be a name or a list of names from {REGULARIZERS}, got {names!r}")
     names = tuple(names)
     unknown = [n for n in names if not isinstance(n, str) or n not in REGULARIZERS]
     if unknown:
-        raise ConfigurationError(f"unknown regularization {unknown}; choose from {REGULARIZERS}")
+        raise ConfigurationError(f"CNF: unknown regularization {unknown}; choose from {REGULARIZERS}")
     return tuple(dict.fromkeys(names))
 
 

@@ -173,8 +173,11 @@ def test_regularizers_are_off_in_eval_mode_and_names_are_checked(linear_field, m
         cnf(torch.randn(3, 3, dtype=torch.float64))
     assert "regularization" not in cnf.stats
     for bad in ("l2", 5, [None], ["kinetic_energy", "l2"]):
-        with pytest.raises(ConfigurationError, match="regularization"):
+        with pytest.raises(ConfigurationError, match="^CNF: .*regularization"):
             CNF(linear_field(matrix_a), regularization=bad)
+    # Weights belong to fit: a CNF given {name: weight} would keep the names and drop the weights unseen.
+    with pytest.raises(ConfigurationError, match=r"their weights go to fit\(regularization=\{'kinetic_energy': 0\.1\}\)"):
+        CNF(linear_field(matrix_a), regularization={"kinetic_energy": 0.1})
 
 
 def test_a_cnf_without_regularization_reports_no_terms_in_training(linear_field, matrix_a):
