@@ -38,6 +38,16 @@ def positive_count(owner: str, name: str, value: object) -> int:
     return count
 
 
+def check_seed(owner: str, seed: object) -> int | None:
+    """``None``, or ``seed`` as an int from 0 to 2^63 - 1 (torch takes seeds below 2^64, and callers derive
+    seed + 1 and seed + 2), else a :class:`ConfigurationError` naming ``owner``: torch would read 3.5 as 3 and True
+    as 1 without a word."""
+    whole = None if seed is None else whole_number(seed)
+    if seed is not None and (whole is None or not 0 <= whole < 2**63):
+        raise ConfigurationError(f"{owner}: seed must be a whole number from 0 to 2^63 - 1, or None, got {seed!r}")
+    return whole
+
+
 def optional_count(owner: str, name: str, value: object) -> int | None:
     """``None``, or ``value`` as by :func:`positive_count` (a context width of 0 would build a layer that cannot run)."""
     return None if value is None else positive_count(owner, name, value)

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from ctflows.continuous import CNF
 from ctflows.core import Chain, Flow, StandardNormal
-from ctflows.core.counts import positive_count
+from ctflows.core.counts import check_seed, positive_count
 from ctflows.image.fields import ConvTimeField
 from ctflows.image.glow import glow_step
 from ctflows.image.logit import Logit
@@ -43,6 +43,7 @@ def multiscale_cnf(
     """
     shape = image_shape("multiscale_cnf", shape)
     positive_count("multiscale_cnf", "blocks", blocks)
+    seed = check_seed("multiscale_cnf", seed)
     options = {"divergence": "hutchinson", "eval_divergence": "exact", "atol": 1e-5, "rtol": 1e-5, **cnf_kwargs}
     with initialised_from(seed):
         stages = [
@@ -63,6 +64,7 @@ def multiscale_glow(
     """
     shape = image_shape("multiscale_glow", shape)
     positive_count("multiscale_glow", "steps", steps)
+    seed = check_seed("multiscale_glow", seed)
     with initialised_from(seed):
         stages = [Chain(*[glow_step(s, hidden, parity=i % 2) for i in range(steps)]) for s in level_shapes(shape, levels)]
     return Flow(Chain(Logit(shape, alpha), Multiscale(shape, stages)), StandardNormal(shape))

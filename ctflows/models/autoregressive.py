@@ -9,6 +9,7 @@ from typing import Sequence
 
 from ctflows.autoregressive import MaskedAutoregressive
 from ctflows.core import Chain, Flow, StandardNormal, Transform
+from ctflows.core.counts import check_seed
 from ctflows.linear import ActNorm
 from ctflows.models.builder_arguments import check_blocks, check_features
 from ctflows.models.seeding import initialised_from
@@ -23,6 +24,7 @@ def maf(features: int, blocks: int = 5, hidden: Sequence[int] = (64, 64), *, see
     """
     features = check_features("maf", features)
     check_blocks("maf", blocks)
+    seed = check_seed("maf", seed)
     natural = list(range(features))
     layers: list[Transform] = []
     with initialised_from(seed):

@@ -1,4 +1,5 @@
-"""The checks every builder makes of its ``features`` and ``blocks`` arguments, under the builder's own name."""
+"""The checks every builder makes of its ``features`` and ``blocks`` arguments, under the builder's own name
+(``seed`` goes through :func:`ctflows.core.counts.check_seed`, as ``fit``'s does)."""
 from __future__ import annotations
 
 from ctflows.core.counts import positive_count
@@ -27,3 +28,4 @@ def check_features(builder: str, features: object, *, coupling: bool = False) ->
             f"{features}; for 1-D data use ctflows.cnf, ctflows.resflow or ctflows.nonparametric.fit_gaussianization"
         )
     return features
+

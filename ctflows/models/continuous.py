@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from ctflows.continuous import CNF, TimeMLP
 from ctflows.core import Chain, Flow, StandardNormal
+from ctflows.core.counts import check_seed
 from ctflows.models.builder_arguments import check_blocks, check_features
 from ctflows.models.seeding import initialised_from
 
@@ -35,6 +36,7 @@ def cnf(
     """
     features = check_features("cnf", features)
     check_blocks("cnf", blocks)
+    seed = check_seed("cnf", seed)
     with initialised_from(seed):
         layers = [
             CNF(

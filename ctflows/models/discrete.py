@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 
 from ctflows.core import Chain, Flow, StandardNormal, Transform
+from ctflows.core.counts import check_seed
 from ctflows.coupling import AdditiveCoupling, AffineCoupling, Coupling
 from ctflows.errors import ConfigurationError
 from ctflows.linear import ActNorm, LULinear, RandomPermutation, ReversePermutation
@@ -47,6 +48,7 @@ def _coupling_flow(
 ) -> Flow:
     features = check_features(builder, features, coupling=True)
     check_blocks(builder, blocks)
+    seed = check_seed(builder, seed)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     layers: list[Transform] = []
     with initialised_from(seed):

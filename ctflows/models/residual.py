@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ctflows.core import Chain, Flow, StandardNormal, Transform
+from ctflows.core.counts import check_seed
 from ctflows.linear import ActNorm
 from ctflows.models.builder_arguments import check_blocks, check_features
 from ctflows.models.seeding import initialised_from
@@ -38,6 +39,7 @@ def resflow(
     """
     features = check_features("resflow", features)
     check_blocks("resflow", blocks)
+    seed = check_seed("resflow", seed)
     with initialised_from(seed):
         layers: list[Transform] = []
         for _ in range(blocks):

@@ -9,8 +9,12 @@ import torch
 
 @contextmanager
 def initialised_from(seed: int | None) -> Iterator[None]:
-    """Within the block, torch's global generator is a fork seeded with ``seed`` (``None``: no change at all)."""
+    """Within the block, torch's global generator is a fork seeded with ``seed`` (``None``: no change at all).
+
+    Only the CPU generator, where the models are built, is forked and seeded: ``torch.manual_seed`` would also
+    reseed every CUDA (MPS, XPU) generator, which ``fork_rng(devices=[])`` does not restore.
+    """
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(int(seed))  # int: a NumPy integer from another caller
         yield

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ctflows.core.counts import real_setting, whole_number
+from ctflows.core.counts import check_seed, real_setting
 from ctflows.core.validation import check_call_signature
 from ctflows.errors import ConfigurationError
 
@@ -75,9 +75,7 @@ def check_model_and_settings(owner: str, flow: Any, *, trained: bool, weight_dec
         raise ConfigurationError(f"{owner}: the model must be a ctflows Flow (a module with log_prob), got {type(flow).__name__}")
     if not (_is_number(weight_decay) and math.isfinite(weight_decay) and weight_decay >= 0):
         raise ConfigurationError(f"{owner}: weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    whole_seed = None if seed is None else whole_number(seed)
-    if seed is not None and (whole_seed is None or not 0 <= whole_seed < 2**63):
-        raise ConfigurationError(f"{owner}: seed must be a whole number from 0 to 2^63 - 1, or None, got {seed!r}")
+    check_seed(owner, seed)
 
 
 def check_eval_shape(eval_data: Any, x: torch.Tensor) -> None:

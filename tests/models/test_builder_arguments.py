@@ -61,6 +61,27 @@ def test_coupling_builders_refuse_one_feature_and_name_the_builders_that_take_it
     with pytest.raises(ConfigurationError, match=rf"^{builder}: a coupling flow needs at least 2 features.*got 1; for 1-D "
                                                  r"data use ctflows.cnf, ctflows.resflow"):
         getattr(ctflows.models, builder)(1)
-    for named in ("cnf", "resflow"):  # the ones the message names do build, and give a density
+    for named in ("cnf", "resflow", "maf"):  # the ones the message names, and maf (not a coupling flow), build a density
         flow = getattr(ctflows.models, named)(1, blocks=1, hidden=(8,))
         assert flow.log_prob(torch.linspace(-2, 2, 5).unsqueeze(1)).shape == (5,)
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+@pytest.mark.parametrize("seed", [3.5, "3", True, -1, 2**63])
+def test_builders_refuse_seeds_that_are_not_whole_numbers_in_range_under_their_own_name(builder, seed):
+    # maf, resflow and cnf used to take 3.5 as 3, "3" as 3 and True as 1 without a word; the coupling builders
+    # raised torch's own TypeError or RuntimeError, naming no builder.
+    with pytest.raises(ConfigurationError, match=rf"^{builder}: seed must be a whole number from 0 to 2\^63 - 1, or None"):
+        getattr(ctflows.models, builder)(2, blocks=1, hidden=(4,), seed=seed)
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_numpy_and_torch_integer_seeds_give_the_weights_of_the_same_int(builder):
+    # The coupling builders used to refuse np.int64 (torch.Generator.manual_seed: "an integer is required").
+    build = getattr(ctflows.models, builder)
+    expected = build(2, blocks=1, hidden=(4,), seed=3).state_dict()
+    import numpy as np
+
+    for seed in (np.int64(3), torch.tensor(3)):
+        got = build(2, blocks=1, hidden=(4,), seed=seed).state_dict()
+        assert all(torch.equal(got[name], p) for name, p in expected.items()), seed

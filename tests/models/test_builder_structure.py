@@ -11,8 +11,11 @@ from ctflows.autoregressive import MaskedAutoregressive
 from ctflows.continuous import CNF, TimeMLP
 from ctflows.continuous.layers import ConcatLinear, ConcatSquashLinear
 from ctflows.coupling import AdditiveCoupling, AffineCoupling, RQSplineCoupling
+from ctflows.autoregressive.made import MaskedLinear
+from ctflows.core import StandardNormal
 from ctflows.linear import ActNorm, LULinear, RandomPermutation, ReversePermutation
 from ctflows.residual import ResidualBlock
+from ctflows.residual.spectral_norm import SpectralLinear
 
 
 def kinds(flow) -> list[type]:
@@ -57,6 +60,12 @@ def test_cnf_hands_every_setting_to_every_block():
 def test_maf_is_blocks_of_actnorm_and_made_then_a_last_actnorm():
     flow = ctflows.models.maf(3, blocks=2, hidden=(7, 6))
     assert kinds(flow) == [ActNorm, MaskedAutoregressive, ActNorm, MaskedAutoregressive, ActNorm]
+    for layer in flow.transform.layers[1::2]:  # the hidden widths asked for; 2 outputs (scale, shift) per feature
+        linears = [m for m in layer.made.modules() if isinstance(m, MaskedLinear)]
+        assert [(m.in_features, m.out_features) for m in linears] == [(3, 7), (7, 6), (6, 3 * 2)]
+    # The order is reversed from one block to the next (not merely rotated, which for D = 2 looks the same): feature
+    # order[k] gets degree k + 1, so the natural order gives degrees [1, 2, 3] and its reversal [3, 2, 1].
+    assert [layer.made.degrees.tolist() for layer in flow.transform.layers[1::2]] == [[1, 2, 3], [3, 2, 1]]
 
 
 @pytest.mark.parametrize(
@@ -72,6 +81,20 @@ def test_coupling_builders_are_blocks_of_actnorm_mixing_and_coupling_then_a_last
         assert [(m.in_features, m.out_features) for m in linears][0] == (2 + 2, 9)  # identity half, then context
         assert any(isinstance(m, nn.Tanh) for m in layer.conditioner.modules())
         assert not any(isinstance(m, nn.ReLU) for m in layer.conditioner.modules())
+
+
+@pytest.mark.parametrize("builder", [ctflows.realnvp, ctflows.nice, ctflows.spline], ids=lambda b: b.__name__)
+@pytest.mark.parametrize("context_features", [None, 2])
+def test_coupling_builders_start_as_actnorm_layers_around_identity_couplings(builder, context_features):
+    """Every coupling starts as the identity with log-det 0 (its conditioner's last layer is zero), as the spline
+    builder's docstring says and the MLP's ``zero_last`` promises for the couplings built on it."""
+    flow = builder(4, blocks=2, hidden=(8,), context_features=context_features, seed=0).double()
+    x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    context = None if context_features is None else torch.randn(6, 2, dtype=torch.float64)
+    for layer in flow.transform.layers[2::3]:
+        y, logdet = layer(x, context)
+        torch.testing.assert_close(y, x, atol=1e-12, rtol=0)
+        torch.testing.assert_close(logdet, torch.zeros(6, dtype=torch.float64), atol=1e-12, rtol=0)
 
 
 def test_a_learned_lu_mixing_starts_at_the_identity():
@@ -91,13 +114,16 @@ def test_realnvp_and_spline_hand_their_own_settings_to_every_coupling():
 
 
 def test_resflow_is_blocks_of_actnorm_and_residual_block_then_a_last_actnorm_with_its_settings():
-    flow = ctflows.resflow(3, blocks=2, hidden=(8,), coefficient=0.5, activation="elu", logdet="exact",
-                           eval_logdet="power_series", context_features=2, seed=0)
+    flow = ctflows.resflow(3, blocks=2, hidden=(8, 6), coefficient=0.5, activation="elu", logdet="exact",
+                           eval_logdet="power_series", context_features=2, seed=0, terms=3, tolerance=1e-7, max_iterations=40)
     assert kinds(flow) == [ActNorm, ResidualBlock, ActNorm, ResidualBlock, ActNorm]
     for block in flow.transform.layers[1::2]:
         assert block.branch.coefficient == 0.5
         assert (block.logdet, block.eval_logdet, block.context_features) == ("exact", "power_series", 2)
         assert any(isinstance(m, nn.ELU) for m in block.branch.modules())
+        linears = [m for m in block.branch.modules() if isinstance(m, SpectralLinear)]
+        assert [tuple(m.weight.shape[::-1]) for m in linears] == [(3 + 2, 8), (8, 6), (6, 3)]  # hidden, context at the input
+        assert (block.terms, block.tolerance, block.max_iterations) == (3, 1e-7, 40)  # other options pass through
     # The builder's default Lipschitz coefficient is the block's own.
     default = ctflows.resflow(2, blocks=1, hidden=(4,)).transform.layers[1].branch.coefficient
     assert default == inspect.signature(ResidualBlock).parameters["coefficient"].default
@@ -114,3 +140,13 @@ def test_without_a_seed_the_global_generator_decides_and_moves_on(builder):
     first, second, third = (list(m.state_dict().values()) for m in (a, b, again))
     assert all(torch.equal(p, q) for p, q in zip(first, third))
     assert any(not torch.equal(p, q) for p, q in zip(first, second))
+
+
+@pytest.mark.parametrize("builder", [ctflows.realnvp, ctflows.nice, ctflows.spline, ctflows.resflow, ctflows.cnf, ctflows.models.maf],
+                         ids=lambda b: b.__name__)
+def test_every_builder_maps_to_a_fixed_standard_normal(builder):
+    """The base is N(0, I) on the data's shape with nothing to learn: a learnable base would add parameters the
+    builders do not document (and a DiagonalNormal, initialised to N(0, I), would look the same until trained)."""
+    flow = builder(3, blocks=1, hidden=(8,))
+    assert type(flow.base) is StandardNormal and flow.base.event_shape == (3,)
+    assert list(flow.base.parameters()) == []

@@ -1,4 +1,5 @@
-"""soft_clamp(s, b) = b·tanh(s / b): bounded by b, reaching it, slope 1 at 0; and the bound as the coupling layers use it."""
+"""soft_clamp(s, b) = b·tanh(s / b): bounded by b, reaching it, slope 1 at 0, the identity to third order near 0, with
+derivative sech²(s / b) everywhere; and the bound as the coupling layers use it."""
 from __future__ import annotations
 
 import pytest
@@ -17,6 +18,17 @@ def test_soft_clamp_is_bounded_by_b_reaches_it_and_has_slope_one_at_zero(bound):
     assert y[0].item() == pytest.approx(-bound, rel=1e-12) and y[-1].item() == pytest.approx(bound, rel=1e-12)
     (slope,) = torch.autograd.grad(y.sum(), s)
     assert slope[3].item() == pytest.approx(1.0, abs=1e-12)  # the identity near 0: no slowing of early training
+
+
+@pytest.mark.parametrize("bound", [0.5, 3.0, 10.0])
+def test_soft_clamp_derivative_is_sech_squared_and_it_is_the_identity_to_third_order(bound: float) -> None:
+    """d/ds b·tanh(s/b) = sech²(s/b) = 1 / cosh²(s/b) everywhere (not 1, as a straight-through clamp would give), and
+    |soft_clamp(s) - s| <= |s|³ / (3b²) (the alternating Taylor series b·tanh(s/b) = s - s³/(3b²) + ...)."""
+    s = torch.linspace(-8 * bound, 8 * bound, 161, dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(soft_clamp(s, bound).sum(), s)
+    torch.testing.assert_close(slope, 1 / torch.cosh(s.detach() / bound) ** 2, atol=1e-14, rtol=1e-12)
+    small = torch.linspace(-0.3 * bound, 0.3 * bound, 61, dtype=torch.float64)
+    assert ((soft_clamp(small, bound) - small).abs() <= small.abs() ** 3 / (3 * bound**2) + 1e-15).all()
 
 
 def test_affine_coupling_log_scale_saturates_at_its_scale_bound():
