@@ -68,6 +68,15 @@ def test_dual_ascent_settings_of_the_wrong_type_are_refused():
         fit_dual_ascent(good(), max_steps=1, neighbours="5%")
     with pytest.raises(ConfigurationError, match=r"neighbours=200 asks for 200 of 160 .*pass a count of at most 160"):
         fit_dual_ascent(good(), max_steps=1, neighbours=200)
+    fit_dual_ascent(good(), max_steps=1, neighbours=160)  # the count the message offers is accepted
+
+
+@pytest.mark.parametrize("step_limit", [0.0, 0.95, 1.0])
+def test_dual_ascent_refuses_step_limits_outside_its_invertible_range(step_limit: float) -> None:
+    """ε must lie in (0, 0.9]: at β = -1 a radial map folds its centre's neighbourhood onto a point."""
+    with pytest.raises(ConfigurationError, match=rf"fit_dual_ascent: step_limit must be a number in \(0, 0.9\], got {step_limit}"):
+        fit_dual_ascent(good(), max_steps=1, step_limit=step_limit)
+    fit_dual_ascent(good(), max_steps=1, step_limit=0.9)  # the end of the range is allowed
 
 
 def test_gaussianization_settings_name_the_function_called():
@@ -75,3 +84,5 @@ def test_gaussianization_settings_name_the_function_called():
         fit_gaussianization(good(), max_steps=1, bandwidth="2")
     with pytest.raises(ConfigurationError, match=r"fit_gaussianization: kernels must be an int >= 1, got 0"):
         fit_gaussianization(good(), max_steps=1, kernels=0)
+    with pytest.raises(ConfigurationError, match=r"fit_gaussianization: rotation must be 'pca' or 'random', got 'PCA'"):
+        fit_gaussianization(good(), max_steps=1, rotation="PCA")

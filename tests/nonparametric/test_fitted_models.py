@@ -70,14 +70,26 @@ def test_report_records_held_out_likelihood_per_step(fitted):
     if report.stopped == "patience":
         assert report.validation[report.steps] >= max(report.validation[report.steps + 1 :])
     assert report.validation[report.steps] > report.validation[0]
-    # and the validation scores are the held-out points' mean log-likelihood under the model cut there
+    # and the train and validation scores are the training and held-out points' mean log-likelihood under
+    # the model cut there
     torch.manual_seed(0)
     data = ctflows.get_density("two_moons").sample(1500).double()  # as fit() drew them
-    _, held_out = split(data, 0.2, torch.Generator().manual_seed(0), owner="test")  # the default fraction
+    train, held_out = split(data, 0.2, torch.Generator().manual_seed(0), owner="test")  # the default fraction
     for k in sorted({0, report.steps // 2, report.steps}):
         with torch.no_grad():
             held_out_score = float(truncate(flow, k).log_prob(held_out).mean())
+            train_score = float(truncate(flow, k).log_prob(train).mean())
         assert report.validation[k] == pytest.approx(held_out_score, rel=1e-10), k
+        assert report.train[k] == pytest.approx(train_score, rel=1e-10), k
+
+
+def test_best_validation_is_the_held_out_score_of_the_kept_steps():
+    """``best_validation`` reads ``validation[steps]``, the kept model's score, even where a later step scored higher."""
+    report = FitReport("dual_ascent", steps=1)
+    for train, validation in [(-3.0, -2.5), (-2.0, -2.1), (-1.0, -2.0)]:
+        assert report.record(train, validation) == validation
+    assert report.train == [-3.0, -2.0, -1.0] and report.validation == [-2.5, -2.1, -2.0]
+    assert report.best_validation == -2.1
 
 
 def test_state_dict_moves_to_a_fresh_copy_and_dtype(fitted):
@@ -165,5 +177,8 @@ def test_truncate_checks_its_arguments(fitted):
     flow, _ = fitted
     with pytest.raises(ConfigurationError, match="steps"):
         truncate(flow, flow.report.steps + 1)
+    for not_an_int in (True, 1.0):  # bool is an int subclass, but True steps is a mistake
+        with pytest.raises(ConfigurationError, match="steps must be an int"):
+            truncate(flow, not_an_int)
     with pytest.raises(ConfigurationError, match="FitReport"):
         truncate(ctflows.realnvp(features=2, blocks=1), 0)

@@ -56,15 +56,17 @@ def test_slope_and_curvature_match_autograd():
     torch.testing.assert_close(g, fd, atol=1e-7, rtol=0)
 
 
-def test_newton_step_is_clipped_and_raises_the_likelihood():
+@pytest.mark.parametrize(("spread", "sign"), [(0.5, 1.0), (2.0, -1.0)], ids=["narrow-expands", "wide-contracts"])
+def test_newton_step_is_clipped_and_raises_the_likelihood(spread: float, sign: float) -> None:
+    """β* = -g/h, clipped to +ε when the data are too narrow for N(0, I) and to -ε when too wide."""
     torch.manual_seed(1)
-    x = torch.randn(500, 2, dtype=torch.float64) * 0.5  # too narrow for N(0, I): expansion helps
+    x = torch.randn(500, 2, dtype=torch.float64) * spread
     centre, alpha = torch.zeros(2, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
     g, h = radial_derivatives(x, centre, alpha)
     unclipped = newton_beta(g, h, 10.0)
     torch.testing.assert_close(unclipped, -g / h)
     beta = newton_beta(g, h, 0.05)
-    assert beta == 0.05 and unclipped > 0.05
+    assert beta == sign * 0.05 and sign * unclipped > 0.05
 
     def mean_log_likelihood(b):
         y, logdet = radial_forward(x, centre, b, alpha)
@@ -118,7 +120,11 @@ def test_radial_step_bandwidth_is_the_distance_to_the_kth_nearest_point_counting
         centre = layer.centre.detach()
         assert (x == centre).all(dim=1).any()
         distances = (x - centre).norm(dim=1).sort().values
-        assert float(layer.log_bandwidth.detach().exp()) == pytest.approx(float(distances[4]), rel=1e-12)
+        alpha = layer.log_bandwidth.detach().exp()
+        assert float(alpha) == pytest.approx(float(distances[4]), rel=1e-12)
+        # β is the clipped Newton step of the likelihood's quadratic model for that very centre and bandwidth.
+        expected = newton_beta(*radial_derivatives(x, centre, alpha), 0.1)
+        assert float(layer.beta.detach()) == pytest.approx(float(expected), rel=1e-9, abs=1e-15)
 
 
 def test_radial_step_on_repeated_points_gives_a_positive_bandwidth():
@@ -128,3 +134,36 @@ def test_radial_step_on_repeated_points_gives_a_positive_bandwidth():
     assert float(layer.log_bandwidth.detach().exp()) > 0
     y, logdet = layer(x)
     assert torch.isfinite(y).all() and torch.isfinite(logdet).all()
+
+
+def test_radial_step_draws_its_centre_uniformly_from_the_generator_alone():
+    """Over many draws every point is a centre about equally often, and a seeded generator fixes the
+    centres whatever torch's global random state."""
+    x = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def centres(seed: int, draws: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        picked = [radial_step(x, 2, 0.1, generator).centre.detach() for _ in range(draws)]
+        return torch.stack([(x == c).all(dim=1).nonzero().flatten() for c in picked]).flatten()
+
+    counts = torch.bincount(centres(3, 400), minlength=8)
+    assert int(counts.min()) >= 25 and int(counts.max()) <= 75, counts  # 50 expected each, sd 6.6
+    torch.manual_seed(1)
+    first = centres(5, 20)
+    torch.manual_seed(2)
+    assert torch.equal(centres(5, 20), first)
+
+
+@pytest.mark.parametrize("logit", [-40.0, 40.0])
+def test_every_beta_logit_gives_an_invertible_map(logit: float) -> None:
+    """With the sigmoid saturated, β stays inside 0.99 × (-1, e^{3/2}/2): the radial slope ρ'(r) and the
+    scale 1 + βf stay ≥ 0.01 at every radius (at the limits themselves they reach 0 at r = 0 or r = √3 α)."""
+    layer = RadialExpansion(torch.zeros(1, dtype=torch.float64), bandwidth=1.0)
+    with torch.no_grad():
+        layer.beta_logit.fill_(logit)
+    assert -1.0 < float(layer.beta.detach()) < math.exp(1.5) / 2
+    r = torch.cat([torch.linspace(0, 6, 601, dtype=torch.float64), torch.tensor([math.sqrt(3.0)], dtype=torch.float64)])
+    with torch.no_grad():
+        y, logdet = layer(r.unsqueeze(1))  # in 1-D the log-det is log ρ'(r) alone, and ρ'(0) = 1 + β
+        assert float(logdet.exp().min()) >= 0.01 - 1e-12
+        torch.testing.assert_close(layer.inverse(y)[0], r.unsqueeze(1), atol=1e-10, rtol=0)

@@ -26,6 +26,22 @@ def test_rotation_refuses_a_non_orthogonal_matrix():
         Rotation(torch.tensor([[1.0, 0.5], [0.0, 1.0]]))
 
 
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        torch.eye(3, dtype=torch.float64)[:, :2],  # orthonormal columns, but not square: no inverse
+        torch.eye(3, dtype=torch.float64)[:2],
+        torch.eye(2, dtype=torch.long),  # orthogonal, but an integer matrix cannot act on float points
+        torch.ones(2, dtype=torch.float64),
+    ],
+    ids=["tall", "wide", "integer", "vector"],
+)
+def test_rotation_refuses_a_matrix_that_is_not_square_and_floating(matrix: torch.Tensor) -> None:
+    """Only a square floating matrix is a rotation of R^D: anything else is a ConfigurationError, not a torch error."""
+    with pytest.raises(ConfigurationError, match="square floating matrix"):
+        Rotation(matrix)
+
+
 def test_whitening_gives_zero_mean_identity_covariance_and_the_right_logdet():
     torch.manual_seed(0)
     a = torch.tensor([[2.0, 0.0], [1.5, 0.3]], dtype=torch.float64)
@@ -57,3 +73,11 @@ def test_random_rotations_are_haar_distributed():
     assert float(qs.mean(0).abs().max()) < 0.14
     positive = float((torch.linalg.det(qs) > 0).double().mean())
     assert 0.4 < positive < 0.6  # binomial SE 0.025
+
+
+def test_a_seeded_random_rotation_ignores_the_global_random_state():
+    """The generator alone decides the rotation, so a seeded fit draws the same rotations in any session."""
+    torch.manual_seed(1)
+    first = random_rotation(3, generator=torch.Generator().manual_seed(4), dtype=torch.float64).matrix
+    torch.manual_seed(2)
+    assert torch.equal(random_rotation(3, generator=torch.Generator().manual_seed(4), dtype=torch.float64).matrix, first)
