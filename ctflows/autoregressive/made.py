@@ -95,7 +95,7 @@ class MADE(nn.Module):
         layers: list[nn.Module] = []
         for width in widths(type(self).__name__, hidden):
             d_out = lo + torch.arange(width) % (features - lo)
-            layers += [MaskedLinear((d_out[:, None] >= d_in[None, :]).long()), activation_module(activation)]
+            layers += [MaskedLinear((d_out[:, None] >= d_in[None, :]).long()), activation_module(activation, type(self).__name__)]
             d_in = d_out
         d_last = degrees.repeat_interleave(params_per_feature)  # output row i*P + p belongs to feature i
         last = MaskedLinear((d_last[:, None] > d_in[None, :]).long())

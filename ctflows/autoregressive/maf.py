@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ctflows.autoregressive.made import MADE, check_order
 from ctflows.core.counts import optional_count, positive_count, real_setting
-from ctflows.networks import soft_clamp
+from ctflows.networks import check_network, soft_clamp
 from ctflows.core.transform import Transform
 
 
@@ -51,6 +51,7 @@ class MaskedAutoregressive(Transform):
         self.scale_bound = real_setting(
             "MaskedAutoregressive", "scale_bound", scale_bound, "a finite number > 0, e.g. 3.0", lambda b: b > 0
         )
+        check_network("MaskedAutoregressive", hidden, activation)
         self.made = MADE(features, 2, hidden, order=order, context_features=context_features, activation=activation)
 
     def _scale_shift(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:

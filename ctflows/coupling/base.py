@@ -15,7 +15,7 @@ from torch import Tensor
 from ctflows.core.counts import optional_count, positive_count
 from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError
-from ctflows.networks import MLP
+from ctflows.networks import MLP, check_network
 
 
 def checkerboard_mask(features: int, parity: int = 0, *, owner: str = "checkerboard_mask") -> Tensor:
@@ -76,6 +76,7 @@ class Coupling(Transform):
         self.register_buffer("transformed", torch.nonzero(mask).flatten())
         self.register_buffer("identity", torch.nonzero(~mask).flatten())
         n_out = int(mask.sum()) * self.params_per_feature
+        check_network(owner, hidden, activation)
         self.conditioner = MLP(
             len(self.identity), n_out, hidden, context_features=context_features, activation=activation
         )

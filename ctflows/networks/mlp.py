@@ -23,11 +23,19 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def activation_module(name: str) -> nn.Module:
-    """An activation module by name (``relu``, ``elu``, ``silu``, ``gelu``, ``tanh``, ``softplus``)."""
+def activation_module(name: str, owner: str = "MLP") -> nn.Module:
+    """An activation module by name (``relu``, ``elu``, ``silu``, ``gelu``, ``tanh``, ``softplus``); else a
+    :class:`ConfigurationError` naming ``owner``."""
     if not isinstance(name, str) or name not in _ACTIVATIONS:  # a list would otherwise fail as "unhashable"
-        raise ConfigurationError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}")
+        raise ConfigurationError(f"{owner}: unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}")
     return _ACTIVATIONS[name]()
+
+
+def check_network(owner: str, hidden: object, activation: object) -> None:
+    """Refuse bad hidden widths or an unknown activation under ``owner``, the layer the user built, before its inner
+    network (``MLP``, ``MADE``) would under a name the user never called."""
+    widths_of(owner, hidden)
+    activation_module(activation, owner)
 
 
 class MLP(nn.Module):
@@ -59,7 +67,7 @@ class MLP(nn.Module):
         widths = [in_features + (context_features or 0), *widths_of(type(self).__name__, hidden)]
         layers: list[nn.Module] = []
         for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(a, b), activation_module(activation)]
+            layers += [nn.Linear(a, b), activation_module(activation, type(self).__name__)]
         last = nn.Linear(widths[-1], out_features)
         if zero_last:
             nn.init.zeros_(last.weight)

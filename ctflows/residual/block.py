@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ctflows.continuous.divergence import sample_noise
-from ctflows.core.counts import optional_count, positive_count
+from ctflows.core.counts import optional_count, positive_count, widths
 from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError
 from ctflows.residual.branch import LipschitzMLP
@@ -89,6 +89,7 @@ class ResidualBlock(Transform):
             )
         self.terms, self.eval_terms, self.truncation, self.noise = terms, eval_terms, truncation, noise
         self.tolerance, self.max_iterations = tolerance, max_iterations
+        widths(owner, hidden)  # else refused by the inner MLP, under its name
         self.branch = LipschitzMLP(
             features, hidden, context_features=context_features, coefficient=coefficient,
             activation=activation, iterations=power_iterations,

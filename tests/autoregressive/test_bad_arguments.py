@@ -29,6 +29,10 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("maf_scale_bound_none", lambda: MaskedAutoregressive(4, scale_bound=None), ConfigurationError, r"scale_bound .* got None"),
     ("maf_context_zero", lambda: MaskedAutoregressive(3, context_features=0), ConfigurationError, r"MaskedAutoregressive: context_features must be an int >= 1, got 0"),
     ("made_context_zero", lambda: MADE(3, 2, context_features=0), ConfigurationError, r"MADE: context_features must be an int >= 1, got 0"),
+    # under the layer's own name, not that of its MADE
+    ("maf_hidden_zero", lambda: MaskedAutoregressive(3, hidden=(0,)), ConfigurationError, r"^MaskedAutoregressive: each hidden width must be an int >= 1, got 0"),
+    ("maf_activation_unknown", lambda: MaskedAutoregressive(3, activation="bogus"), ConfigurationError, r"^MaskedAutoregressive: unknown activation 'bogus'"),
+    ("made_activation_unknown", lambda: MADE(3, 2, activation="bogus"), ConfigurationError, r"^MADE: unknown activation 'bogus'"),
     ("made_hidden_string", lambda: MADE(3, 2, hidden="64"), ConfigurationError, r"MADE: hidden must be a sequence of widths .* got '64'"),
     ("made_hidden_zero", lambda: MADE(3, 2, hidden=(8, 0)), ConfigurationError, r"MADE: each hidden width must be an int >= 1, got 0"),
     ("made_features_zero", lambda: MADE(0, 2), ConfigurationError, r"MADE: features must be an int >= 1, got 0"),

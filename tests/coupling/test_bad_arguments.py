@@ -23,7 +23,10 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("features_string", lambda: AdditiveCoupling("4"), ConfigurationError, r"AdditiveCoupling: features must be an int >= 1, got '4'"),
     ("features_none", lambda: AffineCoupling(None), ConfigurationError, r"AffineCoupling: features .* got None"),
     # an activation given as a list failed as "unhashable type: 'list'"
-    ("activation_list", lambda: AffineCoupling(4, activation=["relu"]), ConfigurationError, r"unknown activation \['relu'\]"),
+    ("activation_list", lambda: AffineCoupling(4, activation=["relu"]), ConfigurationError, r"^AffineCoupling: unknown activation \['relu'\]"),
+    # under the layer's own name, not that of its conditioner ("MLP: ...")
+    ("hidden_zero", lambda: RQSplineCoupling(4, hidden=(8, 0)), ConfigurationError, r"^RQSplineCoupling: each hidden width must be an int >= 1, got 0"),
+    ("activation_unknown", lambda: AdditiveCoupling(4, activation="bogus"), ConfigurationError, r"^AdditiveCoupling: unknown activation 'bogus'; choose one of"),
     ("parity_2", lambda: AffineCoupling(4, parity=2), ConfigurationError, r"AffineCoupling: parity must be 0 or 1.* got 2"),
     ("parity_negative", lambda: RQSplineCoupling(4, parity=-1), ConfigurationError, r"RQSplineCoupling: parity .* got -1"),
     ("parity_fraction", lambda: AdditiveCoupling(4, parity=1.5), ConfigurationError, r"parity must be 0 or 1.* got 1\.5"),

@@ -35,6 +35,7 @@ def contraction(v: torch.Tensor) -> torch.Tensor:
 CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("coefficient_none", lambda: ResidualBlock(4, (8,), coefficient=None), ConfigurationError, r"LipschitzMLP: coefficient must be a number in \(0, 1\).* got None"),
     ("coefficient_string", lambda: LipschitzMLP(4, (8,), coefficient="0.9"), ConfigurationError, r"coefficient .* got '0\.9'"),
+    ("hidden_zero", lambda: ResidualBlock(4, (8, 0)), ConfigurationError, r"^ResidualBlock: each hidden width must be an int >= 1, got 0"),  # not "MLP: ..."
     ("terms_string", lambda: ResidualBlock(4, (8,), terms="3"), ConfigurationError, r"ResidualBlock: terms must be an int >= 1, got '3'"),
     ("eval_terms_fraction", lambda: ResidualBlock(4, (8,), eval_terms=2.5), ConfigurationError, r"ResidualBlock: eval_terms must be an int >= 1, got 2\.5"),
     ("max_iterations_fraction", lambda: ResidualBlock(4, (8,), max_iterations=2.5), ConfigurationError, r"ResidualBlock: max_iterations .* got 2\.5"),
