@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ctflows.core.counts import positive_count, whole_number
 from ctflows.core.transform import sum_except_batch
+from ctflows.core.validation import batched_shape
 from ctflows.errors import InputError
 
 
@@ -33,7 +34,7 @@ class Distribution(nn.Module):
 
     def _check_points(self, z: Tensor) -> None:
         """Shape and type of ``z`` (values are not checked: a flow's latents may overflow, and give -inf)."""
-        owner, want = type(self).__name__, "[batch, " + ", ".join(map(str, self.event_shape)) + "]"
+        owner, want = type(self).__name__, batched_shape(self.event_shape)
         if not isinstance(z, Tensor) or not z.is_floating_point():
             kind = f"dtype {z.dtype}" if isinstance(z, Tensor) else type(z).__name__
             raise InputError(f"{owner}: points must be a floating-point tensor {want}, got {kind}")

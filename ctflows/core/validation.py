@@ -11,7 +11,7 @@ either loses precision (float64 -> float32) or hides a model that was never move
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,11 @@ def placement(module: nn.Module) -> tuple[torch.device | None, torch.dtype | Non
 def _tensors(module: nn.Module) -> Iterator[Tensor]:
     yield from module.parameters()
     yield from module.buffers()
+
+
+def batched_shape(event_shape: Sequence[int]) -> str:
+    """The shape a batch of events has, as messages show it: ``[batch, 2, 3]``, or ``[batch]`` for scalar events."""
+    return "[" + ", ".join(["batch", *map(str, event_shape)]) + "]"
 
 
 def check_tensor(
@@ -70,8 +75,7 @@ def check_tensor(
     if event_shape is not None:
         expected = (len(event_shape) + 1, tuple(event_shape))
         if x.dim() != expected[0] or tuple(x.shape[1:]) != expected[1]:
-            want = "[batch, " + ", ".join(str(s) for s in event_shape) + "]"
-            raise InputError(f"{owner}: {name} must have shape {want}, got {list(x.shape)}")
+            raise InputError(f"{owner}: {name} must have shape {batched_shape(event_shape)}, got {list(x.shape)}")
     if x.dim() == 0:
         raise InputError(f"{owner}: {name} is a scalar; it needs a batch dimension first, e.g. {name}.reshape(1, -1)")
     if x.shape[0] == 0:

@@ -143,3 +143,10 @@ def test_an_event_shape_may_be_given_as_a_torch_size_or_list(make) -> None:
 def test_a_standard_normal_adds_nothing_to_a_checkpoint() -> None:
     """Its device/dtype anchor is not state: the state dict is empty, so a model's checkpoint keys do not depend on it."""
     assert StandardNormal((2, 3)).state_dict() == {}
+
+
+def test_a_scalar_event_shape_is_named_as_a_plain_batch_in_errors() -> None:
+    """StandardNormal(()) holds one number per point: a batch [N], which the message writes as [batch] (not [batch, ])."""
+    with pytest.raises(InputError, match=r"^StandardNormal: points must have shape \[batch\], got \[3, 2\]$"):
+        StandardNormal(()).log_prob(torch.zeros(3, 2))
+    assert StandardNormal(()).log_prob(torch.zeros(3)).shape == (3,)
