@@ -50,10 +50,12 @@ def dequantize(
     check_levels(images, levels)
     dtype = dtype or torch.get_default_dtype()
     noise = torch.rand(images.shape, generator=generator, dtype=dtype)
-    x = (images.to(dtype=dtype, device="cpu") + noise).div(levels)
-    # (L - 1 + u) / L can round up to exactly 1 in float32 (255 + u = 256); keep the promise of [0, 1).
-    below_one = torch.nextafter(torch.ones((), dtype=dtype), torch.zeros((), dtype=dtype))
-    return torch.minimum(x, below_one).to(images.device)
+    k = images.to(dtype=dtype, device="cpu")
+    x = (k + noise).div(levels)
+    # k + u can round up to k + 1 in float32 (about 1 pixel in 10^5 for k >= 128), which puts the point on the next
+    # cell's edge (for k = L - 1, at exactly 1): keep it just inside its own cell [k/L, (k+1)/L), and [0, 1).
+    upper = (k + 1).div(levels)
+    return torch.minimum(x, torch.nextafter(upper, torch.zeros_like(upper))).to(images.device)
 
 
 class DequantizedImages:

@@ -191,11 +191,13 @@ def test_a_restarted_loader_gives_the_batches_of_a_fresh_one() -> None:
     assert torch.equal(torch.cat(list(loader.restarted())), fresh)
 
 
-def test_float32_dequantization_of_the_top_level_stays_below_one_and_alpha_zero_refuses_the_ends() -> None:
-    # 255 + u rounds to 256 in float32 for u close to 1: without care some points land on exactly 1.
-    top = torch.full((1000, 1, 32, 32), 255, dtype=torch.uint8)
-    x = dequantize(top, 256, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
-    assert float(x.max()) < 1.0 and torch.equal(torch.floor(x.double() * 256).to(torch.uint8), top)
+def test_float32_dequantization_stays_in_its_cell_and_below_one_and_alpha_zero_refuses_the_ends() -> None:
+    # k + u rounds to k + 1 in float32 for u close to 1 (3 of these 10^6 draws at k = 200): without care those points
+    # land on the next cell's edge, and at the top level on exactly 1.
+    for level in (200, 255):
+        images = torch.full((1000, 1, 32, 32), level, dtype=torch.uint8)
+        x = dequantize(images, 256, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+        assert float(x.max()) < 1.0 and torch.equal(torch.floor(x.double() * 256).to(torch.uint8), images), level
     ends = torch.tensor([0.0, 0.5, 0.5, 1.0]).reshape(1, 1, 2, 2)
     with pytest.raises(InputError, match=r"must lie in \(0, 1\)"):
         Logit((1, 2, 2), alpha=0.0)(ends)
