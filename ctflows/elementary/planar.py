@@ -117,7 +117,6 @@ class Planar(Transform):
             new = torch.where(done, a, torch.where(bisect, (lo + hi) / 2, newton))
             step, older = new - a, step
             relative = step.abs() / (1 + a.abs())
-            step_size = relative.max()
             done = done | (relative <= tol)
             a = new
             if bool(done.all()):
@@ -125,7 +124,7 @@ class Planar(Transform):
                 return a
         raise SolverError(
             f"Planar: the inverse did not converge to tolerance {tol:g} in {self.max_iterations} iterations "
-            f"(last relative step {float(step_size):.3g}); raise max_iterations or the tolerance"
+            f"(last relative step {float(relative.max()):.3g}); raise max_iterations or the tolerance"
         )
 
 
