@@ -8,13 +8,18 @@ import torch
 
 
 @contextmanager
-def initialised_from(seed: int | None) -> Iterator[None]:
+def initialised_from(seed: int | None, device: torch.device | None = None) -> Iterator[None]:
     """Within the block, torch's global generator is a fork seeded with ``seed`` (``None``: no change at all).
 
-    Only the CPU generator, where the models are built, is forked and seeded: ``torch.manual_seed`` would also
-    reseed every CUDA (MPS, XPU) generator, which ``fork_rng(devices=[])`` does not restore.
+    Only the CPU generator, where the models are built, and ``device``'s when it is a CUDA device, are forked
+    and seeded: ``torch.manual_seed`` would reseed every CUDA (MPS, XPU) generator, and only the forked ones
+    are restored afterwards.
     """
-    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+    cuda = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda, enabled=seed is not None):
         if seed is not None:
             torch.default_generator.manual_seed(int(seed))  # int: a NumPy integer from another caller
+            for gpu in cuda:
+                with torch.cuda.device(gpu):
+                    torch.cuda.manual_seed(int(seed))
         yield

@@ -17,6 +17,8 @@ the unit cube is also reported in bits per dimension of the discrete images (The
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -29,6 +31,7 @@ from ctflows.core.validation import check_generator, check_tensor
 from ctflows.errors import ConfigurationError, DataError
 from ctflows.image.bits import nats_to_bits_per_dim
 from ctflows.image.dequantization import dequantize
+from ctflows.models.seeding import initialised_from
 from ctflows.training.arguments import check_model_and_settings
 from ctflows.training.data_source import exact_log_prob, make_generator, one_pass, placement
 
@@ -54,7 +57,9 @@ def evaluate(
         n: number of samples drawn from a density (ignored for tensors and loaders).
         batch_size: points per ``log_prob`` call.
         context: ``[N, c]`` for a Tensor ``data``, or ``[c]`` shared by every point.
-        seed, generator: where a density's samples come from (a CPU generator); ``generator`` wins.
+        seed, generator: where a density's samples come from (a CPU generator); ``generator`` wins. Either
+            also fixes the Hutchinson probes, so one seed gives one result; the probes are drawn from torch's
+            global RNG reseeded for the call and restored after it. With neither, probes use the global RNG.
         probes: evaluations per point when a layer estimates its log-det (e.g. a CNF evaluated with
             Hutchinson's estimator); their mean is used and their spread reported as ``nll_probe_se``
             (0 when every log-det is exact, NaN from a single estimated probe).
@@ -76,7 +81,9 @@ def evaluate(
     # The draws (density samples, dequantization noise) are made on the CPU whatever the model's device.
     check_generator("evaluate", generator, torch.device("cpu"))
     device, dtype = placement(flow)
+    seeded = seed is not None or generator is not None
     generator = generator if generator is not None else make_generator(seed)
+    probe_rng = _global_rng_seeded_from(generator, device) if seeded else nullcontext()
     if levels is not None:  # before any pairing with a context: the images themselves are dequantized
         if not isinstance(data, Tensor):
             raise ConfigurationError(f"evaluate: levels= needs a Tensor of integer images, got {type(data).__name__}")
@@ -98,7 +105,7 @@ def evaluate(
             )
     log_p_fn = exact_log_prob(data)
     log_q, log_p, exact = [], [], True
-    with evaluation_mode(flow), torch.no_grad():
+    with evaluation_mode(flow), torch.no_grad(), probe_rng:
         for x, ctx in one_pass(data, n=n, batch_size=batch_size, generator=generator, device=device, dtype=dtype):
             if shared is not None:
                 if ctx is not None:
@@ -127,6 +134,20 @@ def evaluate(
         result["bpd"] = nats_to_bits_per_dim(result["nll"], dims, levels)
         result["bpd_se"] = result["nll_se"] / (dims * math.log(2))
     return result
+
+
+@contextmanager
+def _global_rng_seeded_from(source: torch.Generator, device: torch.device) -> Iterator[None]:
+    """Reseeds torch's global RNG from ``source``'s current state for the block, then restores it.
+
+    The seed is drawn from a copy of ``source``, so the data's draws are the same as without it; the
+    global stream it starts is a fresh one, not ``source``'s own, so probes and points are not paired.
+    """
+    copy = torch.Generator()
+    copy.set_state(source.get_state())
+    probe_seed = int(torch.randint(0, 2**62, (1,), generator=copy))
+    with initialised_from(probe_seed, device):
+        yield
 
 
 def _mean_and_se(values: Tensor) -> tuple[float, float]:
