@@ -38,7 +38,7 @@ from ctflows.training.evaluate import evaluate
 from ctflows.training.history import History
 from ctflows.training.nonfinite import NonFiniteGuard
 from ctflows.training.objectives import Objective, TrainingLoss, resolve_objective
-from ctflows.training.schedule import Schedule
+from ctflows.training.schedule import Schedule, warmup_fraction
 from ctflows.training.training_state import (
     MODEL_FILE, capture_rng, read_state, remove_interrupted_writes, restore_rng, write_state,
 )
@@ -367,13 +367,19 @@ def _name_of(objective: Any) -> str:
 
 def _check_same_run(saved: dict[str, Any], now: dict[str, Any], directory: Any) -> None:
     # A setting a checkpoint predates (weight_decay was added later) is not held against it.
-    changed = {k: (saved[k], v) for k, v in now.items() if k in saved and saved[k] != v}
+    changed = {k: (saved[k], v) for k, v in now.items() if k in saved and not _same_setting(k, saved, now)}
     if changed:
         listed = ", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in sorted(changed.items()))
         raise ConfigurationError(
             f"fit: cannot resume from {directory}: it was written by a run with other settings ({listed}); "
             "use the same arguments, or another checkpoint_dir for a new run"
         )
+
+
+def _same_setting(key: str, saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    if key == "warmup":  # 2 steps of 10 and 0.2 are one schedule; compared as fractions of the budget
+        return warmup_fraction(saved[key], saved["steps"]) == warmup_fraction(now[key], now["steps"])
+    return saved[key] == now[key]
 
 
 def _or_nan(value: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:

@@ -140,12 +140,14 @@ def test_resume_refuses_another_objective_optimizer_clipping_regularization_or_s
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         fit(model(), CorrelatedGaussian(), resume=True, **settings, **now)
     # The same settings spelled another way: an equal weight of another type, the optimizer's name in capitals,
-    # the objective's object for its name.
+    # the objective's object for its name, a warm-up's steps as a fraction.
     again = {**then, "optimizer": "ADAMW"}
     if then.get("objective") == "flow_matching":
         again["objective"] = FlowMatching()
     if "regularization" in again:
         again["regularization"] = {"penalty": np.float64(0.1)}
+    if "warmup" in again:  # the same warm-up as a fraction of the 6 steps
+        again["warmup"] = then["warmup"] / 6
     assert fit(model(), CorrelatedGaussian(), resume=True, **settings, **again).steps == 6
 
 
