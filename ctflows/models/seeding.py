@@ -11,11 +11,12 @@ import torch
 def initialised_from(seed: int | None, device: torch.device | None = None) -> Iterator[None]:
     """Within the block, torch's global generator is a fork seeded with ``seed`` (``None``: no change at all).
 
-    Only the CPU generator, where the models are built, and ``device``'s when it is a CUDA device, are forked
-    and seeded: ``torch.manual_seed`` would reseed every CUDA (MPS, XPU) generator, and only the forked ones
-    are restored afterwards.
+    Only the CPU generator and that of ``device`` (by default torch's default device, where models are built,
+    see ``torch.set_default_device``) when it is a CUDA device are forked and seeded: ``torch.manual_seed``
+    would reseed every CUDA (MPS, XPU) generator, and only the forked ones are restored afterwards.
     """
-    cuda = [device] if device is not None and device.type == "cuda" else []
+    device = device if device is not None else torch.empty(0).device
+    cuda = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda, enabled=seed is not None):
         if seed is not None:
             torch.default_generator.manual_seed(int(seed))  # int: a NumPy integer from another caller

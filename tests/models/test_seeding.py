@@ -69,3 +69,21 @@ def test_a_seeded_build_leaves_the_cuda_generator_alone() -> None:
     torch.cuda.manual_seed(5)
     realnvp(2, blocks=1, hidden=(4,), seed=3)
     assert torch.equal(torch.rand(4, device="cuda"), expected)
+
+
+@pytest.mark.cuda
+def test_a_seed_fixes_a_build_on_a_default_cuda_device() -> None:
+    """Under ``torch.set_default_device("cuda")`` the weights are drawn on the GPU: the seed must fix them there."""
+    torch.set_default_device("cuda")
+    try:
+        torch.cuda.manual_seed(5)
+        expected = torch.rand(4)
+        torch.cuda.manual_seed(5)
+        first = realnvp(2, blocks=1, hidden=(4,), seed=3)
+        assert torch.equal(torch.rand(4), expected)  # the CUDA generator is as it was
+        torch.cuda.manual_seed(6)
+        second = realnvp(2, blocks=1, hidden=(4,), seed=3)
+    finally:
+        torch.set_default_device("cpu")
+    weights = list(zip(first.state_dict().values(), second.state_dict().values()))
+    assert any(p.is_cuda for p, _ in weights) and all(torch.equal(p, q) for p, q in weights)
