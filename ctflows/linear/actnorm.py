@@ -37,6 +37,9 @@ class ActNorm(Transform):
         self.loc = nn.Parameter(torch.zeros(features))
         self.log_scale = nn.Parameter(torch.zeros(features))
         self.register_buffer("initialized", torch.tensor(False))
+        # A Python copy of the flag once it is known True: reading the buffer on a GPU waits for the device,
+        # which would happen in every training step otherwise. A state_dict load clears it (the flag may change).
+        self._initialized_seen = False
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
@@ -54,10 +57,18 @@ class ActNorm(Transform):
         self.loc.copy_(x.mean(dim=0))
         self.log_scale.copy_(torch.log(std + self.eps))
         self.initialized.fill_(True)
+        self._initialized_seen = True
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self._initialized_seen = False
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        if self.training and not self.initialized and x.shape[0] > 1:
-            self.initialize(x)
+        if self.training and not self._initialized_seen and x.shape[0] > 1:
+            if bool(self.initialized):
+                self._initialized_seen = True
+            else:
+                self.initialize(x)
         z = (x - self.loc) * torch.exp(-self.log_scale)
         return z, (-self.log_scale.sum()).expand(x.shape[0])
 

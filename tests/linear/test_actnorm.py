@@ -83,3 +83,25 @@ def test_the_initialised_state_survives_save_and_load():
     other = batch(3, -40.0, 0.1)
     torch.testing.assert_close(loaded.train()(other)[0], layer(other)[0], atol=0, rtol=0)
     assert_standardised(loaded(first)[0])
+
+
+class UnreadableFlag(torch.Tensor):
+    """A flag whose truth value may not be read: on a GPU each read waits for the device."""
+
+    def __bool__(self) -> bool:
+        raise AssertionError("the initialised flag was read on a training step")
+
+
+def test_once_initialised_a_training_step_does_not_read_the_flag_back():
+    layer, first = initialised()
+    layer.initialized = torch.tensor(True).as_subclass(UnreadableFlag)
+    assert_standardised(layer.train()(first)[0])
+
+
+def test_loading_an_uninitialised_state_makes_the_next_training_batch_initialise_again():
+    """The flag read once is forgotten when a state is loaded, so a fresh state's layer learns from data again."""
+    layer, _ = initialised()
+    layer.load_state_dict(ActNorm(3).double().state_dict())
+    assert awaits_data_initialisation(layer)
+    other = batch(4, -40.0, 2.0)
+    assert_standardised(layer.train()(other)[0])
