@@ -5,6 +5,7 @@ Every mistake is a :class:`~ctflows.errors.ConfigurationError` that names the ar
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,11 @@ def check_checkpointing(directory: Any, every: int | None, resume: bool) -> None
         _positive_int("checkpoint_every", every)
     if (every is not None or resume) and directory is None:
         raise ConfigurationError("fit: checkpoint_every and resume need a checkpoint_dir to write to and read from")
+    if directory is not None and not isinstance(directory, (str, os.PathLike)):
+        # else pathlib's TypeError (an int, bytes, a list), which names neither fit nor checkpoint_dir
+        raise ConfigurationError(
+            f"fit: checkpoint_dir must be a str or os.PathLike such as 'runs/a', got {type(directory).__name__} {directory!r}"
+        )
     if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
         # found now, not when the first checkpoint is written (possibly at the end of the run)
         raise ConfigurationError(f"fit: checkpoint_dir {directory} is a file, not a directory; give a directory path")

@@ -77,10 +77,37 @@ def test_a_model_to_train_must_be_a_module_even_with_log_prob():
         check_model_and_settings("fit", NotAModule(), trained=True)
 
 
-def test_resume_without_a_checkpoint_dir_is_refused():
+@pytest.mark.parametrize("every, resume", [(None, True), (5, False)])
+def test_resume_or_checkpoint_every_without_a_checkpoint_dir_is_refused(every: int | None, resume: bool) -> None:
+    """Either one needs a directory: with none, checkpoints would silently never be written or read."""
     check_checkpointing(None, None, False)
     with pytest.raises(ConfigurationError, match="fit: checkpoint_every and resume need a checkpoint_dir"):
-        check_checkpointing(None, None, True)
+        check_checkpointing(None, every, resume)
+
+
+@pytest.mark.parametrize("directory", [5, b"runs/a", ["runs"]])
+def test_a_checkpoint_dir_that_is_not_a_path_is_refused_naming_it(directory: object) -> None:
+    """A ConfigurationError naming checkpoint_dir before training, not pathlib's TypeError."""
+    with pytest.raises(ConfigurationError, match=r"fit: checkpoint_dir must be a str or os.PathLike .*, got (int|bytes|list)"):
+        check_checkpointing(directory, None, False)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"eval_data": torch.zeros(4, 2), "eval_samples": 0}, "eval_samples must be a positive int, got 0"),
+    ({"eval_data": torch.zeros(4, 2), "eval_every": 0}, "eval_every must be a positive int, got 0"),
+])
+def test_evaluation_counts_are_checked_when_there_is_eval_data(changes: dict, message: str) -> None:
+    """Zero evaluation points or an evaluation every 0 steps are refused once evaluation is asked for."""
+    check(eval_data=torch.zeros(4, 2))
+    with pytest.raises(ConfigurationError, match=f"fit: {message}"):
+        check(**changes)
+
+
+def test_an_infinite_weight_decay_is_refused() -> None:
+    """inf passes ``>= 0``: it must still be refused, as it turns every parameter into NaN at the first step."""
+    check_model_and_settings("fit", Model(), trained=True, weight_decay=0.0)
+    with pytest.raises(ConfigurationError, match="fit: weight_decay must be a finite number >= 0, got inf"):
+        check_model_and_settings("fit", Model(), trained=True, weight_decay=math.inf)
 
 
 def test_a_cuda_index_one_past_the_last_device_is_refused(monkeypatch):
@@ -94,6 +121,14 @@ def test_a_cuda_index_one_past_the_last_device_is_refused(monkeypatch):
 @pytest.mark.parametrize("name, cls", [("AdamW", torch.optim.AdamW), ("ADAM", torch.optim.Adam), ("adam", torch.optim.Adam)])
 def test_optimizer_names_are_case_insensitive(name, cls):
     assert optimizer_class(name) is cls
+
+
+@pytest.mark.parametrize("optimizer", [dict, torch.nn.Linear, "sgd"])
+def test_a_class_that_is_not_an_optimizer_or_an_unknown_name_is_refused(optimizer: object) -> None:
+    """Only Optimizer subclasses and the table's names: any other class would fail later, when fit builds it."""
+    assert optimizer_class(torch.optim.SGD) is torch.optim.SGD
+    with pytest.raises(ConfigurationError, match=r"fit: optimizer must be one of \['adam', 'adamw'\] or an Optimizer class"):
+        optimizer_class(optimizer)
 
 
 @pytest.mark.parametrize("pair", [tuple, list])

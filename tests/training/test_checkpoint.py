@@ -127,6 +127,7 @@ def test_bad_files_raise_checkpoint_error(tmp_path):
     cases = {
         "missing.pt": None,
         "text.pt": b"hello, I am not a checkpoint\n",
+        "pk_text.pt": b"PK, but not the header of a zip archive\n",  # found by its first 4 bytes, not by torch.load
         "truncated.pt": data[: len(data) // 2],
         "empty.pt": b"",
     }
@@ -140,9 +141,16 @@ def test_bad_files_raise_checkpoint_error(tmp_path):
     torch.save(RECORD, tmp_path / "no_model.pt")
     torch.save({**RECORD, "model": torch.zeros(8)}, tmp_path / "float_model.pt")
     torch.save({**RECORD, "model": serialised({"model": {"weight": 1}, "metadata": {}})}, tmp_path / "not_a_module.pt")
+    # Each of these holds a loadable model: only the one thing named is wrong, so only its check can refuse it.
+    model = serialised({"model": affine_flow(), "metadata": {}})
+    torch.save({**RECORD, "format": "ctflows-training-state", "model": model}, tmp_path / "other_format.pt")
+    torch.save({**RECORD, "model": model.reshape(1, -1)}, tmp_path / "2d_model.pt")
+    torch.save({**RECORD, "model": model}, tmp_path / "by_hand.pt")
+    assert isinstance(load(tmp_path / "by_hand.pt"), Flow)  # the model bytes of the two above are good
     expected = {
         "missing.pt": "no such file",
         "text.pt": "not a torch file",
+        "pk_text.pt": r"not a torch file \(a checkpoint is a zip archive starting with 'PK'; got b'PK, '\)",
         "truncated.pt": "truncated or corrupted",
         "empty.pt": "is empty",
         "state_dict.pt": "not a ctflows checkpoint",
@@ -152,6 +160,8 @@ def test_bad_files_raise_checkpoint_error(tmp_path):
         "no_model.pt": "has the ctflows marker but no model",
         "float_model.pt": "has the ctflows marker but no model",
         "not_a_module.pt": "holds a dict, not a torch module",
+        "other_format.pt": r"not a ctflows checkpoint \(a dict without the marker",
+        "2d_model.pt": "has the ctflows marker but no model",
     }
     for name, message in expected.items():
         with pytest.raises(CheckpointError, match=message) as info:

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ctflows.errors import CheckpointError, DataError
-from ctflows.training.data_source import batch_stream, make_generator, one_pass
+from ctflows.training.data_source import batch_stream, exact_log_prob, make_generator, one_pass
 from training.fakes import CorrelatedGaussian
 
 CPU = torch.device("cpu")
@@ -102,7 +102,8 @@ def test_a_state_that_is_not_a_stream_state_or_fits_other_data_is_refused():
         with pytest.raises(CheckpointError, match="batch stream's state has the keys .*pass what state_dict"):
             stream.load_state_dict(bad)  # a KeyError or TypeError before
     saved = stream.state_dict()
-    for order in (torch.arange(20), torch.arange(3.0), torch.tensor([-1, 2]), torch.zeros(2, 2, dtype=torch.long)):
+    # torch.tensor([10]) is one row past the last of rows 0..9
+    for order in (torch.arange(20), torch.tensor([10]), torch.arange(3.0), torch.tensor([-1, 2]), torch.zeros(2, 2, dtype=torch.long)):
         with pytest.raises(CheckpointError, match=r"row order does not fit this data \(10 rows\)"):
             stream.load_state_dict({**saved, "order": order})  # rows of a bigger data set, say
     assert torch.equal(next(stream)[0], next(batch_stream(x, 4, generator=make_generator(0), device=CPU, dtype=torch.float32))[0])
@@ -114,8 +115,59 @@ def test_a_stream_knows_how_many_rows_its_data_hold_where_they_can_be_counted():
             while True:
                 yield torch.zeros(2)
 
+    # and whether it cuts the batches to batch_size itself (tensors, a density) or a loader does (fit checks only the former)
     x = torch.zeros(12, 2)
-    cases = [(x, 12), ((x, x[:, :1]), 12), (DataLoader(TensorDataset(x[:7]), batch_size=4), 7),
-             (CorrelatedGaussian(), None), (DataLoader(Endless(), batch_size=4), None)]
-    for data, rows in cases:
-        assert batch_stream(data, 4, generator=make_generator(0), device=CPU, dtype=torch.float32).rows == rows
+    cases = [(x, 12, True), ((x, x[:, :1]), 12, True), (DataLoader(TensorDataset(x[:7]), batch_size=4), 7, False),
+             (CorrelatedGaussian(), None, True), (DataLoader(Endless(), batch_size=4), None, False)]
+    for data, rows, cuts in cases:
+        stream = batch_stream(data, 4, generator=make_generator(0), device=CPU, dtype=torch.float32)
+        assert stream.rows == rows and stream.uses_batch_size is cuts
+
+
+def test_a_state_loaded_into_a_stream_already_partway_through_a_pass_starts_where_the_state_says() -> None:
+    """load_state_dict replaces where the stream is: the batches it had taken in its own pass do not count."""
+    loader = DataLoader(TensorDataset(torch.arange(24.0).reshape(12, 2)), batch_size=4)  # 3 batches a pass, in order
+    source = batch_stream(loader, 4, generator=make_generator(0), device=CPU, dtype=torch.float32)
+    next(source)  # one batch into its pass
+    busy = batch_stream(loader, 4, generator=make_generator(0), device=CPU, dtype=torch.float32)
+    next(busy), next(busy)  # two batches into its own pass
+    busy.load_state_dict(source.state_dict())
+    expected = [batch for batch, in loader][1:] + [batch for batch, in loader]
+    assert all(torch.equal(next(busy)[0], batch) for batch in expected)
+
+
+def test_a_seed_gives_the_same_generator_and_no_seed_a_fresh_one() -> None:
+    """seed=None draws from OS entropy: two unseeded generators differ (a clash has probability 2^-64)."""
+    assert make_generator(7).initial_seed() == make_generator(7).initial_seed() == 7
+    assert make_generator(None).initial_seed() != make_generator(None).initial_seed()
+
+
+def test_floating_data_is_cast_to_the_model_dtype_context_included() -> None:
+    """float64 rows for a float32 model come out float32, in the same row order as the originals."""
+    x = torch.randn(8, 2, dtype=torch.float64)
+    for data in (x, (x, x[:, :1] * 2)):
+        for batch, context in take(data, 2, dtype=torch.float32):
+            assert batch.dtype == torch.float32 and (context is None or context.dtype == torch.float32)
+            if context is not None:
+                assert torch.equal(context, batch[:, :1] * 2)
+
+
+def test_empty_data_are_refused_rather_than_giving_empty_batches() -> None:
+    """Zero rows would give batches of zero rows forever, and a loss of NaN."""
+    for data in (torch.zeros(0, 2), (torch.zeros(0, 2), torch.zeros(0, 1))):
+        with pytest.raises(DataError, match=r"fit: data must be a non-empty Tensor \[N, \*event\], got shape \[0, 2\]"):
+            take(data, 1)
+
+
+def test_an_object_that_samples_but_has_no_log_prob_is_not_a_density() -> None:
+    """Only an exact density (sample and log_prob) is trained on as one; evaluate scores against its log_prob."""
+    class SamplerOnly:
+        dim = 2
+
+        def sample(self, n: int, generator=None, dtype=torch.float32) -> torch.Tensor:
+            return torch.zeros(n, 2, dtype=dtype)
+
+    density = CorrelatedGaussian()
+    assert exact_log_prob(density) == density.log_prob and exact_log_prob(SamplerOnly()) is None
+    with pytest.raises(DataError, match="fit: data must be a toy density, .* got SamplerOnly"):
+        take(SamplerOnly(), 1)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from training.fakes import CorrelatedGaussian
 from training.train_worker import build
 
 WORKER = Path(__file__).with_name("train_worker.py")
@@ -135,6 +136,7 @@ def test_batch_must_split_evenly():
     rows = TensorDataset(torch.zeros(64, 2))
     assert sizes(DataLoader(rows, batch_size=30)) == {30, 4} and sizes(DataLoader(rows, batch_size=30, drop_last=True)) == {30}
     assert sizes(torch.zeros(20, 2)) == {20} and sizes(iter([torch.zeros(5, 2)])) is None
+    assert sizes(CorrelatedGaussian()) == {30}  # a density gives batch_size fresh rows every time
     # What is batched is the sampler's rows, and only default collation keeps a batch's rows as they are.
     from torch.utils.data import SubsetRandomSampler
 
