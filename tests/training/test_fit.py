@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -11,9 +12,11 @@ from torch.utils.data import DataLoader, TensorDataset
 import ctflows
 from ctflows.core import Chain, Flow, StandardNormal
 from ctflows.errors import ConfigurationError, TrainingError
+from ctflows.models import cnf
 from ctflows.training import History, fit
 from ctflows.training.data_source import batch_stream, make_generator
-from training.fakes import CorrelatedGaussian, Exploding, Flaky, LazyAffine, Penalized, affine_flow
+from training.fakes import CorrelatedGaussian, ElementwiseAffine, Exploding, Flaky, LazyAffine, Penalized, affine_flow
+from training.progress_bar import renders
 
 
 def test_fit_recovers_the_best_diagonal_gaussian():
@@ -81,6 +84,28 @@ def test_regularization_weight_enters_the_gradient():
     assert history.losses[0] == pytest.approx(history.nll[0] + w * history.regularization["penalty"][0], rel=1e-6)
 
 
+class TwoPenalties(Penalized):
+    """Reports a second term, ``spread = ‖log_scale‖²``, beside Penalized's ``penalty = ‖loc‖²``."""
+
+    def _forward(self, x: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        out = super()._forward(x, context)
+        self.stats["regularization"]["spread"] = (self.log_scale**2).sum()
+        return out
+
+
+def test_each_regularization_term_is_recorded_under_its_own_name():
+    """With two terms, each series holds its own term's value (known in closed form at step 1) and the loss
+    weighs each by its own weight."""
+    flow = affine_flow(TwoPenalties)
+    flow.load_state_dict({"transform.loc": torch.tensor([0.3, -1.2]), "transform.log_scale": torch.tensor([0.2, -0.1])})
+    weights = {"penalty": 0.5, "spread": 2.0}
+    history = fit(flow, CorrelatedGaussian(), steps=1, batch_size=16, seed=0, regularization=weights)
+    values = {"penalty": 0.3**2 + 1.2**2, "spread": 0.2**2 + 0.1**2}
+    for name, value in values.items():
+        assert history.regularization[name] == [pytest.approx(value, rel=1e-6)]
+    assert history.losses[0] == pytest.approx(history.nll[0] + sum(weights[k] * values[k] for k in values), rel=1e-6)
+
+
 @pytest.mark.parametrize("weight", [0.5, np.float32(0.5), torch.tensor(0.5)], ids=["float", "numpy", "tensor"])
 def test_regularization_gradient_matches_manual_loss(weight):
     torch.manual_seed(0)
@@ -140,6 +165,62 @@ def test_progress_bar_shows_loss_and_nfe(capsys):
     assert "loss=" in err and "nfe_forward=3" in err and "step" in err
 
 
+@pytest.mark.parametrize("held_out", ["density", "points"])
+def test_the_progress_bar_ends_at_the_last_step_showing_the_latest_evaluation(capsys, held_out):
+    """Every step moves the bar one step of ``steps``, and it shows the last evaluation's KL (a density) or NLL."""
+    p = CorrelatedGaussian()
+    eval_data = p if held_out == "density" else p.sample(50, generator=torch.Generator().manual_seed(0))
+    history = fit(affine_flow(), p, steps=5, batch_size=8, progress=True, eval_data=eval_data, eval_every=2, eval_samples=100)
+    last = renders(capsys.readouterr().err)[-1]
+    assert "5/5" in last and history.evals[-1]["step"] == 5
+    key, name = ("kl", "kl") if held_out == "density" else ("nll", "test_nll")
+    assert f"{name}={history.evals[-1][key]:.4f}" in last
+
+
+def test_progress_none_shows_the_bar_on_a_terminal(capsys, monkeypatch):
+    """``progress=None`` draws the bar when stderr is a terminal (pytest's captured stderr is not one)."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    fit(affine_flow(), CorrelatedGaussian(), steps=3, batch_size=8)
+    assert "3/3" in capsys.readouterr().err
+
+
+class ModeRecording(ElementwiseAffine):
+    """Notes, at each forward, whether it is in training mode and whether autograd is recording."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__(features)
+        self.seen: list[tuple[bool, bool]] = []
+
+    def _forward(self, x: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.seen.append((self.training, torch.is_grad_enabled()))
+        return super()._forward(x, context)
+
+
+def test_the_initialising_pass_runs_in_train_mode_without_grad_and_every_step_in_train_mode():
+    """As documented: the first pass is in ``train()`` mode under ``no_grad``; each step trains in train mode even
+    when the flow was handed over, or left by the callback, in eval mode (as a callback that samples would)."""
+    flow = Flow(ModeRecording(2), StandardNormal(2)).eval()
+
+    def leave_in_eval_mode(step: int, history: History) -> None:
+        flow.eval()
+
+    fit(flow, CorrelatedGaussian(), steps=3, batch_size=8, seed=0, callback=leave_in_eval_mode)
+    assert flow.transform.seen == [(True, False)] + [(True, True)] * 3
+
+
+def test_a_model_with_no_trainable_parameters_is_refused():
+    flow = affine_flow()
+    flow.requires_grad_(False)
+    with pytest.raises(ConfigurationError, match="^fit: the model has no trainable parameters"):
+        fit(flow, CorrelatedGaussian(), steps=2, batch_size=8)
+
+
+def test_an_adjoint_cnfs_backward_solve_is_counted_at_its_step():
+    """The counts are read after the backward pass, so an adjoint CNF's ``nfe_backward`` is in every step's record."""
+    history = fit(cnf(2, (8,), seed=0), CorrelatedGaussian(), steps=2, batch_size=16, seed=0)
+    assert len(history.counts["nfe_backward"]) == 2 and all(n > 0 for n in history.counts["nfe_backward"])
+
+
 def test_lazily_created_parameters_are_trained():
     flow = Flow(LazyAffine(), StandardNormal(2))
     fit(flow, CorrelatedGaussian(), steps=200, batch_size=128, lr=5e-2, seed=0)
@@ -159,6 +240,7 @@ def test_evaluations_and_callback_stop():
     assert [e["step"] for e in history.evals] == [3, 6, 7]
     d = history.to_dict()
     assert d["steps"] == 7 and set(d["evals"][0]) >= {"nll", "nll_se", "kl", "kl_se", "exact", "time"}
+    assert all(e["n"] == 500 for e in history.evals)  # eval_samples points, as asked
     assert history.wall_time > 0
 
 
@@ -299,3 +381,13 @@ def test_a_custom_objective_is_not_charged_or_credited_with_the_layers_terms():
     history = fit(affine_flow(Penalized), CorrelatedGaussian(), steps=3, batch_size=16, seed=0, objective=mean_nll)
     assert history.regularization == {}
     assert history.losses == history.nll
+
+
+def test_a_custom_objective_that_reports_no_nll_has_nan_recorded_for_it():
+    """``(loss, None)``: there is no NLL to record, so the history says NaN rather than a number it does not have."""
+    def squared_z(flow, x, context):
+        return flow.transform(x)[0].square().mean(), None
+
+    history = fit(affine_flow(), CorrelatedGaussian(), steps=3, batch_size=16, seed=0, objective=squared_z)
+    assert len(history.nll) == 3 and all(math.isnan(v) for v in history.nll)
+    assert all(math.isfinite(v) for v in history.losses)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import re
 import weakref
 
 import pytest
@@ -242,3 +243,48 @@ def test_only_bad_steps_in_a_row_count_toward_the_limit():
     flow = flaky_flow({3, 5, 7})
     history = fit(flow, CorrelatedGaussian(), steps=8, batch_size=32, seed=0, max_bad_steps=2)
     assert history.skipped == [2, 4, 6] and history.steps == 8
+
+
+class _CountedBackward(torch.autograd.Function):
+    """The identity, counting the backward passes that reach it in ``counter``."""
+
+    @staticmethod
+    def forward(ctx, value, counter):
+        ctx.counter = counter
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.counter.append(1)
+        return grad, None
+
+
+class _CountedFlaky(Flaky):
+    """Flaky, with every backward pass through its log-det counted in ``backwards``."""
+
+    def __init__(self, features: int, bad_calls: set[int]) -> None:
+        super().__init__(features, bad_calls)
+        self.backwards: list[int] = []
+
+    def _forward(self, x, context):
+        z, logdet = super()._forward(x, context)
+        return z, _CountedBackward.apply(logdet, self.backwards)
+
+
+def test_a_nonfinite_loss_is_not_backpropagated():
+    """A step whose loss is already NaN is skipped before its backward pass (which, for an adjoint CNF, would be a
+    solve through NaNs): steps 2 and 3 (calls 3 and 4; call 1 is the initialising pass) run no backward."""
+    flow = Flow(_CountedFlaky(2, {3, 4}), StandardNormal(2))
+    history = fit(flow, CorrelatedGaussian(), steps=5, batch_size=32, seed=0)
+    assert history.skipped == [2, 3]
+    assert len(flow.transform.backwards) == 3
+
+
+@pytest.mark.parametrize("budget, named", [({"steps": 3}, "step 1 of 3 "), ({"steps": None, "seconds": 60.0}, "step 1 ")])
+@pytest.mark.parametrize("layer, what", [(Flaky, "the loss is nan"), (_BadGradientOnCall, "the gradient norm is nan")])
+def test_the_error_names_what_was_not_finite_at_which_step_of_the_budget(budget, named, layer, what):
+    """The message says whether the loss or (with a finite loss) the gradient norm was not finite, and the step out
+    of the ``steps`` budget, if there is one; a budget in seconds only has no step count to name."""
+    flow = Flow(layer(2, {2}), StandardNormal(2))  # call 2 is step 1
+    with pytest.raises(TrainingError, match=rf"^fit: {what} at {re.escape(named)}\(1 non-finite step\(s\) in a row"):
+        fit(flow, CorrelatedGaussian(), batch_size=16, seed=0, on_nonfinite="raise", **budget)

@@ -18,8 +18,10 @@ from ctflows.core import Flow, StandardNormal
 from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.models import cnf
 from ctflows.training import fit, load
+from ctflows.training.checkpoint import read_metadata
 from ctflows.training.training_state import read_state, write_state
 from training.fakes import CorrelatedGaussian, ElementwiseAffine, Penalized, affine_flow
+from training.progress_bar import renders
 from training.same_parameters import assert_same_parameters
 
 WORKER = Path(__file__).with_name("train_worker.py")
@@ -85,10 +87,12 @@ def test_resume_in_process_matches_and_continues_the_history(tmp_path, device):
     state = read_state(tmp_path)
     state["trained_seconds"] = 1000.0
     del state["history"]["trained_seconds"]
+    state["history"]["wall_time"] = 2000.0
     write_state(tmp_path, state)
     resumed, history = run(None, resume=True)
     assert history.losses == whole_history.losses and history.steps == 30
     assert 1000.0 < history.trained_seconds < 1000.0 + history.wall_time  # the first segment's time is carried on
+    assert 2000.0 < history.wall_time < 2000.0 + history.trained_seconds  # and so is its wall time
     assert_same_parameters(whole, resumed)
 
 
@@ -176,7 +180,9 @@ def test_ctrl_c_between_steps_leaves_a_checkpoint_to_resume_from(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run(interrupt, resume=False)
-    assert read_state(tmp_path / "run")["step"] == 9  # written on the way out, at the last whole step
+    saved = read_state(tmp_path / "run")
+    assert saved["step"] == 9  # written on the way out, at the last whole step
+    assert saved["history"]["wall_time"] >= saved["trained_seconds"] > 0  # with the time the run took so far
     resumed = run(None, resume=True)
     empty(tmp_path / "run")
     whole = run(None, resume=False)
@@ -220,14 +226,18 @@ class Interrupt:
         return self.real(*args, **kwargs)
 
 
-@pytest.mark.parametrize("fail_on, evaluated", [({2}, [2, 4, 6, 8]), ({4}, [2, 4, 6, 8])], ids=["mid-run", "final"])
-def test_an_evaluation_cut_short_is_done_when_the_run_resumes(tmp_path, monkeypatch, fail_on, evaluated):
+@pytest.mark.parametrize(
+    "steps, fail_on, evaluated",
+    [(8, {2}, [2, 4, 6, 8]), (8, {4}, [2, 4, 6, 8]), (7, {4}, [2, 4, 6, 7])],
+    ids=["mid-run", "final", "final-off-cadence"],  # the last: a resumed run with no step left to take
+)
+def test_an_evaluation_cut_short_is_done_when_the_run_resumes(tmp_path, monkeypatch, steps, fail_on, evaluated):
     import importlib
 
     fit_module = importlib.import_module("ctflows.training.fit")
     real = fit_module.evaluate
     held_out = CorrelatedGaussian().sample(200, generator=torch.Generator().manual_seed(3))
-    options = dict(steps=8, batch_size=16, seed=0, eval_data=held_out, eval_every=2, eval_samples=200, checkpoint_dir=tmp_path)
+    options = dict(steps=steps, batch_size=16, seed=0, eval_data=held_out, eval_every=2, eval_samples=200, checkpoint_dir=tmp_path)
     monkeypatch.setattr(fit_module, "evaluate", Interrupt(real, fail_on))
     with pytest.raises(KeyboardInterrupt):
         fit(affine_flow(), CorrelatedGaussian(), **options)
@@ -345,3 +355,128 @@ def test_an_infinite_clip_grad_resumes_a_run_without_clipping_and_a_finite_one_d
     with pytest.raises(ConfigurationError, match=r"other settings \(clip_grad: None then, 5\.0 now\)"):
         fit(affine_flow(), data, clip_grad=5.0, resume=True, **settings)
     assert fit(affine_flow(), data, clip_grad=float("inf"), resume=True, **settings).steps == 3  # the same setting
+
+
+def test_checkpoints_are_written_every_checkpoint_every_steps_and_once_at_the_end(tmp_path, monkeypatch):
+    """The steps the training state is written at: each multiple of ``checkpoint_every`` and the last step, which
+    is written once even when it is a multiple or a callback stopped the run there."""
+    import importlib
+
+    fit_module = importlib.import_module("ctflows.training.fit")
+    real, written = fit_module.write_state, []
+
+    def recording(directory, record):
+        written.append(record["step"])
+        return real(directory, record)
+
+    monkeypatch.setattr(fit_module, "write_state", recording)
+    for steps, stop_at, want in ((6, None, [3, 6]), (7, None, [3, 6, 7]), (8, 6, [3, 6]), (8, 5, [3, 5])):
+        written.clear()
+        stop = (lambda step, history: step == stop_at) if stop_at else None
+        fit(affine_flow(), CorrelatedGaussian(), steps=steps, batch_size=8, seed=0, callback=stop,
+            checkpoint_dir=tmp_path / f"{steps}-{stop_at}", checkpoint_every=3)
+        assert written == want, (steps, stop_at)
+
+
+class _InterruptedOnCall(ElementwiseAffine):
+    """Raises KeyboardInterrupt in its forward on call ``at`` (1-based, counting every forward)."""
+
+    def __init__(self, features: int, at: int | None) -> None:
+        super().__init__(features)
+        self.at, self.calls = at, 0
+
+    def _forward(self, x, context):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return super()._forward(x, context)
+
+
+def test_a_ctrl_c_inside_a_step_keeps_the_last_whole_steps_checkpoint(tmp_path):
+    """Ctrl-C during step 5's forward (call 6; call 1 is the initialising pass): step 5's batch is already drawn, so
+    no state is written on the way out; the step-4 checkpoint stays, and resuming from it matches a whole run."""
+    def run(interrupt_at: int | None, resume: bool):
+        flow = Flow(_InterruptedOnCall(2, interrupt_at), StandardNormal(2))
+        history = fit(flow, CorrelatedGaussian(), steps=8, batch_size=16, seed=1, checkpoint_dir=tmp_path,
+                      checkpoint_every=2, resume=resume)
+        return flow, history
+
+    whole, whole_history = run(None, resume=False)
+    empty(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run(6, resume=False)
+    assert read_state(tmp_path)["step"] == 4
+    resumed, history = run(None, resume=True)
+    assert history.losses == whole_history.losses
+    assert_same_parameters(whole, resumed)
+
+
+def test_the_files_written_at_the_end_describe_the_run(tmp_path):
+    """The training state and ``model.pt`` name the step and training time the run ended at; a checkpoint_dir that
+    does not exist yet, parents included, is made."""
+    directory = tmp_path / "runs" / "a"
+    flow = affine_flow()
+    history = fit(flow, CorrelatedGaussian(), steps=5, batch_size=8, seed=0, checkpoint_dir=directory)
+    state = read_state(directory)
+    assert state["step"] == 5 and state["trained_seconds"] == history.trained_seconds > 0
+    assert read_metadata(directory / "model.pt") == {"step": 5, "trained_seconds": history.trained_seconds}
+    assert_same_parameters(load(directory / "model.pt"), flow)
+
+
+def test_resume_refuses_a_training_state_of_another_version(tmp_path):
+    fit(affine_flow(), CorrelatedGaussian(), steps=2, batch_size=8, seed=0, checkpoint_dir=tmp_path)
+    state = read_state(tmp_path)
+    state["version"] = 2
+    torch.save(state, tmp_path / "training_state.pt")
+    with pytest.raises(CheckpointError, match="has version 2; this ctflows reads version 1"):
+        fit(affine_flow(), CorrelatedGaussian(), steps=4, batch_size=8, seed=0, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_resume_removes_the_temporaries_of_interrupted_writes_and_nothing_else(tmp_path):
+    """A writer killed mid-write leaves a hidden temporary of either file; a resumed run deletes those only."""
+    settings = dict(steps=4, batch_size=8, seed=0, checkpoint_dir=tmp_path)
+    assert fit(affine_flow(), CorrelatedGaussian(), callback=lambda step, history: step == 2, **settings).steps == 2
+    left = [".training_state.pt.k3j2.tmp", ".model.pt.x9q1.tmp"]
+    kept = [".notes.txt.a1.tmp", "model.pt.tmp", "notes.txt"]
+    for name in left + kept:
+        (tmp_path / name).write_bytes(b"partial")
+    assert fit(affine_flow(), CorrelatedGaussian(), resume=True, **settings).steps == 4
+    assert not any((tmp_path / name).exists() for name in left)
+    assert all((tmp_path / name).read_bytes() == b"partial" for name in kept)
+
+
+def test_a_resumed_runs_progress_bar_starts_at_the_step_it_resumes_from(tmp_path, capsys):
+    """The bar counts the saved steps as done: it is drawn first at 4/6 and ends at 6/6."""
+    settings = dict(steps=6, batch_size=8, seed=0, checkpoint_dir=tmp_path, progress=True)
+    fit(affine_flow(), CorrelatedGaussian(), callback=lambda step, history: step == 4, **settings)
+    capsys.readouterr()
+    fit(affine_flow(), CorrelatedGaussian(), resume=True, **settings)
+    drawn = renders(capsys.readouterr().err)
+    assert "4/6" in drawn[0] and "6/6" in drawn[-1]
+
+
+def test_a_run_without_resume_starts_afresh_over_a_saved_state(tmp_path):
+    """Only ``resume=True`` reads the directory: a new run there ignores the state it finds, then replaces it."""
+    settings = dict(steps=6, batch_size=8, seed=0, checkpoint_dir=tmp_path)
+    fit(affine_flow(), CorrelatedGaussian(), callback=lambda step, history: step == 4, **settings)
+    again = fit(affine_flow(), CorrelatedGaussian(), **settings)
+    fresh = fit(affine_flow(), CorrelatedGaussian(), **{**settings, "checkpoint_dir": tmp_path / "fresh"})
+    assert again.steps == 6 and again.losses == fresh.losses
+    assert read_state(tmp_path)["step"] == 6
+
+
+def test_a_resumed_run_evaluates_the_same_points_as_an_uninterrupted_one(tmp_path):
+    """Evaluation points drawn from a density come from the run's evaluation seed, which the state carries: the
+    resumed run's evaluations are the uninterrupted run's, number for number (all but their times)."""
+    p = CorrelatedGaussian()
+
+    def run(stop_at: int | None, resume: bool):
+        stop = (lambda step, history: step == stop_at) if stop_at else None
+        history = fit(affine_flow(), p, steps=6, batch_size=16, seed=0, eval_data=p, eval_every=2, eval_samples=200,
+                      callback=stop, checkpoint_dir=tmp_path, resume=resume)
+        return [{k: v for k, v in e.items() if k != "time"} for e in history.evals]
+
+    whole = run(None, resume=False)
+    empty(tmp_path)
+    run(4, resume=False)  # stopped at a step due an evaluation: one more would be added at the stop
+    assert run(None, resume=True) == whole and [e["step"] for e in whole] == [2, 4, 6]
