@@ -98,12 +98,13 @@ def load_dataset(text: str, seed: int, *, split: bool = True, image_batch: int |
         return Dataset(text, x.shape[1], x, x, None)
     if x.shape[0] < MIN_ROWS:
         raise DataError(f"{text}: {x.shape[0]} rows is too few to hold out {TEST_FRACTION:.0%} for testing; give at least {MIN_ROWS}")
-    # Training on points in a hyperplane builds a spike on it: the likelihood grows without bound, and every
-    # number the command reports with it.
-    check_spans_space(text, x)
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
     n_test = max(1, round(TEST_FRACTION * x.shape[0]))
-    return Dataset(text, x.shape[1], x[order[n_test:]], x[order[:n_test]], None)
+    train, test = x[order[n_test:]], x[order[:n_test]]
+    # Training on points in a hyperplane builds a spike on it: the likelihood grows without bound, and every
+    # number the command reports with it. The training rows are checked: they may lie on one when the file does not.
+    check_spans_space(text, train)
+    return Dataset(text, x.shape[1], train, test, None)
 
 
 def load_digits_dataset(seed: int, batch_size: int = IMAGE_BATCH) -> Dataset:

@@ -30,11 +30,16 @@ from ctflows.cli.models import DEFAULT_IMAGE_MODELS, DEFAULT_MODELS, MODELS
 from ctflows.errors import CtflowsError
 from ctflows.training.schedule import SCHEDULES
 
-def _add_training_arguments(parser: argparse.ArgumentParser, default_minutes: float | None) -> None:
+def _add_training_arguments(
+    parser: argparse.ArgumentParser, *, default_steps: int | None = None, default_minutes: float | None = None
+) -> None:
+    """The options every training command shares; its budget without --steps or --minutes is one of the defaults."""
+    parser.set_defaults(default_steps=default_steps, default_minutes=default_minutes)
     parser.add_argument("--data", required=True,
                         help="a built-in density (see `ctflows data list`), the 8x8 images `digits`, or a .csv/.npy file")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=positive_int, help="optimizer steps per model")
+    budget.add_argument("--steps", type=positive_int,
+                        help=f"optimizer steps per model{f' (default {default_steps})' if default_steps else ''}")
     budget.add_argument("--minutes", type=positive_minutes,
                         help=f"wall-clock training budget per model{f' (default {default_minutes:g})' if default_minutes else ''}")
     parser.add_argument("--lr", type=positive_number,
@@ -62,17 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     models = ", ".join(MODELS)
 
     p = commands.add_parser("train", help="train one model; writes checkpoints, a loss curve, density and sample plots")
-    _add_training_arguments(p, None)
+    _add_training_arguments(p, default_steps=2000)
     p.add_argument("--model", required=True, help=f"one of: {models}")
-    p.set_defaults(run=train.run, default_steps=2000)
+    p.set_defaults(run=train.run)
 
     p = commands.add_parser("compare", help="train several models on the same data, seed and budget; write a report")
-    _add_training_arguments(p, 1.0)
+    _add_training_arguments(p, default_minutes=1.0)
     p.add_argument("--models", help=f"comma-separated, from: {models} (default {DEFAULT_MODELS}; {DEFAULT_IMAGE_MODELS} on images)")
     p.add_argument("--frames", type=non_negative_int, default=16,
                    help="frames of each CNF's density animation; 0 or 1 for none (default 16)")
     p.add_argument("--animation-grid", type=positive_int, default=64, help="grid points per side in animations (default 64)")
-    p.set_defaults(run=compare.run, default_minutes=1.0)
+    p.set_defaults(run=compare.run)
 
     p = commands.add_parser("sample", help="draw samples from a saved model")
     p.add_argument("checkpoint", help="a model file written by train or compare (trusted files only: it is a pickle)")

@@ -103,8 +103,9 @@ def parse_model_list(text: str) -> list[str]:
     return names
 
 
-# Models that do not split the features in two, so they also take one-dimensional data.
-ONE_FEATURE_MODELS = ("cnf", "cnf-fm", "maf")
+# Models that do not split the features in two, so they also take one-dimensional data (the coupling builders
+# point 1-D data to ctflows.cnf and ctflows.resflow).
+ONE_FEATURE_MODELS = ("cnf", "cnf-fm", "maf", "resflow")
 
 
 def _check_wide_enough(names: list[str], shape: tuple[int, ...], data_name: str) -> None:

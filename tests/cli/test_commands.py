@@ -1,6 +1,8 @@
 """`ctflows train`, `sample`, `evaluate` and `data list` end to end, in-process, on budgets of a few steps."""
 import json
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +13,11 @@ from ctflows.data import get_density, list_densities
 from ctflows.training import load
 
 TINY = ["--steps", "5", "--eval-samples", "500", "--grid", "24"]
+
+
+def _printed_kl(capsys: pytest.CaptureFixture[str]) -> float:
+    """The KL that `ctflows evaluate` printed since the last read of the captured output."""
+    return float(capsys.readouterr().out.split("KL(p || q) = ")[1].split()[0])
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +59,7 @@ def test_saved_model_reproduces_the_reported_kl(trained, capsys):
     # Without --seed, evaluate draws the points measure() drew (the model's seed + 1); --seed 1 says so explicitly.
     for seed in ([], ["--seed", "1"]):
         assert main(["evaluate", str(trained / "model.pt"), "--n", "500", *seed]) == 0
-        kl = float(capsys.readouterr().out.split("KL(p || q) = ")[1].split()[0])
-        assert kl == pytest.approx(reported, abs=1e-4)
+        assert _printed_kl(capsys) == pytest.approx(reported, abs=1e-4)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".npy", ".NPY"])
@@ -87,6 +93,7 @@ def test_data_list_names_and_describes_every_density(capsys):
     assert len(lines) == len(list_densities())
     for line, (name, description) in zip(lines, list_densities().items()):
         assert line.split()[0] == name and line.endswith(description) and description
+    assert len({len(line) - len(description) for line, description in zip(lines, list_densities().values())}) == 1  # one column
     assert images.startswith("image data: digits")
 
 
@@ -138,8 +145,7 @@ def test_evaluate_keeps_seed_0_for_a_model_saved_without_one(tmp_path, capsys):
     ctflows.save(flow, tmp_path / "model.pt", metadata={"data": "two_moons", "dim": 2})  # saved from Python
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "model.pt"), "--n", "300"]) == 0
-    kl = float(capsys.readouterr().out.split("KL(p || q) = ")[1].split()[0])
-    assert kl == pytest.approx(ctflows.evaluate(flow, get_density("two_moons"), n=300, seed=0)["kl"], abs=1e-4)
+    assert _printed_kl(capsys) == pytest.approx(ctflows.evaluate(flow, get_density("two_moons"), n=300, seed=0)["kl"], abs=1e-4)
 
 
 def test_train_into_a_used_directory_names_the_files_it_did_not_write(tmp_path, capsys):
@@ -203,3 +209,72 @@ def test_evaluate_refuses_data_of_another_dimension_than_the_model_was_trained_o
     capsys.readouterr()
     assert main(["evaluate", str(trained / "model.pt"), "--data", str(path)]) == 1
     assert "trained on 2-dimensional data but" in capsys.readouterr().err
+
+
+def test_train_seed_sets_the_model_and_evaluate_scores_the_points_train_scored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--seed seeds training (the same seed trains the same parameters, another seed others), and evaluate without
+    --seed reproduces metrics.json's KL for a seed other than 0 (it draws with the model's seed + 1, as train did)."""
+    params: dict[str, dict[str, torch.Tensor]] = {}
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        assert main(["train", "--data", "two_moons", "--model", "nice", "--seed", seed, "--out", str(tmp_path / name), *TINY]) == 0
+        params[name] = load(tmp_path / name / "model.pt").state_dict()
+    assert all(torch.equal(params["a"][key], params["b"][key]) for key in params["a"])
+    assert any(not torch.equal(params["a"][key], params["c"][key]) for key in params["a"])
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "a" / "model.pt"), "--n", "500"]) == 0
+    assert _printed_kl(capsys) == pytest.approx(json.loads((tmp_path / "a" / "metrics.json").read_text())["kl"], abs=1e-4)
+
+
+def test_grid_sets_the_resolution_of_the_density_plots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--grid reaches both density panels of density.png (the true one and the model's)."""
+    import ctflows.cli.figures as figures
+
+    grids: list[int] = []
+    density_panel = figures.density_panel
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        grids.append(kwargs["n"])
+        return density_panel(*args, **kwargs)
+
+    monkeypatch.setattr(figures, "density_panel", recording)
+    assert main(["train", "--data", "two_moons", "--model", "nice", "--out", str(tmp_path), "--steps", "2", "--grid", "17"]) == 0
+    assert grids == [17, 17] and (tmp_path / "density.png").stat().st_size > 0
+
+
+def test_sample_creates_the_folder_it_writes_into(trained: Path, tmp_path: Path) -> None:
+    """--out in a folder that does not exist yet: the folders are made and the samples written there."""
+    out = tmp_path / "new" / "deeper" / "s.npy"
+    assert main(["sample", str(trained / "model.pt"), "--n", "7", "--out", str(out)]) == 0
+    assert np.load(out).shape == (7, 2)
+
+
+def test_evaluate_reports_the_nfe_of_a_continuous_model_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The solver's function evaluations are printed for a CNF, and no such line for a discrete flow."""
+    import ctflows
+
+    printed: dict[str, str] = {}
+    for name, flow in (("cnf", ctflows.cnf(2, hidden=(8,))), ("realnvp", ctflows.realnvp(2, blocks=1))):
+        ctflows.save(flow, tmp_path / f"{name}.pt", metadata={"data": "two_moons", "dim": 2, "seed": 0})
+        capsys.readouterr()
+        assert main(["evaluate", str(tmp_path / f"{name}.pt"), "--n", "50"]) == 0
+        printed[name] = capsys.readouterr().out
+    assert int(printed["cnf"].split("NFE of the last log_prob batch: ")[1]) >= 2
+    assert "NFE" not in printed["realnvp"]
+
+
+def test_evaluate_asks_for_data_when_the_model_does_not_say_what_it_was_trained_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --data, a model saved with no record of its data is a one-line error asking for --data, not a KeyError."""
+    import ctflows
+
+    ctflows.save(ctflows.realnvp(features=2, blocks=1), tmp_path / "model.pt")  # saved from Python, no metadata
+    assert main(["evaluate", str(tmp_path / "model.pt")]) == 1
+    assert "does not say what data it was trained on; give --data NAME|FILE" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "model.pt"), "--data", "two_moons", "--n", "100"]) == 0
+
+
+def test_compare_records_the_command_as_it_was_typed(tmp_path: Path) -> None:
+    """report.json's "command" is the argument list given to ctflows, so the run can be repeated."""
+    argv = ["compare", "--data", "two_moons", "--models", "nice", "--steps", "2", "--eval-samples", "200", "--grid", "12",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "report.json").read_text())["command"] == "ctflows " + " ".join(argv)

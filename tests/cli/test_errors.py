@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import ctflows
 from ctflows.cli.main import main
+from ctflows.errors import CtflowsError
 
 
 @pytest.fixture
@@ -18,6 +20,7 @@ def files(tmp_path):
     (tmp_path / "one.csv").write_text("".join(f"{k * 0.37 % 1:.3f}\n" for k in range(60)))
     (tmp_path / "constant.csv").write_text("".join(f"{k * 0.37 % 1:.3f},7\n" for k in range(60)))
     (tmp_path / "dependent.csv").write_text("".join(f"{k * 0.37 % 1:.3f},{k % 5},{k * 0.37 % 1 + 2 * (k % 5):.3f}\n" for k in range(60)))
+    ctflows.save(torch.nn.Linear(2, 2), tmp_path / "linear.pt", metadata={"data": "two_moons", "dim": 2})  # a module, no flow
     return tmp_path
 
 
@@ -50,6 +53,11 @@ CASES = {
     "one evaluation point": (["train", "--data", "two_moons", "--model", "nice", "--eval-samples", "1", "--out", "{out}"], "must be at least 2"),
     "negative frames": (["compare", "--data", "two_moons", "--frames", "-1", "--out", "{out}"], "must be at least 0"),
     "no command": ([], "required"),
+    "a model listed twice": (["compare", "--data", "two_moons", "--models", "realnvp,cnf,realnvp", "--steps", "1", "--out", "{out}"],
+                             "--models lists realnvp more than once"),
+    "a plot that is no .png": (["sample", "{dir}/junk.pt", "--out", "{dir}/s.csv", "--plot", "{dir}/s.jpg"], "give a file name ending in .png"),
+    "evaluate a module with no log_prob": (["evaluate", "{dir}/linear.pt"], "holds a Linear, which has no log_prob"),
+    "sample a module that cannot sample": (["sample", "{dir}/linear.pt", "--out", "{dir}/s.csv"], "holds a Linear, which cannot sample"),
     # torch refuses seeds from 2^64, and the run derives seed + 2 from it: refused before training, not after.
     "seed too large": (["train", "--data", "two_moons", "--model", "nice", "--seed", str(2**64 - 1), "--steps", "1", "--out", "{out}"],
                        "from 0 to 2^63 - 1"),
@@ -142,3 +150,81 @@ def test_the_fraction_types_keep_their_ends_apart():
                                  (positive_fraction, "nan", "at most 1"), (positive_fraction, "half", "'half' is not a number")):
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             parse(text)
+
+
+def test_every_default_the_help_states_is_the_one_used() -> None:
+    """Each "(default N)" in a command's --help is the value the option takes when it is left out (for --minutes
+    of compare, the command's default budget)."""
+    import argparse
+    import re
+
+    from ctflows.cli.main import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    stated = 0
+    for command, parser in commands.items():
+        for action in parser._actions:
+            match = re.search(r"\(default (-?[\d.]+)\)", action.help or "")
+            if match is None:
+                continue
+            default = action.default if action.default is not None else parser.get_default(f"default_{action.dest}")
+            assert default == float(match.group(1)), (command, action.option_strings, default)
+            stated += 1
+    assert stated >= 13  # train 4, compare 6, sample 2, evaluate 1
+
+
+def test_help_prints_the_usage_and_exits_with_status_0(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help is not a mistake: the usage goes to stdout and the status is 0."""
+    assert main(["sample", "--help"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("usage: ctflows sample") and captured.err == ""
+
+
+@pytest.mark.parametrize("error, status, line", [
+    (KeyboardInterrupt(), 130, "ctflows data: interrupted"),
+    (CtflowsError("a message\n    that wraps"), 1, "ctflows data: error: a message that wraps"),
+    (OSError("No space left on device"), 1, "ctflows data: error: No space left on device"),
+])
+def test_an_error_while_running_is_one_line_naming_the_command_and_its_status(
+    error: BaseException, status: int, line: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C exits 130 (the shell's convention) and says so; an error, even one whose message wraps, is one line."""
+
+    def fail(args: object) -> int:
+        raise error
+
+    monkeypatch.setattr("ctflows.cli.data.run", fail)
+    assert main(["data", "list"]) == status
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_a_reader_that_went_away_ends_the_command_quietly_with_status_141(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ctflows data list | head`: a BrokenPipeError exits 141 with nothing on stderr, and stdout then goes to
+    /dev/null, so that Python's flush at exit cannot fail on the closed pipe again."""
+
+    def fail(args: object) -> int:
+        raise BrokenPipeError
+
+    monkeypatch.setattr("ctflows.cli.data.run", fail)
+    with open(tmp_path / "stdout.txt", "w") as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        assert main(["data", "list"]) == 141
+        print("written after the pipe closed", file=stdout, flush=True)
+    assert (tmp_path / "stdout.txt").read_text() == "" and capsys.readouterr().err == ""
+
+
+def test_a_tutorial_takes_only_the_two_dimensional_densities(capsys: pytest.CaptureFixture[str]) -> None:
+    """The tutorials' models are 2-D: --data lists only 2-D densities, and refuses another as a usage error."""
+    from ctflows.cli.arguments import tutorial_parser
+    from ctflows.data import get_density, list_densities
+
+    parser = tutorial_parser("demo", data="two_moons")
+    choices = next(action.choices for action in parser._actions if action.dest == "data")
+    assert parser.parse_args([]).data == "two_moons" and "two_moons" in choices
+    assert all(get_density(name).dim == 2 for name in choices)
+    wider = next(name for name in list_densities() if get_density(name).dim != 2)
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--data", wider])
+    assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err

@@ -4,18 +4,25 @@ import pytest
 import torch
 
 from ctflows.cli.dataset import load_dataset
-from ctflows.cli.figures import MOSAIC, _mosaic, _with_base, truth_panels
+from ctflows.cli import figures
+from ctflows.cli.figures import MOSAIC, PATH_POINTS, _mosaic, _with_base, image_rows, model_panels, truth_panels
 from ctflows.viz.density import plt
+from training.fakes import affine_flow
+
+
+def _drawn(panel, read):
+    """``read(ax)`` after drawing ``panel`` on a fresh axes."""
+    fig, ax = plt.subplots()
+    try:
+        panel[1](ax)
+        return read(ax)
+    finally:
+        plt.close(fig)
 
 
 def _counts(panel):
     """The 2-D histogram a sample panel draws: counts [bins_y, bins_x], rows in y."""
-    fig, ax = plt.subplots()
-    try:
-        panel[1](ax)
-        return np.asarray(ax.collections[0].get_array()).reshape(-1)
-    finally:
-        plt.close(fig)
+    return _drawn(panel, lambda ax: np.asarray(ax.collections[0].get_array()).reshape(-1))
 
 
 def test_a_file_is_drawn_as_its_training_rows_and_its_held_out_rows(tmp_path):
@@ -31,6 +38,38 @@ def test_a_file_is_drawn_as_its_training_rows_and_its_held_out_rows(tmp_path):
     assert train_counts.sum() == len(data.train) == 80 and test_counts.sum() == len(data.test) == 20
     expected, _, _ = np.histogram2d(data.test[:, 0].numpy(), data.test[:, 1].numpy(), bins=10, range=[(-1, 1), (-1, 1)])
     np.testing.assert_array_equal(test_counts, expected.T.reshape(-1))
+
+
+def test_a_models_row_draws_its_density_a_histogram_of_its_own_samples_and_its_map():
+    """The samples panel counts the model's samples; the map starts from the data's first PATH_POINTS points and
+    its view is widened to hold the base."""
+    # The model's samples sit left of x = 0 and the data's reference points right of it.
+    rng = np.random.default_rng(2)
+    samples = torch.as_tensor(rng.uniform([-1, -1], [0, 1], size=(300, 2)), dtype=torch.float32)
+    reference = torch.as_tensor(rng.uniform([0, -1], [1, 1], size=(PATH_POINTS + 50, 2)), dtype=torch.float32)
+    bounds = (-1.0, 1.0, -1.0, 1.0)
+    density, histogram, paths = model_panels("m", affine_flow(), samples, reference, bounds, grid=20)
+    assert [density[0], histogram[0], paths[0]] == ["m: density", "m: samples", "m: map data → base"]
+    expected, _, _ = np.histogram2d(samples[:, 0].numpy(), samples[:, 1].numpy(), bins=10, range=[(-1, 1), (-1, 1)])
+    np.testing.assert_array_equal(_counts(histogram), expected.T.reshape(-1))
+    starts, view = _drawn(paths, lambda ax: (ax.collections[0].get_offsets(), (*ax.get_xlim(), *ax.get_ylim())))
+    np.testing.assert_array_equal(starts, reference[:PATH_POINTS].numpy())  # the "data" marks: each path's start
+    assert view == _with_base(bounds)
+
+
+def test_the_image_figure_draws_each_row_at_its_gray_levels_in_order(tmp_path, monkeypatch):
+    """Held-out integer images are shown at (k + 1/2) / L, model samples as they are, on one 0-1 gray scale."""
+    drawn = {}
+    monkeypatch.setattr(figures, "side_by_side", lambda panels, path, **kwargs: drawn.update(panels) or path)
+    held_out = torch.randint(0, 17, (40, 1, 3, 3), generator=torch.Generator().manual_seed(0))
+    samples = torch.rand(40, 1, 3, 3, generator=torch.Generator().manual_seed(1))
+    image_rows({"held-out": held_out, "model": samples}, 17, tmp_path / "f.png", "title")
+    assert list(drawn) == ["held-out", "model"]
+    for label, images in (("held-out", held_out), ("model", samples)):
+        picture, limits = _drawn((label, drawn[label]), lambda ax: (ax.images[0].get_array(), ax.images[0].get_clim()))
+        np.testing.assert_allclose(np.asarray(picture), _mosaic(images, 17).numpy())
+        assert limits == (0, 1)
+    assert (_mosaic(held_out, 17)[:3, :3] == (held_out[0, 0] + 0.5) / 17).all()  # the first image at its levels
 
 
 def test_the_map_panel_widens_the_view_to_hold_the_base():

@@ -99,6 +99,7 @@ def test_train_on_digits_writes_metrics_and_a_sample_grid(tmp_path):
         (["compare", "--data", "digits", "--models", "realnvp"], IMAGE_MODELS),
         (["train", "--data", "digits", "--model", "cnf"], IMAGE_MODELS),
         (["compare", "--data", "two_moons", "--models", "glow"], VECTOR_MODELS),
+        (["compare", "--data", "two_moons", "--models", "realnvp,glow"], VECTOR_MODELS),  # every name checked, not the first
     ],
 )
 def test_a_model_of_the_other_kind_is_a_one_line_error_listing_the_valid_names(argv, valid, tmp_path, capsys):
