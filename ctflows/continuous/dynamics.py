@@ -164,6 +164,7 @@ class AugmentedDynamics:
             out = forward_mode_outputs(
                 self.jacobian_products, self.estimator, self.regularization, t, x, self.context, self.noise, self.chunk_size
             )
+            self._check_velocity_shape(out[0], x)
         else:
             out = self._reverse_mode(t, x, need_graph)
         if not need_graph:
@@ -213,11 +214,7 @@ class AugmentedDynamics:
                 # Also when x "requires grad" as a view made under no_grad: such a view is not in any graph.
                 x = x.detach().requires_grad_(True)
             v = self.field(t, x, self.context)
-            if v.shape != x.shape:  # else autograd's own message, about batched gradients, is the first word
-                raise ConfigurationError(
-                    f"{self.settings.layer}: the field returned shape {list(v.shape)} for x of shape {list(x.shape)}; "
-                    "it must return dx/dt, of x's shape"
-                )
+            self._check_velocity_shape(v, x)
             if self.estimator == "exact":
                 div, jac = exact_divergence(
                     v, x, create_graph=need_graph, chunk_size=self.chunk_size, return_jacobian=want_jacobian
@@ -226,6 +223,15 @@ class AugmentedDynamics:
                 div, jac = hutchinson_divergence(v, x, self.noise, create_graph=need_graph)
             rates = regularization_rates(self.regularization, v, jac)
         return (v, div, *rates)
+
+    def _check_velocity_shape(self, v: Tensor, x: Tensor) -> None:
+        """dx/dt must have x's shape: else autograd's message about batched gradients (reverse mode), or
+        torchdiffeq's about mismatched sizes (forward mode), is the first word."""
+        if v.shape != x.shape:
+            raise ConfigurationError(
+                f"{self.settings.layer}: the field returned shape {list(v.shape)} for x of shape {list(x.shape)}; "
+                "it must return dx/dt, of x's shape"
+            )
 
     def _count_backward(self, grad: Tensor) -> None:
         self.count("nfe_backward")

@@ -126,6 +126,23 @@ def test_the_error_norms_read_only_what_controls_the_step():
     assert adjoint_error_norm(n, sizes, True)(spiked) > 0.5e7
 
 
+def test_each_part_of_the_state_counts_in_full_in_the_error_norms():
+    """The norms are the largest RMS over the parts (torchdiffeq's norm over a tuple state), not one RMS over all
+    entries: an error confined to one part, however few its entries, is not averaged away over the others."""
+    features, batch, sizes = 2, 3, [1, 9]
+    n = batch * features
+    g = torch.Generator().manual_seed(0)
+    s = 1e-3 * torch.randn(batch, features + 2, dtype=F64, generator=g)
+    s[:, features] = 1e6  # the log-det alone
+    torch.testing.assert_close(state_error_norm(features, False)(s), torch.tensor(1e6, dtype=F64))
+    y = 1e-3 * torch.randn(2 * n + sum(sizes), dtype=F64, generator=g)
+    y[2 * n] = 1e6  # the one-entry parameter's adjoint alone
+    torch.testing.assert_close(adjoint_error_norm(n, sizes, False)(y), torch.tensor(1e6, dtype=F64))
+    y[2 * n] = 0.0
+    y[n : 2 * n] = 1e6  # a_x alone: the seminorm keeps it in full
+    torch.testing.assert_close(adjoint_error_norm(n, sizes, True)(y), torch.tensor(1e6, dtype=F64))
+
+
 @pytest.mark.parametrize("end_time, tol, direction", [(1.0, 1e-6, "nfe_backward"), (2.0, 1e-7, "nfe_forward")])
 def test_the_seminorm_saves_evaluations(end_time, tol, direction):
     counts = []
@@ -149,11 +166,12 @@ def test_a_second_derivative_through_the_adjoint_fails_loudly():
 
 @pytest.mark.parametrize("adjoint", [True, "torchdiffeq"])
 @pytest.mark.parametrize("poisoned", ["z", "logdet"])
-def test_a_non_finite_loss_is_not_blamed_on_the_solver(adjoint, poisoned):
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_loss_is_not_blamed_on_the_solver(adjoint, poisoned, value):
     cnf = make_cnf(adjoint, context=None)
     z, logdet = cnf(torch.randn(4, 3, dtype=F64))
-    nan = torch.tensor(float("nan"), dtype=F64)
-    loss = z.sum() * (nan if poisoned == "z" else 1) + logdet.sum() * (nan if poisoned == "logdet" else 1)
+    bad = torch.tensor(value, dtype=F64)
+    loss = z.sum() * (bad if poisoned == "z" else 1) + logdet.sum() * (bad if poisoned == "logdet" else 1)
     with pytest.raises(InputError, match="gradient arriving at its output is NaN or Inf"):
         loss.backward()
     assert cnf.stats["nfe_backward"] == 0  # raised before the backward solve took a step

@@ -25,6 +25,7 @@ from ctflows.continuous import (
     hutchinson_divergence_forward_mode,
     sample_noise,
 )
+from ctflows.continuous.matching import FlowMatching
 from ctflows.errors import ConfigurationError, InputError
 
 T = torch.tensor(0.3)
@@ -78,6 +79,9 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("fourier_none", lambda: FourierMLP(2, (8,), num_frequencies=None), ConfigurationError, r"num_frequencies .* got None"),
     ("concat_linear_zero_width", lambda: ConcatLinear(0, 3, 1), ConfigurationError, r"ConcatLinear: in_features must be an int >= 1, got 0"),
     ("concatsquash_negative_width", lambda: ConcatSquashLinear(2, -1, 1), ConfigurationError, r"ConcatSquashLinear: out_features .* got -1"),
+    # flow matching
+    ("flow_matching_sigma_nan", lambda: FlowMatching(sigma=math.nan), ConfigurationError, r"FlowMatching: sigma must be >= 0, got nan"),
+    ("flow_matching_sigma_negative", lambda: FlowMatching(sigma=-0.1), ConfigurationError, r"FlowMatching: sigma must be >= 0, got -0\.1"),
     # CNF settings not checked before
     ("cnf_chunk_fraction", lambda: CNF(field(), exact_chunk_size=1.5), ConfigurationError, r"CNF: exact_chunk_size must be an int >= 1, got 1\.5"),
     ("cnf_max_steps_string", lambda: CNF(field(), max_num_steps="10"), ConfigurationError, r"CNF: max_num_steps must be an int >= 1, got '10'"),

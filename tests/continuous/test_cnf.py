@@ -237,10 +237,21 @@ def test_a_user_field_with_the_wrong_signature_or_output_is_refused_in_plain_wor
         def forward(self, t, x, context=None):
             return self.linear(x)
 
+    class WideWithJvp(Wide):
+        """Wide, through forward-mode products too (the CNF's default path): the error was torchdiffeq's size mismatch."""
+
+        def forward_with_jvp(self, t, x, context=None, tangents=None):
+            if tangents is None:
+                tangents = torch.eye(2).expand(x.shape[0], -1, -1)
+            return self.linear(x), tangents @ self.linear.weight.T
+
     with pytest.raises(ConfigurationError, match=r"must accept field\(t, x, context=None\).*forward\(t, x\)"):
         CNF(NoContext())
     with pytest.raises(ConfigurationError, match=r"returned shape \[3, 3\] for x of shape \[3, 2\]"):
         CNF(Wide(out=3), field_jvp=False)(torch.randn(3, 2))
+    for adjoint in (True, False):
+        with pytest.raises(ConfigurationError, match=r"returned shape \[3, 3\] for x of shape \[3, 2\]"):
+            CNF(WideWithJvp(out=3), adjoint=adjoint)(torch.randn(3, 2))
 
 
 def test_a_learned_end_time_starts_where_asked_even_past_exp_overflow():

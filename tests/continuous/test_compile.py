@@ -71,10 +71,12 @@ def test_replacing_the_field_recompiles_for_the_new_one():
 
 
 @needs_compiler
-def test_the_compiled_adjoint_with_frozen_parameters_gives_the_eager_gradients():
+@pytest.mark.parametrize("context_grad", [True, False])
+def test_the_compiled_adjoint_with_frozen_parameters_gives_the_eager_gradients(context_grad):
     """A field partly frozen (fine-tuning): the compiled vector-Jacobian product differentiates only the trainable
-    parameters, in the order the adjoint expects, so each gradient lands on its own parameter."""
-    context = torch.randn(32, 3, generator=torch.Generator().manual_seed(4)).requires_grad_(True)
+    parameters, in the order the adjoint expects, so each gradient lands on its own parameter; the context only
+    where it requires grad (a fixed context is no primal of the product)."""
+    context = torch.randn(32, 3, generator=torch.Generator().manual_seed(4)).requires_grad_(context_grad)
     x = torch.randn(32, 2, generator=torch.Generator().manual_seed(1))
     results = []
     for compile_field in (False, True):
@@ -88,7 +90,7 @@ def test_the_compiled_adjoint_with_frozen_parameters_gives_the_eager_gradients()
         flow.train()
         loss = -flow.log_prob(x, context).mean()
         trainable = [p for p in flow.parameters() if p.requires_grad]
-        results.append(torch.autograd.grad(loss, [*trainable, context]))
+        results.append(torch.autograd.grad(loss, [*trainable, *([context] if context_grad else [])]))
     assert len(results[0]) == len(results[1])
     for a, b in zip(*results):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)

@@ -1,6 +1,7 @@
 """A solve that cannot proceed raises SolverError with the layer, tolerances, work so far and remedies."""
 from __future__ import annotations
 
+import traceback
 import weakref
 
 import pytest
@@ -179,6 +180,25 @@ def test_fixed_step_solvers_do_not_return_nan_silently(method, adjoint):
         cnf.eval().inverse(torch.ones(4, 2))
 
 
+class KinkAtZero(VelocityField):
+    """dx/dt = -sqrt(x²) = -|x|: finite everywhere, but autograd's derivative at x = 0 is 0/0, so from x = 0 the
+    state stays at 0 (finite) while the divergence, and with it the log-det, is NaN."""
+
+    features = 2
+
+    def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return -x.square().sqrt()
+
+
+@pytest.mark.parametrize("adjoint", [True, False])
+def test_a_non_finite_log_det_is_a_solver_error_even_where_the_state_stays_finite(adjoint):
+    """A fixed grid checks nothing, so the final check must read the log-det too, not only the state."""
+    cnf = CNF(KinkAtZero(), method="rk4", step_size=0.1, adjoint=adjoint)
+    with pytest.raises(SolverError) as info:
+        cnf(torch.zeros(3, 2))
+    check_message(info.value, "NaN or Inf", "step_size=0.1")
+
+
 def test_nan_under_an_adaptive_solver_is_named_as_a_possible_cause():
     field = Stiff(k=1.0)
     field.poisoned = True
@@ -225,6 +245,13 @@ def test_an_assertion_only_counts_as_a_solver_failure_when_torchdiffeq_raised_it
     with pytest.raises(RuntimeError) as runtime:
         odeint(says_step_size, torch.ones(2), torch.tensor([0.0, 1.0]))
     assert solver_failure_reason(runtime.value) is None
+
+    # A RuntimeError raised in torchdiffeq's own code (here its first-step heuristic, on a field returning the
+    # wrong size) is not the solver giving up either: only its reshape of a short solution says that.
+    with pytest.raises(RuntimeError) as mismatch:
+        odeint(lambda t, y: torch.ones(3), torch.ones(2), torch.tensor([0.0, 1.0]))
+    assert "torchdiffeq" in traceback.extract_tb(mismatch.value.__traceback__)[-1].filename  # else this checks nothing
+    assert solver_failure_reason(mismatch.value) is None
 
 
 def test_a_solver_error_quotes_the_first_line_of_the_reason_and_at_most_200_characters():
@@ -323,6 +350,9 @@ def test_the_scipy_solver_without_an_adjoint_is_refused_where_a_gradient_is_want
     x = torch.randn(4, 2)
     with pytest.raises(ConfigurationError, match=r"'scipy_solver' steps in NumPy, so adjoint=False .*use adjoint=True"):
         cnf(x)  # an output without a graph before: backward() failed later, far from the cause
+    frozen = CNF(TimeMLP(2, (8,)).requires_grad_(False), method="scipy_solver", adjoint=False)
+    with pytest.raises(ConfigurationError, match=r"'scipy_solver' steps in NumPy"):
+        frozen(x.clone().requires_grad_(True))  # no parameter to train, but the input's gradient is wanted
     with torch.no_grad():
         z, logdet = cnf(x)  # no gradient wanted: fine
     with_adjoint = CNF(cnf.field, method="scipy_solver")

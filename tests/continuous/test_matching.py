@@ -277,15 +277,21 @@ def test_the_objective_pairs_data_and_base_by_ot_only_when_asked(coupling):
         assert cost > 1.5 * best
 
 
+def point_mass_base(loc: list[float]) -> ctflows.DiagonalNormal:
+    """A float64 base of (all but) the one point ``loc``: a diagonal normal there with sd 4e-18."""
+    base = ctflows.DiagonalNormal(len(loc)).double()
+    with torch.no_grad():
+        base.loc.copy_(torch.tensor(loc))
+        base.log_scale.fill_(-40.0)
+    return base
+
+
 def test_the_objective_uses_its_sigma_its_time_sampling_and_the_cnfs_end_time():
     # A base of (all but) one point c fixes every path's end: x_t = (1 − s) x + s c + σ ε at t = s T. So the
     # field must be asked at times stratified over [0, T] of the CNF, and the recovered ε have sd σ.
     torch.manual_seed(0)
     T, sigma, n = 2.5, 0.3, 4000
-    base = ctflows.DiagonalNormal(2).double()
-    with torch.no_grad():
-        base.loc.copy_(torch.tensor([1.0, -2.0]))
-        base.log_scale.fill_(-40.0)  # sd 4e-18
+    base = point_mass_base([1.0, -2.0])
     x = torch.randn(n, 2, dtype=torch.float64)
     t, x_t = objective_draws(FlowMatching("independent", sigma=sigma, times="stratified"), x, base, T)
     s = (t / T).unsqueeze(1)
@@ -294,6 +300,33 @@ def test_the_objective_uses_its_sigma_its_time_sampling_and_the_cnfs_end_time():
     # sd of a sample sd of n normals is σ/√(2n) = 0.0034 per coordinate; 6 of them allowed.
     assert noise.std(dim=0).sub(sigma).abs().max() < 0.02
     assert noise.mean(dim=0).abs().max() < 0.03
+
+
+class DataAsContextField(ctflows.continuous.VelocityField):
+    """v(t, y, c) = (b − c)/T: the exact velocity of the straight path from a data point x to the base point b,
+    for a sample whose context is its own data point, c = x."""
+
+    features, context_features = 2, 2
+
+    def __init__(self, b: torch.Tensor, end_time: float) -> None:
+        super().__init__()
+        self.b, self.end_time = b, end_time
+
+    def forward(self, t, y, context=None):
+        return (self.b - context) / self.end_time
+
+
+def test_the_conditional_objective_asks_the_field_with_each_samples_own_context():
+    """With each data point as its own context and a base of one point b, the field (b − c)/T is exact: the loss
+    vanishes when the field is given the context row by row, and not when the contexts are shuffled."""
+    torch.manual_seed(0)
+    T, b = 2.5, [1.0, -2.0]
+    flow = ctflows.Flow([ctflows.CNF(DataAsContextField(torch.tensor(b, dtype=torch.float64), T), end_time=T)],
+                        point_mass_base(b)).double()
+    x = torch.randn(64, 2, dtype=torch.float64)
+    objective = FlowMatching("independent")
+    assert float(objective(flow, x, x.clone())[0]) < 1e-20
+    assert float(objective(flow, x, x.flip(0))[0]) > 0.1
 
 
 class GaussianOptimalField(torch.nn.Module):

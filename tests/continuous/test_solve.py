@@ -76,12 +76,14 @@ def test_without_the_seminorm_the_log_det_takes_part_in_the_error_control():
     assert cnf.stats["nfe_forward"] == evaluations
 
 
+@pytest.mark.parametrize("seminorm", [True, False])
 @pytest.mark.parametrize("adjoint", [False, True, "torchdiffeq"])
-def test_every_training_forward_solve_uses_the_training_tolerances_in_their_roles(adjoint):
-    cnf = make_cnf(adjoint=adjoint, eval_atol=1e-12, eval_rtol=1e-12).train()
+def test_every_training_forward_solve_uses_the_training_tolerances_in_their_roles(adjoint, seminorm):
+    """Also the error norm: x only with the seminorm, else torchdiffeq's default (the largest RMS of x and log-det)."""
+    cnf = make_cnf(adjoint=adjoint, eval_atol=1e-12, eval_rtol=1e-12, seminorm=seminorm).train()
     x = data()
     z, logdet = cnf(x)
-    z_ref, logdet_ref, evaluations = reference_solve(cnf, x, atol=ATOL, rtol=RTOL)
+    z_ref, logdet_ref, evaluations = reference_solve(cnf, x, atol=ATOL, rtol=RTOL, seminorm=seminorm)
     torch.testing.assert_close(z.detach(), z_ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(logdet.detach(), logdet_ref, atol=1e-12, rtol=0)
     assert cnf.stats["nfe_forward"] == evaluations
