@@ -5,14 +5,15 @@ Every mistake is a :class:`~ctflows.errors.ConfigurationError` that names the ar
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from ctflows.core.counts import check_seed, real_setting
+from ctflows.core.counts import check_seed, real_setting, whole_number
 from ctflows.core.validation import check_call_signature
 from ctflows.errors import ConfigurationError
 
@@ -28,24 +29,39 @@ def optimizer_class(optimizer: str | type[torch.optim.Optimizer]) -> type[torch.
     raise ConfigurationError(f"fit: optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer class, got {optimizer!r}")
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def _positive_int(name: str, value: Any) -> int:
+    count = whole_number(value)
+    if count is None or count < 1:
         raise ConfigurationError(f"fit: {name} must be a positive int, got {value!r}")
+    return count
+
+
+class Counts(NamedTuple):
+    """A ``fit`` call's numeric settings as Python ints and floats (a NumPy scalar saved in a training state
+    would keep the state from being read back)."""
+
+    steps: int | None
+    seconds: float | None
+    batch_size: int
+    lr: float
+    clip_grad: float | None
+    eval_every: int | None
+    eval_samples: int
 
 
 def check_arguments(
     steps: int | None, seconds: float | None, batch_size: int, lr: float, clip_grad: float | None, eval_data: Any,
     eval_every: int | None, eval_samples: int, regularization: dict[str, float] | None,
-) -> None:
-    """Budget, batch, learning rate, clipping, evaluation cadence and regularization weights of a ``fit`` call."""
+) -> Counts:
+    """Budget, batch, learning rate, clipping, evaluation cadence and regularization weights of a ``fit`` call;
+    returns the numbers as Python ones."""
     if steps is None and seconds is None:
         raise ConfigurationError("fit: give a budget: steps, seconds, or both")
     if steps is not None:
-        _positive_int("steps", steps)
-    if seconds is not None and not (isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
-                                    and math.isfinite(seconds) and seconds > 0):
+        steps = _positive_int("steps", steps)
+    if seconds is not None and not (_is_number(seconds) and math.isfinite(seconds) and seconds > 0):
         raise ConfigurationError(f"fit: seconds must be a positive number, got {seconds!r}")
-    _positive_int("batch_size", batch_size)
+    batch_size = _positive_int("batch_size", batch_size)
     if not (_is_number(lr) and lr > 0 and math.isfinite(lr)):
         raise ConfigurationError(f"fit: lr must be a positive number, got {lr!r}")
     if clip_grad is not None and not (_is_number(clip_grad) and clip_grad > 0):
@@ -53,9 +69,9 @@ def check_arguments(
     if eval_every is not None:
         if eval_data is None:
             raise ConfigurationError("fit: eval_every is set but eval_data is None; pass held-out data to evaluate on")
-        _positive_int("eval_every", eval_every)
+        eval_every = _positive_int("eval_every", eval_every)
     if eval_data is not None:
-        _positive_int("eval_samples", eval_samples)
+        eval_samples = _positive_int("eval_samples", eval_samples)
     if regularization is not None and not isinstance(regularization, Mapping):
         raise ConfigurationError(
             f"fit: regularization must map names to weights, e.g. {{'kinetic_energy': 0.01}}, got {type(regularization).__name__}"
@@ -63,20 +79,23 @@ def check_arguments(
     for name, weight in (regularization or {}).items():
         # real_setting refuses True as a weight (read as 1.0 before) and takes NumPy and 0-d torch numbers
         real_setting("fit", f"the regularization weight for {name!r}", weight, "a finite number")
+    return Counts(steps, None if seconds is None else float(seconds), batch_size, float(lr),
+                  None if clip_grad is None else float(clip_grad), eval_every, eval_samples)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real number of Python or NumPy (numbers.Real), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_model_and_settings(owner: str, flow: Any, *, trained: bool, weight_decay: float = 0.0, seed: Any = None) -> None:
+def check_model_and_settings(owner: str, flow: Any, *, trained: bool, weight_decay: float = 0.0, seed: Any = None) -> int | None:
     """The model has ``log_prob`` (and, to be ``trained``, is a module with parameters); a finite weight decay >= 0;
-    a seed torch can take (or None)."""
+    a seed torch can take (or None), returned as an int."""
     if not callable(getattr(flow, "log_prob", None)) or (trained and not isinstance(flow, torch.nn.Module)):
         raise ConfigurationError(f"{owner}: the model must be a ctflows Flow (a module with log_prob), got {type(flow).__name__}")
     if not (_is_number(weight_decay) and math.isfinite(weight_decay) and weight_decay >= 0):
         raise ConfigurationError(f"{owner}: weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    check_seed(owner, seed)
+    return check_seed(owner, seed)
 
 
 def check_eval_shape(eval_data: Any, x: torch.Tensor) -> None:
@@ -89,10 +108,11 @@ def check_eval_shape(eval_data: Any, x: torch.Tensor) -> None:
         )
 
 
-def check_checkpointing(directory: Any, every: int | None, resume: bool) -> None:
-    """``checkpoint_every`` and ``resume`` need somewhere to write and read: a ``checkpoint_dir``."""
+def check_checkpointing(directory: Any, every: int | None, resume: bool) -> int | None:
+    """``checkpoint_every`` and ``resume`` need somewhere to write and read: a ``checkpoint_dir``; returns
+    ``checkpoint_every`` as an int."""
     if every is not None:
-        _positive_int("checkpoint_every", every)
+        every = _positive_int("checkpoint_every", every)
     if (every is not None or resume) and directory is None:
         raise ConfigurationError("fit: checkpoint_every and resume need a checkpoint_dir to write to and read from")
     if directory is not None and not isinstance(directory, (str, os.PathLike)):
@@ -103,6 +123,7 @@ def check_checkpointing(directory: Any, every: int | None, resume: bool) -> None
     if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
         # found now, not when the first checkpoint is written (possibly at the end of the run)
         raise ConfigurationError(f"fit: checkpoint_dir {directory} is a file, not a directory; give a directory path")
+    return every
 
 
 def check_callback(callback: Any) -> None:

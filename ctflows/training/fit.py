@@ -146,9 +146,12 @@ def fit(
         TrainingError: too many non-finite steps in a row (or one, with ``on_nonfinite="raise"``).
     """
     # Everything is checked before the first forward pass, which can be costly (an ODE solve).
-    check_model_and_settings("fit", flow, trained=True, weight_decay=weight_decay, seed=seed)
-    check_arguments(steps, seconds, batch_size, lr, clip_grad, eval_data, eval_every, eval_samples, regularization)
-    check_checkpointing(checkpoint_dir, checkpoint_every, resume)
+    seed = check_model_and_settings("fit", flow, trained=True, weight_decay=weight_decay, seed=seed)
+    weight_decay = float(weight_decay)
+    steps, seconds, batch_size, lr, clip_grad, eval_every, eval_samples = check_arguments(
+        steps, seconds, batch_size, lr, clip_grad, eval_data, eval_every, eval_samples, regularization
+    )
+    checkpoint_every = check_checkpointing(checkpoint_dir, checkpoint_every, resume)
     check_callback(callback)
     if ema_decay is not None:
         ema_decay = check_decay(ema_decay)

@@ -480,3 +480,20 @@ def test_a_resumed_run_evaluates_the_same_points_as_an_uninterrupted_one(tmp_pat
     empty(tmp_path)
     run(4, resume=False)  # stopped at a step due an evaluation: one more would be added at the stop
     assert run(None, resume=True) == whole and [e["step"] for e in whole] == [2, 4, 6]
+
+
+PLAIN_SETTINGS = dict(steps=4, batch_size=8, seed=1, lr=1e-2, weight_decay=0.0, clip_grad=5.0, checkpoint_every=2)
+NUMPY_SETTINGS = dict(steps=np.int64(4), batch_size=np.int64(8), seed=np.int64(1), lr=np.float64(1e-2),
+                      weight_decay=np.float64(0.0), clip_grad=np.float32(5.0), checkpoint_every=np.int64(2))
+
+
+def test_numpy_settings_train_as_python_ones_and_their_checkpoint_resumes(tmp_path):
+    """Counts and rates from NumPy (a sweep over np.arange, say) are taken as the Python numbers they equal: the run
+    matches one given plain ints and floats, and its training state, holding no NumPy scalar, can be read back."""
+    plain = affine_flow()
+    fit(plain, CorrelatedGaussian(), checkpoint_dir=tmp_path / "plain", **PLAIN_SETTINGS)
+    stop_at_2 = lambda step, history: step == 2  # noqa: E731
+    fit(affine_flow(), CorrelatedGaussian(), checkpoint_dir=tmp_path / "numpy", callback=stop_at_2, **NUMPY_SETTINGS)
+    resumed = affine_flow()
+    fit(resumed, CorrelatedGaussian(), checkpoint_dir=tmp_path / "numpy", resume=True, **NUMPY_SETTINGS)
+    assert_same_parameters(plain, resumed)
