@@ -282,8 +282,7 @@ def fit(
                     last_step_seconds = group.maximum(last_step_seconds, device_)
                 history.trained_seconds += last_step_seconds
                 in_step = False  # the step is applied and recorded: a checkpoint now is consistent
-                if not applied and guard.bad_step(flow, opt, average):
-                    checkpoint()
+                if not applied and guard.bad_step(flow, opt, average):  # the except clause below saves the state
                     raise TrainingError(_nonfinite_message(loss_value, grad_norm, step, steps, lr * factor, guard, checkpoint_dir))
                 stop = callback is not None and bool(callback(step, history))
                 if group.world > 1:

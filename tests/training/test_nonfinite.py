@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import itertools
 import math
 import re
@@ -40,10 +41,16 @@ def test_bad_steps_are_skipped_counted_and_leave_the_model_alone():
     assert all(torch.isfinite(p).all() for p in flow.parameters())
 
 
-def test_too_many_in_a_row_stops_with_a_loadable_checkpoint(tmp_path):
+def test_too_many_in_a_row_stops_with_a_loadable_checkpoint(tmp_path, monkeypatch):
+    """The state is written once on the way out, with the time the run took."""
+    fit_module = importlib.import_module("ctflows.training.fit")
+    real, written = fit_module.write_state, []
+    monkeypatch.setattr(fit_module, "write_state", lambda directory, record: (written.append(record), real(directory, record))[1])
     flow = flaky_flow(set(range(6, 100)))
     with pytest.raises(TrainingError, match=r"3 non-finite step\(s\) in a row.*last good state is in"):
         fit(flow, CorrelatedGaussian(), steps=50, batch_size=32, seed=0, max_bad_steps=3, checkpoint_dir=tmp_path)
+    # calls 6 on fail (call 1 is the initialising pass): steps 5, 6 and 7 are bad, the third in a row stops the run
+    assert len(written) == 1 and written[0]["step"] == 7 and written[0]["history"]["wall_time"] > 0
     saved = load(tmp_path / "model.pt")
     assert_same_parameters(saved, flow)
     assert all(torch.isfinite(p).all() for p in saved.parameters())
