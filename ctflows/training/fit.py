@@ -223,7 +223,9 @@ def fit(
         def checkpoint() -> None:
             if checkpoint_dir is not None:
                 if group.main:
-                    _write_checkpoint(Path(checkpoint_dir), flow, opt, stream, history, eval_seed, config, average)
+                    _write_checkpoint(
+                        Path(checkpoint_dir), flow, opt, stream, history, eval_seed, config, average, last_step_seconds
+                    )
                 # Every rank, not only the one that writes: "restore" must send them all to the same state.
                 guard.remember(flow, opt, average)
 
@@ -239,7 +241,9 @@ def fit(
         start = time.perf_counter()
         show = group.main and (sys.stderr.isatty() if progress is None else progress)
         bar = tqdm(total=steps, initial=history.steps, disable=not show, unit="step", file=sys.stderr, dynamic_ncols=True)
-        last_step_seconds, in_step = 0.0, False
+        # The warm-up under a seconds budget counts the next step as long as the last: a resumed run knows it too.
+        last_step_seconds = float(saved.get("last_step_seconds", 0.0)) if saved is not None else 0.0
+        in_step = False
         try:
             evaluate_if_due(last=False)  # a resumed run first does the evaluation an interruption cut short
             while not plan.exhausted(history.steps, history.trained_seconds):
@@ -329,12 +333,12 @@ def fit(
 
 def _write_checkpoint(
     directory: Path, flow: nn.Module, opt: torch.optim.Optimizer, stream: BatchStream, history: History,
-    eval_seed: int, config: dict[str, Any], average: ParameterAverage | None,
+    eval_seed: int, config: dict[str, Any], average: ParameterAverage | None, last_step_seconds: float,
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     write_state(directory, {
-        "step": history.steps, "trained_seconds": history.trained_seconds, "eval_seed": eval_seed, "config": config,
-        "model": flow.state_dict(), "optimizer": opt.state_dict(), "history": history.to_dict(),
+        "step": history.steps, "trained_seconds": history.trained_seconds, "last_step_seconds": last_step_seconds,
+        "eval_seed": eval_seed, "config": config, "model": flow.state_dict(), "optimizer": opt.state_dict(), "history": history.to_dict(),
         "stream": stream.state_dict(), "rng": capture_rng(), "first_steps": first_step_states(flow),
         **({"average": average.state_dict()} if average is not None else {}),
     })

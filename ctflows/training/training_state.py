@@ -1,7 +1,7 @@
 """Resuming a run: everything ``fit`` needs to continue bit for bit, written atomically to one file.
 
-    {"format": "ctflows-training-state", "version": 1, "step", "trained_seconds", "eval_seed", "config",
-     "model", "optimizer", "history", "stream", "rng", "first_steps", ["average"]}
+    {"format": "ctflows-training-state", "version": 1, "step", "trained_seconds", "last_step_seconds", "eval_seed",
+     "config", "model", "optimizer", "history", "stream", "rng", "first_steps", ["average"]}
 
 The file holds only tensors and plain containers, so it is read with ``torch.load(weights_only=True)``.
 RNG states: torch's CPU generator, every CUDA device's, Python's ``random`` and NumPy's global generator.

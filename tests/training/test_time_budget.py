@@ -95,3 +95,29 @@ def test_no_warmup_needs_no_unit():
 def test_bad_budgets(kwargs, message):
     with pytest.raises(ConfigurationError, match=message):
         fit(affine_flow(), CorrelatedGaussian(), **kwargs)
+
+
+class TickingClock:
+    """A stand-in for the ``time`` module whose ``perf_counter`` advances a fixed tick at each reading, so every
+    step of a seconds budget lasts exactly one tick."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_a_resumed_seconds_budget_run_takes_the_learning_rates_of_an_unbroken_one(tmp_path, monkeypatch):
+    """The warm-up counts the next step as long as the last one: a resumed run must know the last step's length
+    (it took 0 and so a lower rate before), so with steps of equal length it repeats the unbroken run's rates."""
+    fit_module = importlib.import_module("ctflows.training.fit")
+    settings = dict(steps=None, seconds=2.0, warmup=0.5, batch_size=16, lr=1e-2, seed=0, progress=False)
+    monkeypatch.setattr(fit_module, "time", TickingClock(0.25))
+    whole = fit(affine_flow(), CorrelatedGaussian(), **settings)
+    monkeypatch.setattr(fit_module, "time", TickingClock(0.25))
+    fit(affine_flow(), CorrelatedGaussian(), checkpoint_dir=tmp_path, callback=lambda step, history: step == 2, **settings)
+    resumed = fit(affine_flow(), CorrelatedGaussian(), checkpoint_dir=tmp_path, resume=True, **settings)
+    assert whole.steps == resumed.steps == 8  # 2 s of 0.25 s steps
+    assert resumed.lr == whole.lr
