@@ -84,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
     if curves:
         loss_curves(curves, out / "loss.png")
     if data.is_image:
+        held_out, scored = len(data.test), min(args.eval_samples, len(data.test))  # measure scores the first eval_n
+        tested = f"the last {held_out}" if scored == held_out else f"the first {scored} of the last {held_out}"
         notes.append(f"Trained on the first {data.train.images.shape[0]:,} images (freshly dequantized each pass) "
-                     f"and tested on the last {len(data.test)}.")
+                     f"and tested on {tested}.")
     elif data.density is None:
         notes.append("Trained on 80% of the file's rows (shuffled with the seed) and tested on the other 20%.")
     stale = left_over_note(out, earlier, still_to_write=REPORT_FILES)

@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     with torch.no_grad():
         drawn = flow.sample(args.n, generator=torch.Generator().manual_seed(args.seed)).cpu()
     samples = drawn.reshape(args.n, -1)  # images are written one flattened image per row
+    if args.plot is not None and drawn.dim() != 4 and samples.shape[1] != 2:  # before anything is written
+        raise ConfigurationError(f"--plot draws 2-D samples; these have {samples.shape[1]} dimensions")
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npy":
         with open(out, "wb") as file:  # np.save would append ".npy" to a name ending in ".NPY"
@@ -39,8 +41,6 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None and drawn.dim() == 4:
         print(f"Images: {image_rows({f'{args.n} samples': drawn}, None, Path(args.plot), Path(args.checkpoint).name)}")
     elif args.plot is not None:
-        if samples.shape[1] != 2:
-            raise ConfigurationError(f"--plot draws 2-D samples; these have {samples.shape[1]} dimensions")
         path = side_by_side([sample_panel(f"{args.n} samples", samples, plot_bounds(samples), bins=100)], args.plot)
         print(f"Histogram: {path}")
     return 0

@@ -196,11 +196,13 @@ def test_sample_writes_the_drawn_values_for_the_seed_in_either_format(trained, t
 
 
 def test_sample_refuses_to_plot_samples_of_more_than_two_dimensions(tmp_path, capsys):
+    """A mistake is one error and no output: the samples file is not written either."""
     import ctflows
 
     ctflows.save(ctflows.realnvp(features=3, blocks=1), tmp_path / "m.pt", metadata={"dim": 3})
     assert main(["sample", str(tmp_path / "m.pt"), "--n", "10", "--out", str(tmp_path / "s.csv"), "--plot", str(tmp_path / "s.png")]) == 1
     assert "--plot draws 2-D samples; these have 3 dimensions" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()  # refused before anything was written
 
 
 def test_evaluate_refuses_data_of_another_dimension_than_the_model_was_trained_on(trained, tmp_path, capsys):
