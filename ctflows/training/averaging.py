@@ -63,21 +63,16 @@ class ParameterAverage:
             self._exchange()
 
     def _exchange(self) -> None:
+        # Pair by pair, so the memory it takes beyond θ and θ̄ is one tensor's, not a copy of the whole model.
         with torch.no_grad():
-            own = [param.detach().clone() for param in self.params]  # nothing has changed if this fails
-            averages_moved = False
+            exchanged = 0
             try:
                 for param, average in zip(self.params, self.averaged):
-                    param.copy_(average)
-                averages_moved = True  # from here on the parameters hold every θ̄, intact
-                for average, value in zip(self.averaged, own):
-                    average.copy_(value)
+                    _exchange_values(param, average)
+                    exchanged += 1
             except BaseException:
-                if averages_moved:
-                    for average, param in zip(self.averaged, self.params):
-                        average.copy_(param)
-                for param, value in zip(self.params, own):
-                    param.copy_(value)
+                for param, average in zip(self.params[:exchanged], self.averaged[:exchanged]):
+                    _exchange_values(param, average)
                 raise
             else:
                 self.holding = not self.holding
@@ -125,6 +120,17 @@ class ParameterAverage:
             for average, value in zip(self.averaged, saved):
                 average.copy_(value)
         self.updates = int(state["updates"])
+
+
+def _exchange_values(a: Tensor, b: Tensor) -> None:
+    """Swap the values of two tensors of one shape in place; an error leaves both as they were."""
+    held = a.detach().clone()  # nothing has changed if this fails
+    a.copy_(b)
+    try:
+        b.copy_(held)
+    except BaseException:
+        a.copy_(held)
+        raise
 
 
 def holding_average(average: ParameterAverage | None) -> ContextManager[None]:

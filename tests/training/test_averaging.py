@@ -10,7 +10,7 @@ import torch
 
 from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.training import fit, load
-from ctflows.training.averaging import ParameterAverage
+from ctflows.training.averaging import ParameterAverage, _exchange_values
 from ctflows.training.training_state import read_state
 from training.fakes import CorrelatedGaussian, affine_flow
 from training.same_parameters import assert_same_parameters
@@ -57,7 +57,8 @@ class InterruptingParams(list):
 
 
 def averaged_setup(at: int, signal_or_error=signal.SIGINT) -> tuple[list, ParameterAverage]:
-    """Three parameters with θ = i + 10 and θ̄ = i; the exchange's copy loop hands out items 4 to 6."""
+    """Three parameters with θ = i + 10 and θ̄ = i; an exchange hands out their items once, pair by pair (1 to 3;
+    an exchange back 4 to 6)."""
     params = [torch.nn.Parameter(torch.full((2,), float(i))) for i in range(3)]
     average = ParameterAverage(params, decay=0.5)
     with torch.no_grad():
@@ -72,7 +73,7 @@ def values(tensors) -> list[float]:
 
 
 def test_a_ctrl_c_during_a_swap_is_raised_once_the_swap_is_whole(python_sigint_handler):
-    params, average = averaged_setup(at=4)  # after the first parameter took its average's value
+    params, average = averaged_setup(at=1)  # after the first pair was exchanged
     with pytest.raises(KeyboardInterrupt):
         average.swap()
     assert values(params) == [0.0, 1.0, 2.0] and values(average.averaged) == [10.0, 11.0, 12.0] and average.holding
@@ -88,11 +89,11 @@ def swapped_in_a_block(average: ParameterAverage) -> None:
 @pytest.mark.parametrize("through", [ParameterAverage.swap, swapped_in_a_block], ids=["swap", "applied"])
 @pytest.mark.parametrize("where", ["parameters", "averages"])
 def test_an_error_during_a_swap_undoes_it(where, through):
-    # the parameters take θ̄ first (their list's items 4-6), then the averages take θ (theirs 4-6); applied() must
-    # then leave them so, not "swap back" an exchange that never happened
-    params, average = averaged_setup(at=5 if where == "parameters" else 0)
+    # after two of the three pairs are exchanged, the next item of either list fails; the two must be exchanged
+    # back, and applied() must then leave them so, not "swap back" an exchange that never happened
+    params, average = averaged_setup(at=2 if where == "parameters" else 0)
     if where == "averages":
-        average.averaged = InterruptingParams(average.averaged, 5, RuntimeError("out of memory"))
+        average.averaged = InterruptingParams(average.averaged, 2, RuntimeError("out of memory"))
     else:
         average.params.signal_or_error = RuntimeError("out of memory")
     with pytest.raises(RuntimeError, match="out of memory"):
@@ -101,7 +102,16 @@ def test_an_error_during_a_swap_undoes_it(where, through):
     assert not average.holding
 
 
-@pytest.mark.parametrize("at", [4, 10], ids=["entering", "leaving"])  # the first exchange, or the one back
+def test_a_pair_whose_exchange_fails_halfway_keeps_both_values():
+    """The second copy of a pair failing (here: an expanded tensor, whose elements share memory, cannot be written)
+    puts the first tensor's value back, so neither is left holding the other's."""
+    a, b = torch.tensor([1.0, 2.0]), torch.zeros(1).expand(2)
+    with pytest.raises(RuntimeError, match="refers to a single memory location"):
+        _exchange_values(a, b)
+    assert a.tolist() == [1.0, 2.0] and b.tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("at", [2, 5], ids=["entering", "leaving"])  # the first exchange, or the one back
 def test_applied_puts_the_own_values_back_after_a_ctrl_c(python_sigint_handler, at):
     params, average = averaged_setup(at=at)
     body = []
@@ -109,7 +119,7 @@ def test_applied_puts_the_own_values_back_after_a_ctrl_c(python_sigint_handler, 
         with average.applied():
             body.append(values(params))
     # entering: held back until θ̄ was all in, raised before the block, undone; leaving: after the block
-    assert body == ([] if at == 4 else [[0.0, 1.0, 2.0]])
+    assert body == ([] if at == 2 else [[0.0, 1.0, 2.0]])
     assert values(params) == [10.0, 11.0, 12.0] and values(average.averaged) == [0.0, 1.0, 2.0]
     assert not average.holding
 
