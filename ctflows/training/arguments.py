@@ -4,7 +4,6 @@ Every mistake is a :class:`~ctflows.errors.ConfigurationError` that names the ar
 """
 from __future__ import annotations
 
-import math
 import numbers
 import os
 from collections.abc import Mapping
@@ -59,11 +58,10 @@ def check_arguments(
         raise ConfigurationError("fit: give a budget: steps, seconds, or both")
     if steps is not None:
         steps = _positive_int("steps", steps)
-    if seconds is not None and not (_is_number(seconds) and math.isfinite(seconds) and seconds > 0):
-        raise ConfigurationError(f"fit: seconds must be a positive number, got {seconds!r}")
+    if seconds is not None:
+        seconds = real_setting("fit", "seconds", seconds, "a positive number", lambda v: v > 0)
     batch_size = _positive_int("batch_size", batch_size)
-    if not (_is_number(lr) and lr > 0 and math.isfinite(lr)):
-        raise ConfigurationError(f"fit: lr must be a positive number, got {lr!r}")
+    lr = real_setting("fit", "lr", lr, "a positive number", lambda v: v > 0)
     if clip_grad is not None and not (_is_number(clip_grad) and clip_grad > 0):
         raise ConfigurationError(f"fit: clip_grad must be a positive number or None, got {clip_grad!r}")
     if eval_every is not None:
@@ -79,12 +77,11 @@ def check_arguments(
     for name, weight in (regularization or {}).items():
         # real_setting refuses True as a weight (read as 1.0 before) and takes NumPy and 0-d torch numbers
         real_setting("fit", f"the regularization weight for {name!r}", weight, "a finite number")
-    return Counts(steps, None if seconds is None else float(seconds), batch_size, float(lr),
-                  None if clip_grad is None else float(clip_grad), eval_every, eval_samples)
+    return Counts(steps, seconds, batch_size, lr, None if clip_grad is None else float(clip_grad), eval_every, eval_samples)
 
 
 def _is_number(value: Any) -> bool:
-    """A real number of Python or NumPy (numbers.Real), not a bool."""
+    """A real number of Python or NumPy (numbers.Real), not a bool; infinity too (clip_grad=inf: no clipping)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -93,8 +90,7 @@ def check_model_and_settings(owner: str, flow: Any, *, trained: bool, weight_dec
     a seed torch can take (or None), returned as an int."""
     if not callable(getattr(flow, "log_prob", None)) or (trained and not isinstance(flow, torch.nn.Module)):
         raise ConfigurationError(f"{owner}: the model must be a ctflows Flow (a module with log_prob), got {type(flow).__name__}")
-    if not (_is_number(weight_decay) and math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ConfigurationError(f"{owner}: weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    real_setting(owner, "weight_decay", weight_decay, "a finite number >= 0", lambda v: v >= 0)
     return check_seed(owner, seed)
 
 

@@ -137,3 +137,12 @@ def test_eval_data_as_a_pair_of_either_kind_is_shape_checked(pair):
     check_eval_shape(pair([torch.zeros(5, 2), torch.zeros(5, 1)]), x)
     with pytest.raises(ConfigurationError, match=r"fit: eval_data has points of shape \[3\] but the training data \[2\]"):
         check_eval_shape(pair([torch.zeros(5, 3), torch.zeros(5, 1)]), x)
+
+
+def test_numbers_of_numpy_and_torch_come_back_as_python_ones():
+    """What fit stores in a training state must be plain ints and floats (a NumPy scalar keeps it from being read
+    back): each setting, given as a NumPy or 0-d torch number, is returned as the Python number it equals."""
+    counts = check_arguments(**{**GOOD, "steps": np.int64(7), "seconds": np.float32(0.5), "batch_size": torch.tensor(16),
+                                "lr": torch.tensor(0.25), "clip_grad": np.float64(2.0)})
+    assert counts == (7, 0.5, 16, 0.25, 2.0, GOOD.get("eval_every"), GOOD["eval_samples"])
+    assert all(type(value) in (int, float, type(None)) for value in counts)
