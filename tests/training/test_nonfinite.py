@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import itertools
 import math
 import re
@@ -18,6 +17,7 @@ from ctflows.training import fit, load
 from ctflows.training.averaging import ParameterAverage
 from ctflows.training.nonfinite import NonFiniteGuard
 from training.fakes import CorrelatedGaussian, ElementwiseAffine, Flaky
+from training.recorded_writes import record_state_writes
 from training.same_parameters import assert_same_parameters
 
 
@@ -43,9 +43,7 @@ def test_bad_steps_are_skipped_counted_and_leave_the_model_alone():
 
 def test_too_many_in_a_row_stops_with_a_loadable_checkpoint(tmp_path, monkeypatch):
     """The state is written once on the way out, with the time the run took."""
-    fit_module = importlib.import_module("ctflows.training.fit")
-    real, written = fit_module.write_state, []
-    monkeypatch.setattr(fit_module, "write_state", lambda directory, record: (written.append(record), real(directory, record))[1])
+    written = record_state_writes(monkeypatch)
     flow = flaky_flow(set(range(6, 100)))
     with pytest.raises(TrainingError, match=r"3 non-finite step\(s\) in a row.*last good state is in"):
         fit(flow, CorrelatedGaussian(), steps=50, batch_size=32, seed=0, max_bad_steps=3, checkpoint_dir=tmp_path)

@@ -22,6 +22,7 @@ from ctflows.training.checkpoint import read_metadata
 from ctflows.training.training_state import read_state, write_state
 from training.fakes import CorrelatedGaussian, ElementwiseAffine, Penalized, affine_flow
 from training.progress_bar import renders
+from training.recorded_writes import record_state_writes
 from training.same_parameters import assert_same_parameters
 
 WORKER = Path(__file__).with_name("train_worker.py")
@@ -360,22 +361,13 @@ def test_an_infinite_clip_grad_resumes_a_run_without_clipping_and_a_finite_one_d
 def test_checkpoints_are_written_every_checkpoint_every_steps_and_once_at_the_end(tmp_path, monkeypatch):
     """The steps the training state is written at: each multiple of ``checkpoint_every`` and the last step, which
     is written once even when it is a multiple or a callback stopped the run there."""
-    import importlib
-
-    fit_module = importlib.import_module("ctflows.training.fit")
-    real, written = fit_module.write_state, []
-
-    def recording(directory, record):
-        written.append(record["step"])
-        return real(directory, record)
-
-    monkeypatch.setattr(fit_module, "write_state", recording)
+    written = record_state_writes(monkeypatch)
     for steps, stop_at, want in ((6, None, [3, 6]), (7, None, [3, 6, 7]), (8, 6, [3, 6]), (8, 5, [3, 5])):
         written.clear()
         stop = (lambda step, history: step == stop_at) if stop_at else None
         fit(affine_flow(), CorrelatedGaussian(), steps=steps, batch_size=8, seed=0, callback=stop,
             checkpoint_dir=tmp_path / f"{steps}-{stop_at}", checkpoint_every=3)
-        assert written == want, (steps, stop_at)
+        assert [record["step"] for record in written] == want, (steps, stop_at)
 
 
 class _InterruptedOnCall(ElementwiseAffine):
