@@ -28,4 +28,3 @@ def check_features(builder: str, features: object, *, coupling: bool = False) ->
             f"{features}; for 1-D data use ctflows.cnf, ctflows.resflow or ctflows.nonparametric.fit_gaussianization"
         )
     return features
-

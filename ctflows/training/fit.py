@@ -338,8 +338,8 @@ def _write_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     write_state(directory, {
         "step": history.steps, "trained_seconds": history.trained_seconds, "last_step_seconds": last_step_seconds,
-        "eval_seed": eval_seed, "config": config, "model": flow.state_dict(), "optimizer": opt.state_dict(), "history": history.to_dict(),
-        "stream": stream.state_dict(), "rng": capture_rng(), "first_steps": first_step_states(flow),
+        "eval_seed": eval_seed, "config": config, "model": flow.state_dict(), "optimizer": opt.state_dict(),
+        "history": history.to_dict(), "stream": stream.state_dict(), "rng": capture_rng(), "first_steps": first_step_states(flow),
         **({"average": average.state_dict()} if average is not None else {}),
     })
     with holding_average(average):  # the model users load is the averaged one
