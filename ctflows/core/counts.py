@@ -61,12 +61,14 @@ def widths(owner: str, hidden: object) -> tuple[int, ...]:
 
 
 def real_setting(
-    owner: str, name: str, value: object, want: str, ok: Callable[[float], bool] = lambda v: True
+    owner: str, name: str, value: object, want: str, ok: Callable[[float], bool] = lambda v: True, *,
+    infinite: bool = False,
 ) -> float:
     """``value`` as a float if it is a finite real number (not a bool of any kind, or a string) with ``ok(value)`` true.
 
     Else a :class:`ConfigurationError` saying that ``name`` must be ``want`` (e.g. ``"a number > 0, e.g. 3.0"``):
-    a NaN or infinite setting (say a scale bound) would turn every output into NaN without an error.
+    a NaN or infinite setting (say a scale bound) would turn every output into NaN without an error. With
+    ``infinite``, ±inf passes to ``ok`` (where it means "no limit"); NaN never does.
     """
     number = None
     if not _is_boolean(value) and not isinstance(value, (str, bytes)):
@@ -74,6 +76,6 @@ def real_setting(
             number = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError, RuntimeError):  # a tensor of several numbers (ValueError or RuntimeError)
             number = None
-    if number is None or not math.isfinite(number) or not ok(number):
+    if number is None or math.isnan(number) or (math.isinf(number) and not infinite) or not ok(number):
         raise ConfigurationError(f"{owner}: {name} must be {want}, got {value!r}")
     return number

@@ -4,7 +4,6 @@ Every mistake is a :class:`~ctflows.errors.ConfigurationError` that names the ar
 """
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,17 +42,18 @@ class Counts(NamedTuple):
     seconds: float | None
     batch_size: int
     lr: float
+    weight_decay: float
     clip_grad: float | None
     eval_every: int | None
     eval_samples: int
 
 
 def check_arguments(
-    steps: int | None, seconds: float | None, batch_size: int, lr: float, clip_grad: float | None, eval_data: Any,
-    eval_every: int | None, eval_samples: int, regularization: dict[str, float] | None,
+    steps: int | None, seconds: float | None, batch_size: int, lr: float, weight_decay: float, clip_grad: float | None,
+    eval_data: Any, eval_every: int | None, eval_samples: int, regularization: dict[str, float] | None,
 ) -> Counts:
-    """Budget, batch, learning rate, clipping, evaluation cadence and regularization weights of a ``fit`` call;
-    returns the numbers as Python ones."""
+    """Budget, batch, learning rate, weight decay, clipping, evaluation cadence and regularization weights of a
+    ``fit`` call; returns the numbers as Python ones."""
     if steps is None and seconds is None:
         raise ConfigurationError("fit: give a budget: steps, seconds, or both")
     if steps is not None:
@@ -62,8 +62,9 @@ def check_arguments(
         seconds = real_setting("fit", "seconds", seconds, "a positive number", lambda v: v > 0)
     batch_size = _positive_int("batch_size", batch_size)
     lr = real_setting("fit", "lr", lr, "a positive number", lambda v: v > 0)
-    if clip_grad is not None and not (_is_number(clip_grad) and clip_grad > 0):
-        raise ConfigurationError(f"fit: clip_grad must be a positive number or None, got {clip_grad!r}")
+    weight_decay = real_setting("fit", "weight_decay", weight_decay, "a finite number >= 0", lambda v: v >= 0)
+    if clip_grad is not None:  # inf: no clipping
+        clip_grad = real_setting("fit", "clip_grad", clip_grad, "a positive number or None", lambda v: v > 0, infinite=True)
     if eval_every is not None:
         if eval_data is None:
             raise ConfigurationError("fit: eval_every is set but eval_data is None; pass held-out data to evaluate on")
@@ -77,20 +78,14 @@ def check_arguments(
     for name, weight in (regularization or {}).items():
         # real_setting refuses True as a weight (read as 1.0 before) and takes NumPy and 0-d torch numbers
         real_setting("fit", f"the regularization weight for {name!r}", weight, "a finite number")
-    return Counts(steps, seconds, batch_size, lr, None if clip_grad is None else float(clip_grad), eval_every, eval_samples)
+    return Counts(steps, seconds, batch_size, lr, weight_decay, clip_grad, eval_every, eval_samples)
 
 
-def _is_number(value: Any) -> bool:
-    """A real number of Python or NumPy (numbers.Real), not a bool; infinity too (clip_grad=inf: no clipping)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_model_and_settings(owner: str, flow: Any, *, trained: bool, weight_decay: float = 0.0, seed: Any = None) -> int | None:
-    """The model has ``log_prob`` (and, to be ``trained``, is a module with parameters); a finite weight decay >= 0;
-    a seed torch can take (or None), returned as an int."""
+def check_model_and_seed(owner: str, flow: Any, *, trained: bool, seed: Any = None) -> int | None:
+    """The model has ``log_prob`` (and, to be ``trained``, is a module with parameters); a seed torch can take (or
+    None), returned as an int."""
     if not callable(getattr(flow, "log_prob", None)) or (trained and not isinstance(flow, torch.nn.Module)):
         raise ConfigurationError(f"{owner}: the model must be a ctflows Flow (a module with log_prob), got {type(flow).__name__}")
-    real_setting(owner, "weight_decay", weight_decay, "a finite number >= 0", lambda v: v >= 0)
     return check_seed(owner, seed)
 
 

@@ -32,7 +32,7 @@ from ctflows.errors import ConfigurationError, DataError
 from ctflows.image.bits import nats_to_bits_per_dim
 from ctflows.image.dequantization import dequantize
 from ctflows.models.seeding import initialised_from
-from ctflows.training.arguments import check_model_and_settings
+from ctflows.training.arguments import check_model_and_seed
 from ctflows.training.data_source import exact_log_prob, make_generator, one_pass, placement
 
 
@@ -74,7 +74,7 @@ def evaluate(
     Layers that need autograd internally (a CNF's exact divergence) enable it themselves, so the outer
     ``no_grad`` is safe. The modules' previous train/eval modes are restored afterwards.
     """
-    check_model_and_settings("evaluate", flow, trained=False, seed=seed)
+    check_model_and_seed("evaluate", flow, trained=False, seed=seed)
     n = positive_count("evaluate", "n", n)
     batch_size = positive_count("evaluate", "batch_size", batch_size)
     probes = positive_count("evaluate", "probes", probes)

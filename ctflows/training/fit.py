@@ -28,7 +28,7 @@ from ctflows.errors import ConfigurationError, TrainingError
 from ctflows.linear.actnorm import awaits_data_initialisation
 from ctflows.training.averaging import ParameterAverage, check_decay, holding_average
 from ctflows.training.arguments import (
-    check_arguments, check_callback, check_checkpointing, check_device, check_eval_shape, check_model_and_settings,
+    check_arguments, check_callback, check_checkpointing, check_device, check_eval_shape, check_model_and_seed,
     optimizer_class,
 )
 from ctflows.training.checkpoint import save
@@ -146,10 +146,9 @@ def fit(
         TrainingError: too many non-finite steps in a row (or one, with ``on_nonfinite="raise"``).
     """
     # Everything is checked before the first forward pass, which can be costly (an ODE solve).
-    seed = check_model_and_settings("fit", flow, trained=True, weight_decay=weight_decay, seed=seed)
-    weight_decay = float(weight_decay)
-    steps, seconds, batch_size, lr, clip_grad, eval_every, eval_samples = check_arguments(
-        steps, seconds, batch_size, lr, clip_grad, eval_data, eval_every, eval_samples, regularization
+    seed = check_model_and_seed("fit", flow, trained=True, seed=seed)
+    steps, seconds, batch_size, lr, weight_decay, clip_grad, eval_every, eval_samples = check_arguments(
+        steps, seconds, batch_size, lr, weight_decay, clip_grad, eval_data, eval_every, eval_samples, regularization
     )
     checkpoint_every = check_checkpointing(checkpoint_dir, checkpoint_every, resume)
     check_callback(callback)

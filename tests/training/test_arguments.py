@@ -9,10 +9,10 @@ import torch
 
 from ctflows.errors import ConfigurationError
 from ctflows.training.arguments import (
-    check_arguments, check_checkpointing, check_device, check_eval_shape, check_model_and_settings, optimizer_class,
+    check_arguments, check_checkpointing, check_device, check_eval_shape, check_model_and_seed, optimizer_class,
 )
 
-GOOD = dict(steps=10, seconds=None, batch_size=8, lr=1e-3, clip_grad=None, eval_data=None, eval_every=None,
+GOOD = dict(steps=10, seconds=None, batch_size=8, lr=1e-3, weight_decay=0.0, clip_grad=None, eval_data=None, eval_every=None,
             eval_samples=100, regularization=None)
 
 
@@ -51,20 +51,20 @@ def test_lr_must_be_finite(lr):
 
 @pytest.mark.parametrize("seed", [0, 2**63 - 1])
 def test_seeds_at_the_ends_of_the_range_pass(seed):
-    check_model_and_settings("fit", Model(), trained=True, seed=seed)
+    check_model_and_seed("fit", Model(), trained=True, seed=seed)
 
 
 @pytest.mark.parametrize("seed", [0, 2**63 - 1])
 def test_seeds_of_other_integer_kinds_pass(seed):
     for kind in (np.int64, torch.tensor):
-        check_model_and_settings("fit", Model(), trained=True, seed=kind(seed))
+        check_model_and_seed("fit", Model(), trained=True, seed=kind(seed))
 
 
 @pytest.mark.parametrize("seed", [-1, 2**63, True, torch.tensor(True), torch.tensor([5]), 5.0])
 def test_seeds_just_outside_the_range_or_not_whole_numbers_are_refused(seed):
     # torch.manual_seed would take the first two, and int() the rest (a flag, a one-element tensor of any shape)
     with pytest.raises(ConfigurationError, match=r"fit: seed must be a whole number from 0 to 2\^63 - 1"):
-        check_model_and_settings("fit", Model(), trained=True, seed=seed)
+        check_model_and_seed("fit", Model(), trained=True, seed=seed)
 
 
 def test_a_model_to_train_must_be_a_module_even_with_log_prob():
@@ -72,9 +72,9 @@ def test_a_model_to_train_must_be_a_module_even_with_log_prob():
         def log_prob(self, x):
             return x
 
-    check_model_and_settings("evaluate", NotAModule(), trained=False)
+    check_model_and_seed("evaluate", NotAModule(), trained=False)
     with pytest.raises(ConfigurationError, match="fit: the model must be a ctflows Flow.*got NotAModule"):
-        check_model_and_settings("fit", NotAModule(), trained=True)
+        check_model_and_seed("fit", NotAModule(), trained=True)
 
 
 @pytest.mark.parametrize("every, resume", [(None, True), (5, False)])
@@ -105,9 +105,18 @@ def test_evaluation_counts_are_checked_when_there_is_eval_data(changes: dict, me
 
 def test_an_infinite_weight_decay_is_refused() -> None:
     """inf passes ``>= 0``: it must still be refused, as it turns every parameter into NaN at the first step."""
-    check_model_and_settings("fit", Model(), trained=True, weight_decay=0.0)
+    check(weight_decay=0.0)
     with pytest.raises(ConfigurationError, match="fit: weight_decay must be a finite number >= 0, got inf"):
-        check_model_and_settings("fit", Model(), trained=True, weight_decay=math.inf)
+        check(weight_decay=math.inf)
+
+
+def test_an_infinite_clip_grad_means_no_clipping_and_nan_is_refused() -> None:
+    """clip_grad=inf (of any kind) is taken as it is, "no clipping"; NaN and -inf are refused like 0."""
+    for unlimited in (math.inf, np.float64(math.inf), torch.tensor(math.inf)):
+        assert check_arguments(**{**GOOD, "clip_grad": unlimited}).clip_grad == math.inf
+    for bad in (math.nan, -math.inf, torch.tensor(math.nan), True):
+        with pytest.raises(ConfigurationError, match="fit: clip_grad must be a positive number or None"):
+            check(clip_grad=bad)
 
 
 def test_a_cuda_index_one_past_the_last_device_is_refused(monkeypatch):
@@ -143,6 +152,6 @@ def test_numbers_of_numpy_and_torch_come_back_as_python_ones():
     """What fit stores in a training state must be plain ints and floats (a NumPy scalar keeps it from being read
     back): each setting, given as a NumPy or 0-d torch number, is returned as the Python number it equals."""
     counts = check_arguments(**{**GOOD, "steps": np.int64(7), "seconds": np.float32(0.5), "batch_size": torch.tensor(16),
-                                "lr": torch.tensor(0.25), "clip_grad": np.float64(2.0)})
-    assert counts == (7, 0.5, 16, 0.25, 2.0, GOOD.get("eval_every"), GOOD["eval_samples"])
+                                "lr": torch.tensor(0.25), "weight_decay": np.float32(0.5), "clip_grad": torch.tensor(2.0)})
+    assert counts == (7, 0.5, 16, 0.25, 0.5, 2.0, GOOD.get("eval_every"), GOOD["eval_samples"])
     assert all(type(value) in (int, float, type(None)) for value in counts)
