@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ctflows.core.counts import check_seed, real_setting, whole_number
+from ctflows.core.counts import check_seed, positive_count, real_setting
 from ctflows.core.validation import check_call_signature
 from ctflows.errors import ConfigurationError
 
@@ -25,13 +25,6 @@ def optimizer_class(optimizer: str | type[torch.optim.Optimizer]) -> type[torch.
     if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
         return OPTIMIZERS[optimizer.lower()]
     raise ConfigurationError(f"fit: optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer class, got {optimizer!r}")
-
-
-def _positive_int(name: str, value: Any) -> int:
-    count = whole_number(value)
-    if count is None or count < 1:
-        raise ConfigurationError(f"fit: {name} must be a positive int, got {value!r}")
-    return count
 
 
 class Counts(NamedTuple):
@@ -57,10 +50,10 @@ def check_arguments(
     if steps is None and seconds is None:
         raise ConfigurationError("fit: give a budget: steps, seconds, or both")
     if steps is not None:
-        steps = _positive_int("steps", steps)
+        steps = positive_count("fit", "steps", steps)
     if seconds is not None:
         seconds = real_setting("fit", "seconds", seconds, "a positive number", lambda v: v > 0)
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = positive_count("fit", "batch_size", batch_size)
     lr = real_setting("fit", "lr", lr, "a positive number", lambda v: v > 0)
     weight_decay = real_setting("fit", "weight_decay", weight_decay, "a finite number >= 0", lambda v: v >= 0)
     if clip_grad is not None:  # inf: no clipping
@@ -68,9 +61,9 @@ def check_arguments(
     if eval_every is not None:
         if eval_data is None:
             raise ConfigurationError("fit: eval_every is set but eval_data is None; pass held-out data to evaluate on")
-        eval_every = _positive_int("eval_every", eval_every)
+        eval_every = positive_count("fit", "eval_every", eval_every)
     if eval_data is not None:
-        eval_samples = _positive_int("eval_samples", eval_samples)
+        eval_samples = positive_count("fit", "eval_samples", eval_samples)
     if regularization is not None and not isinstance(regularization, Mapping):
         raise ConfigurationError(
             f"fit: regularization must map names to weights, e.g. {{'kinetic_energy': 0.01}}, got {type(regularization).__name__}"
@@ -103,7 +96,7 @@ def check_checkpointing(directory: Any, every: int | None, resume: bool) -> int 
     """``checkpoint_every`` and ``resume`` need somewhere to write and read: a ``checkpoint_dir``; returns
     ``checkpoint_every`` as an int."""
     if every is not None:
-        every = _positive_int("checkpoint_every", every)
+        every = positive_count("fit", "checkpoint_every", every)
     if (every is not None or resume) and directory is None:
         raise ConfigurationError("fit: checkpoint_every and resume need a checkpoint_dir to write to and read from")
     if directory is not None and not isinstance(directory, (str, os.PathLike)):

@@ -33,7 +33,7 @@ def test_good_arguments_pass():
 
 @pytest.mark.parametrize("name", ["steps", "batch_size"])
 def test_a_bool_is_not_a_count(name):
-    with pytest.raises(ConfigurationError, match=f"fit: {name} must be a positive int, got True"):
+    with pytest.raises(ConfigurationError, match=f"fit: {name} must be an int >= 1, got True"):
         check(**{name: True})
 
 
@@ -93,8 +93,8 @@ def test_a_checkpoint_dir_that_is_not_a_path_is_refused_naming_it(directory: obj
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"eval_data": torch.zeros(4, 2), "eval_samples": 0}, "eval_samples must be a positive int, got 0"),
-    ({"eval_data": torch.zeros(4, 2), "eval_every": 0}, "eval_every must be a positive int, got 0"),
+    ({"eval_data": torch.zeros(4, 2), "eval_samples": 0}, "eval_samples must be an int >= 1, got 0"),
+    ({"eval_data": torch.zeros(4, 2), "eval_every": 0}, "eval_every must be an int >= 1, got 0"),
 ])
 def test_evaluation_counts_are_checked_when_there_is_eval_data(changes: dict, message: str) -> None:
     """Zero evaluation points or an evaluation every 0 steps are refused once evaluation is asked for."""

@@ -246,7 +246,7 @@ def test_evaluations_and_callback_stop():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"steps": 0}, "steps must be a positive int, got 0"), ({"batch_size": -1}, "batch_size must be a positive int, got -1"),
+    [({"steps": 0}, "steps must be an int >= 1, got 0"), ({"batch_size": -1}, "batch_size must be an int >= 1, got -1"),
      ({"lr": 0.0}, "lr must be a positive number, got 0.0"), ({"schedule": "linear"}, "schedule must be one of .*got 'linear'"),
      ({"warmup": 10, "steps": 10}, r"warmup must be an int in \[0, steps=10\)"),
      # a negative count shifted the cosine, 1.0 made the whole run a warm-up, True was read as one step

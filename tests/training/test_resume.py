@@ -249,7 +249,7 @@ def test_an_evaluation_cut_short_is_done_when_the_run_resumes(tmp_path, monkeypa
 
 def test_evaluation_settings_are_checked_before_training_and_an_error_after_a_step_keeps_the_work(tmp_path):
     x = CorrelatedGaussian().sample(100, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ConfigurationError, match="eval_samples must be a positive int"):
+    with pytest.raises(ConfigurationError, match="eval_samples must be an int >= 1"):
         fit(affine_flow(), x, steps=3, batch_size=16, eval_data=x, eval_samples=0)
     with pytest.raises(ConfigurationError, match=r"eval_data has points of shape \[3\]"):
         fit(affine_flow(), x, steps=3, batch_size=16, eval_data=torch.randn(10, 3))
