@@ -1,4 +1,6 @@
 """Every command-line mistake ends with one line on stderr and a non-zero exit, never a traceback."""
+import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -8,7 +10,12 @@ import pytest
 import torch
 
 import ctflows
-from ctflows.cli.main import main
+from ctflows.cli.arguments import (
+    fraction_below_one, non_negative_int, non_negative_number, open_unit_interval, positive_fraction, positive_int,
+    seed_value, tutorial_parser,
+)
+from ctflows.cli.main import build_parser, main
+from ctflows.data import get_density, list_densities
 from ctflows.errors import CtflowsError
 
 
@@ -124,10 +131,6 @@ def test_a_value_out_of_range_exits_with_status_2_before_any_work(case, tmp_path
 
 
 def test_the_argument_types_accept_the_ends_of_their_ranges():
-    import argparse
-
-    from ctflows.cli.arguments import non_negative_int, non_negative_number, open_unit_interval, positive_int, seed_value
-
     assert (non_negative_int("0"), positive_int("1"), seed_value("0"), seed_value(str(2**63 - 1))) == (0, 1, 0, 2**63 - 1)
     assert (non_negative_number("0"), open_unit_interval("0.999")) == (0.0, 0.999)
     for parse, text in ((non_negative_int, "-1"), (non_negative_number, "inf"), (non_negative_number, "nan"),
@@ -137,10 +140,6 @@ def test_the_argument_types_accept_the_ends_of_their_ranges():
 
 
 def test_the_fraction_types_keep_their_ends_apart():
-    import argparse
-
-    from ctflows.cli.arguments import fraction_below_one, positive_fraction
-
     assert (fraction_below_one("0"), fraction_below_one("0.999"), positive_fraction("1"), positive_fraction("1e-9")) == (
         0.0, 0.999, 1.0, 1e-9)
     for parse, text, message in ((fraction_below_one, "1", "must be at least 0 and below 1, got 1"),
@@ -155,11 +154,6 @@ def test_the_fraction_types_keep_their_ends_apart():
 def test_every_default_the_help_states_is_the_one_used() -> None:
     """Each "(default N)" in a command's --help is the value the option takes when it is left out (for --minutes
     of compare, the command's default budget)."""
-    import argparse
-    import re
-
-    from ctflows.cli.main import build_parser
-
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
     stated = 0
     for command, parser in commands.items():
@@ -217,9 +211,6 @@ def test_a_reader_that_went_away_ends_the_command_quietly_with_status_141(
 
 def test_a_tutorial_takes_only_the_two_dimensional_densities(capsys: pytest.CaptureFixture[str]) -> None:
     """The tutorials' models are 2-D: --data lists only 2-D densities, and refuses another as a usage error."""
-    from ctflows.cli.arguments import tutorial_parser
-    from ctflows.data import get_density, list_densities
-
     parser = tutorial_parser("demo", data="two_moons")
     choices = next(action.choices for action in parser._actions if action.dest == "data")
     assert parser.parse_args([]).data == "two_moons" and "two_moons" in choices
