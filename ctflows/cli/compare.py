@@ -84,10 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if curves:
         loss_curves(curves, out / "loss.png")
     if data.is_image:
-        held_out, scored = len(data.test), min(args.eval_samples, len(data.test))  # measure scores the first eval_n
-        tested = f"the last {held_out}" if scored == held_out else f"the first {scored} of the last {held_out}"
-        notes.append(f"Trained on the first {data.train.images.shape[0]:,} images (freshly dequantized each pass) "
-                     f"and tested on {tested}.")
+        notes.append(image_split_note(data.train.images.shape[0], len(data.test), args.eval_samples))
     elif data.density is None:
         notes.append("Trained on 80% of the file's rows (shuffled with the seed) and tested on the other 20%.")
     stale = left_over_note(out, earlier, still_to_write=REPORT_FILES)
@@ -104,3 +101,11 @@ def run(args: argparse.Namespace) -> int:
     md, _ = write_report(out, header, rows, notes)
     print(f"Report: {md}  (table, figure and animations in {out})")
     return 1 if any(r.get("error") for r in rows) else 0
+
+
+def image_split_note(trained: int, held_out: int, eval_samples: int) -> str:
+    """The report's line on which images trained and which were scored (measure scores the first ``eval_samples``
+    of the ``held_out`` ones, as the table's eval_points say)."""
+    scored = min(eval_samples, held_out)
+    tested = f"the last {held_out:,}" if scored == held_out else f"the first {scored:,} of the last {held_out:,}"
+    return f"Trained on the first {trained:,} images (freshly dequantized each pass) and tested on {tested}."

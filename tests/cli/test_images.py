@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ctflows.cli.compare import image_split_note
 from ctflows.cli.dataset import load_dataset
 from ctflows.cli.main import main
 from ctflows.cli.models import MODELS
@@ -117,3 +118,11 @@ def test_the_report_states_the_digits_split(image_run):
     # --eval-samples 32 of the 297 held-out images: the note says which were scored, as the table's eval_points do
     text = (out / "report.md").read_text()
     assert "Trained on the first 1,500 images (freshly dequantized each pass) and tested on the first 32 of the last 297." in text
+
+
+@pytest.mark.parametrize("eval_samples", [297, 5000])
+def test_the_split_note_says_every_held_out_image_when_all_are_scored(eval_samples: int) -> None:
+    """--eval-samples at or above the held-out count scores all of them, and the note says so (no "first N of")."""
+    assert image_split_note(1500, 297, eval_samples) == (
+        "Trained on the first 1,500 images (freshly dequantized each pass) and tested on the last 297.")
+    assert image_split_note(1500, 297, 296).endswith("tested on the first 296 of the last 297.")
