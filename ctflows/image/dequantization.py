@@ -13,23 +13,26 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from ctflows.core.counts import positive_count
+from ctflows.core.counts import positive_count, whole_number
 from ctflows.errors import ConfigurationError, DataError
 
 
 def level_count(owner: str, levels: object) -> int:
-    """``levels`` if it is an int >= 2 (one level would leave nothing to model), else a :class:`ConfigurationError`."""
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+    """``levels`` as an int if it is a whole number >= 2 (:func:`~ctflows.core.counts.whole_number`: NumPy and 0-d
+    torch integers too; one level would leave nothing to model), else a :class:`ConfigurationError`."""
+    count = whole_number(levels)
+    if count is None or count < 2:
         raise ConfigurationError(f"{owner}: levels must be an int >= 2 (e.g. 256 for 8-bit images), got {levels!r}")
-    return levels
+    return count
 
 
-def check_levels(images: Tensor, levels: int, owner: str = "dequantize") -> None:
-    """Raise :class:`DataError` unless ``images [N, ...]`` holds integers ``k ∈ {0, …, L-1}``, L = ``levels``.
+def check_levels(images: Tensor, levels: int, owner: str = "dequantize") -> int:
+    """``levels`` as an int (:func:`level_count`); raise :class:`DataError` unless ``images [N, ...]`` holds integers
+    ``k ∈ {0, …, L-1}``, L = ``levels``.
 
     Dequantization ``(k + u) / L`` is only a density on the unit cube for such k (Theis et al. 2016).
     """
-    level_count(owner, levels)
+    levels = level_count(owner, levels)
     if not isinstance(images, Tensor) or images.dim() < 2 or images.shape[0] == 0:
         raise DataError(f"{owner}: images must be a non-empty Tensor [N, C, H, W] of integer pixel values")
     values = images.double()
@@ -38,6 +41,7 @@ def check_levels(images: Tensor, levels: int, owner: str = "dequantize") -> None
             f"{owner}: pixels must be integers in [0, {levels - 1}] for levels={levels}, got values in "
             f"[{float(values.min()):.4g}, {float(values.max()):.4g}]; pass the raw integer images and their number of levels"
         )
+    return levels
 
 
 def dequantize(
@@ -47,7 +51,7 @@ def dequantize(
 
     The noise comes from ``generator`` (CPU) so a seed gives the same points on every device.
     """
-    check_levels(images, levels)
+    levels = check_levels(images, levels)
     dtype = dtype or torch.get_default_dtype()
     noise = torch.rand(images.shape, generator=generator, dtype=dtype)
     k = images.to(dtype=dtype, device="cpu")
@@ -66,7 +70,7 @@ class DequantizedImages:
     """
 
     def __init__(self, images: Tensor, levels: int, batch_size: int = 128, *, seed: int = 0) -> None:
-        check_levels(images, levels, owner="DequantizedImages")
+        levels = check_levels(images, levels, owner="DequantizedImages")
         batch_size = positive_count("DequantizedImages", "batch_size", batch_size)
         self.images, self.levels, self.batch_size, self.seed = images, levels, batch_size, seed
         self.generator = torch.Generator().manual_seed(seed)

@@ -16,7 +16,7 @@ import torch
 from ctflows.errors import ConfigurationError, InputError
 from ctflows.image import (
     ConcatSquashConv2d, ConvAffineCoupling, ConvTimeField, DequantizedImages, ImageView, Logit, Multiscale, PerPixel,
-    Squeeze, actnorm_2d, glow_step, level_shapes, multiscale_cnf, multiscale_glow, nats_to_bits_per_dim,
+    Squeeze, actnorm_2d, dequantize, glow_step, level_shapes, multiscale_cnf, multiscale_glow, nats_to_bits_per_dim,
 )
 from ctflows.core import Chain
 from ctflows.coupling import AffineCoupling
@@ -109,3 +109,15 @@ def test_valid_settings_in_every_usual_spelling_still_build() -> None:
     assert nats_to_bits_per_dim(0.0, 16, 256) == pytest.approx(8.0)
     assert math.isnan(nats_to_bits_per_dim(math.nan, 16, 256))  # a diverged model reports NaN, it is not refused
     assert ConvTimeField((1, 4, 4), ())(torch.tensor(0.0), torch.randn(2, 16)).shape == (2, 16)
+
+
+@pytest.mark.parametrize("levels", [np.int64(4), torch.tensor(4)])
+def test_levels_of_numpy_or_torch_are_taken_as_the_int_they_equal(levels: Any) -> None:
+    """levels is a count like any other: a NumPy or 0-d torch 4 gives the same points and bits as the int 4."""
+    images = torch.randint(0, 4, (6, 1, 2, 2), generator=torch.Generator().manual_seed(0))
+    same = dequantize(images, 4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(dequantize(images, levels, generator=torch.Generator().manual_seed(1)), same)
+    assert DequantizedImages(images, levels).levels == 4 and type(DequantizedImages(images, levels).levels) is int
+    assert nats_to_bits_per_dim(3.0, 4, levels) == nats_to_bits_per_dim(3.0, 4, 4)
+    with pytest.raises(ConfigurationError, match="dequantize: levels must be an int >= 2"):
+        dequantize(images, np.bool_(True))
