@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from torch import Tensor
 
 from ctflows.core.counts import check_seed, positive_count, real_setting
+from ctflows.core.span import check_spans_space
 from ctflows.core.validation import check_call_signature
 from ctflows.errors import ConfigurationError
 
@@ -90,6 +92,20 @@ def check_eval_shape(eval_data: Any, x: torch.Tensor) -> None:
             f"fit: eval_data has points of shape {list(points.shape[1:])} but the training data {list(x.shape[1:])}; "
             "give held-out points of the same kind"
         )
+
+
+SPAN_CHECK_FEATURES = 256
+"""Vector data of up to this many features is checked to span its space before training (:func:`check_training_points`):
+the check costs N·D² operations, a few seconds for a million rows of 256."""
+
+
+def check_training_points(points: Tensor | None) -> None:
+    """Tensor training points ``[N, D]``, D <= :data:`SPAN_CHECK_FEATURES`, must not lie on a hyperplane
+    (:func:`~ctflows.core.span.check_spans_space`): a flow fitted to them builds a spike there, and its loss keeps
+    falling without bound. Densities and DataLoaders are not checked, nor images ``[N, C, H, W]`` (dequantize
+    them: raw pixels have constant borders)."""
+    if points is not None and points.dim() == 2 and points.shape[1] <= SPAN_CHECK_FEATURES:
+        check_spans_space("fit", points)
 
 
 def check_checkpointing(directory: Any, every: int | None, resume: bool) -> int | None:

@@ -99,6 +99,11 @@ class BatchStream:
         return self._kind != "iterable"
 
     @property
+    def points(self) -> Tensor | None:
+        """The training points ``[N, *event]`` when the data are tensors (as given, before any cast); else None."""
+        return self._pair[0] if self._kind == "tensor" else None
+
+    @property
     def rows(self) -> int | None:
         """How many rows the data hold (tensors, or a DataLoader over a sized dataset); None for a density or other iterables."""
         if self._kind == "tensor":

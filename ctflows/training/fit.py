@@ -29,7 +29,7 @@ from ctflows.linear.actnorm import awaits_data_initialisation
 from ctflows.training.averaging import ParameterAverage, check_decay, holding_average
 from ctflows.training.arguments import (
     check_arguments, check_callback, check_checkpointing, check_device, check_eval_shape, check_model_and_seed,
-    optimizer_class,
+    check_training_points, optimizer_class,
 )
 from ctflows.training.checkpoint import save
 from ctflows.training.data_source import BatchStream, make_generator, placement
@@ -144,6 +144,8 @@ def fit(
 
     Raises:
         TrainingError: too many non-finite steps in a row (or one, with ``on_nonfinite="raise"``).
+        DataError: tensor training points ``[N, D]`` (D <= 256) that lie on a hyperplane, where the loss would
+            fall without bound (:func:`~ctflows.training.arguments.check_training_points`); NaN or Inf in the data.
     """
     # Everything is checked before the first forward pass, which can be costly (an ODE solve).
     seed = check_model_and_seed("fit", flow, trained=True, seed=seed)
@@ -176,6 +178,7 @@ def fit(
         generator = make_generator(seed)
         eval_seed = int(torch.randint(2**62, (1,), generator=generator))
         stream = BatchStream(data, batch_size, generator=generator, device=device_, dtype=dtype)
+        check_training_points(stream.points)
         if group.world > 1:
             if stream.uses_batch_size:  # a DataLoader batches by its own size: fit's batch_size is not used
                 group.check_batch_size(batch_size)

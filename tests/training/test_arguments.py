@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from ctflows.errors import ConfigurationError
+from ctflows.errors import ConfigurationError, DataError
 from ctflows.training.arguments import (
-    check_arguments, check_checkpointing, check_device, check_eval_shape, check_model_and_seed, optimizer_class,
+    check_arguments, check_checkpointing, check_device, check_eval_shape, check_model_and_seed, check_training_points,
+    optimizer_class,
 )
 
 GOOD = dict(steps=10, seconds=None, batch_size=8, lr=1e-3, weight_decay=0.0, clip_grad=None, eval_data=None, eval_every=None,
@@ -155,3 +156,15 @@ def test_numbers_of_numpy_and_torch_come_back_as_python_ones():
                                 "lr": torch.tensor(0.25), "weight_decay": np.float32(0.5), "clip_grad": torch.tensor(2.0)})
     assert counts == (7, 0.5, 16, 0.25, 0.5, 2.0, GOOD.get("eval_every"), GOOD["eval_samples"])
     assert all(type(value) in (int, float, type(None)) for value in counts)
+
+
+def test_only_vector_tensor_data_of_up_to_256_features_is_checked_to_span_its_space() -> None:
+    """Densities and loaders (None), images [N, C, H, W] (raw pixels have constant borders, and dequantized ones
+    are checked by no one) and wider vectors, whose check would cost N·D², pass unchecked; vectors of 256 are
+    checked. Each of the unchecked would be refused: every column is constant."""
+    check_training_points(None)
+    check_training_points(torch.zeros(300, 1, 2, 2))
+    check_training_points(torch.zeros(300, 257))
+    with pytest.raises(DataError, match="fit: column 0 of the data is constant"):
+        check_training_points(torch.zeros(300, 256))
+    check_training_points(torch.randn(300, 256, generator=torch.Generator().manual_seed(0)))

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import ctflows
 from ctflows.core import Chain, Flow, StandardNormal
-from ctflows.errors import ConfigurationError, TrainingError
+from ctflows.errors import ConfigurationError, DataError, TrainingError
 from ctflows.models import cnf
 from ctflows.training import History, fit
 from ctflows.training.data_source import batch_stream, make_generator
@@ -278,6 +278,20 @@ def test_bad_arguments(kwargs, message):
         fit(affine_flow(), CorrelatedGaussian(), **kwargs)
 
 
+def test_training_points_on_a_line_are_refused_before_the_first_pass(tmp_path):
+    """Points on a line have no density in R^2: a fit would build a spike whose loss falls without bound, so fit
+    refuses them before any forward pass, leaving the model untouched and nothing written; off the line, it trains."""
+    t = torch.randn(300, 1, generator=torch.Generator().manual_seed(0))
+    flow = affine_flow()
+    before = {k: v.clone() for k, v in flow.state_dict().items()}
+    for data in (torch.cat([t, 2 * t + 1], dim=1), (torch.cat([t, 2 * t + 1], dim=1), torch.zeros(300, 1))):
+        with pytest.raises(DataError, match=r"^fit: the data lie on a hyperplane"):
+            fit(flow, data, steps=2, batch_size=16, checkpoint_dir=tmp_path / "run")
+    assert all(torch.equal(v, before[k]) for k, v in flow.state_dict().items()) and not (tmp_path / "run").exists()
+    off_the_line = torch.cat([t, 2 * t + 1 + 0.1 * torch.randn(300, 1, generator=torch.Generator().manual_seed(1))], dim=1)
+    assert fit(flow, off_the_line, steps=2, batch_size=16).steps == 2
+
+
 def test_a_model_that_is_not_a_flow_is_refused_by_fit_and_evaluate():
     for call in (lambda model: fit(model, CorrelatedGaussian(), steps=1), lambda model: ctflows.evaluate(model, CorrelatedGaussian())):
         for model in (torch.nn.Linear(2, 2), None):
@@ -286,8 +300,6 @@ def test_a_model_that_is_not_a_flow_is_refused_by_fit_and_evaluate():
 
 
 def test_mistakes_that_used_to_surface_after_training_are_refused_before_it(tmp_path):
-    from ctflows.errors import DataError
-
     steps = []
     taken = lambda step, history: steps.append(step)  # noqa: E731
     (tmp_path / "a_file").write_text("")

@@ -1,0 +1,53 @@
+"""Whether data points span the space a density is fitted on: points on a hyperplane have no density on R^D.
+
+    C = Cov(x) (1/N),   R = diag(C)^-1/2 C diag(C)^-1/2,   the points lie on a hyperplane  <=>  λ_min(R) = 0
+
+A fit to such points (a constant column, or linearly dependent columns) builds a spike on the hyperplane whose
+likelihood grows without bound, so each number reported with it is meaningless. The test is on the correlation
+matrix R, so columns in different units pass.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ctflows.errors import DataError
+
+SPAN_TOLERANCE = 1e-10
+"""Smallest eigenvalue of the data's correlation matrix below which the points count as lying on a hyperplane:
+a combination of the standardised columns whose spread is under 1e-5 of theirs (float32 rounding of exactly
+dependent columns leaves about 1e-7)."""
+
+ROWS_PER_CHUNK = 65536
+"""Rows converted to float64 at a time, so that the check needs O(chunk · D + D²) memory however many rows."""
+
+
+def covariance(points: Tensor) -> Tensor:
+    """The covariance ``[D, D]`` (divided by N) of ``points [N, D]``, in float64, summed over chunks of rows.
+
+    Two passes (the mean, then the centred products) so that data far from the origin keep their digits.
+    """
+    chunks = torch.split(points.detach(), ROWS_PER_CHUNK)
+    mean = sum(chunk.double().sum(dim=0) for chunk in chunks) / points.shape[0]
+    products = torch.zeros(points.shape[1], points.shape[1], dtype=torch.float64, device=points.device)
+    for chunk in chunks:
+        centred = chunk.double() - mean
+        products += centred.T @ centred
+    return products / points.shape[0]
+
+
+def check_spans_space(owner: str, data: Tensor) -> None:
+    """Raise :class:`DataError` naming ``owner`` when the points ``data [N, D]`` lie on a hyperplane: a constant
+    column, or columns that are linearly dependent (also every set of N <= D points)."""
+    moments = covariance(data)
+    spread = moments.diagonal().sqrt()
+    constant = (spread == 0).nonzero().flatten()
+    if constant.numel():
+        raise DataError(f"{owner}: column {int(constant[0])} of the data is constant; drop it (a density needs spread in every coordinate)")
+    smallest = float(torch.linalg.eigvalsh(moments / torch.outer(spread, spread))[0])
+    if smallest < SPAN_TOLERANCE:
+        raise DataError(
+            f"{owner}: the data lie on a hyperplane: a combination of the standardised columns is constant to "
+            f"{max(smallest, 0.0) ** 0.5:.1e} of their spread, so no density on R^{data.shape[1]} fits them; drop a "
+            "redundant column, or keep only the leading principal components"
+        )

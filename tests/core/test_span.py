@@ -1,0 +1,46 @@
+"""The hyperplane check: the covariance it rests on, and which point sets it refuses."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ctflows.core.span as span
+from ctflows.core.span import check_spans_space, covariance
+from ctflows.errors import DataError
+
+
+def points(n: int = 500, d: int = 4, offset: float = 0.0) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3 + offset
+
+
+@pytest.mark.parametrize("rows_per_chunk", [7, 500, 65536])
+def test_the_covariance_is_torchs_whatever_the_chunks(monkeypatch: pytest.MonkeyPatch, rows_per_chunk: int) -> None:
+    """Summed over chunks of rows (one chunk of 7 leaves a remainder), the covariance is torch.cov's with 1/N, also
+    for points far from the origin, where one pass over E[xxᵀ] - E[x]E[x]ᵀ would lose every digit."""
+    monkeypatch.setattr(span, "ROWS_PER_CHUNK", rows_per_chunk)
+    x = points(offset=1e8)
+    torch.testing.assert_close(covariance(x), torch.cov(x.T, correction=0), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(covariance(x.float()), torch.cov(x.float().double().T, correction=0), rtol=1e-9, atol=1e-6)
+
+
+def test_points_that_span_the_space_pass_in_any_units() -> None:
+    """Scale-free: columns a million times apart in size pass as they are."""
+    check_spans_space("fit", points() * torch.tensor([1e-3, 1.0, 1e3, 1e6], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("constant", r"fit: column 2 of the data is constant; drop it"),
+    ("dependent", r"fit: the data lie on a hyperplane: .* so no density on R\^5 fits them; drop a redundant column"),
+    ("too_few_rows", r"fit: the data lie on a hyperplane"),  # 4 points in R^4 lie on a 3-D affine plane
+])
+def test_points_on_a_hyperplane_are_refused(case: str, message: str) -> None:
+    x = points()
+    data = {
+        "constant": torch.cat([x[:, :2], torch.full((500, 1), 7.0, dtype=torch.float64), x[:, 2:]], dim=1),
+        "dependent": torch.cat([x, 2 * x[:, :1] - 0.5 * x[:, 3:] + 1], dim=1),
+        "too_few_rows": x[:4],
+    }[case]
+    with pytest.raises(DataError, match=message):
+        check_spans_space("fit", data)
+    with pytest.raises(DataError, match=message):
+        check_spans_space("fit", data.float())  # float32 rounding of exact dependence stays below the tolerance
