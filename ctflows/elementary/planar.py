@@ -58,10 +58,12 @@ class Planar(Transform):
         wu = self.w @ self.u
         softplus = F.softplus(wu)
         raw_w_sq = self.w.square().sum()
-        # tiny floor: w = 0 gives û = u, and the map is a translation (1 + wᵀû = 1, not softplus(0))
-        w_sq = raw_w_sq.clamp_min(torch.finfo(self.w.dtype).tiny)
-        one_plus_c = torch.where(raw_w_sq > 0, softplus, torch.ones_like(softplus))
-        return self.u + (softplus - 1 - wu) * self.w / w_sq, one_plus_c
+        # tiny floor: w = 0 gives û = u, and the map is a translation (1 + wᵀû = 1, not softplus(0)). Below the floor
+        # (‖w‖² subnormal, or 0) wᵀû = wᵀu + (softplus - 1 - wᵀu)·‖w‖²/tiny, not softplus - 1: form 1 + wᵀû from û itself.
+        tiny = torch.finfo(self.w.dtype).tiny
+        u_hat = self.u + (softplus - 1 - wu) * self.w / raw_w_sq.clamp_min(tiny)
+        one_plus_c = torch.where(raw_w_sq >= tiny, softplus, 1 + self.w @ u_hat)
+        return u_hat, one_plus_c
 
     @staticmethod
     def _slope(h: Tensor, one_plus_c: Tensor) -> Tensor:

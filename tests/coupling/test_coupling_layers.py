@@ -110,3 +110,19 @@ def test_checkerboard_masks_alternate_and_the_two_parities_complement_each_other
         layer = AdditiveCoupling(features, parity=parity, hidden=(4,))
         assert layer.transformed.tolist() == mask.nonzero().flatten().tolist()  # the order of θ's rows
         assert sorted(layer.identity.tolist()) == (~mask).nonzero().flatten().tolist()
+
+
+@pytest.mark.parametrize("parity", [0, 1])
+@pytest.mark.parametrize("name", FACTORIES)
+def test_an_explicit_mask_decides_the_halves_whatever_the_parity(name: str, parity: int) -> None:
+    """A given mask (here not a checkerboard: True at 1, 2, 4 of 5) transforms exactly its True features, as given as
+    booleans or 0/1 numbers; ``parity`` only picks the default mask, so it changes nothing here. The False features
+    pass through bit for bit and condition the rest."""
+    mask = [False, True, True, False, True]
+    layers = [FACTORIES[name](mask=m, parity=parity).double() for m in (mask, torch.tensor(mask), [int(v) for v in mask])]
+    x = torch.randn(6, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    for layer in layers:
+        assert layer.transformed.tolist() == [1, 2, 4] and layer.identity.tolist() == [0, 3]
+        fix_conditioner_output(layer, torch.randn(3, layer.params_per_feature, generator=torch.Generator().manual_seed(6)))
+        z, _ = layer(x)
+        assert torch.equal(z[:, [0, 3]], x[:, [0, 3]]) and (z[:, [1, 2, 4]] != x[:, [1, 2, 4]]).any()

@@ -1,6 +1,8 @@
 """The rational-quadratic spline: finite and invertible everywhere (bound edges, knots, huge inputs),
 exact log-derivative, identity at zero parameters, and the coupling layer built on it (a new one is the identity:
 tests/coupling/test_coupling_layers.py, with the other couplings)."""
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -205,3 +207,25 @@ def test_bin_k_takes_its_size_from_parameter_k():
     m = 0.02
     sizes = knot_positions(raw, BOUND, m).diff(dim=-1)
     torch.testing.assert_close(sizes, 2 * BOUND * (m + (1 - m * K) * torch.softmax(raw, dim=-1)), atol=1e-14, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_knot_derivatives_are_floored_by_min_derivative_and_are_the_slopes_at_the_knots(dtype: torch.dtype) -> None:
+    """δ = m + softplus(raw + log(e^{1-m} - 1)) inside and 1 at the ends, so raw → -∞ gives the floor m, raw = 0 gives 1
+    and raw = 40 gives 40 + log(e^{1-m} - 1) + m; g' at each x-knot is its δ (g'(x) at ξ = 0 is δ_k), and the inverse's
+    log-det at each y-knot is -log δ."""
+    m = 0.05
+    raw_derivatives = torch.tensor([[-60.0, 0.0, 40.0, -60.0]], dtype=dtype)
+    expected = torch.tensor([[1.0, m, 1.0, 40 + math.log(math.expm1(1 - m)) + m, m, 1.0]], dtype=dtype)
+    g = torch.Generator().manual_seed(10)
+    widths, heights = (torch.randn(1, K, generator=g, dtype=dtype) * 2 for _ in range(2))
+    xs, ys = knot_positions(widths, BOUND, 1e-3), knot_positions(heights, BOUND, 1e-3)
+    p = tuple(t.expand(K + 1, -1) for t in (widths, heights, raw_derivatives))
+    x = xs[0].clone().requires_grad_()
+    y, logdet = rational_quadratic_spline(x, *p, bound=BOUND, min_derivative=m)
+    (slope,) = torch.autograd.grad(y.sum(), x)
+    rtol = 1e-5 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(slope, expected[0], rtol=rtol, atol=0)
+    torch.testing.assert_close(logdet, expected[0].log(), rtol=0, atol=rtol)
+    _, logdet_inverse = rational_quadratic_spline(ys[0], *p, bound=BOUND, inverse=True, min_derivative=m)
+    torch.testing.assert_close(logdet_inverse, -expected[0].log(), rtol=0, atol=10 * rtol)

@@ -252,3 +252,20 @@ def test_inverse_parameter_gradients_match_finite_differences() -> None:
     layer = planar_with([1.5, -2.0, 0.5], [0.7, 0.2, -1.1], b=-0.4)
     z = torch.randn(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2
     assert_parameter_gradients_match_finite_differences(Inverse(layer), z, None, abs_tol=1e-7, name="inverse planar")
+
+
+@pytest.mark.parametrize("scale", [3e-20, 1e-21])
+def test_log_det_is_the_jacobians_where_the_squared_norm_of_w_is_subnormal(scale: float) -> None:
+    """With ‖w‖² below float32's smallest normal number the floor on ‖w‖² makes wᵀû a fraction of softplus(wᵀu) - 1;
+    the log-det must be that of the map û actually gives (it used log softplus(wᵀu), off by 0.33 here), both ways."""
+    layer = Planar(2)
+    with torch.no_grad():
+        layer.w.fill_(scale)
+        layer.u.copy_(torch.tensor([0.5, -0.2]))
+        layer.b.fill_(0.3)
+    assert 0 < float(layer.w.detach().square().sum()) < torch.finfo(torch.float32).tiny
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    z, logdet = layer(x)
+    torch.testing.assert_close(logdet, brute_force_logdets(layer, x), atol=1e-5, rtol=0)
+    # û is about 1e18 here, so x is lost in z's rounding, but a = wᵀx + b ≈ b and with it the inverse's log-det are not
+    torch.testing.assert_close(layer.inverse(z)[1], -logdet, atol=1e-5, rtol=0)

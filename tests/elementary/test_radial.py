@@ -1,9 +1,11 @@
 """Radial flow: the constraint β > -α, the closed-form inverse (also at the centre and far away), and the
 exact log-det."""
 import math
+from fractions import Fraction
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,3 +101,47 @@ def test_inverse_parameter_gradients_match_finite_differences(alpha_raw: float, 
     g = torch.Generator().manual_seed(0)
     z = layer.center.detach() + torch.randn(6, 3, generator=g, dtype=torch.float64) * spread
     assert_parameter_gradients_match_finite_differences(Inverse(layer), z, None, abs_tol=1e-7, name="inverse radial")
+
+
+def test_alpha_beta_differentiate_as_their_formulas() -> None:
+    """α = softplus(α̂) and β = softplus(β̂) - α, so dα/dα̂ = σ(α̂), dβ/dα̂ = -σ(α̂), dβ/dβ̂ = σ(β̂) (σ the logistic
+    function): a penalty on β written with ``alpha_beta()`` trains both raw parameters."""
+    layer = radial_with([0.0, 0.0], 0.7, -1.3)
+    alpha, beta = layer.alpha_beta()
+    sigma_a, sigma_b = torch.sigmoid(torch.tensor(0.7, dtype=torch.float64)), torch.sigmoid(torch.tensor(-1.3, dtype=torch.float64))
+    for value, expected in ((alpha, (sigma_a, 0.0)), (beta, (-sigma_a, sigma_b))):
+        grads = torch.autograd.grad(value, (layer.alpha_raw, layer.beta_raw), allow_unused=True, retain_graph=True)
+        got = [0.0 if g is None else float(g) for g in grads]
+        assert got == pytest.approx([float(e) for e in expected], rel=1e-12, abs=1e-15)
+
+
+def test_near_the_constraint_log_det_and_inverse_keep_their_relative_accuracy_close_to_the_centre() -> None:
+    """With β = -α + 9e-14 (β̂ = -30) the map contracts the centre's neighbourhood by about 1e-13. Its log-det
+    (D - 1) log(1 + β/(α + r)) + log(1 + αβ/(α + r)²), here evaluated in exact rational arithmetic, must be met to
+    1e-12 even at r = 1e-12 (both terms cancel to about 1e-13 when formed literally), and the inverse must give back
+    points 1e-6 from the centre to 1e-8 relative (a floor on α + β of even 1e-6 there would double them)."""
+    layer = radial_with([0.0, 0.0, 0.0], 0.0, -30.0)
+    alpha, gap = (Fraction(float(F.softplus(p.detach()))) for p in (layer.alpha_raw, layer.beta_raw))
+    beta = gap - alpha
+    distances = [0.0, 1e-12, 1e-8, 1e-6, 1e-4, 1e-2, 1.0]
+    x = torch.zeros(len(distances), 3, dtype=torch.float64)
+    x[:, 1] = torch.tensor(distances, dtype=torch.float64)  # r = the distance exactly
+    z, logdet = layer(x)
+    expected = [
+        2 * math.log(1 + beta / (alpha + Fraction(r))) + math.log(1 + alpha * beta / (alpha + Fraction(r)) ** 2) for r in distances
+    ]
+    torch.testing.assert_close(logdet, torch.tensor(expected, dtype=torch.float64), atol=1e-12, rtol=0)
+    far = torch.tensor(distances) >= 1e-6
+    torch.testing.assert_close(layer.inverse(z[far])[0], x[far], atol=0, rtol=1e-8)
+
+
+@pytest.mark.parametrize("features", [1, 2])
+def test_low_dimensional_log_det_matches_jacobian_and_round_trips(features: int) -> None:
+    """In one dimension only the radial term log(1 + αβ/(α + r)²) is left (the (D - 1) tangential terms vanish)."""
+    layer = radial_with([0.3, -0.2][:features], 0.4, -1.0)
+    x = torch.randn(6, features, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2
+    z, logdet = layer(x)
+    torch.testing.assert_close(logdet, brute_force_logdets(layer, x), atol=1e-12, rtol=0)
+    x_back, logdet_inv = layer.inverse(z)
+    torch.testing.assert_close(x_back, x, atol=1e-12, rtol=0)
+    torch.testing.assert_close(logdet_inv, -logdet, atol=1e-12, rtol=0)

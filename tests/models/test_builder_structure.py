@@ -113,6 +113,14 @@ def test_realnvp_and_spline_hand_their_own_settings_to_every_coupling():
         assert (layer.bins, layer.bound) == (5, 2.5)
 
 
+def test_spline_builder_leaves_the_floors_at_the_couplings_defaults():
+    """The builder takes no floors, so each coupling has RQSplineCoupling's own min_width, min_height, min_derivative."""
+    defaults = {name: p.default for name, p in inspect.signature(RQSplineCoupling).parameters.items() if name.startswith("min_")}
+    assert len(defaults) == 3
+    for layer in ctflows.spline(3, blocks=2, seed=0).transform.layers[2::3]:
+        assert layer.minimums == defaults
+
+
 def test_resflow_is_blocks_of_actnorm_and_residual_block_then_a_last_actnorm_with_its_settings():
     flow = ctflows.resflow(3, blocks=2, hidden=(8, 6), coefficient=0.5, activation="elu", logdet="exact",
                            eval_logdet="power_series", context_features=2, seed=0, terms=3, tolerance=1e-7, max_iterations=40)
