@@ -20,19 +20,30 @@ from torch import Tensor
 from ctflows.core.counts import positive_count, real_setting
 from ctflows.errors import ConfigurationError, SolverError
 
-DEFAULT_TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-6}
+DEFAULT_TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-6, torch.float16: 1e-3}
 """Per-dtype default: near the floor of what the iteration can resolve (a few ulps of 1 + |x|) in each."""
 
 
 def default_tolerance(dtype: torch.dtype) -> float:
-    """The fixed-point tolerance used when none is given: 1e-12 (float64), 1e-6 (float32), 1e-3 otherwise."""
-    return DEFAULT_TOLERANCE.get(dtype, 1e-3)  # half precisions
+    """The fixed-point tolerance used when none is given: 1e-12 (float64), 1e-6 (float32), 1e-3 (float16),
+    else 4 ulps (bfloat16: 0.031; its ulp of 1 is 0.0078, so 1e-3 could never be met)."""
+    return DEFAULT_TOLERANCE.get(dtype) or 4 * torch.finfo(dtype).eps
 
 
 def _step_size(new: Tensor, old: Tensor) -> Tensor:
     # Per sample, relative to 1 + |x| so that large and small inputs stop at the same number of digits.
     step = (new - old).flatten(1).abs().amax(dim=1)
     return step / (1 + old.flatten(1).abs().amax(dim=1))
+
+
+def _relative_change(new: Tensor, old: Tensor) -> Tensor:
+    # Per sample, relative to |new| alone: the backward solve is linear in v, so its stopping test must not
+    # depend on v's scale (relative to 1 + |a|, the per-sample gradients of a loss averaged over a large
+    # batch, 1e-4 and below, were accepted after a few steps, up to 80% off in float32). Rows below
+    # tiny/eps, where relative precision is lost to subnormals, are judged absolutely.
+    finfo = torch.finfo(new.dtype)
+    step = (new - old).flatten(1).abs().amax(dim=1)
+    return step / new.flatten(1).abs().amax(dim=1).clamp_min(finfo.tiny / finfo.eps)
 
 
 def check_settings(owner: str, tolerance: object, max_iterations: object) -> tuple[float | None, int]:
@@ -101,7 +112,7 @@ def _attach_implicit_gradient(
         for _ in range(max_iterations):
             (a_jac,) = torch.autograd.grad(gx0, x0, a, retain_graph=True)
             new = v - a_jac
-            residual = float(_step_size(new, a).max())
+            residual = float(_relative_change(new, a).max())
             a = new
             if residual <= tol:
                 return a

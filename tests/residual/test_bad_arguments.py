@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -45,6 +46,7 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("truncation_name", lambda: ResidualBlock(4, (8,), truncation="geometric"), ConfigurationError, r"ResidualBlock: truncation must be a ctflows\.residual\.Truncation.* got 'geometric'"),
     ("activation_list", lambda: ResidualBlock(4, (8,), activation=["elu"]), ConfigurationError, r"activation \['elu'\] is not available"),
     ("truncation_infinite_mean", lambda: Truncation(mean_extra=math.inf), ConfigurationError, r"Truncation: mean_extra must be a finite number > 0.* got inf"),
+    ("truncation_zero_mean", lambda: Truncation(mean_extra=0.0), ConfigurationError, r"Truncation: mean_extra must be a finite number > 0.* got 0\.0"),
     ("truncation_mean_string", lambda: Truncation(mean_extra="1"), ConfigurationError, r"mean_extra .* got '1'"),
     ("truncation_fractional_min", lambda: Truncation(min_terms=1.5), ConfigurationError, r"Truncation: min_terms must be a whole number >= 0.* got 1\.5"),
     ("truncation_min_string", lambda: Truncation(min_terms="2"), ConfigurationError, r"min_terms .* got '2'"),
@@ -74,3 +76,14 @@ def test_bad_argument_is_refused_clearly(call: Callable[[], Any], error: type[Ex
 def test_a_large_lipswish_beta_starts_where_asked() -> None:
     # softplus⁻¹(β) computed as log(expm1(β)) overflowed for β > 709.
     assert float(LipSwish(1000.0).beta.detach()) == pytest.approx(1000.0)
+
+
+def test_boundary_values_and_numpy_or_0d_tensor_numbers_are_accepted() -> None:
+    """The edges of the valid ranges (eval_rtol = 0: run every eval iteration; min_terms = 0; tolerance = 0) and
+    NumPy or 0-d tensor numbers are taken, as plain Python numbers."""
+    assert SpectralLinear(nn.Linear(3, 3), eval_rtol=0.0).eval_rtol == 0.0
+    truncation = Truncation(mean_extra=np.float64(2.0), min_terms=np.int64(0))
+    assert (truncation.mean_extra, truncation.min_terms) == (2.0, 0) and type(truncation.min_terms) is int
+    layer = ResidualBlock(2, (4,), coefficient=torch.tensor(0.5), terms=np.int64(3), tolerance=0.0)
+    assert (layer.branch.coefficient, layer.terms, layer.tolerance) == (0.5, 3, 0.0)
+    assert type(layer.branch.coefficient) is float and type(layer.terms) is int

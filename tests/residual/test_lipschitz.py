@@ -3,9 +3,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ctflows.errors import ConfigurationError
-from ctflows.residual import LipSwish, LipschitzMLP, ResidualBlock, SpectralLinear, lipschitz_activation, spectral_norms
+from ctflows.residual import (
+    LipSwish,
+    LipschitzMLP,
+    ResidualBlock,
+    SpectralLinear,
+    cached_weights,
+    lipschitz_activation,
+    spectral_norms,
+)
 
 
 @pytest.mark.parametrize("name", ["lipswish", "elu", "tanh", "softplus"])
@@ -126,12 +135,26 @@ def test_reading_the_norms_in_train_mode_does_not_move_the_power_iteration():
     assert first.item() == second.item() == pytest.approx(torch.linalg.matrix_norm(used.detach(), ord=2).item(), rel=1e-12)
 
 
-def test_reading_the_norms_after_an_optimizer_step_leaves_training_as_it_would_be():
-    logged, plain = _perturbed_layer(), _perturbed_layer()
-    for layer in (logged, plain):
+def _stepped_pair() -> tuple[SpectralLinear, SpectralLinear]:
+    """Two equal layers after a training call and then an optimizer-like change of W."""
+    pair = _perturbed_layer(), _perturbed_layer()
+    for layer in pair:
         layer.normalized_weight()
         with torch.no_grad():  # as an optimizer step: W changes after the last training call
             layer.weight.add_(0.3 * torch.randn(layer.weight.shape, generator=torch.Generator().manual_seed(1)))
+    return pair
+
+
+def test_a_look_at_the_norms_does_not_stand_in_for_the_advance_a_changed_weight_needs():
+    """After W changed, an inverse-direction call (advance=False) advances the power iteration; a look in between
+    (which stores nothing) must not make it reuse the stale u, v."""
+    logged, plain = _stepped_pair()
+    spectral_norms(logged)
+    assert torch.equal(logged.normalized_weight(advance=False).detach(), plain.normalized_weight(advance=False).detach())
+
+
+def test_reading_the_norms_after_an_optimizer_step_leaves_training_as_it_would_be():
+    logged, plain = _stepped_pair()
     u = logged.u.clone()
     looked = spectral_norms(logged)[0]
     assert torch.equal(logged.u, u), "looking stored a power iteration"
@@ -148,3 +171,33 @@ def test_lipswish_starts_at_the_beta_it_is_given(beta):
     x = torch.tensor([-2.0, 0.5, 3.0], dtype=torch.float64)
     torch.testing.assert_close(act(x), x * torch.sigmoid(beta * x) / 1.1, atol=1e-6 * (1 + beta), rtol=1e-6)
     assert LipSwish().beta.item() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_nested_cached_weights_keep_the_outer_cache():
+    """Inside a cache every call uses the one W̃ computed on entry: an inner cache must neither advance the power
+    iteration again nor drop the outer cache when it exits."""
+    layer = _perturbed_layer()
+    x = torch.randn(4, 6, dtype=torch.float64)
+    with cached_weights(layer):
+        before, u = layer(x), layer.u.clone()
+        with cached_weights(layer):
+            inner = layer(x)
+        after = layer(x)
+    assert torch.equal(layer.u, u) and torch.equal(inner, before) and torch.equal(after, before)
+
+
+@pytest.mark.parametrize("name", ["lipswish", "elu", "tanh", "softplus"])
+def test_branch_is_the_spectrally_normalised_mlp_with_the_chosen_activation(name):
+    """g(x) = W̃₃ φ(W̃₂ φ(W̃₁ x + b₁) + b₂) + b₃ with φ the named activation (not the plain MLP's ELU), and every
+    layer runs the eval power iteration count it was given."""
+    torch.manual_seed(0)
+    g = LipschitzMLP(3, (5, 4), activation=name, eval_iterations=37).double().eval()
+    layers = [m for m in g.modules() if isinstance(m, SpectralLinear)]
+    assert [m.eval_iterations for m in layers] == [37, 37, 37]
+    act = lipschitz_activation(name).double()
+    x = torch.randn(6, 3, dtype=torch.float64)
+    h = x
+    for i, m in enumerate(layers):
+        h = F.linear(h, m.normalized_weight(), m.bias)
+        h = act(h) if i < len(layers) - 1 else h
+    torch.testing.assert_close(g(x), h, atol=1e-14, rtol=0)
