@@ -6,6 +6,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ctflows.core.counts import positive_count
 from ctflows.errors import ConfigurationError
 
 Bounds = tuple[float, float, float, float]  # (x_min, x_max, y_min, y_max)
@@ -16,6 +17,7 @@ def grid_2d(bounds: Bounds, n: int, *, dtype: torch.dtype | None = None, device=
 
     ``dtype`` defaults to torch's default dtype, so the points fit a model built with the defaults.
     """
+    n = positive_count("grid_2d", "n", n)  # n = 0 divided by zero; a float or bool reached torch.linspace
     x0, x1, y0, y1 = bounds
     if not (x0 < x1 and y0 < y1):  # reversed bounds would give a negative cell area and integral
         raise ConfigurationError(f"bounds must be (x_min, x_max, y_min, y_max) with x_min < x_max and y_min < y_max, got {tuple(bounds)}")

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
-from ctflows.grid import grid_2d, integrate_2d
+from ctflows.errors import ConfigurationError
+from ctflows.grid import evaluate_on_grid, grid_2d, integrate_2d
 
 
 def test_grid_points_are_cell_centres_row_major_in_y_then_x():
@@ -29,3 +32,24 @@ def test_a_normal_density_integrates_to_one():
                 - math.log(2 * math.pi * 0.7 * 1.3))
 
     assert abs(integrate_2d(log_prob, (-6.0, 7.0, -10.0, 8.0), n=300, dtype=torch.float64) - 1.0) < 1e-6
+
+
+def test_reversed_or_empty_bounds_and_bad_cell_counts_are_refused() -> None:
+    """A reversed y range would give a negative cell area (an integral of -1); n must be a count, not 0, 2.5 or True."""
+    for bounds in ((0.0, 1.0, 1.0, 0.0), (1.0, 0.0, 0.0, 1.0), (0.0, 1.0, 2.0, 2.0)):
+        with pytest.raises(ConfigurationError, match=r"x_min < x_max and y_min < y_max"):
+            grid_2d(bounds, 4)
+    for n in (0, -3, 2.5, True):
+        with pytest.raises(ConfigurationError, match=r"^grid_2d: n must be an int >= 1, got"):
+            grid_2d((0.0, 1.0, 0.0, 1.0), n)
+    points, area = grid_2d((0.0, 1.0, 0.0, 1.0), np.int64(1), dtype=torch.float64)
+    assert points.tolist() == [[0.5, 0.5]] and area == 1.0
+
+
+def test_grid_evaluation_builds_no_graph() -> None:
+    """A density on 10⁵ points is for plotting or integrating: no autograd graph is kept for it."""
+    weight = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    points, _ = grid_2d((0.0, 1.0, 0.0, 1.0), 8, dtype=torch.float64)
+    values = evaluate_on_grid(lambda p: (p * weight).sum(1), points, batch_size=10)
+    assert values.shape == (64,) and not values.requires_grad
+    torch.testing.assert_close(values, points.sum(1))

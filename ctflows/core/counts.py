@@ -9,12 +9,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ctflows.errors import ConfigurationError
+from ctflows.errors import ConfigurationError, CtflowsError
 
 
 def _is_boolean(value: object) -> bool:
-    """A Python, NumPy or torch boolean: int() and float() would read True as 1, a flag where a number belongs."""
-    return isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
+    """A Python, NumPy or torch boolean (a 0-d NumPy array too): int() and float() would read True as 1, a flag where a
+    number belongs."""
+    return (
+        isinstance(value, (bool, np.bool_))
+        or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
+        or (isinstance(value, np.ndarray) and value.dtype == np.bool_)
+    )
 
 
 def whole_number(value: object) -> int | None:
@@ -35,6 +40,15 @@ def positive_count(owner: str, name: str, value: object) -> int:
     count = whole_number(value)
     if count is None or count < 1:
         raise ConfigurationError(f"{owner}: {name} must be an int >= 1, got {value!r}")
+    return count
+
+
+def non_negative_count(owner: str, name: str, value: object, error: type[CtflowsError] = ConfigurationError) -> int:
+    """``value`` as an int if it is a whole number >= 0 (:func:`whole_number`), else ``error`` naming ``owner`` and
+    ``name`` (an :class:`~ctflows.errors.InputError` where the number is a call's input, as a sample size)."""
+    count = whole_number(value)
+    if count is None or count < 0:
+        raise error(f"{owner}: {name} must be a non-negative int, got {value!r}")
     return count
 
 
@@ -64,14 +78,15 @@ def real_setting(
     owner: str, name: str, value: object, want: str, ok: Callable[[float], bool] = lambda v: True, *,
     infinite: bool = False,
 ) -> float:
-    """``value`` as a float if it is a finite real number (not a bool of any kind, or a string) with ``ok(value)`` true.
+    """``value`` as a float if it is one finite real number (not a bool of any kind, a string, or an array or tensor
+    with dimensions, which float() reads when it holds one element) with ``ok(value)`` true.
 
     Else a :class:`ConfigurationError` saying that ``name`` must be ``want`` (e.g. ``"a number > 0, e.g. 3.0"``):
     a NaN or infinite setting (say a scale bound) would turn every output into NaN without an error. With
     ``infinite``, ±inf passes to ``ok`` (where it means "no limit"); NaN never does.
     """
     number = None
-    if not _is_boolean(value) and not isinstance(value, (str, bytes)):
+    if not _is_boolean(value) and not isinstance(value, (str, bytes)) and getattr(value, "ndim", 0) == 0:
         try:
             number = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError, RuntimeError):  # a tensor of several numbers (ValueError or RuntimeError)

@@ -25,6 +25,11 @@ class Standardization(Transform):
             loc, scale = torch.as_tensor(loc), torch.as_tensor(scale)
         except (TypeError, ValueError, RuntimeError):
             raise DataError(f"Standardization: loc and scale must be [D] tensors of numbers, got {loc!r} and {scale!r}") from None
+        if loc.dtype == torch.bool or scale.dtype == torch.bool or loc.is_complex() or scale.is_complex():
+            raise DataError(f"Standardization: loc and scale must be real numbers, got {loc.dtype} and {scale.dtype}")
+        # Integer statistics would stay integer buffers: no dtype for .double() to move, and a float32 log-det.
+        dtype = torch.promote_types(loc.dtype, scale.dtype)
+        loc, scale = (t.to(dtype if dtype.is_floating_point else torch.get_default_dtype()) for t in (loc, scale))
         if loc.dim() != 1 or loc.shape != scale.shape or loc.numel() == 0:
             raise DataError(f"Standardization: loc and scale must both be [D] with D >= 1, got {list(loc.shape)} and {list(scale.shape)}")
         if not (torch.isfinite(loc).all() and torch.isfinite(scale).all() and (scale > 0).all()):

@@ -150,3 +150,20 @@ def test_a_scalar_event_shape_is_named_as_a_plain_batch_in_errors() -> None:
     with pytest.raises(InputError, match=r"^StandardNormal: points must have shape \[batch\], got \[3, 2\]$"):
         StandardNormal(()).log_prob(torch.zeros(3, 2))
     assert StandardNormal(()).log_prob(torch.zeros(3)).shape == (3,)
+
+
+@pytest.mark.parametrize("make", [StandardNormal, DiagonalNormal])
+def test_a_scalar_event_base_refuses_a_point_without_a_batch_dimension(make) -> None:
+    """A 0-d tensor has the scalar event's trailing shape () but no batch: refused, not summed into a [] log-density."""
+    with pytest.raises(InputError, match=r"points must have shape \[batch\], got \[\]"):
+        make(()).log_prob(torch.tensor(0.5))
+
+
+def test_diagonal_normal_log_prob_gradients_are_the_score() -> None:
+    """∂ log p / ∂μ = (z - μ) / σ² and ∂ log p / ∂ log σ = (z - μ)² / σ² - 1, summed over the batch."""
+    base = diagonal_normal([1.0, -2.0], [0.5, 1.5])
+    z = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    base.log_prob(z).sum().backward()
+    loc, var = base.loc.detach(), base.log_scale.detach().exp() ** 2
+    torch.testing.assert_close(base.loc.grad, ((z - loc) / var).sum(0))
+    torch.testing.assert_close(base.log_scale.grad, ((z - loc) ** 2 / var - 1).sum(0))

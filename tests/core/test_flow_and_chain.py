@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -246,3 +247,55 @@ def test_a_2d_flows_density_integrates_to_one_and_its_samples_log_prob_is_log_pr
         samples, log_prob = flow.sample_and_log_prob(200, generator=torch.Generator().manual_seed(3))
         torch.testing.assert_close(log_prob, flow.log_prob(samples), atol=1e-10, rtol=0)
     assert mass == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_chain_refuses_layers_that_disagree_on_the_context_width():
+    """Layers built for contexts of 2 and 3 features cannot share one context tensor."""
+    with pytest.raises(ConfigurationError, match=r"^Chain: layers disagree on the context width: \[2, 3\]"):
+        Chain(_Scale([1.0, 2.0], context_features=3), ReversePermutation(2), _Scale([1.0, 2.0], context_features=2))
+
+
+def test_a_chain_checks_the_context_itself_when_its_end_layers_take_none():
+    """Both end layers are unconditional, so their checks never see the context: the chain's own check must refuse a
+    missing, narrow or mis-batched context before the conditional layer gets it (_Scale would read None as zero)."""
+    chain = Chain(ReversePermutation(2), _Scale([2.0, 1.0], context_features=2), ReversePermutation(2)).double()
+    x = torch.randn(4, 2, dtype=torch.float64)
+    for call in (chain.forward, chain.inverse):
+        with pytest.raises(InputError, match=r"^Chain: is conditional and needs a context; pass one of shape \[batch, 2\]"):
+            call(x)
+        with pytest.raises(InputError, match=r"^Chain: context must have shape \[batch, 2\], got \[4, 1\]"):
+            call(x, torch.zeros(4, 1, dtype=torch.float64))
+        with pytest.raises(InputError, match=r"^Chain: context has batch size 3 but the input has 4"):
+            call(x, torch.zeros(3, 2, dtype=torch.float64))
+
+
+def test_sample_and_log_prob_is_log_prob_of_the_samples_gradients_included():
+    """Both compute log q_θ(x_θ(z)) for the same base draws z, so their values and their gradients in θ agree
+    (a log-det detached from the sampling pass would lose the gradient of the volume term)."""
+    flow = linear_flow()
+    grads = []
+    for one_pass in (True, False):
+        flow.zero_grad()
+        generator = torch.Generator().manual_seed(4)
+        if one_pass:
+            _, log_prob = flow.sample_and_log_prob(16, generator=generator)
+        else:
+            log_prob = flow.log_prob(flow.sample(16, generator=generator))
+        log_prob.sum().backward()
+        grads.append({name: p.grad.clone() for name, p in flow.named_parameters()})
+    assert set(grads[0]) == set(grads[1]) and any(g.abs().sum() > 0 for g in grads[0].values())
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-10, rtol=0, msg=name)
+
+
+def test_a_copy_of_a_layer_keeps_its_stats_values_detached_from_the_graph():
+    """deepcopy refuses tensors inside a graph: stats hold them (in dicts, lists, tuples), so a copy detaches them."""
+    layer = ActNorm(2)
+    w = torch.ones(2, requires_grad=True)
+    layer.stats = {"regularization": {"energy": (w * 2).sum()}, "trace": [w * 3], "pair": (w * 4, 5), "iterations": 7}
+    copied = copy.deepcopy(layer)
+    assert copied.stats["iterations"] == 7 and copied.stats["pair"][1] == 5 and isinstance(copied.stats["pair"], tuple)
+    for value in (copied.stats["regularization"]["energy"], copied.stats["trace"][0], copied.stats["pair"][0]):
+        assert not value.requires_grad
+    torch.testing.assert_close(copied.stats["trace"][0], torch.full((2,), 3.0))
+    assert layer.stats["trace"][0].requires_grad  # the original keeps its graph

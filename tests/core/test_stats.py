@@ -45,3 +45,35 @@ def test_integer_counts_of_any_layer_are_added_and_flags_left_out():
     b.stats = {"iterations": 4, "converged": False}
     flow = Flow(Chain(a, b), StandardNormal(2))
     assert count_stats(flow) == {"iterations": 7, "nfe_forward": 2}
+
+
+def test_detaching_the_regularizers_keeps_their_values_and_drops_their_graph():
+    """After a step the terms keep their values but no longer hold the graph; layers without terms are left alone."""
+    from ctflows.core.stats import detach_regularization_terms
+
+    class Reporting(ActNorm):
+        pass
+
+    a, b = Reporting(2), Reporting(2)
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    a.stats = {"regularization": {"kinetic_energy": (w**2).sum()}, "nfe_forward": 3}
+    b.stats = {"iterations": 4}
+    flow = Flow(Chain(a, Inverse(b)), StandardNormal(2))
+    detach_regularization_terms(flow)
+    term = regularization_terms(flow)["kinetic_energy"]
+    assert not term.requires_grad and float(term) == 5.0
+    assert a.stats["nfe_forward"] == 3 and b.stats == {"iterations": 4}
+
+
+def test_a_flows_stats_are_keyed_by_the_index_of_each_reporting_layer_through_inverses():
+    """Flow.stats() maps a chain's layer index to that layer's stats (an Inverse passing its layer's on); silent
+    layers are left out, and a nested chain nests its own indices."""
+
+    class Reporting(ActNorm):
+        pass
+
+    quiet, inner, nested = ActNorm(2), Reporting(2), Reporting(2)
+    inner.stats, nested.stats = {"iterations": 2}, {"nfe_forward": 5}
+    flow = Flow(Chain(quiet, Inverse(inner), Chain(ActNorm(2), nested)), StandardNormal(2))
+    assert flow.stats() == {"1": {"iterations": 2}, "2": {"1": {"nfe_forward": 5}}}
+    assert flow.stats()["1"] is inner.stats

@@ -27,6 +27,8 @@ def test_each_refusal_names_the_conversion_to_the_owners_dtype() -> None:
         check_tensor("Layer", torch.zeros(1, 2, dtype=torch.long), (2,), name="x", dtype=F64)
     with pytest.raises(InputError, match=r"convert it with \.float\(\) or \.double\(\)$"):
         check_tensor("Layer", torch.zeros(1, 2, dtype=torch.long), (2,), name="x")  # an owner without a dtype
+    with pytest.raises(InputError, match=r"got list; convert it with torch\.as_tensor\(x\)$"):
+        check_tensor("Layer", [[1.0, 2.0]], (2,), name="x")  # no dtype to name: no "dtype=None" in the advice
 
 
 def test_check_placement_leaves_the_dtype_of_a_non_floating_tensor_alone() -> None:
@@ -62,3 +64,18 @@ def test_a_callable_with_too_few_or_too_many_required_arguments_is_refused(calla
     """Too many required parameters fail at the first call just as too few do; the message shows the signature found."""
     with pytest.raises(ConfigurationError, match=rf"^called as f\(a, b\); its signature is {shown}$"):
         check_call_signature(callable_, 2, "called as f(a, b)")
+
+
+def test_the_non_finite_count_is_the_number_of_nan_and_inf_values() -> None:
+    """The message counts every NaN, +Inf and -Inf (three here), not just says that there is one."""
+    x = torch.zeros(4, 2, dtype=F64)
+    x[0, 0], x[2, 1], x[3, 0] = float("nan"), float("inf"), float("-inf")
+    with pytest.raises(InputError, match=r"^Layer: x contains 3 NaN or Inf value\(s\); clean the data"):
+        check_tensor("Layer", x, (2,), name="x", dtype=F64)
+
+
+def test_a_context_that_is_not_a_tensor_is_named_by_its_type_when_none_is_taken() -> None:
+    """A list handed to a layer without context is refused as a context, its type named (it has no shape to show)."""
+    layer = ctflows.ActNorm(2).double()
+    with pytest.raises(InputError, match=r"^ActNorm: takes no context but got one \(list\); pass context=None"):
+        layer(torch.zeros(3, 2, dtype=F64), [[1.0, 2.0]] * 3)

@@ -105,3 +105,22 @@ def test_loading_an_uninitialised_state_makes_the_next_training_batch_initialise
     assert awaits_data_initialisation(layer)
     other = batch(4, -40.0, 2.0)
     assert_standardised(layer.train()(other)[0])
+
+
+def test_eps_is_added_to_the_standard_deviation_it_initialises_from():
+    """s = log(σ + eps): the first batch comes out with spread σ / (σ + eps) and log-det -Σ log(σ + eps)."""
+    first = batch(0, 5.0, 3.0)
+    std = first.std(dim=0)
+    z, logdet = ActNorm(3, eps=1.5).double().train()(first)
+    torch.testing.assert_close(z.std(dim=0), std / (std + 1.5), atol=1e-12, rtol=0)
+    torch.testing.assert_close(logdet, torch.full((200,), -float((std + 1.5).log().sum()), dtype=torch.float64))
+
+
+def test_after_loading_an_initialised_state_the_flag_is_read_once_not_every_step():
+    """The load clears the remembered flag; the first training step reads it back, and later steps trust the copy."""
+    layer, first = initialised()
+    loaded = ActNorm(3).double()
+    loaded.load_state_dict(layer.state_dict())
+    loaded.train()(first)  # reads the loaded (initialised) flag once
+    loaded.initialized = torch.tensor(True).as_subclass(UnreadableFlag)
+    assert_standardised(loaded(first)[0])

@@ -27,6 +27,19 @@ def test_an_inverse_that_overflows_the_dtype_is_an_error_not_inf():
     layer = Asinh(2)
     with pytest.raises(InputError, match=r"Asinh: inverse input reaches \|z\| = 100, where s sinh\(z\) overflows torch.float32"):
         layer.inverse(torch.tensor([[0.0, 100.0]]))
+    # The size reported is the largest |z|, here that of a negative value below -89 (where sinh(z) = -inf).
+    with pytest.raises(InputError, match=r"reaches \|z\| = 120, where"):
+        layer.inverse(torch.tensor([[3.0, 1.0], [-120.0, 0.0]]))
+
+
+def test_a_scale_of_one_number_is_a_buffer_of_its_own_that_checkpoints_round_trip():
+    """A scalar scale is stored as D numbers of its own (not a stride-0 view), so a saved state loads into it."""
+    source = Asinh(3, torch.tensor([0.5, 1.0, 2.0]))
+    layer = Asinh(3, 2.0)
+    layer.load_state_dict(source.state_dict())
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(layer(x)[0], source(x)[0])
+    assert layer.scale.tolist() == [0.5, 1.0, 2.0]
 
 
 @pytest.mark.parametrize("scale", [0.0, -1.0, math.inf, math.nan, [1.0, 2.0, 3.0], "1"])

@@ -16,6 +16,8 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("permutation_fractions", lambda: Permutation([0.5, 1]), ConfigurationError, r"Permutation: permutation must be integer indices.* got \[0\.5, 1\]"),
     ("permutation_floats", lambda: Permutation(torch.tensor([1.0, 0.0])), ConfigurationError, r"must be integer indices"),
     ("permutation_booleans", lambda: Permutation(torch.tensor([True, False])), ConfigurationError, r"must be integer indices.* True"),
+    # A complex tensor cast to long would drop the imaginary parts without a word.
+    ("permutation_complex", lambda: Permutation(torch.tensor([1 + 2j, 0j])), ConfigurationError, r"must be integer indices"),
     ("permutation_string", lambda: Permutation("012"), ConfigurationError, r"must be integer indices.* got '012'"),
     ("permutation_none", lambda: Permutation(None), ConfigurationError, r"must be integer indices.* got None"),
     ("permutation_empty", lambda: Permutation([]), ConfigurationError, r"Permutation: \[\] is not a permutation"),
