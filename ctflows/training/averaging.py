@@ -17,18 +17,17 @@ import torch
 from torch import Tensor
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from ctflows.errors import CheckpointError, ConfigurationError
+from ctflows.core.counts import real_setting
+from ctflows.errors import CheckpointError
 from ctflows.training.interrupts import interrupts_deferred
 
 
 def check_decay(decay: float) -> float:
-    """``decay`` as a float in (0, 1), else a ConfigurationError that says what the number means."""
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:  # NaN and inf fail it too
-        raise ConfigurationError(
-            f"fit: ema_decay must be a number strictly between 0 and 1 (the weight kept by the average at each "
-            f"step; 0.99 averages over roughly the last 100 steps), got {decay!r}"
-        )
-    return float(decay)
+    """``decay`` as a float in (0, 1) (NumPy and 0-d torch numbers too, as every rate of ``fit``), else a
+    ConfigurationError that says what the number means."""
+    want = ("a number strictly between 0 and 1 (the weight kept by the average at each step; 0.99 averages over "
+            "roughly the last 100 steps)")
+    return real_setting("fit", "ema_decay", decay, want, lambda v: 0 < v < 1)  # a bool, NaN and inf fail it too
 
 
 class ParameterAverage:

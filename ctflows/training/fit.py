@@ -38,7 +38,7 @@ from ctflows.training.evaluate import evaluate
 from ctflows.training.history import History
 from ctflows.training.nonfinite import NonFiniteGuard
 from ctflows.training.objectives import Objective, TrainingLoss, resolve_objective
-from ctflows.training.schedule import Schedule, warmup_fraction
+from ctflows.training.schedule import Schedule, plain_warmup, warmup_fraction
 from ctflows.training.training_state import (
     MODEL_FILE, capture_rng, read_state, remove_interrupted_writes, restore_rng, write_state,
 )
@@ -184,7 +184,7 @@ def fit(
                 group.check_batch_size(batch_size)
             group.check_batches(stream.batch_sizes())  # before training, not at the end of the first epoch
         config = {"steps": steps, "seconds": seconds, "batch_size": batch_size, "lr": lr, "seed": seed,
-                  "schedule": schedule, "warmup": warmup, "processes": group.world, "weight_decay": weight_decay, "ema_decay": ema_decay,
+                  "schedule": schedule, "warmup": plain_warmup(warmup), "processes": group.world, "weight_decay": weight_decay, "ema_decay": ema_decay,
                   "rows": stream.rows,  # other data would continue the saved row order, or index past its end
                   "objective": _name_of(loss_of.objective), "optimizer": optimizer_cls.__name__,
                   "clip_grad": None if clip_grad == math.inf else clip_grad,  # both mean "no clipping"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ctflows.core.counts import real_setting, whole_number
 from ctflows.errors import ConfigurationError
 
 SCHEDULES = ("cosine", "constant")
@@ -31,12 +32,25 @@ def lr_factor(progress: float, *, warmup: float = 0.0, kind: str = "cosine") -> 
     return 0.5 * (1.0 + math.cos(math.pi * (progress - warmup) / max(1.0 - warmup, 1e-12)))
 
 
+def plain_warmup(warmup: object, owner: str = "fit") -> int | float:
+    """``warmup`` as the Python number it is: an int (a step count) from a Python, NumPy or 0-d torch integer, a float
+    (a fraction) from any other finite real number; a bool of any kind, NaN, inf or a string is refused, naming ``owner``.
+
+    A training state holds only plain values: a NumPy scalar kept in its settings would keep it from being read back.
+    """
+    count = whole_number(warmup)  # not a bool of any kind
+    if count is not None:
+        return count
+    return real_setting(owner, "warmup", warmup, "an int step count or a fraction in [0, 1)")
+
+
 def warmup_fraction(warmup: int | float, steps: int | None, owner: str = "fit") -> float:
     """Warm-up as a fraction of the budget: a float in [0, 1) is one, an int counts steps of ``steps``; errors name ``owner``."""
-    if isinstance(warmup, float) and 0.0 <= warmup < 1.0:
-        return warmup
-    if isinstance(warmup, bool) or not isinstance(warmup, int):
-        raise ConfigurationError(f"{owner}: warmup must be an int step count or a fraction in [0, 1), got {warmup!r}")
+    given, warmup = warmup, plain_warmup(warmup, owner)
+    if isinstance(warmup, float):
+        if 0.0 <= warmup < 1.0:
+            return warmup
+        raise ConfigurationError(f"{owner}: warmup must be an int step count or a fraction in [0, 1), got {given!r}")
     if steps is None and warmup == 0:  # no warm-up is the same in steps and in seconds
         return 0.0
     if steps is None:
@@ -44,7 +58,7 @@ def warmup_fraction(warmup: int | float, steps: int | None, owner: str = "fit") 
             f"{owner}: warmup={warmup} counts steps, but the budget is in seconds only; give a fraction such as warmup=0.3"
         )
     if not 0 <= warmup < steps:
-        raise ConfigurationError(f"{owner}: warmup must be an int in [0, steps={steps}) or a fraction in [0, 1), got {warmup!r}")
+        raise ConfigurationError(f"{owner}: warmup must be an int in [0, steps={steps}) or a fraction in [0, 1), got {given!r}")
     return warmup / steps
 
 

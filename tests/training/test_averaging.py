@@ -5,12 +5,14 @@ import importlib
 import signal
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 import torch
 
 from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.training import fit, load
-from ctflows.training.averaging import ParameterAverage, _exchange_values
+from ctflows.training import averaging
+from ctflows.training.averaging import ParameterAverage, _exchange_values, check_decay
 from ctflows.training.training_state import read_state
 from training.fakes import CorrelatedGaussian, affine_flow
 from training.same_parameters import assert_same_parameters
@@ -96,6 +98,26 @@ def test_an_error_during_a_swap_undoes_it(where, through):
         average.averaged = InterruptingParams(average.averaged, 2, RuntimeError("out of memory"))
     else:
         average.params.signal_or_error = RuntimeError("out of memory")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        through(average)
+    assert values(params) == [10.0, 11.0, 12.0] and values(average.averaged) == [0.0, 1.0, 2.0]
+    assert not average.holding
+
+
+@pytest.mark.parametrize("through", [ParameterAverage.swap, swapped_in_a_block], ids=["swap", "applied"])
+def test_a_pair_that_could_not_be_exchanged_is_not_exchanged_by_the_undo(monkeypatch, through):
+    """The second pair's exchange fails and, as ``_exchange_values`` promises, leaves that pair as it was (its copy
+    could not be made, say): the undo exchanges back the first pair only, not the second, which was never swapped."""
+    params, average = averaged_setup(at=0)
+    real, calls = averaging._exchange_values, []
+
+    def fails_on_the_second_pair(a: torch.Tensor, b: torch.Tensor) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        real(a, b)
+
+    monkeypatch.setattr(averaging, "_exchange_values", fails_on_the_second_pair)
     with pytest.raises(RuntimeError, match="out of memory"):
         through(average)
     assert values(params) == [10.0, 11.0, 12.0] and values(average.averaged) == [0.0, 1.0, 2.0]
@@ -191,10 +213,17 @@ class NeverSampled(CorrelatedGaussian):
         pytest.fail("fit drew data before refusing its settings")
 
 
-@pytest.mark.parametrize("decay", [0, 1, -0.5, 1.5, float("nan"), True, "0.9"])
+@pytest.mark.parametrize("decay", [0, 1, -0.5, 1.5, float("nan"), True, "0.9", np.bool_(True), torch.tensor([0.5, 0.9])])
 def test_decay_outside_the_open_unit_interval_is_refused(decay):
     with pytest.raises(ConfigurationError, match="^fit: ema_decay must be a number strictly between 0 and 1"):
         fit(affine_flow(), NeverSampled(), steps=2, batch_size=8, ema_decay=decay)
+
+
+@pytest.mark.parametrize("decay", [0.75, np.float32(0.75), np.float64(0.75), torch.tensor(0.75)])
+def test_a_numpy_or_torch_decay_is_the_python_float_it_equals(decay):
+    """As fit's learning rate and weights, a NumPy or 0-d torch decay is taken as the Python float it equals."""
+    assert type(check_decay(decay)) is float and check_decay(decay) == 0.75
+    assert ParameterAverage([torch.zeros(2)], decay).decay == 0.75
 
 
 def test_fit_returns_and_saves_the_average_of_its_iterates(tmp_path):

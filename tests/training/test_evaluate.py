@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ctflows.errors import ConfigurationError, DataError
 from ctflows.training import evaluate
+from ctflows.training.data_source import make_generator
 from training.fakes import CorrelatedGaussian, ElementwiseAffine, Estimated, affine_flow
 
 LOC, SCALE = torch.tensor([0.6, -0.2]), torch.tensor([1.1, 0.9])
@@ -220,7 +221,8 @@ def test_evaluation_runs_in_eval_mode_without_grad_and_leaves_no_trace(seed):
 
 
 def test_a_shared_context_of_several_features_is_given_to_every_point():
-    """context=[c] with c > 1 evaluates as the [N, c] context that repeats it on every row."""
+    """context=[c] with c > 1 evaluates as the [N, c] context that repeats it on every row; a float32 one is given
+    to a float64 model in the model's dtype, as Tensor data are."""
     x = CorrelatedGaussian().sample(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     cond = affine_flow(features=2, context_features=2).double()
     with torch.no_grad():
@@ -229,3 +231,27 @@ def test_a_shared_context_of_several_features_is_given_to_every_point():
     by_hand = float(-cond.log_prob(x, c.expand(50, 2)).mean().detach())
     assert evaluate(cond, x, context=c)["nll"] == pytest.approx(by_hand, rel=1e-12)
     assert evaluate(cond, x, context=c.reshape(1, 2))["nll"] == pytest.approx(by_hand, rel=1e-12)
+    assert evaluate(cond, x, context=c.float())["nll"] == pytest.approx(by_hand, rel=1e-12)  # 0.5, -1 exact in float32
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_seeds_points_are_its_generators_draws_and_every_mean_is_taken_in_float64(dtype):
+    """seed=s scores the n points ``p.sample(n, generator=make_generator(s))`` (the probes' seed is drawn from a copy
+    of that generator, so the points are those of a call without probes), in batches whose last one is short; NLL,
+    KL and entropy are float64 means of the model's and the density's log-densities, for a float32 model too."""
+    p, flow = CorrelatedGaussian(), fixed_flow().to(dtype)
+    x = p.sample(1000, generator=make_generator(7), dtype=dtype)
+    log_q, log_p = flow.log_prob(x).detach().double(), p.log_prob(x).double()
+    result = evaluate(flow, p, n=1000, seed=7, batch_size=300)
+    assert result["n"] == 1000
+    assert result["nll"] == pytest.approx(float(-log_q.mean()), rel=1e-12)
+    assert result["kl"] == pytest.approx(float((log_p - log_q).mean()), rel=1e-12)
+    assert result["entropy"] == pytest.approx(float(-log_p.mean()), rel=1e-12)
+
+
+@pytest.mark.parametrize("data", [CorrelatedGaussian(), DataLoader(TensorDataset(torch.zeros(4, 1, 2, 2)), batch_size=2)],
+                         ids=["density", "loader"])
+def test_levels_need_a_tensor_of_images(data):
+    """Only a Tensor of integer images can be dequantized once for all; other data is refused by name."""
+    with pytest.raises(ConfigurationError, match=rf"^evaluate: levels= needs a Tensor of integer images, got {type(data).__name__}"):
+        evaluate(fixed_flow(), data, levels=4)

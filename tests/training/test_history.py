@@ -20,3 +20,7 @@ def test_series_first_reported_late_are_padded_and_the_json_form_round_trips():
     record = json.loads(json.dumps(history.to_dict()))
     assert record["steps"] == 3
     assert History.from_dict(record) == history
+    copied = history.to_dict()  # a copy: changing it leaves the history as it was
+    copied["losses"].append(0.4)
+    copied["regularization"]["kinetic_energy"][0] = 9.0
+    assert History.from_dict(record) == history and "steps" not in vars(history)

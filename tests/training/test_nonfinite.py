@@ -170,6 +170,16 @@ def test_bad_steps_in_a_row_are_counted_and_one_too_many_is_reported():
     assert NonFiniteGuard("raise", max_bad_steps=3).bad_step(model, opt) is True
 
 
+def test_restore_with_nothing_remembered_counts_the_step_and_leaves_the_state_alone():
+    """Under "restore", a bad step before any state was remembered has nothing to roll back to: it is counted and the
+    model and optimizer keep the state they have."""
+    model, opt, _, _ = _adam_run()
+    before = copy.deepcopy((model.state_dict(), opt.state_dict()))
+    guard = NonFiniteGuard("restore", max_bad_steps=2)
+    assert guard.bad_step(model, opt) is False and guard.bad_step(model, opt) is True and guard.in_a_row == 2
+    torch.testing.assert_close((model.state_dict(), opt.state_dict()), before, rtol=0, atol=0)
+
+
 def test_a_resumed_count_is_the_count_of_replaying_the_run():
     """resume_count(skipped, steps) leaves the count that good_step/bad_step give over steps 1..steps, for every
     pattern of skipped steps in runs of up to 6 steps (all bad included)."""

@@ -474,9 +474,24 @@ def test_a_resumed_run_evaluates_the_same_points_as_an_uninterrupted_one(tmp_pat
     assert run(None, resume=True) == whole and [e["step"] for e in whole] == [2, 4, 6]
 
 
-PLAIN_SETTINGS = dict(steps=4, batch_size=8, seed=1, lr=1e-2, weight_decay=0.0, clip_grad=5.0, checkpoint_every=2)
+PLAIN_SETTINGS = dict(steps=4, batch_size=8, seed=1, lr=1e-2, weight_decay=0.0, clip_grad=5.0, checkpoint_every=2,
+                      ema_decay=0.75)
 NUMPY_SETTINGS = dict(steps=np.int64(4), batch_size=np.int64(8), seed=np.int64(1), lr=np.float64(1e-2),
-                      weight_decay=np.float64(0.0), clip_grad=np.float32(5.0), checkpoint_every=np.int64(2))
+                      weight_decay=np.float64(0.0), clip_grad=np.float32(5.0), checkpoint_every=np.int64(2),
+                      ema_decay=np.float32(0.75))
+
+
+@pytest.mark.parametrize("plain, numpy", [(1, np.int64(1)), (0.25, np.float64(0.25))], ids=["steps", "fraction"])
+def test_a_numpy_warmup_trains_as_the_python_one_and_its_checkpoint_resumes(tmp_path, plain, numpy):
+    """A warm-up from NumPy, as a step count or a fraction, is the Python number it equals; the run's settings are
+    saved as plain numbers, so that its training state can be read back (a NumPy scalar in it made resume fail)."""
+    reference = affine_flow()
+    fit(reference, CorrelatedGaussian(), checkpoint_dir=tmp_path / "plain", warmup=plain, **PLAIN_SETTINGS)
+    fit(affine_flow(), CorrelatedGaussian(), checkpoint_dir=tmp_path / "numpy", callback=lambda step, history: step == 2,
+        warmup=numpy, **NUMPY_SETTINGS)
+    resumed = affine_flow()
+    fit(resumed, CorrelatedGaussian(), checkpoint_dir=tmp_path / "numpy", resume=True, warmup=numpy, **NUMPY_SETTINGS)
+    assert_same_parameters(reference, resumed)
 
 
 def test_numpy_settings_train_as_python_ones_and_their_checkpoint_resumes(tmp_path):

@@ -1,10 +1,14 @@
 """The learning-rate schedule on its own: its multiplier outside the budget, its fractions, and its checks."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
+import torch
 
 from ctflows.errors import ConfigurationError
-from ctflows.training.schedule import Schedule, lr_factor
+from ctflows.training.schedule import Schedule, lr_factor, plain_warmup, warmup_fraction
 
 
 @pytest.mark.parametrize("kind", ["cosine", "constant"])
@@ -25,3 +29,28 @@ def test_a_schedule_needs_a_budget_and_names_its_owner() -> None:
     """``Schedule.build`` (used directly by the benchmarks) refuses a budget of neither steps nor seconds."""
     with pytest.raises(ConfigurationError, match="^bench: give a budget"):
         Schedule.build("cosine", 0.3, steps=None, seconds=None, owner="bench")
+
+
+def test_a_warmup_over_the_whole_budget_ramps_to_the_full_rate_at_its_end() -> None:
+    """``lr_factor`` (called directly by ``benchmarks/cnf.py``) with ``warmup=1``: the ramp p / 1 all the way, and at
+    p = 1 the cosine's start, 1, not a division by 1 - w = 0."""
+    assert [lr_factor(p, warmup=1.0) for p in (0.0, 0.25, 0.999)] == [0.0, 0.25, 0.999]
+    assert lr_factor(1.0, warmup=1.0) == 1.0
+
+
+@pytest.mark.parametrize("given, plain", [
+    (np.int64(3), 3), (torch.tensor(3), 3), (np.float64(0.25), 0.25), (np.float32(0.25), 0.25), (torch.tensor(0.25), 0.25),
+])
+def test_a_numpy_or_torch_warmup_is_the_python_number_it_equals(given: object, plain: int | float) -> None:
+    """As for fit's other settings, a NumPy or 0-d torch warm-up counts as the Python int (steps) or float (fraction)
+    it equals, and comes back as that plain number (a training state must hold no NumPy scalar)."""
+    assert type(plain_warmup(given)) is type(plain) and plain_warmup(given) == plain
+    fraction = warmup_fraction(given, 12)
+    assert type(fraction) is float and fraction == warmup_fraction(plain, 12)
+    assert Schedule.build("cosine", given, steps=12, seconds=None) == Schedule.build("cosine", plain, steps=12, seconds=None)
+
+
+@pytest.mark.parametrize("warmup", [np.bool_(True), torch.tensor(True), torch.tensor([0.25]), np.float64(1.0), math.nan, "0.3"])
+def test_a_warmup_that_is_a_flag_a_vector_or_no_fraction_is_refused(warmup: object) -> None:
+    with pytest.raises(ConfigurationError, match=r"^bench: warmup must be an int step count or a fraction in \[0, 1\)"):
+        Schedule.build("cosine", warmup, steps=10, seconds=None, owner="bench")
