@@ -9,12 +9,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ctflows.core.span import check_spans_space
 from ctflows.data import ToyDensity, get_density, list_densities, load_array
 from ctflows.data.images import DIGITS_LEVELS, load_digits
 from ctflows.errors import DataError
 from ctflows.grid import Bounds
 from ctflows.image import DequantizedImages
-from ctflows.nonparametric.checks import check_spans_space
 
 TEST_FRACTION = 0.2
 MIN_ROWS = 10

@@ -16,6 +16,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from ctflows.core.counts import non_negative_count, whole_number
 from ctflows.core.validation import check_generator
 from ctflows.errors import ConfigurationError, InputError
 
@@ -46,8 +47,7 @@ class ToyDensity:
         generator's device; the samples are computed in float64, then cast to ``dtype`` and moved to
         ``device`` (default: the generator's device, or the CPU), so a seed gives the same points in any dtype.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise InputError(f"{self.name}: the number of samples must be a non-negative int, got {n!r}")
+        n = non_negative_count(self.name, "the number of samples", n, InputError)
         if not dtype.is_floating_point:
             raise InputError(f"{self.name}: samples need a floating-point dtype, got {dtype}")
         check_generator(f"{self.name}.sample", generator)
@@ -92,11 +92,13 @@ class ToyDensity:
 
 
 def check_dim(name: str, dim: int, *, minimum: int = 1, even: bool = False) -> int:
-    """Return ``dim`` if it is an int >= ``minimum`` (and even when asked), else raise ConfigurationError."""
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < minimum or (even and dim % 2):
+    """Return ``dim`` as an int if it is a whole number >= ``minimum`` (NumPy and 0-d torch integers too; and even
+    when asked), else raise ConfigurationError."""
+    count = whole_number(dim)
+    if count is None or count < minimum or (even and count % 2):
         need = f"an {'even ' if even else ''}int >= {minimum}"
         raise ConfigurationError(f"{name}: dim must be {need}, got {dim!r}")
-    return dim
+    return count
 
 
 def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ctflows.core.validation import check_tensor
-from ctflows.errors import DataError, InputError
+from ctflows.errors import InputError
 
 FIT_DTYPES = (torch.float32, torch.float64)
 """Half precision is refused, as integer data is, rather than cast: CPU torch lacks some of the fits' ops in
@@ -44,30 +44,4 @@ def check_data(owner: str, data: Tensor) -> None:
         raise InputError(
             f"{owner}: data has values of magnitude up to {scale:.3g}, whose squares {way} float64 in the fit "
             f"(it needs a largest |value| in [{_SMALL:.1e}, {big:.1e}]); rescale it, e.g. (data - data.mean(0)) / data.std(0)"
-        )
-
-
-SPAN_TOLERANCE = 1e-10
-"""Smallest eigenvalue of the data's correlation matrix below which the points count as lying on a hyperplane:
-a combination of the standardised columns whose spread is under 1e-5 of theirs (float32 rounding of exactly
-dependent columns leaves about 1e-7)."""
-
-
-def check_spans_space(owner: str, data: Tensor) -> None:
-    """Raise :class:`DataError` when the points ``[N, D]`` lie on a hyperplane: a constant column, or columns that
-    are linearly dependent. No density on R^D lives there, and a fit would build a spike on it whose held-out
-    likelihood keeps growing. Scale-free (the correlation matrix), so columns in different units pass."""
-    x = data.detach().double()
-    x = x - x.mean(dim=0)
-    spread = x.square().mean(dim=0).sqrt()
-    constant = (spread == 0).nonzero().flatten()
-    if constant.numel():
-        raise DataError(f"{owner}: column {int(constant[0])} of the data is constant; drop it (a density needs spread in every coordinate)")
-    standard = x / spread
-    smallest = float(torch.linalg.eigvalsh(standard.T @ standard / x.shape[0])[0])
-    if smallest < SPAN_TOLERANCE:
-        raise DataError(
-            f"{owner}: the data lie on a hyperplane: a combination of the standardised columns is constant to "
-            f"{max(smallest, 0.0) ** 0.5:.1e} of their spread, so no density on R^{data.shape[1]} fits them; drop a "
-            "redundant column, or keep only the leading principal components"
         )

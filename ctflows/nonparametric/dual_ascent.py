@@ -35,7 +35,7 @@ import time
 import torch
 from torch import Tensor
 
-from ctflows.core.counts import real_setting
+from ctflows.core.counts import non_negative_count, real_setting
 from ctflows.core.distributions import StandardNormal
 from ctflows.core.flow import Flow
 from ctflows.core.transform import Chain, Transform
@@ -79,8 +79,7 @@ def fit_dual_ascent(
     """
     owner = "fit_dual_ascent"
     step_limit = real_setting(owner, "step_limit", step_limit, "a number in (0, 0.9]", lambda v: 0 < v <= 0.9)
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
-        raise ConfigurationError(f"{owner}: max_steps must be a non-negative int, got {max_steps!r}")
+    max_steps = non_negative_count(owner, "max_steps", max_steps)
     check_progress(owner, progress)
     # The count includes the centre itself: 1 would give a zero radius, a spike that moves one point and overfits.
     neighbours = real_setting(owner, "neighbours", neighbours, "a fraction in (0, 1) or a whole count >= 2",

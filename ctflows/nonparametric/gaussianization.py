@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ctflows.core.counts import positive_count, real_setting
+from ctflows.core.counts import positive_count, non_negative_count, real_setting
 from ctflows.core.distributions import StandardNormal
 from ctflows.core.flow import Flow
 from ctflows.core.transform import Chain, Transform
@@ -73,8 +73,7 @@ def fit_gaussianization(
     owner = "fit_gaussianization"
     if rotation not in ("pca", "random"):
         raise ConfigurationError(f"{owner}: rotation must be 'pca' or 'random', got {rotation!r}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
-        raise ConfigurationError(f"{owner}: max_steps must be a non-negative int, got {max_steps!r}")
+    max_steps = non_negative_count(owner, "max_steps", max_steps)
     check_progress(owner, progress)
     # Checked here, not only in the layer, so that the message names the function the user called.
     kernels = positive_count(owner, "kernels", kernels)

@@ -13,10 +13,11 @@ import torch
 from torch import Tensor
 
 from ctflows.core.counts import positive_count, real_setting
+from ctflows.core.span import check_spans_space
 from ctflows.core.transform import Transform
 from ctflows.core.validation import check_generator
 from ctflows.errors import DataError
-from ctflows.nonparametric.checks import check_data, check_spans_space
+from ctflows.nonparametric.checks import check_data
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 MAX_REPEATED_FRACTION = 0.01  # exact repeats allowed (float32 samples of a continuous density rarely collide)

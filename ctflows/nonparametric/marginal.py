@@ -112,8 +112,9 @@ class MarginalGaussianization(Transform):
         if not bool((spread > 0).all()):
             raise DataError("MarginalGaussianization.from_data: a column of the data is constant")
         spacing = spread.expand(d, 1) if kernels == 1 else _grid_spacing(loc)
-        # Tied quantiles (discrete or repeated values) would give zero scales: keep a small floor.
-        spacing = spacing.clamp_min(1e-3 * float(spread.min()) / kernels)
+        # Tied quantiles (discrete or repeated values) would give zero scales: keep a small floor, relative to each
+        # column's own spread (the smallest spread of all columns made one column's map depend on another's units).
+        spacing = torch.maximum(spacing, 1e-3 * spread / kernels)
         with torch.no_grad():
             layer.loc.copy_(loc.to(x.dtype))
             layer.log_scale.copy_(torch.log(bandwidth * spacing / _LOGISTIC_STD).to(x.dtype))

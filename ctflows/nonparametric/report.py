@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ctflows.core.counts import whole_number
 from ctflows.core.flow import Flow
 from ctflows.core.transform import Chain
 from ctflows.errors import ConfigurationError
@@ -59,7 +60,8 @@ def truncate(flow: Flow, steps: int) -> Flow:
     report = getattr(flow, "report", None)
     if not isinstance(report, FitReport):
         raise ConfigurationError("truncate: the flow has no FitReport; pass a flow from fit_dual_ascent or fit_gaussianization")
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= report.steps:
+    count = whole_number(steps)  # NumPy and 0-d torch integers too; never a bool or a float
+    if count is None or not 0 <= count <= report.steps:
         raise ConfigurationError(f"truncate: steps must be an int in [0, {report.steps}], got {steps!r}")
-    layers = list(flow.transform.layers)[: report.prefix_layers + steps * report.layers_per_step]
+    layers = list(flow.transform.layers)[: report.prefix_layers + count * report.layers_per_step]
     return Flow(Chain(layers), flow.base).eval()

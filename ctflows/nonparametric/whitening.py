@@ -42,7 +42,7 @@ def whitening_layer(x: Tensor, *, eps: float = 1e-8) -> LULinear:
     mean = x64.mean(dim=0)
     values, vectors = torch.linalg.eigh((x64 - mean).T @ (x64 - mean) / (n - 1))
     if float(values.min()) <= eps * float(values.max()):
-        # Points on a hyperplane are refused by the fits before this (checks.check_spans_space, scale-free);
+        # Points on a hyperplane are refused by the fits before this (core.span.check_spans_space, scale-free);
         # here that, or columns whose scales differ by more than 1/√eps.
         raise DataError(
             f"whitening_layer: the data's covariance is singular or too ill-conditioned (smallest / largest "

@@ -8,8 +8,8 @@ import torch
 
 from ctflows.cli.dataset import MIN_ROWS, is_file_argument, load_dataset, plot_bounds
 from ctflows.cli.main import main
+from ctflows.core.span import check_spans_space
 from ctflows.errors import DataError
-from ctflows.nonparametric.checks import check_spans_space
 
 
 def _write(path, rows):

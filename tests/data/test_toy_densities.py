@@ -14,6 +14,7 @@ import torch
 from scipy import stats
 
 from ctflows.data import ToyDensity, get_density, list_densities
+from ctflows.data.density import check_dim
 from ctflows.errors import InputError
 
 
@@ -215,3 +216,15 @@ def test_log_prob_is_detached_from_its_input(case: Case) -> None:
     d = case.density()
     x = d.sample(8, generator=torch.Generator().manual_seed(0), dtype=torch.float64).requires_grad_()
     assert not d.log_prob(x).requires_grad
+
+
+def test_sizes_of_numpy_or_torch_integers_are_taken_as_the_ints_they_equal() -> None:
+    """A sample size or a dimension is a count like any other: np.int64(5) and torch.tensor(5) draw what 5 draws
+    (both were refused as "must be a non-negative int"), and a bool still is refused."""
+    density = get_density("two_moons")
+    same = density.sample(5, generator=torch.Generator().manual_seed(0))
+    for n in (np.int64(5), torch.tensor(5)):
+        assert torch.equal(density.sample(n, generator=torch.Generator().manual_seed(0)), same)
+    with pytest.raises(InputError, match="non-negative int, got True"):
+        density.sample(True)
+    assert check_dim("Funnel", np.int64(4), minimum=2) == 4 and type(check_dim("Funnel", torch.tensor(4))) is int

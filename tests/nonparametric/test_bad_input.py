@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ctflows.errors import ConfigurationError, InputError
-from ctflows.nonparametric import fit_dual_ascent, fit_gaussianization
+from ctflows.errors import ConfigurationError, DataError, InputError
+from ctflows.nonparametric import fit_dual_ascent, fit_gaussianization, truncate
 
 FITTERS = [fit_dual_ascent, fit_gaussianization]
 
@@ -45,11 +45,33 @@ def test_data_without_coordinates_is_refused(fitter):
 
 
 @pytest.mark.parametrize("fitter", FITTERS)
-@pytest.mark.parametrize(("scale", "way"), [(1e160, "overflow"), (1e-160, "underflow")])
+@pytest.mark.parametrize(("scale", "way"), [(1e160, "overflow"), (2e153, "overflow"), (1e-160, "underflow")])
 def test_data_whose_squares_leave_float64_is_refused(fitter, scale, way):
     # Before: "a column of the data is constant" or a RadialExpansion with bandwidth=nan, neither the cause.
+    # 2e153: each square fits in float64, but 400 of them summed do not (the bound is √(max / N·D), about 6.7e152);
+    # with the bound at √max the fits said "the data lie on a hyperplane".
     with pytest.raises(InputError, match=rf"{fitter.__name__}: data has values of magnitude .* {way} float64.*rescale"):
         fitter(good() * scale, max_steps=1)
+
+
+@pytest.mark.parametrize("fitter", FITTERS)
+def test_all_zero_data_is_refused_for_its_repeats_not_as_an_underflow(fitter):
+    """Zeros have no squares to underflow: the magnitude check lets them by, and the real fault is named."""
+    with pytest.raises(DataError, match=rf"{fitter.__name__}: 199 of 200 points repeat another point exactly"):
+        fitter(torch.zeros(200, 2, dtype=torch.float64), max_steps=1)
+
+
+@pytest.mark.parametrize("fitter", FITTERS)
+@pytest.mark.parametrize("steps", [np.int64(2), torch.tensor(2)], ids=["numpy", "torch"])
+def test_whole_numbers_of_any_kind_are_counts_of_steps(fitter, steps):
+    """max_steps and truncate's steps take NumPy and 0-d torch integers, as patience and kernels do (before, they
+    were refused as "must be a non-negative int, got np.int64(2)"); a bool is still refused."""
+    flow = fitter(good(), max_steps=steps, patience=5, generator=torch.Generator().manual_seed(0))
+    assert len(flow.report.validation) == 3 and flow.report.stopped == "max_steps"
+    cut = truncate(flow, np.int64(0) if isinstance(steps, np.integer) else torch.tensor(0))
+    assert len(cut.transform.layers) == flow.report.prefix_layers and not cut.training
+    with pytest.raises(ConfigurationError, match=rf"{fitter.__name__}: max_steps must be a non-negative int, got True"):
+        fitter(good(), max_steps=True)
 
 
 @pytest.mark.parametrize("fitter", FITTERS)

@@ -32,14 +32,16 @@ def pushed_through(flow: Flow, x: torch.Tensor) -> list[torch.Tensor]:
     return states
 
 
-@pytest.mark.parametrize(("neighbours", "k"), [(0.03, 8), (5, 5)], ids=["fraction", "count"])
+@pytest.mark.parametrize(("neighbours", "k"), [(0.03, 8), (5, 5), (0.001, 2)], ids=["fraction", "count", "tiny-fraction"])
 def test_dual_ascent_whitens_then_takes_clipped_newton_steps_on_the_training_points(neighbours: float, k: int) -> None:
-    """A fraction 0.03 of 240 training points asks for ⌈7.2⌉ = 8 neighbours, a count 5 for 5 (centre included)."""
+    """A fraction 0.03 of 240 training points asks for ⌈7.2⌉ = 8 neighbours, a count 5 for 5 (centre included), and a
+    fraction 0.001 (⌈0.24⌉ = 1, the centre alone: a zero radius) for the least smooth count, 2."""
     data, step_limit = curved_points(), 0.05
     flow = fit_dual_ascent(data, max_steps=30, step_limit=step_limit, neighbours=neighbours, patience=30,
                            generator=torch.Generator().manual_seed(1))
     report = flow.report
     assert report.steps >= 10 and len(report.extra["beta"]) == len(report.validation) - 1
+    assert not any(module.training for module in flow.modules())  # returned in eval() mode, as documented
     states = pushed_through(flow, training_part(data, 1))
     # The first layer whitens the training points (not the held-out ones).
     torch.testing.assert_close(states[1].mean(dim=0), torch.zeros(2, dtype=torch.float64), atol=1e-10, rtol=0)
@@ -61,6 +63,7 @@ def test_gaussianization_alternates_pca_rotations_with_marginal_fits_of_the_give
     flow = fit_gaussianization(data, max_steps=3, patience=3, rotation="pca", kernels=kernels, bandwidth=bandwidth,
                                generator=torch.Generator().manual_seed(0))
     assert flow.report.steps >= 1
+    assert not any(module.training for module in flow.modules())  # returned in eval() mode, as documented
     layers = flow.transform.layers
     states = pushed_through(flow, training_part(data, 0))
     for i, (layer, x) in enumerate(zip(layers, states)):

@@ -151,11 +151,15 @@ def test_points_on_a_hyperplane_are_refused_whatever_the_columns_scales(fitter):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(300, 1, generator=g, dtype=torch.float64)
     noise = torch.randn(300, 1, generator=g, dtype=torch.float64)
-    for line in (torch.cat([x, 2 * x], 1), torch.cat([x, 3 * x + 1], 1).float(), torch.cat([1e4 * x, -1e-3 * x], 1)):
+    # The last: a combination constant to 1e-6 of the columns' spread, below the 1e-5 that counts as a hyperplane.
+    for line in (torch.cat([x, 2 * x], 1), torch.cat([x, 3 * x + 1], 1).float(), torch.cat([1e4 * x, -1e-3 * x], 1),
+                 torch.cat([x, x + 1e-6 * noise], 1)):
         with pytest.raises(DataError, match=r"the data lie on a hyperplane.*drop a redundant column"):
             fitter(line, max_steps=2)
-    # Correlated, or in very different units, but spread in the plane: fitted.
+    # Correlated, or in very different units, or in small units (covariance eigenvalues near 1e-12), but spread in
+    # the plane: fitted.
     fitter(torch.cat([x, x + 1e-3 * noise], 1), max_steps=2)
+    fitter(1e-6 * torch.cat([x, noise], 1), max_steps=2)
     if fitter is fit_gaussianization:  # whitening needs the columns within 1/√eps of each other's scale first
         fitter(torch.cat([1e4 * x, 1e-3 * noise], 1), max_steps=2)
 

@@ -60,9 +60,12 @@ def test_split_is_a_partition_of_the_data_fixed_by_the_generator_alone():
 
 
 def test_split_holds_out_at_least_one_point():
-    """A fraction that rounds to no points still holds one out, so the stopping rule has something to score."""
+    """A fraction that rounds to no points still holds one out, so the stopping rule has something to score; other
+    fractions hold out fraction·N rounded to the nearest count (0.26 · 20 = 5.2 -> 5, 0.29 · 20 = 5.8 -> 6)."""
     train, held_out = split(points(20), 0.01, torch.Generator().manual_seed(0), owner="test")
     assert held_out.shape == (1, 2) and train.shape == (19, 2)
+    for fraction, count in ((0.26, 5), (0.29, 6)):
+        assert split(points(20), fraction, torch.Generator().manual_seed(0), owner="test")[1].shape == (count, 2)
 
 
 def test_split_allows_up_to_one_percent_of_exact_repeats():
@@ -101,5 +104,7 @@ def test_the_kept_step_is_the_first_best_held_out_score_including_step_zero():
         report = flow.report
         assert report.steps == report.validation.index(max(report.validation)), seed
         assert len(flow.transform.layers) == 1 + report.steps
+        if report.steps == 0:  # no map beat whitening alone: patience ran out after 2 maps, long before max_steps
+            assert report.stopped == "patience" and len(report.validation) == 3, seed
         kept.append(report.steps)
     assert 0 in kept, kept

@@ -247,6 +247,20 @@ def test_from_data_with_tied_values_or_fewer_points_than_kernels_gives_a_valid_m
     assert few.loc.shape == few.log_scale.shape == few.weight_logit.shape == (3, 5)
 
 
+def test_from_data_fits_each_column_on_its_own() -> None:
+    """A marginal map acts per coordinate, so column j's kernels come from column j alone: a column with tied values
+    (where the floor on the scales acts) gets the kernels of fitting it alone, next to another column in any units.
+    (The floor was the smallest spread of all columns: 1e-4 × the other column moved this one's log-density by 9 nats.)"""
+    generator = torch.Generator().manual_seed(0)
+    rounded = torch.round(torch.randn(500, 1, dtype=torch.float64, generator=generator))
+    other = torch.randn(500, 1, dtype=torch.float64, generator=generator)
+    alone = MarginalGaussianization.from_data(rounded)
+    for scale in (1.0, 1e-4, 1e4):
+        pair = MarginalGaussianization.from_data(torch.cat([rounded, scale * other], dim=1))
+        for name in ("loc", "log_scale", "weight_logit"):
+            torch.testing.assert_close(getattr(pair, name)[:1], getattr(alone, name), rtol=0, atol=1e-12, msg=name)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_normal_quantile_keeps_full_accuracy_where_ndtri_gives_way_to_the_newton_solve(dtype):
     """log Φ(-t) = ℓ to a few ulps for ℓ on both sides of the log of the smallest normal number (subnormal
@@ -295,6 +309,18 @@ def test_the_solver_bisects_when_newton_overshoots_or_crawls_and_evaluates_only_
     assert abs(float(x) - root) < 1e-9
     assert all(bool(((c >= lo) & (c <= hi)).all()) for c in calls)
     assert iterations == len(calls) <= 100
+
+
+def test_the_solver_stays_in_its_bracket_where_the_function_jumps_over_the_target() -> None:
+    """g(x) = x + 10·[x > 0] is increasing but never equals 5: the bracket closes on the jump at 0, and the closing
+    Newton step, which would land 5 away (outside [-1, 1]), is not taken (a rounded function's steps, writ large)."""
+
+    def jump(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x + 10.0 * (x > 0), torch.ones_like(x)
+
+    x, _ = solve_increasing(jump, torch.tensor([5.0], dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64),
+                            torch.tensor([1.0], dtype=torch.float64))
+    assert abs(float(x)) < 1e-9
 
 
 @pytest.mark.parametrize("start", [2.0, 3.0])

@@ -26,6 +26,17 @@ def test_rotation_refuses_a_non_orthogonal_matrix():
         Rotation(torch.tensor([[1.0, 0.5], [0.0, 1.0]]))
 
 
+def test_rotation_refuses_a_nearly_orthogonal_matrix_whose_logdet_is_not_zero() -> None:
+    """(1 + 1e-4)·I has log|det| = 3e-4, not the 0 a Rotation reports (|QᵀQ - I| = 2e-4 > 1e-5); its rotation is
+    a copy, so changing the matrix afterwards leaves the layer as it was."""
+    with pytest.raises(ConfigurationError, match="not orthogonal"):
+        Rotation((1 + 1e-4) * torch.eye(3, dtype=torch.float64))
+    matrix = torch.eye(3, dtype=torch.float64)
+    turn = Rotation(matrix)
+    matrix.mul_(2.0)
+    torch.testing.assert_close(turn.matrix, torch.eye(3, dtype=torch.float64), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(
     "matrix",
     [
@@ -52,6 +63,16 @@ def test_whitening_gives_zero_mean_identity_covariance_and_the_right_logdet():
     torch.testing.assert_close(torch.cov(z.T), torch.eye(2, dtype=torch.float64), atol=1e-10, rtol=0)
     torch.testing.assert_close(logdet, torch.full_like(logdet, -0.5 * float(torch.logdet(torch.cov(x.T)))), atol=1e-10, rtol=0)
     torch.testing.assert_close(layer.inverse(z)[0], x, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [1e-5, 1e5])
+def test_whitening_is_scale_free(scale: float) -> None:
+    """Rescaled data whitens to the same points: the singularity test compares eigenvalues with the largest one, so
+    small units (covariance eigenvalues near 1e-10) are not taken for a degenerate covariance."""
+    torch.manual_seed(0)
+    x = torch.randn(300, 2, dtype=torch.float64) @ torch.tensor([[1.0, 0.0], [0.6, 0.8]], dtype=torch.float64)
+    z = whitening_layer(x)(x)[0]
+    torch.testing.assert_close(whitening_layer(scale * x)(scale * x)[0], z, atol=1e-9, rtol=0)
 
 
 def test_whitening_refuses_degenerate_data():
