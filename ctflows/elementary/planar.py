@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ctflows.core.counts import positive_count, real_setting
+from ctflows.core.tolerance import solver_tolerance
 from ctflows.core.transform import Transform
 from ctflows.errors import SolverError
 
@@ -100,7 +101,7 @@ class Planar(Transform):
         r - c itself. Each sample stops once its own step is below the tolerance: left to iterate with its batch,
         a converged one would be bisected off its root (its far bracket end is still r ± |c|) and start over.
         """
-        tol = self.tolerance if self.tolerance is not None else DEFAULT_TOLERANCE.get(r.dtype, 1e-3)
+        tol = self.tolerance if self.tolerance is not None else solver_tolerance(r.dtype, DEFAULT_TOLERANCE)
         r, c, one_plus_c = r.detach(), c.detach(), one_plus_c.detach()
         # φ(lo) <= 0 <= φ(hi) since |c tanh| <= |c|; widened by a few ulps so that Newton's rounded landing on the
         # saturated root r - c is inside it

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ctflows.core.tolerance import solver_tolerance
 from ctflows.errors import SolverError
 
 DEFAULT_TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -46,7 +47,7 @@ def solve_increasing(
 
     Runs under ``no_grad``: callers that need gradients take one differentiable Newton step at the result.
     """
-    tol = DEFAULT_TOLERANCE.get(target.dtype, 1e-3) if tolerance is None else float(tolerance)
+    tol = solver_tolerance(target.dtype, DEFAULT_TOLERANCE) if tolerance is None else float(tolerance)
     with torch.no_grad():
         lo, hi = lo.clone(), hi.clone()
         x = (lo + hi) / 2 if start is None else torch.minimum(torch.maximum(start, lo), hi)

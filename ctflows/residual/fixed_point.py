@@ -18,16 +18,18 @@ import torch
 from torch import Tensor
 
 from ctflows.core.counts import positive_count, real_setting
+from ctflows.core.tolerance import solver_tolerance
 from ctflows.errors import ConfigurationError, SolverError
 
-DEFAULT_TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-6, torch.float16: 1e-3}
-"""Per-dtype default: near the floor of what the iteration can resolve (a few ulps of 1 + |x|) in each."""
+DEFAULT_TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-6}
+"""Per-dtype default: near the floor of what the iteration can resolve (a few ulps of 1 + |x|) in each; the half
+precisions' is :func:`ctflows.core.tolerance.solver_tolerance`'s."""
 
 
 def default_tolerance(dtype: torch.dtype) -> float:
-    """The fixed-point tolerance used when none is given: 1e-12 (float64), 1e-6 (float32), 1e-3 (float16),
-    else 4 ulps (bfloat16: 0.031; its ulp of 1 is 0.0078, so 1e-3 could never be met)."""
-    return DEFAULT_TOLERANCE.get(dtype) or 4 * torch.finfo(dtype).eps
+    """The fixed-point tolerance used when none is given: 1e-12 (float64), 1e-6 (float32), 1e-3 (float16), 0.031
+    (bfloat16, 4 ulps of 1)."""
+    return solver_tolerance(dtype, DEFAULT_TOLERANCE)
 
 
 def _step_size(new: Tensor, old: Tensor) -> Tensor:
