@@ -22,8 +22,9 @@ ROWS_PER_CHUNK = 65536
 """Rows converted to float64 at a time, so that the check needs O(chunk · D + D²) memory however many rows."""
 
 
-def covariance(points: Tensor) -> Tensor:
-    """The covariance ``[D, D]`` (divided by N) of ``points [N, D]``, in float64, summed over chunks of rows.
+def mean_and_covariance(points: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean ``[D]`` and covariance ``[D, D]`` (divided by N) of ``points [N, D]``, in float64, summed over chunks
+    of rows.
 
     Two passes (the mean, then the centred products) so that data far from the origin keep their digits.
     """
@@ -33,13 +34,13 @@ def covariance(points: Tensor) -> Tensor:
     for chunk in chunks:
         centred = chunk.double() - mean
         products += centred.T @ centred
-    return products / points.shape[0]
+    return mean, products / points.shape[0]
 
 
 def check_spans_space(owner: str, data: Tensor) -> None:
     """Raise :class:`DataError` naming ``owner`` when the points ``data [N, D]`` lie on a hyperplane: a constant
     column, or columns that are linearly dependent (also every set of N <= D points)."""
-    moments = covariance(data)
+    _, moments = mean_and_covariance(data)
     spread = moments.diagonal().sqrt()
     constant = (spread == 0).nonzero().flatten()
     if constant.numel():

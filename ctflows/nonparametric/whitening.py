@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ctflows.core.span import mean_and_covariance
 from ctflows.errors import DataError
 from ctflows.linear import LULinear
 
@@ -38,9 +39,8 @@ def whitening_layer(x: Tensor, *, eps: float = 1e-8) -> LULinear:
     n, d = x.shape
     if n < d + 1:
         raise DataError(f"whitening_layer: need more than D = {d} points to estimate a covariance, got {n}")
-    x64 = x.double()
-    mean = x64.mean(dim=0)
-    values, vectors = torch.linalg.eigh((x64 - mean).T @ (x64 - mean) / (n - 1))
+    mean, moments = mean_and_covariance(x)
+    values, vectors = torch.linalg.eigh(moments * (n / (n - 1)))
     if float(values.min()) <= eps * float(values.max()):
         # Points on a hyperplane are refused by the fits before this (core.span.check_spans_space, scale-free);
         # here that, or columns whose scales differ by more than 1/√eps.

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import ctflows.core.span as span
-from ctflows.core.span import check_spans_space, covariance
+from ctflows.core.span import check_spans_space, mean_and_covariance
 from ctflows.errors import DataError
 
 
@@ -14,13 +14,15 @@ def points(n: int = 500, d: int = 4, offset: float = 0.0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("rows_per_chunk", [7, 500, 65536])
-def test_the_covariance_is_torchs_whatever_the_chunks(monkeypatch: pytest.MonkeyPatch, rows_per_chunk: int) -> None:
-    """Summed over chunks of rows (one chunk of 7 leaves a remainder), the covariance is torch.cov's with 1/N, also
-    for points far from the origin, where one pass over E[xxᵀ] - E[x]E[x]ᵀ would lose every digit."""
+def test_the_moments_are_torchs_whatever_the_chunks(monkeypatch: pytest.MonkeyPatch, rows_per_chunk: int) -> None:
+    """Summed over chunks of rows (one chunk of 7 leaves a remainder), mean and covariance are torch's (cov with 1/N),
+    also for points far from the origin, where one pass over E[xxᵀ] - E[x]E[x]ᵀ would lose every digit."""
     monkeypatch.setattr(span, "ROWS_PER_CHUNK", rows_per_chunk)
     x = points(offset=1e8)
-    torch.testing.assert_close(covariance(x), torch.cov(x.T, correction=0), rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(covariance(x.float()), torch.cov(x.float().double().T, correction=0), rtol=1e-9, atol=1e-6)
+    mean, cov = mean_and_covariance(x)
+    torch.testing.assert_close(mean, x.mean(dim=0), rtol=1e-15, atol=0)
+    torch.testing.assert_close(cov, torch.cov(x.T, correction=0), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(mean_and_covariance(x.float())[1], torch.cov(x.float().double().T, correction=0), rtol=1e-9, atol=1e-6)
 
 
 def test_points_that_span_the_space_pass_in_any_units() -> None:
