@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from ctflows.core.counts import positive_count, whole_number
+from ctflows.core.counts import check_seed, positive_count, whole_number
 from ctflows.errors import ConfigurationError, DataError
 
 
@@ -69,9 +69,13 @@ class DequantizedImages:
     come from one seeded CPU generator, so a run is reproducible.
     """
 
-    def __init__(self, images: Tensor, levels: int, batch_size: int = 128, *, seed: int = 0) -> None:
+    def __init__(self, images: Tensor, levels: int, batch_size: int = 128, *, seed: int | None = 0) -> None:
         levels = check_levels(images, levels, owner="DequantizedImages")
         batch_size = positive_count("DequantizedImages", "batch_size", batch_size)
+        # torch took -1 as 2^64 - 1 without a word and failed on 3.5 or True with its own RuntimeError. None draws a
+        # seed once, so that restarted() still repeats the batches.
+        seed = check_seed("DequantizedImages", seed)
+        seed = int(torch.randint(2**62, (1,))) if seed is None else seed
         self.images, self.levels, self.batch_size, self.seed = images, levels, batch_size, seed
         self.generator = torch.Generator().manual_seed(seed)
 

@@ -15,9 +15,14 @@ def sizes(owner: str, shape: object, example: str = "(1, 28, 28)") -> tuple[int,
 
     ``int(s)`` would truncate 1.5 to 1 and take True as 1: a size that is not a whole number is a mistake.
     """
-    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+    values = None
+    if not isinstance(shape, (str, bytes)) and hasattr(shape, "__iter__"):
+        try:
+            values = tuple(shape)
+        except TypeError:  # a 0-d tensor or NumPy array has __iter__ but cannot be iterated
+            values = None
+    if values is None:
         raise ConfigurationError(f"{owner}: shape must be a sequence of sizes such as {example}, got {shape!r}")
-    values = tuple(shape)
     try:
         return tuple(positive_count(owner, "shape", s) for s in values)
     except ConfigurationError:

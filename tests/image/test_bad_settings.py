@@ -35,17 +35,27 @@ BAD_SETTINGS: list[tuple[str, Callable[[], Any], str]] = [
     ("coupling_tuple_hidden", lambda: multiscale_glow((1, 8, 8), hidden=(8, 8)), r"ConvAffineCoupling: hidden must be an int >= 1, got \(8, 8\)"),
     ("coupling_infinite_bound", lambda: ConvAffineCoupling((2, 4, 4), 8, scale_bound=math.inf), r"scale_bound must be a finite number > 0, e.g. 3.0, got inf"),
     ("coupling_str_bound", lambda: ConvAffineCoupling((2, 4, 4), 8, scale_bound="3"), r"scale_bound must be a finite number > 0"),
+    ("coupling_zero_bound", lambda: ConvAffineCoupling((2, 4, 4), 8, scale_bound=0.0), r"scale_bound must be a finite number > 0, e.g. 3.0, got 0.0"),  # s = 0·tanh(ŝ/0): NaN
+    ("coupling_negative_bound", lambda: ConvAffineCoupling((2, 4, 4), 8, scale_bound=-1.0), r"scale_bound must be a finite number > 0"),
     # Squeeze: its argument is the image shape (the factor is always 2), with even H and W
     ("squeeze_factor", lambda: Squeeze(4), r"Squeeze: takes the input's image shape \(C, H, W\), e\.g\. Squeeze\(\(1, 28, 28\)\), not a factor; got 4"),
     ("squeeze_fractional_channels", lambda: Squeeze((1.5, 4, 4)), r"Squeeze: every size in shape must be an int >= 1, got \(1.5, 4, 4\)"),
     ("squeeze_str_size", lambda: Squeeze(("1", 4, 4)), r"Squeeze: every size in shape must be an int >= 1"),
     ("squeeze_odd_height", lambda: Squeeze((1, 5, 4)), r"height and width must be even.*\(1, 5, 4\); crop or pad the images to an even height and width"),
     ("squeeze_odd_width", lambda: Squeeze((1, 4, 5)), r"height and width must be even.*\(1, 4, 5\)"),
+    ("squeeze_numpy_factor", lambda: Squeeze(np.int64(2)), r"Squeeze: takes the input's image shape \(C, H, W\).*not a factor; got np.int64\(2\)"),
+    ("squeeze_float_factor", lambda: Squeeze(2.0), r"Squeeze: takes the input's image shape \(C, H, W\).*not a factor; got 2.0"),
+    # a shape that only looks like one: bytes iterate as ints, 0-d arrays have __iter__ but cannot be iterated (was a TypeError)
+    ("squeeze_bytes_shape", lambda: Squeeze(b"\x01\x04\x04"), r"Squeeze: shape must be a sequence of sizes"),
+    ("squeeze_0d_tensor_shape", lambda: Squeeze(torch.tensor(4)), r"Squeeze: shape must be a sequence of sizes such as \(1, 28, 28\), got tensor\(4\)"),
+    ("logit_0d_array_shape", lambda: Logit(np.array(16)), r"Logit: shape must be a sequence of sizes such as \(1, 28, 28\), got array\(16\)"),
+    ("squeeze_two_sizes", lambda: Squeeze((4, 4)), r"Squeeze: expected an image shape \(C, H, W\) such as \(1, 28, 28\), got \(4, 4\)"),
     # Multiscale: a whole number of levels, and only as many as the images can be halved
     ("levels_fractional", lambda: level_shapes((1, 8, 8), 2.5), r"Multiscale: levels must be an int >= 1, got 2.5"),
     ("levels_bool", lambda: multiscale_glow((1, 8, 8), levels=True), r"Multiscale: levels must be an int >= 1, got True"),
     ("levels_too_many", lambda: level_shapes((1, 8, 8), 4), r"level 4 of 4 would squeeze .*even; images \(1, 8, 8\) allow at most 3 level\(s\)"),
     ("levels_too_many_for_the_width", lambda: level_shapes((1, 8, 4), 3), r"level 3 of 3 would squeeze \(C, H, W\) = \(4, 2, 1\).*allow at most 2 level\(s\)"),
+    ("levels_too_many_after_one", lambda: level_shapes((1, 4, 2), 2), r"level 2 of 2 would squeeze \(C, H, W\) = \(2, 2, 1\).*allow at most 1 level\(s\)"),
     # a level built for the wrong shape (here the unsqueezed one) or taking a context it would never be given
     ("multiscale_level_shape", lambda: Multiscale((1, 4, 4), [glow_step((4, 4, 4), 8)]), r"Multiscale: level 0 works on \(4, 4, 4\) but receives \(4, 2, 2\)"),
     # a level that changes the shape: forward used to run on misread tensors and the inverse to fail in a conv
@@ -72,6 +82,10 @@ BAD_SETTINGS: list[tuple[str, Callable[[], Any], str]] = [
     ("actnorm_2d_int_shape", lambda: actnorm_2d(4), r"actnorm_2d: shape must be a sequence of sizes"),
     ("glow_step_str_shape", lambda: glow_step("abc", 8), r"glow_step: shape must be a sequence of sizes"),
     ("loader_fractional_batch", lambda: DequantizedImages(torch.zeros(4, 1, 2, 2), 4, batch_size=2.5), r"DequantizedImages: batch_size must be an int >= 1, got 2.5"),
+    ("loader_one_level", lambda: DequantizedImages(torch.zeros(4, 1, 2, 2), 1), r"^DequantizedImages: levels must be an int >= 2"),
+    # torch took -1 as the seed 2^64 - 1 without a word, and failed on 3.5 and True with a RuntimeError of its own
+    *[(f"loader_seed_{seed!r}", lambda seed=seed: DequantizedImages(torch.zeros(4, 1, 2, 2), 4, seed=seed),
+       rf"DequantizedImages: seed must be a whole number from 0 to 2\^63 - 1, or None, got {seed!r}") for seed in (-1, 3.5, True, 2**63)],
 ]
 
 
@@ -109,6 +123,8 @@ def test_valid_settings_in_every_usual_spelling_still_build() -> None:
     assert nats_to_bits_per_dim(0.0, 16, 256) == pytest.approx(8.0)
     assert math.isnan(nats_to_bits_per_dim(math.nan, 16, 256))  # a diverged model reports NaN, it is not refused
     assert ConvTimeField((1, 4, 4), ())(torch.tensor(0.0), torch.randn(2, 16)).shape == (2, 16)
+    loader = DequantizedImages(torch.zeros(4, 1, 2, 2), 4, seed=np.int64(3))
+    assert type(loader.seed) is int and torch.equal(torch.cat(list(loader)), torch.cat(list(DequantizedImages(torch.zeros(4, 1, 2, 2), 4, seed=3))))
 
 
 @pytest.mark.parametrize("levels", [np.int64(4), torch.tensor(4)])
@@ -121,3 +137,14 @@ def test_levels_of_numpy_or_torch_are_taken_as_the_int_they_equal(levels: Any) -
     assert nats_to_bits_per_dim(3.0, 4, levels) == nats_to_bits_per_dim(3.0, 4, 4)
     with pytest.raises(ConfigurationError, match="dequantize: levels must be an int >= 2"):
         dequantize(images, np.bool_(True))
+
+
+def test_a_loader_without_a_seed_draws_one_and_restarts_on_the_same_batches() -> None:
+    """seed=None (as fit's) draws a seed from torch's generator once: restarted() repeats that loader's batches."""
+    images = torch.randint(0, 4, (6, 1, 2, 2), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    loader = DequantizedImages(images, 4, batch_size=4, seed=None)
+    assert type(loader.seed) is int and 0 <= loader.seed < 2**62
+    first = torch.cat(list(loader))
+    assert torch.equal(torch.cat(list(loader.restarted())), first)
+    assert torch.equal(first, torch.cat(list(DequantizedImages(images, 4, batch_size=4, seed=loader.seed))))

@@ -11,7 +11,7 @@ from ctflows.continuous import CNF
 from ctflows.core import Chain, Flow, StandardNormal
 from ctflows.core.distributions import Distribution
 from ctflows.core.transform import Transform, sum_except_batch, zeros_logdet
-from ctflows.errors import DataError, InputError
+from ctflows.errors import ConfigurationError, DataError, InputError
 from ctflows.image import ConvTimeField, DequantizedImages, ImageView, Logit, bits_per_dim, dequantize, multiscale_glow
 from ctflows.training import evaluate
 
@@ -142,6 +142,26 @@ def test_logit_margin_enters_bits_per_dim(shape: tuple[int, ...]) -> None:
     flow = Flow(Logit(shape, alpha=alpha), StandardLogistic(shape)).double()
     result = bits_per_dim(flow, random_images(levels, shape=shape), levels)
     assert result["bpd"] == pytest.approx(math.log2(levels) - math.log2(1 - 2 * alpha), abs=1e-9)
+    assert result["dims"] == math.prod(shape)  # C·H·W: every channel counts
+
+
+def test_bits_per_dim_hands_its_batch_size_to_evaluate() -> None:
+    """A batch size evaluate cannot use is refused, not replaced by a default."""
+    flow = Flow(Logit(SHAPE, alpha=0.0), StandardLogistic(SHAPE)).double()
+    with pytest.raises(ConfigurationError, match="batch_size must be an int >= 1, got 0"):
+        bits_per_dim(flow, random_images(4), 4, batch_size=0)
+
+
+def test_logit_domain_is_open_at_both_ends_when_alpha_is_positive() -> None:
+    """With α = 1/4 the domain ends are exact binary numbers: x = -1/2 gives s = 0 and x = 3/2 gives s = 1, where the
+    logit is infinite; both are refused, and points just inside map to finite values and log-dets."""
+    layer = Logit((1, 1, 2), alpha=0.25).double()
+    for end in (-0.5, 1.5):
+        with pytest.raises(InputError, match=r"Logit: input must lie in \(-0.5, 1.5\)"):
+            layer(torch.tensor([end, 0.5], dtype=torch.float64).reshape(1, 1, 1, 2))
+    inside = torch.tensor([-0.5 + 1e-9, 1.5 - 1e-9], dtype=torch.float64).reshape(1, 1, 1, 2)
+    z, logdet = layer(inside)
+    assert torch.isfinite(z).all() and torch.isfinite(logdet).all()
 
 
 def test_bits_per_dim_is_the_nll_of_the_dequantized_points_in_bits() -> None:
@@ -189,6 +209,15 @@ def test_a_restarted_loader_gives_the_batches_of_a_fresh_one() -> None:
     assert torch.equal(used, fresh)
     assert not torch.equal(torch.cat(list(loader)), fresh)  # a second pass draws anew
     assert torch.equal(torch.cat(list(loader.restarted())), fresh)
+    assert [len(batch) for batch in loader.restarted()] == [4, 4, 2]  # with the batch size it was given
+
+
+@pytest.mark.parametrize("n, batch_size", [(8, 4), (9, 4), (3, 4), (1, 1)])
+def test_loader_length_is_the_number_of_batches_it_yields(n: int, batch_size: int) -> None:
+    """len() is ⌈N / batch⌉, also when the batch size divides N; every batch but the last is full."""
+    loader = DequantizedImages(random_images(17, n=n), 17, batch_size=batch_size)
+    sizes = [len(batch) for batch in loader]
+    assert len(loader) == len(sizes) and sum(sizes) == n and all(size == batch_size for size in sizes[:-1])
 
 
 def test_float32_dequantization_stays_in_its_cell_and_below_one_and_alpha_zero_refuses_the_ends() -> None:

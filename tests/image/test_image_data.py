@@ -37,8 +37,10 @@ def test_malformed_idx_files_raise_data_error_naming_the_file(tmp_path: Path) ->
         "truncated.idx": (good[:-3], "truncated"),
         "long.idx": (good + b"\0", "longer than its header"),
         "magic.idx": (b"\1" + good[1:], "not an IDX file"),
+        "magic2.idx": (good[:1] + b"\1" + good[2:], "not an IDX file"),  # both leading bytes must be zero
         "type.idx": (good[:2] + b"\x07" + good[3:], "unknown IDX type byte 0x07"),
         "header.idx": (good[:6], "too short"),
+        "sizes.idx": (good[:4 + 4 * 3 - 1], "IDX header declares 3 dimensions but the file is too short"),  # one byte short
     }
     for name, (content, message) in cases.items():
         (tmp_path / name).write_bytes(content)
@@ -55,6 +57,15 @@ def test_malformed_idx_files_raise_data_error_naming_the_file(tmp_path: Path) ->
         load_idx_images(labels)
     with pytest.raises(DataError, match="missing.idx: no such file"):
         read_idx(tmp_path / "missing.idx")
+    (tmp_path / "folder.idx").mkdir()
+    with pytest.raises(DataError, match="folder.idx: not a regular file"):
+        read_idx(tmp_path / "folder.idx")
+    (tmp_path / "cut.idx.gz").write_bytes(gzip.compress(good)[:-10])  # a gzip stream that ends early
+    with pytest.raises(DataError, match="cut.idx.gz: cannot read the file"):
+        read_idx(tmp_path / "cut.idx.gz")
+    signed = write_idx(tmp_path / "signed.idx", np.zeros((2, 2, 2), dtype=np.int8), 0x09)
+    with pytest.raises(DataError, match="signed.idx: expected IDX images of unsigned bytes.*got dtype torch.int8"):
+        load_idx_images(signed)
 
 
 def test_digits_are_17_level_images() -> None:

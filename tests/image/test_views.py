@@ -1,11 +1,16 @@
 """PerPixel is the vector layer applied to each pixel's channel vector, log-dets summed over pixels, and with ActNorm
 it is Glow's ActNorm: after its first training batch every channel has mean 0 and standard deviation 1 over the
-batch and all pixels (Kingma & Dhariwal 2018)."""
+batch and all pixels (Kingma & Dhariwal 2018). ImageView, PerPixel and Multiscale also take a layer of any shape."""
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
-from ctflows.image import actnorm_2d
+from brute_force import brute_force_logdets
+from ctflows.core import Transform
+from ctflows.image import FlatView, ImageView, Multiscale, PerPixel, actnorm_2d
 from image.cases import CASES, build, inputs
 
 PER_PIXEL = next(case for case in CASES if case.name == "per_pixel_coupling")
@@ -41,3 +46,35 @@ def test_actnorm_2d_standardises_each_channel_over_batch_and_pixels() -> None:
     # log|det| = -H W Σ_c log std_c: the per-channel scale counted once per pixel (up to ActNorm's eps in std + eps)
     expected = -16 * torch.log(x.std(dim=(0, 2, 3))).sum()
     torch.testing.assert_close(logdet, expected.expand(16).detach(), atol=0, rtol=1e-5)
+
+
+class Doubling(Transform):
+    """z = 2 x on any shape (``event_shape`` None): log|det| = (numbers per sample) · log 2."""
+
+    def _forward(self, x: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return 2 * x, torch.full((x.shape[0],), x[0].numel() * math.log(2), dtype=x.dtype)
+
+    def _inverse(self, z: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return z / 2, torch.full((z.shape[0],), -z[0].numel() * math.log(2), dtype=z.dtype)
+
+
+SHAPE_FREE = {
+    "image_view": lambda: ImageView(Doubling(), (1, 4, 4)),
+    "per_pixel": lambda: PerPixel(Doubling(), (1, 4, 4)),
+    "multiscale": lambda: Multiscale((1, 4, 4), [Doubling(), Doubling()]),
+}
+
+
+@pytest.mark.parametrize("factory", SHAPE_FREE.values(), ids=SHAPE_FREE.keys())
+def test_views_and_multiscale_take_a_layer_of_any_shape(factory) -> None:
+    """A layer with ``event_shape`` None fits every shape. The multiscale's second level sees the 8 of the 16 numbers
+    its first level kept, so its log-det is (16 + 8) log 2 (the brute-force Jacobian agrees); the views' is 16 log 2."""
+    layer = factory()
+    x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    z, logdet = layer(x)
+    doubled = 24 if isinstance(layer, Multiscale) else 16
+    torch.testing.assert_close(logdet, torch.full((3,), doubled * math.log(2), dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(brute_force_logdets(FlatView(layer), x.reshape(3, -1)), logdet, atol=1e-12, rtol=0)
+    x_back, logdet_inverse = layer.inverse(z)
+    torch.testing.assert_close(x_back, x, atol=0, rtol=0)
+    torch.testing.assert_close(logdet_inverse, -logdet, atol=0, rtol=0)
