@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ctflows.core.counts import positive_count
 from ctflows.errors import ConfigurationError
 from ctflows.training.averaging import ParameterAverage
 
@@ -26,9 +27,7 @@ class NonFiniteGuard:
     def __init__(self, policy: str, max_bad_steps: int) -> None:
         if policy not in POLICIES:
             raise ConfigurationError(f"fit: on_nonfinite must be one of {POLICIES}, got {policy!r}")
-        if isinstance(max_bad_steps, bool) or not isinstance(max_bad_steps, int) or max_bad_steps < 1:
-            raise ConfigurationError(f"fit: max_bad_steps must be a positive int, got {max_bad_steps!r}")
-        self.policy, self.max_bad_steps = policy, max_bad_steps
+        self.policy, self.max_bad_steps = policy, positive_count("fit", "max_bad_steps", max_bad_steps)
         self.in_a_row = 0
         self._snapshot: dict[str, Any] | None = None
 

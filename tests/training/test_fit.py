@@ -270,8 +270,8 @@ def test_evaluations_and_callback_stop():
      ({"objective": "nll"}, r"objective must be one of \['flow_matching', 'likelihood'\] or a callable, got 'nll'"),
      ({"objective": 3}, "objective must be a name or a callable, got int"),
      ({"on_nonfinite": "ignore"}, r"on_nonfinite must be one of \('skip', 'restore', 'raise'\), got 'ignore'"),
-     ({"max_bad_steps": 0}, "max_bad_steps must be a positive int, got 0"),
-     ({"max_bad_steps": True}, "max_bad_steps must be a positive int, got True")],
+     ({"max_bad_steps": 0}, "max_bad_steps must be an int >= 1, got 0"),
+     ({"max_bad_steps": True}, "max_bad_steps must be an int >= 1, got True")],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ConfigurationError, match="^fit: " + message):  # named by the function the user called

@@ -9,6 +9,7 @@ import re
 import weakref
 
 import pytest
+import numpy as np
 import torch
 
 from ctflows.core import Flow, StandardNormal
@@ -303,3 +304,10 @@ def test_the_error_names_what_was_not_finite_at_which_step_of_the_budget(budget,
     flow = Flow(layer(2, {2}), StandardNormal(2))  # call 2 is step 1
     with pytest.raises(TrainingError, match=rf"^fit: {what} at {re.escape(named)}\(1 non-finite step\(s\) in a row"):
         fit(flow, CorrelatedGaussian(), batch_size=16, seed=0, on_nonfinite="raise", **budget)
+
+
+def test_max_bad_steps_is_a_count_of_any_integer_type() -> None:
+    """np.int64(3) and torch.tensor(3) are 3 (both were refused as 'must be a positive int'); the guard keeps an int."""
+    for count in (np.int64(3), torch.tensor(3)):
+        guard = NonFiniteGuard("skip", max_bad_steps=count)
+        assert guard.max_bad_steps == 3 and type(guard.max_bad_steps) is int
