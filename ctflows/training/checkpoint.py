@@ -20,7 +20,6 @@ import io
 import os
 import pickle
 import re
-import secrets
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ctflows.core.atomic_file import TemporaryFileError, write_atomically
 from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.training.arguments import check_device
 
@@ -179,57 +179,21 @@ def _describe(error: Exception) -> str:
 
 
 def atomic_write(path: Path, record: dict[str, Any]) -> None:
-    """``torch.save(record)`` to ``path`` via a fsynced temporary file and a rename: all of it or nothing."""
-    directory = path.parent
-    fd, tmp = _create_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as file:
+    """``torch.save(record)`` to ``path`` via a fsynced temporary file and a rename: all of it or nothing
+    (:func:`~ctflows.core.atomic_file.write_atomically`)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as file:
             torch.save(record, file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(error, Exception) and not isinstance(error, CheckpointError):
-            raise CheckpointError(f"save: writing {path} failed, nothing was changed there: {error}") from error
-        raise
-    _fsync_directory(directory)
 
-
-def _create_temporary(path: Path) -> tuple[int, Path]:
-    """A new hidden file ``.NAME.RANDOM.tmp`` beside ``path``, open for writing: ``(descriptor, its path)``.
-
-    Made with mode 0o666 less the umask, as a plain ``open()`` would (mkstemp's files are owner-only, and
-    reading the umask to widen them means setting it, which races with other threads creating files).
-    """
-    directory = path.parent
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):  # O_EXCL: a name that exists (a 1-in-2^64 clash) is tried again, never reused
-        tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-        except OSError as error:
-            raise CheckpointError(f"save: cannot create a file in {directory} for {path}: {error}") from error
-    raise CheckpointError(f"save: cannot find a free temporary name in {directory} for {path}")
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable on POSIX; directories cannot be opened this way on Windows.
     try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        write_atomically(path, write, durable=True)
+    except TemporaryFileError as error:
+        raise CheckpointError(f"save: cannot create a file in {path.parent} for {path}: {error}") from error
+    except Exception as error:
+        raise CheckpointError(f"save: writing {path} failed, nothing was changed there: {error}") from error
 
 
 def _ctflows_version() -> str:

@@ -7,7 +7,6 @@ colour scale, since the peak density changes by orders of magnitude between data
 """
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +16,14 @@ from torch import Tensor, nn
 
 from ctflows.continuous.single import split_at_cnf
 from ctflows.continuous.trajectory import density_along_t
-from ctflows.core.counts import positive_count, real_setting
+from ctflows.core.counts import positive_count, real_setting, whole_number
 from ctflows.core.modes import evaluation_mode
 from ctflows.core.transform import forward_through
 from ctflows.errors import ConfigurationError, InputError
-from ctflows.grid import Bounds, grid_2d
-from ctflows.viz.checks import check_bounds, check_planar, plot_tensor
+from ctflows.grid import Bounds, check_bounds, grid_2d
+from ctflows.viz.checks import check_planar, plot_tensor
 from ctflows.viz.density import CMAP, plt
-from ctflows.viz.figure import output_path
+from ctflows.viz.figure import output_path, write_figure_file
 
 
 def cnf_density_frames(flow: nn.Module, bounds: Bounds, frames: int = 16, n: int = 64) -> tuple[Tensor, Tensor]:
@@ -38,12 +37,13 @@ def cnf_density_frames(flow: nn.Module, bounds: Bounds, frames: int = 16, n: int
     front, cnf = split_at_cnf(flow, "the density animation")
     check_planar("cnf_density_frames", "flow", flow)
     bounds, n = check_bounds("cnf_density_frames", bounds), positive_count("cnf_density_frames", "n", n)
-    if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 2:
+    count = whole_number(frames)  # NumPy and 0-d torch integers too, as for n; not a bool
+    if count is None or count < 2:
         raise ConfigurationError(
             "cnf_density_frames: frames must be an int >= 2 (the first at t = 0, the data, the last at t = T, "
             f"the base), got {frames!r}"
         )
-    frames = int(frames)
+    frames = count
     with evaluation_mode(flow):
         like = next(flow.parameters())
         points, _ = grid_2d(bounds, n, dtype=like.dtype, device=like.device)
@@ -88,11 +88,9 @@ def density_animation(
 
     animation = FuncAnimation(fig, show, frames=len(order), blit=False)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        animation.save(path, writer=PillowWriter(fps=fps))
-    except BaseException:
-        path.unlink(missing_ok=True)  # the writer flushes the frames it has on the way out: no half animation
-        raise
+        # The writer flushes the frames it has on the way out of a failure: written beside path and renamed onto it,
+        # a failed animation leaves no half GIF, and an earlier file there as it was.
+        write_figure_file(path, lambda tmp: animation.save(tmp, writer=PillowWriter(fps=fps)))
     finally:
         plt.close(fig)
     return path

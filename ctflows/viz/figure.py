@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -11,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from ctflows.core.atomic_file import write_atomically  # noqa: E402
 from ctflows.core.counts import real_setting  # noqa: E402
 from ctflows.errors import ConfigurationError, InputError  # noqa: E402
 
@@ -42,8 +44,16 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: float = 110) -> Path:
     path = output_path("save_figure", path)
     dpi = real_setting("save_figure", "dpi", dpi, "a number > 0, e.g. 110", lambda v: v > 0)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi)
+        write_figure_file(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lower().lstrip(".")))
     finally:
         plt.close(fig)  # also on failure: pyplot keeps every open figure alive
     return path
+
+
+def write_figure_file(path: Path, write: Callable[[Path], None]) -> Path:
+    """Make ``path``'s folder if missing and run ``write(tmp)`` on a temporary named with ``path``'s suffix, renamed onto
+    ``path`` when done (:func:`~ctflows.core.atomic_file.write_atomically`): PDF, SVG and GIF writers stream into
+    their file as they draw, so a figure that fails (a bad title, Ctrl-C) would leave half a file, or none where an
+    earlier one was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomically(path, write, suffix=path.suffix)

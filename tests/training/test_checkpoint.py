@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+import ctflows.core.atomic_file as atomic_file
 import ctflows.training.checkpoint as checkpoint
 from ctflows.core import Chain, Flow, StandardNormal
 from ctflows.errors import CheckpointError
@@ -255,12 +256,12 @@ def test_the_bytes_are_synced_before_the_rename_and_the_rename_after(tmp_path, m
 def test_a_temporary_name_that_exists_is_never_reused(tmp_path, monkeypatch):
     """O_EXCL: a clash with another writer's temporary file draws a new name; that file is left as it was."""
     names = iter(["clash", "clash", "fresh"])
-    monkeypatch.setattr(checkpoint.secrets, "token_hex", lambda n: next(names))
+    monkeypatch.setattr(atomic_file.secrets, "token_hex", lambda n: next(names))
     other = tmp_path / ".m.pt.clash.tmp"
     other.write_bytes(b"another writer's bytes")
     save(affine_flow(), tmp_path / "m.pt")
     assert other.read_bytes() == b"another writer's bytes"
     assert sorted(os.listdir(tmp_path)) == [".m.pt.clash.tmp", "m.pt"]
-    monkeypatch.setattr(checkpoint.secrets, "token_hex", lambda n: "clash")
+    monkeypatch.setattr(atomic_file.secrets, "token_hex", lambda n: "clash")
     with pytest.raises(CheckpointError, match="cannot find a free temporary name"):
         save(affine_flow(), tmp_path / "m.pt")

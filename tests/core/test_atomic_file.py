@@ -1,0 +1,49 @@
+"""Writing a file whole or not at all: the path holds the old file or the new one, and no temporary is left."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import ctflows.core.atomic_file as atomic_file
+from ctflows.core.atomic_file import TemporaryFileError, create_temporary, write_atomically
+
+
+def test_a_write_lands_whole_under_the_name_with_no_temporary_left(tmp_path: Path) -> None:
+    seen = []
+
+    def write(tmp: Path) -> None:
+        seen.append(tmp)
+        tmp.write_bytes(b"new")
+
+    assert write_atomically(tmp_path / "f.gif", write, suffix=".gif") == tmp_path / "f.gif"
+    assert (tmp_path / "f.gif").read_bytes() == b"new" and os.listdir(tmp_path) == ["f.gif"]
+    # hidden, beside the target (one file system, so the rename is atomic), ending in the asked suffix
+    assert seen[0].parent == tmp_path and seen[0].name.startswith(".f.gif.") and seen[0].name.endswith(".tmp.gif")
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_a_write_that_fails_halfway_leaves_the_old_file_and_no_temporary(tmp_path: Path, error: BaseException) -> None:
+    """The error goes up as it came (a Ctrl-C as the KeyboardInterrupt it is)."""
+    (tmp_path / "f.pdf").write_bytes(b"old")
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise error
+
+    with pytest.raises(type(error)):
+        write_atomically(tmp_path / "f.pdf", write)
+    assert (tmp_path / "f.pdf").read_bytes() == b"old" and os.listdir(tmp_path) == ["f.pdf"]
+
+
+def test_a_temporary_that_cannot_be_made_is_told_apart_from_a_failed_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name taken by another writer is never reused; with no free name, or no right to create one, the error is a
+    TemporaryFileError (an OSError), and the write is never called."""
+    monkeypatch.setattr(atomic_file.secrets, "token_hex", lambda n: "taken")
+    (tmp_path / ".f.pt.taken.tmp").write_bytes(b"another writer's")
+    with pytest.raises(TemporaryFileError, match="cannot find a free temporary name"):
+        write_atomically(tmp_path / "f.pt", lambda tmp: pytest.fail("written"))
+    assert (tmp_path / ".f.pt.taken.tmp").read_bytes() == b"another writer's"
+    with pytest.raises(TemporaryFileError):
+        create_temporary(tmp_path / "missing_folder" / "f.pt")
