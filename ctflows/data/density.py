@@ -48,8 +48,8 @@ class ToyDensity:
         ``device`` (default: the generator's device, or the CPU), so a seed gives the same points in any dtype.
         """
         n = non_negative_count(self.name, "the number of samples", n, InputError)
-        if not dtype.is_floating_point:
-            raise InputError(f"{self.name}: samples need a floating-point dtype, got {dtype}")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:  # "float32" was an AttributeError
+            raise InputError(f"{self.name}: samples need a floating-point dtype, got {dtype!r}")
         check_generator(f"{self.name}.sample", generator)
         draw_device = generator.device if generator is not None else torch.device(device or "cpu")
         out = self._cast(self._sample64(n, generator, draw_device), dtype)

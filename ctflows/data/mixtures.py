@@ -10,6 +10,7 @@ import math
 import torch
 from torch import Tensor
 
+from ctflows.core.counts import positive_count, whole_number
 from ctflows.data.density import ToyDensity, check_dim, randint, randn, rand
 from ctflows.errors import ConfigurationError
 
@@ -66,13 +67,13 @@ class GaussianMixture(ToyDensity):
     description = "fixed seeded mixture of full-covariance Gaussians, any dim (default 16, 8 components)"
 
     def __init__(self, dim: int = 16, n_components: int = 8, seed: int = 0) -> None:
-        self.dim = check_dim(self.name, dim)
-        if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
-            raise ConfigurationError(f"{self.name}: n_components must be an int >= 1, got {n_components!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigurationError(f"{self.name}: seed must be an int, got {seed!r}")
-        g = torch.Generator().manual_seed(seed)
-        k, cpu = n_components, torch.device("cpu")
+        self.dim = dim = check_dim(self.name, dim)
+        # Whole numbers as check_dim takes them (NumPy and 0-d torch integers too, never a bool).
+        k, seed_ = positive_count(self.name, "n_components", n_components), whole_number(seed)
+        if seed_ is None or not -(2**63) <= seed_ < 2**64:  # torch's range: beyond it manual_seed raised a ValueError
+            raise ConfigurationError(f"{self.name}: seed must be an int from -2^63 to 2^64 - 1, got {seed!r}")
+        g = torch.Generator().manual_seed(seed_)
+        cpu = torch.device("cpu")
         self.means = 8.0 * rand((k, dim), g, cpu) - 4.0
         q, r = torch.linalg.qr(randn((k, dim, dim), g, cpu))
         # Fixing the signs of R's diagonal makes Q a deterministic (Haar-distributed) rotation.

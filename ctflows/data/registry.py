@@ -34,7 +34,7 @@ def get_density(name: str, **kwargs: object) -> ToyDensity:
 
     Raises ConfigurationError for an unknown name (listing the known ones) or options the density does not take.
     """
-    if name not in _DENSITIES:
+    if not isinstance(name, str) or name not in _DENSITIES:  # a list as name was a TypeError (unhashable)
         raise ConfigurationError(f"unknown density {name!r}; known densities: {', '.join(_DENSITIES)}")
     cls = _DENSITIES[name]
     signature = inspect.signature(cls)

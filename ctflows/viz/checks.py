@@ -1,4 +1,5 @@
-"""Checks of what the plotting functions are given: view bounds, tensors of points, named series, 2-D models.
+"""Checks of what the plotting functions are given: tensors of points, named series, 2-D models (view bounds:
+:func:`ctflows.grid.check_bounds`).
 
 Each runs before a figure is made or a file written, and names the plotting function, the argument, what was
 given and what to pass instead, where a user would otherwise get an IndexError from numpy or a ValueError from
@@ -12,33 +13,15 @@ import reprlib
 from typing import Mapping
 
 import numpy as np
+import torch
 from torch import Tensor
 
-from ctflows.core.counts import real_setting
 from ctflows.errors import ConfigurationError, InputError
-from ctflows.grid import Bounds
-
-
-def check_bounds(owner: str, bounds: object) -> Bounds:
-    """``bounds`` as four floats ``(x_min, x_max, y_min, y_max)`` with ``x_min < x_max`` and ``y_min < y_max``.
-
-    Reversed bounds would draw the picture mirrored and NaN or infinite ones an empty view, both without an error.
-    """
-    values = list(bounds) if hasattr(bounds, "__iter__") and not isinstance(bounds, (str, bytes)) else None
-    if values is None or len(values) != 4:
-        raise ConfigurationError(f"{owner}: bounds must be four numbers (x_min, x_max, y_min, y_max), got {bounds!r}")
-    x0, x1, y0, y1 = (real_setting(owner, "each entry of bounds (x_min, x_max, y_min, y_max)", v, "a finite number")
-                      for v in values)
-    if not (x0 < x1 and y0 < y1):
-        raise ConfigurationError(
-            f"{owner}: bounds must be (x_min, x_max, y_min, y_max) with x_min < x_max and y_min < y_max, "
-            f"got {(x0, x1, y0, y1)}; put each minimum before its maximum"
-        )
-    return x0, x1, y0, y1
 
 
 def plot_tensor(owner: str, name: str, x: object, shape: tuple[str | int, ...]) -> Tensor:
-    """``x`` detached on the CPU, if it is a tensor of ``shape`` (names: any size; ints: that size) with no empty axis.
+    """``x`` detached on the CPU (bfloat16 as float32), if it is a tensor of ``shape`` (names: any size; ints: that size)
+    with no empty axis.
 
     E.g. ``shape=("N", 2)`` for 2-D points ``[N, 2]``.
     """
@@ -55,11 +38,17 @@ def plot_tensor(owner: str, name: str, x: object, shape: tuple[str | int, ...]) 
         raise InputError(f"{owner}: {name} must have shape {want}, got {list(x.shape)}{hint}")
     if x.numel() == 0:
         raise InputError(f"{owner}: {name} is empty (shape {list(x.shape)}); there is nothing to draw")
-    return x.detach().cpu()
+    x = x.detach().cpu()
+    # NumPy has no bfloat16 (nor float8): .numpy() would raise a TypeError halfway through a picture.
+    return x.float() if x.is_floating_point() and x.dtype not in _NUMPY_FLOATS else x
+
+
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
 
 
 def check_curves(owner: str, curves: object) -> dict[str, np.ndarray]:
-    """``{name: [K] float array}`` from a non-empty mapping of name -> per-step numbers (``None`` is a gap, as NaN).
+    """``{name: [K] float array}`` from a non-empty mapping of name -> per-step numbers (``None`` is a gap, as NaN; a
+    tensor, or 0-d tensors, are read detached on the CPU).
 
     A series may be empty (a resumed run with no step left to take); the mapping may not (an empty figure).
     """
@@ -73,8 +62,9 @@ def check_curves(owner: str, curves: object) -> dict[str, np.ndarray]:
     series = {}
     for name, values in curves.items():
         try:
+            # Tensors as plain numbers: a loss kept with its graph (losses.append(loss)) or on a GPU made numpy raise.
             array = None if isinstance(values, (str, bytes)) else np.asarray(
-                [np.nan if v is None else v for v in values], dtype=float)
+                [np.nan if v is None else v.detach().cpu() if isinstance(v, Tensor) else v for v in values], dtype=float)
         except (TypeError, ValueError):  # not iterable, not numbers, or rows of unequal length
             array = None
         if array is None or array.ndim != 1:

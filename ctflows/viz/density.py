@@ -10,12 +10,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ctflows.core.counts import optional_count, positive_count
+from ctflows.core.validation import placement
 from ctflows.errors import ConfigurationError, InputError
-from ctflows.grid import Bounds, evaluate_on_grid, grid_2d
-from ctflows.viz.checks import check_bounds, check_planar, plot_tensor
+from ctflows.grid import Bounds, check_bounds, evaluate_on_grid, grid_2d
+from ctflows.viz.checks import check_planar, plot_tensor
 from ctflows.viz.figure import output_path, plt, save_figure
 
 CMAP = "magma"
@@ -30,6 +31,10 @@ def density_panel(title: str, log_prob: Callable[[Tensor], Tensor], bounds: Boun
         )
     check_planar("density_panel", "log_prob", log_prob)
     bounds, n = check_bounds("density_panel", bounds), positive_count("density_panel", "n", n)
+    # The grid in the dtype and on the device of the model a bound method such as flow.log_prob belongs to: points in
+    # torch's default dtype made a float64 model refuse them halfway through the figure.
+    model = getattr(log_prob, "__self__", None)
+    device, dtype = placement(model) if isinstance(model, nn.Module) else (None, None)
 
     def checked(points: Tensor) -> Tensor:
         out = log_prob(points)
@@ -42,9 +47,9 @@ def density_panel(title: str, log_prob: Callable[[Tensor], Tensor], bounds: Boun
         return out
 
     def draw(ax: plt.Axes) -> None:
-        points, _ = grid_2d(bounds, n)
+        points, _ = grid_2d(bounds, n, dtype=dtype, device=device)
         density = torch.exp(evaluate_on_grid(checked, points)).reshape(n, n)
-        ax.imshow(density.cpu().numpy(), origin="lower", extent=bounds, cmap=CMAP, aspect="equal")
+        ax.imshow(density.cpu().double().numpy(), origin="lower", extent=bounds, cmap=CMAP, aspect="equal")
 
     return title, draw
 

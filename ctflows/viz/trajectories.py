@@ -18,8 +18,8 @@ from ctflows.core.counts import positive_count
 from ctflows.core.modes import evaluation_mode
 from ctflows.core.transform import flat_layers
 from ctflows.core.validation import check_tensor, placement
-from ctflows.grid import Bounds
-from ctflows.viz.checks import check_bounds, plot_tensor
+from ctflows.grid import Bounds, check_bounds
+from ctflows.viz.checks import plot_tensor
 from ctflows.viz.density import CMAP, Panel, plt
 
 

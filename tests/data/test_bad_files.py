@@ -134,6 +134,13 @@ def test_one_dimensional_arrays_are_refused_with_the_fix(length: int) -> None:
     assert f"got shape [{length}]" in message and "reshape(-1, 1)" in message
 
 
+@pytest.mark.parametrize("shape", [(), (2, 3, 4), (1, 1, 1, 1)])
+def test_other_shapes_are_refused_without_the_one_feature_hint(shape: tuple[int, ...]) -> None:
+    """reshape(-1, 1) is the fix for a vector only: a scalar or a 3-D stack is not one feature per row."""
+    message = load_npy("stack.npy", np.zeros(shape))
+    assert f"got shape {list(shape)}" in message and "reshape" not in message
+
+
 @SETTINGS
 @given(
     shape=st.tuples(st.integers(1, 6), st.integers(1, 4)),

@@ -148,18 +148,31 @@ def test_pinwheel_map_is_volume_preserving_and_inverts() -> None:
         for v in f[:10]:
             jac = torch.autograd.functional.jacobian(lambda u: forward(u, k), v)
             assert abs(torch.det(jac).item() - 4.0) < 1e-10
-    # Independent density by change of variables: Σ_k (1/5) N(f_k) / |det J| with f_k found by rotating back.
     x = torch.stack([forward(v, 0) for v in f])
+    torch.testing.assert_close(d.log_prob(x), pinwheel_reference_log_prob(x, forward), rtol=1e-10, atol=1e-10)
+    # Far out (|f| up to 8, log p down to -700) the angle 0.25 e^|f| is still resolved: no clamp may change it there.
+    angle = torch.linspace(0, 2 * math.pi, 7, dtype=torch.float64)[:-1]
+    far = torch.cat([r * torch.stack([torch.cos(0.1 * angle), torch.sin(0.1 * angle)], 1) for r in (4.0, 6.0, 8.0)])
+    x = torch.stack([forward(v, int(k)) for k, v in enumerate(far)])
+    expected = pinwheel_reference_log_prob(x, forward)
+    assert expected.min() > -745 and expected.max() < -40  # representable, and far from the mass
+    torch.testing.assert_close(d.log_prob(x), expected, rtol=1e-10, atol=0)
+
+
+def pinwheel_reference_log_prob(x: torch.Tensor, forward: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+    """Change of variables: log Σ_k (1/5) N(f_k; (1, 0), diag(0.3², 0.1²)) - log |det J|, |det J| = 4, with f_k found
+    by rotating x/2 back (checked: ``forward(f_k, k)`` gives x again); summed in log space, so far points keep a value."""
     y = x / 2
     rho = torch.linalg.vector_norm(y, dim=1)
-    total = torch.zeros(len(x), dtype=torch.float64)
+    base = torch.distributions.Normal(torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([0.3, 0.1], dtype=torch.float64))
+    terms = []
     for k in range(5):
         a = 2 * math.pi * k / 5 + 0.25 * torch.exp(rho)
         fk = torch.stack([torch.cos(a) * y[:, 0] - torch.sin(a) * y[:, 1], torch.sin(a) * y[:, 0] + torch.cos(a) * y[:, 1]], 1)
-        assert torch.allclose(torch.stack([forward(v, k) for v in fk]), x, atol=1e-12)
-        base = torch.distributions.Normal(torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([0.3, 0.1], dtype=torch.float64))
-        total += torch.exp(base.log_prob(fk).sum(1)) / 5 / 4
-    torch.testing.assert_close(d.log_prob(x), torch.log(total), rtol=1e-10, atol=1e-10)
+        # (far out the angle, hundreds of radians, carries an error of ~1e-13 rad per unit of radius: 1e-11 here)
+        torch.testing.assert_close(torch.stack([forward(v, k) for v in fk]), x, rtol=1e-9, atol=1e-9)
+        terms.append(base.log_prob(fk).sum(1))
+    return torch.logsumexp(torch.stack(terms), 0) - math.log(5) - math.log(4)
 
 
 def test_far_points_get_finite_log_densities() -> None:

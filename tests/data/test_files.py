@@ -36,6 +36,20 @@ def test_csv_round_trip_with_and_without_header(tmp_path: Path, header: str) -> 
     np.testing.assert_array_equal(out.numpy(), TABLE.astype(np.float32))
 
 
+@pytest.mark.parametrize("crlf", [False, True])
+def test_a_header_after_blank_lines_is_still_the_first_row(tmp_path: Path, crlf: bool) -> None:
+    """Blank lines (empty, or only spaces and tabs) before the header are skipped, the header is still recognised, and
+    a later fault is reported at its physical line, counting the blank ones."""
+    end = "\r\n" if crlf else "\n"
+    lines = ["", " \t ", "x,y", "1,2", "\t", "3,4"]
+    out = load_array(write(tmp_path, "lead.csv", end.join(lines) + end))
+    assert out.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    path = tmp_path / "lead_bad.csv"
+    path.write_bytes(end.join(lines + ["5,six"]).encode())
+    with pytest.raises(DataError, match=r"lead_bad.csv: line 7, column 2: 'six' is not a number"):
+        load_array(path)
+
+
 def test_csv_accepts_spaces_exponents_and_upper_case_extension(tmp_path: Path) -> None:
     out = load_array(write(tmp_path, "DATA.CSV", "a, b\n 1e-3 , 2\n-4,  5.0\n"))
     np.testing.assert_allclose(out.numpy(), [[1e-3, 2.0], [-4.0, 5.0]])
@@ -157,3 +171,20 @@ def test_numbers_that_round_to_float32_inf_are_refused(tmp_path: Path, value: fl
     np.save(tmp_path / "edge.npy", np.array([[1.0, value]]))
     with pytest.raises(DataError, match=r"edge.npy: 1 value\(s\) .* beyond float32's range; first at row 0, column 1"):
         load_array(tmp_path / "edge.npy")
+
+
+def test_npy_in_fortran_order_loads_as_a_contiguous_row_major_tensor(tmp_path: Path) -> None:
+    """np.save keeps a column-major array's order; the tensor must still be C-contiguous (views and batching rely on it)."""
+    path = tmp_path / "fortran.npy"
+    for array in (np.asfortranarray(TABLE), np.asfortranarray(TABLE.astype(np.float32))):
+        np.save(path, array)
+        out = load_array(path)
+        assert out.is_contiguous() and out.stride() == (3, 1)
+        np.testing.assert_array_equal(out.numpy(), TABLE.astype(np.float32))
+
+
+def test_csv_whose_cell_overflows_the_csv_modules_field_limit(tmp_path: Path) -> None:
+    """The csv module refuses a cell longer than its field limit (131,072 characters): a DataError naming the file."""
+    path = write(tmp_path, "long.csv", "1," + "1" * 200_000 + "\n")
+    with pytest.raises(DataError, match=r"long.csv: not a readable text CSV file \(field larger than field limit"):
+        load_array(path)

@@ -73,6 +73,42 @@ def test_gaussian_mixture_follows_its_documented_random_recipe() -> None:
     assert stats.chi2(seeds * (k - 1)).sf(spread) > 1e-4 and stats.chi2(seeds * (k - 1)).cdf(spread) > 1e-4
 
 
+def test_a_one_component_mixture_is_its_gaussian() -> None:
+    """n_components=1 (the smallest allowed): log_prob is that Gaussian's, and the weight is exactly 1."""
+    d = get_density("gaussian_mixture", dim=3, n_components=1, seed=2)
+    assert d.weights.tolist() == [1.0]
+    gauss = torch.distributions.MultivariateNormal(d.means[0], covariance_matrix=d.covariances[0])
+    x = d.sample(200, gen(), torch.float64)
+    torch.testing.assert_close(d.log_prob(x), gauss.log_prob(x), rtol=1e-10, atol=1e-10)
+
+
+def test_mixture_counts_and_seeds_may_be_numpy_or_0d_torch_integers() -> None:
+    """n_components, seed and dim are whole numbers as check_dim reads them: np.int64(3) and torch.tensor(3) build
+    the mixture 3 builds (n_components and seed were refused), and a bool is still refused."""
+    same = get_density("gaussian_mixture", dim=2, n_components=3, seed=5)
+    for cast in (np.int64, torch.tensor):
+        other = get_density("gaussian_mixture", dim=cast(2), n_components=cast(3), seed=cast(5))
+        assert other.dim == 2 and torch.equal(other.means, same.means) and torch.equal(other.covariances, same.covariances)
+    for seed in (-(2**63), 2**64 - 1):  # the ends of the seeds torch takes
+        assert get_density("gaussian_mixture", dim=2, n_components=2, seed=seed).dim == 2
+    for bad in ({"n_components": np.bool_(True)}, {"seed": torch.tensor(True)}, {"n_components": torch.tensor([3])}):
+        with pytest.raises(ConfigurationError, match="gaussian_mixture"):
+            get_density("gaussian_mixture", **bad)
+
+
+def test_mixture_sampler_keeps_the_largest_uniform_draw_in_the_last_component(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With seed 7 the cumulative weights end at 1 - 2^-52, below torch's largest uniform draw 1 - 2^-53: that draw
+    must pick the last component, not an index past the end."""
+    import ctflows.data.mixtures as mixtures
+
+    d = get_density("gaussian_mixture", dim=2, seed=7)
+    assert torch.cumsum(d.weights, 0)[-1].item() < 1 - 2**-53  # the premise
+    monkeypatch.setattr(mixtures, "rand", lambda shape, g, device: torch.full(shape, 1 - 2**-53, dtype=torch.float64))
+    x = d.sample(4, gen(1), torch.float64)
+    eps = torch.randn(4, 2, 1, generator=gen(1), dtype=torch.float64)  # the sampler's only other draw
+    torch.testing.assert_close(x, d.means[-1] + (d._chol[-1] @ eps).squeeze(-1), rtol=1e-12, atol=1e-12)
+
+
 def test_funnel_sampler_standardises_exactly() -> None:
     """v / 3 and x_i e^{-v/2} are independent N(0, 1): Kolmogorov–Smirnov, the latter on each side of the neck."""
     x = get_density("funnel", dim=5).sample(40_000, gen(7), torch.float64)
@@ -193,6 +229,7 @@ def test_many_well_mean_log_prob_matches_quadrature_entropy() -> None:
     "name, kwargs",
     [("many_well", {"dim": 3}), ("many_well", {"dim": 0}), ("funnel", {"dim": 1}), ("gaussian_mixture", {"dim": 2.5}),
      ("gaussian_mixture", {"n_components": 0}), ("gaussian_mixture", {"seed": 1.5}), ("gaussian_mixture", {"seed": True}),
+     ("gaussian_mixture", {"seed": 2**64}), ("gaussian_mixture", {"seed": -(2**63) - 1}),  # beyond torch's seeds
      ("twisted_gaussian", {"scale": -1.0}), ("twisted_gaussian", {"scale": 0.0}), ("twisted_gaussian", {"scale": math.inf}),
      ("twisted_gaussian", {"twist": math.nan}), ("twisted_gaussian", {"twist": -math.inf}), ("twisted_gaussian", {"dim": 1}),
      # a flag is not a number (float(True) is 1.0), nor is a string
@@ -201,3 +238,11 @@ def test_many_well_mean_log_prob_matches_quadrature_entropy() -> None:
 def test_bad_settings_raise_configuration_error(name: str, kwargs: dict) -> None:
     with pytest.raises(ConfigurationError, match=name):
         get_density(name, **kwargs)
+
+
+@pytest.mark.parametrize("name, dim, need", [("many_well", 3, "an even int >= 2"), ("many_well", 0, "an even int >= 2"),
+                                             ("funnel", 1, "an int >= 2"), ("gaussian_mixture", 0, "an int >= 1")])
+def test_a_bad_dimension_is_refused_saying_what_it_must_be(name: str, dim: int, need: str) -> None:
+    """The message states the rule the density has: many_well's pairs need an even dim, the funnel a v and an x."""
+    with pytest.raises(ConfigurationError, match=rf"^{name}: dim must be {need}, got {dim}$"):
+        get_density(name, dim=dim)

@@ -17,7 +17,7 @@ def test_list_densities_names_and_descriptions() -> None:
     assert set(listed) == set(NAMES)
     for name, description in listed.items():
         assert description and "\n" not in description and len(description) < 120, name
-    for dim in (2, 8, 3):
+    for dim in (2, 8, 3, 1, 0):  # 0 and 1: no density (0 is not "any dimension")
         assert list(list_densities(dim=dim)) == [name for name, d in NAMES.items() if d == dim]
 
 
@@ -37,6 +37,13 @@ def test_any_dim_densities_take_dim() -> None:
 def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(ConfigurationError, match="unknown density 'moons'.*two_moons.*many_well"):
         get_density("moons")
+
+
+@pytest.mark.parametrize("name", [None, ["two_moons"], ("funnel",), b"funnel"], ids=["none", "list", "tuple", "bytes"])
+def test_a_name_that_is_not_a_string_is_an_unknown_density(name: object) -> None:
+    """Only a str names a density: a list (unhashable) was a TypeError, a tuple or bytes must not match either."""
+    with pytest.raises(ConfigurationError, match=r"unknown density .*; known densities: eight_gaussians, .*many_well"):
+        get_density(name)  # type: ignore[arg-type]
 
 
 def test_unknown_option_is_a_configuration_error() -> None:

@@ -162,7 +162,10 @@ def test_log_prob_is_pointwise(case: Case) -> None:
 
 @pytest.mark.parametrize("case", case_params())
 @pytest.mark.parametrize(
-    "bad", [torch.zeros(5), torch.zeros(5, 3), torch.zeros(2, 5, 2), torch.zeros(5, 2, dtype=torch.long)], ids=["1d", "dim3", "3d", "int"]
+    "bad",
+    [torch.zeros(5), torch.zeros(5, 3), torch.zeros(2, 5, 2), torch.zeros(5, 2, dtype=torch.long),
+     torch.zeros(5, 2, dtype=torch.int32), torch.zeros(5, 2, dtype=torch.bool)],
+    ids=["1d", "dim3", "3d", "int", "int32", "bool"],
 )
 def test_bad_input_raises_input_error(case: Case, bad: torch.Tensor) -> None:
     with pytest.raises(InputError, match=rf"{case.name}.*\[n, 2\]|{case.name}.*floating"):
@@ -201,8 +204,10 @@ def test_far_away_finite_points_get_a_number_or_minus_inf_never_nan(name: str) -
 @pytest.mark.parametrize(
     "n, dtype, match",
     [(-1, torch.float32, "non-negative int, got -1"), (True, torch.float32, "non-negative int, got True"),
-     (2.0, torch.float32, "non-negative int, got 2.0"), (3, torch.int64, "floating-point dtype, got torch.int64")],
-    ids=["negative", "bool", "float", "int-dtype"],
+     (2.0, torch.float32, "non-negative int, got 2.0"), (3, torch.int64, "floating-point dtype, got torch.int64"),
+     (3, torch.bool, "floating-point dtype, got torch.bool"), (3, torch.int32, "floating-point dtype, got torch.int32"),
+     (3, "float32", "floating-point dtype, got 'float32'"), (3, np.float32, "floating-point dtype, got <class 'numpy.float32'>")],
+    ids=["negative", "bool", "float", "int-dtype", "bool-dtype", "int32-dtype", "str-dtype", "numpy-dtype"],
 )
 def test_sample_refuses_bad_counts_and_dtypes(case: Case, n: object, dtype: torch.dtype, match: str) -> None:
     """A count that is not a non-negative int, or a non-float dtype, is an InputError naming the density."""

@@ -45,6 +45,7 @@ MAKERS = {  # each plotting function that takes bounds, called with otherwise go
     ((float("nan"), 2.0, -2.0, 2.0), r"each entry of bounds .* must be a finite number, got nan"),
     ((-math.inf, 2.0, -2.0, 2.0), r"must be a finite number, got -inf"),
     ((-2.0, 2.0, -2.0), r"bounds must be four numbers \(x_min, x_max, y_min, y_max\), got \(-2.0, 2.0, -2.0\)"),
+    ("0123", r"bounds must be four numbers .*got '0123'"),  # four characters are not four numbers
 ])
 def test_bad_bounds_are_refused_naming_the_function(owner, bounds, message, cnf2, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -93,6 +94,13 @@ def test_points_and_functions_of_the_wrong_kind_are_refused(call, message, cnf2)
     plt.close("all")
 
 
+@pytest.mark.parametrize("log_prob", [torch.zeros(4), None], ids=["tensor", "none"])
+def test_a_log_prob_that_is_not_a_function_is_refused(log_prob):
+    """Values instead of a function (say log-densities already computed): a ConfigurationError, not a TypeError when drawn."""
+    with pytest.raises(ConfigurationError, match=r"^density_panel: log_prob must be a function \[N, 2\] -> \[N\]"):
+        density_panel("t", log_prob, B)
+
+
 def test_a_model_in_three_dimensions_is_refused_by_the_2d_plots():
     with pytest.raises(ConfigurationError, match=r"density_panel: log_prob belongs to a model of event shape \(3,\)"):
         density_panel("t", ctflows.realnvp(3, blocks=1, hidden=(4,), seed=0).log_prob, B)
@@ -104,6 +112,7 @@ def test_a_model_in_three_dimensions_is_refused_by_the_2d_plots():
     ([], r"panels must be a non-empty list"),
     (("t", lambda ax: None), r"got a single \(title, draw\) panel; wrap it: \[panel\]"),
     ([("t",)], r"panels\[0\] must be a \(title, draw\) pair"),
+    ([("t", lambda ax: None, lambda ax: None)], r"panels\[0\] must be a \(title, draw\) pair"),
 ])
 def test_side_by_side_refuses_panels_it_cannot_draw(panels, message, tmp_path):
     with pytest.raises(InputError, match="side_by_side: .*" + message):
@@ -123,6 +132,19 @@ def test_an_unknown_or_missing_suffix_is_refused_before_any_folder_is_made(name,
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("path", [None, b"f.png", 3], ids=["none", "bytes", "int"])
+def test_a_path_that_is_not_a_file_name_is_refused(path, tmp_path, monkeypatch):
+    """A str or an os.PathLike only: Path() would raise a TypeError on bytes or None, after the figure was made."""
+    monkeypatch.chdir(tmp_path)
+    fig = plt.figure()
+    with pytest.raises(ConfigurationError, match=rf"^save_figure: path must be a file name \(str or Path\), got {type(path).__name__}"):
+        save_figure(fig, path)
+    plt.close(fig)  # still the caller's, to save again under a good name
+    with pytest.raises(ConfigurationError, match=r"^loss_curves: path must be a file name"):
+        loss_curves({"a": [1.0]}, path)
+    assert plt.get_fignums() == [] and not list(tmp_path.iterdir())
+
+
 def test_save_figure_refuses_axes_for_a_figure(tmp_path):
     fig, ax = plt.subplots()
     with pytest.raises(InputError, match=r"save_figure: fig must be a matplotlib Figure, got Axes; pass ax.figure"):
@@ -139,6 +161,7 @@ def test_save_figure_refuses_axes_for_a_figure(tmp_path):
     ([1.0, 2.0], r"curves must be a dict of name -> per-step values.*got list"),
     ({"a": [[1.0, 2.0]]}, r"curves\['a'\] must be a flat sequence of numbers"),
     ({"a": 3.0}, r"curves\['a'\] must be a flat sequence of numbers, .*got 3.0"),
+    ({"a": "123"}, r"curves\['a'\] must be a flat sequence of numbers, .*got '123'"),  # not the steps 1, 2, 3
 ])
 def test_series_that_are_not_named_lists_of_numbers_are_refused(plot, curves, message, tmp_path):
     with pytest.raises(InputError, match=message):
@@ -152,6 +175,7 @@ def test_series_that_are_not_named_lists_of_numbers_are_refused(plot, curves, me
     (torch.linspace(0, 1, 3), torch.rand(3, 16), "a.gif", r"densities must have shape \[K, n, m\], got \[3, 16\]"),
     (np.linspace(0, 1, 3), np.random.rand(3, 4, 4), "a.gif", r"densities must be a torch.Tensor .*got ndarray"),
     (torch.linspace(0, 1, 3), -torch.rand(3, 4, 4), "a.gif", r"densities must be >= 0, .*for log-densities pass their exp\(\)"),
+    (torch.linspace(0, 1, 2), torch.tensor([[[0.5, -1e-6]], [[0.5, 0.5]]]), "a.gif", r"densities must be >= 0, got a minimum of -1e-06"),
     (torch.linspace(0, 1, 3), torch.rand(3, 4, 4), "a.mp4", r"path .* has suffix \.mp4; .*\.gif"),
 ])
 def test_density_animation_refuses_frames_it_cannot_write_and_leaves_no_file(times, densities, path, message, tmp_path):
@@ -174,9 +198,41 @@ def test_valid_uses_still_draw(tmp_path):
     assert density_animation(times, frames.requires_grad_(), B, tmp_path / "a.gif").exists()
 
 
+def test_losses_kept_with_their_graph_are_drawn_as_their_values(tmp_path):
+    """losses.append(loss) keeps each 0-d loss with its graph: the series is its numbers, not numpy's RuntimeError
+    "Can't call numpy() on Tensor that requires grad"; a whole tensor that requires grad likewise."""
+    w = torch.ones(1, requires_grad=True)
+    kept = [(w * k).sum() for k in (3.0, 2.0, 1.0)]
+    title, draw = lines_panel("t", {"kept": kept, "whole": torch.tensor([3.0, 2.0, 1.0], requires_grad=True)},
+                              xlabel="step", ylabel="loss")
+    fig, ax = plt.subplots()
+    draw(ax)
+    assert [list(line.get_ydata()) for line in ax.get_lines()] == [[3.0, 2.0, 1.0]] * 2
+    plt.close(fig)
+    assert loss_curves({"kept": kept}, tmp_path / "l.png").exists()
+
+
 def test_samples_with_nan_rows_are_drawn_with_their_count_on_the_panel():
-    samples = torch.cat([torch.randn(20, 2), torch.full((3, 2), float("nan"))])
+    # A row with a single NaN or infinite coordinate cannot be binned either: it counts.
+    bad = torch.tensor([[math.nan, math.nan], [math.nan, 0.5], [0.5, math.inf], [-math.inf, math.nan]])
+    samples = torch.cat([torch.randn(20, 2), bad])
     fig, ax = plt.subplots()
     sample_panel("t", samples, B, bins=4)[1](ax)
-    assert [text.get_text() for text in ax.texts] == ["3 of 23 samples NaN/Inf"]
+    assert [text.get_text() for text in ax.texts] == ["4 of 24 samples NaN/Inf"]
     plt.close(fig)
+
+
+def test_the_hint_to_pick_two_coordinates_is_only_for_wider_points():
+    """[N, 1] points are not points of a wider model: the message names the shape without the [..., :2] hint."""
+    with pytest.raises(InputError, match=r"samples must have shape \[N, 2\], got \[9, 1\]$"):
+        sample_panel("t", torch.randn(9, 1), B)
+
+
+def test_frame_counts_may_be_numpy_or_0d_torch_integers(cnf2):
+    """frames is a count like n: np.int64(2) and torch.tensor(2) give what 2 gives (both were refused)."""
+    times, frames = cnf_density_frames(cnf2, B, frames=2, n=2)
+    for count in (np.int64(2), torch.tensor(2)):
+        again_times, again = cnf_density_frames(cnf2, B, frames=count, n=2)
+        assert torch.equal(again_times, times) and torch.equal(again, frames)
+    with pytest.raises(ConfigurationError, match=r"frames must be an int >= 2 .*got True"):
+        cnf_density_frames(cnf2, B, frames=True, n=2)
