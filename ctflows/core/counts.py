@@ -34,12 +34,12 @@ def whole_number(value: object) -> int | None:
         return None
 
 
-def positive_count(owner: str, name: str, value: object) -> int:
-    """``value`` as an int if it is a whole number >= 1 (:func:`whole_number`), else a :class:`ConfigurationError`
-    naming ``owner`` and ``name``."""
+def positive_count(owner: str, name: str, value: object, error: type[CtflowsError] = ConfigurationError) -> int:
+    """``value`` as an int if it is a whole number >= 1 (:func:`whole_number`), else ``error`` naming ``owner`` and
+    ``name`` (a :class:`~ctflows.errors.ConfigurationError` for a setting; an ``InputError`` for a call's input)."""
     count = whole_number(value)
     if count is None or count < 1:
-        raise ConfigurationError(f"{owner}: {name} must be an int >= 1, got {value!r}")
+        raise error(f"{owner}: {name} must be an int >= 1, got {value!r}")
     return count
 
 

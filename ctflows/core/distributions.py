@@ -9,7 +9,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ctflows.core.counts import positive_count, whole_number
+from ctflows.core.counts import non_negative_count, positive_count
 from ctflows.core.transform import sum_except_batch
 from ctflows.core.validation import batched_shape
 from ctflows.errors import InputError
@@ -42,10 +42,7 @@ class Distribution(nn.Module):
             raise InputError(f"{owner}: points must have shape {want}, got {list(z.shape)}")
 
     def _check_count(self, n: object) -> int:
-        count = whole_number(n)
-        if count is None or count < 0:
-            raise InputError(f"{type(self).__name__}.sample: n must be a whole number >= 0, got {n!r}")
-        return count
+        return non_negative_count(f"{type(self).__name__}.sample", "n", n, InputError)
 
 
 class StandardNormal(Distribution):

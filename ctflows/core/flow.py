@@ -4,12 +4,12 @@
 """
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ctflows.core.counts import positive_count
 from ctflows.core.distributions import Distribution
 from ctflows.core.transform import Chain, Transform, output_shape
 from ctflows.core.validation import check_context, check_generator, check_tensor, placement
@@ -72,10 +72,8 @@ class Flow(nn.Module):
 
         log p(x) = log p_z(z) - log|det ∂f⁻¹/∂z|.
         """
-        # bool is an Integral too, but sample(True) is a bug, not a request for one sample.
-        if isinstance(n, bool) or not isinstance(n, Integral) or n <= 0:
-            raise InputError(f"Flow.sample: n must be a positive integer, got {n!r} ({type(n).__name__})")
-        n = int(n)
+        # Any whole number (NumPy, 0-d torch), never a flag: sample(True) is a bug, not a request for one sample.
+        n = positive_count("Flow.sample", "n", n, InputError)
         check_generator("Flow.sample", generator, placement(self)[0])
         context = self._expand_context(context, n)
         z = self.base.sample(n, context, generator=generator)

@@ -1,6 +1,7 @@
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,7 +33,7 @@ def test_flow_bad_input_names_the_first_layer_and_shape():
         flow.log_prob(torch.tensor([[0.0, float("nan"), 1.0]]))
     with pytest.raises(InputError, match="floating-point"):
         flow.log_prob(torch.ones(4, 3, dtype=torch.long))
-    with pytest.raises(InputError, match="positive integer"):
+    with pytest.raises(InputError, match=r"^Flow.sample: n must be an int >= 1, got 0"):
         flow.sample(0)
 
 
@@ -299,3 +300,13 @@ def test_a_copy_of_a_layer_keeps_its_stats_values_detached_from_the_graph():
         assert not value.requires_grad
     torch.testing.assert_close(copied.stats["trace"][0], torch.full((2,), 3.0))
     assert layer.stats["trace"][0].requires_grad  # the original keeps its graph
+
+
+def test_sample_sizes_of_numpy_or_torch_integers_draw_what_the_int_draws():
+    """n is a count like any other: np.int64(5) and torch.tensor(5) give the int 5's samples; a torch flag is refused."""
+    flow = linear_flow()
+    same = flow.sample(5, generator=torch.Generator().manual_seed(0))
+    for n in (np.int64(5), torch.tensor(5)):
+        torch.testing.assert_close(flow.sample(n, generator=torch.Generator().manual_seed(0)), same, atol=0, rtol=0)
+    with pytest.raises(InputError, match=r"^Flow.sample: n must be an int >= 1, got tensor\(True\)"):
+        flow.sample(torch.tensor(True))
