@@ -34,32 +34,37 @@ def whole_number(value: object) -> int | None:
         return None
 
 
-def positive_count(owner: str, name: str, value: object, error: type[CtflowsError] = ConfigurationError) -> int:
-    """``value`` as an int if it is a whole number >= 1 (:func:`whole_number`), else ``error`` naming ``owner`` and
-    ``name`` (a :class:`~ctflows.errors.ConfigurationError` for a setting; an ``InputError`` for a call's input)."""
+def whole_setting(
+    owner: str, name: str, value: object, want: str, ok: Callable[[int], bool] = lambda v: True,
+    error: type[CtflowsError] = ConfigurationError,
+) -> int:
+    """``value`` as an int if it is a whole number (:func:`whole_number`) with ``ok(value)`` true, else ``error`` saying
+    that ``owner``'s ``name`` must be ``want`` (e.g. ``"an int >= 2"``); the counterpart of :func:`real_setting`."""
     count = whole_number(value)
-    if count is None or count < 1:
-        raise error(f"{owner}: {name} must be an int >= 1, got {value!r}")
+    if count is None or not ok(count):
+        raise error(f"{owner}: {name} must be {want}, got {value!r}")
     return count
+
+
+def positive_count(owner: str, name: str, value: object, error: type[CtflowsError] = ConfigurationError) -> int:
+    """``value`` as an int if it is a whole number >= 1, else ``error`` naming ``owner`` and ``name`` (a
+    :class:`~ctflows.errors.ConfigurationError` for a setting; an ``InputError`` for a call's input)."""
+    return whole_setting(owner, name, value, "an int >= 1", lambda v: v >= 1, error)
 
 
 def non_negative_count(owner: str, name: str, value: object, error: type[CtflowsError] = ConfigurationError) -> int:
-    """``value`` as an int if it is a whole number >= 0 (:func:`whole_number`), else ``error`` naming ``owner`` and
-    ``name`` (an :class:`~ctflows.errors.InputError` where the number is a call's input, as a sample size)."""
-    count = whole_number(value)
-    if count is None or count < 0:
-        raise error(f"{owner}: {name} must be a non-negative int, got {value!r}")
-    return count
+    """``value`` as an int if it is a whole number >= 0, else ``error`` naming ``owner`` and ``name`` (an
+    :class:`~ctflows.errors.InputError` where the number is a call's input, as a sample size)."""
+    return whole_setting(owner, name, value, "a non-negative int", lambda v: v >= 0, error)
 
 
 def check_seed(owner: str, seed: object) -> int | None:
     """``None``, or ``seed`` as an int from 0 to 2^63 - 1 (torch takes seeds below 2^64, and callers derive
     seed + 1 and seed + 2), else a :class:`ConfigurationError` naming ``owner``: torch would read 3.5 as 3 and True
     as 1 without a word."""
-    whole = None if seed is None else whole_number(seed)
-    if seed is not None and (whole is None or not 0 <= whole < 2**63):
-        raise ConfigurationError(f"{owner}: seed must be a whole number from 0 to 2^63 - 1, or None, got {seed!r}")
-    return whole
+    if seed is None:
+        return None
+    return whole_setting(owner, "seed", seed, "a whole number from 0 to 2^63 - 1, or None", lambda v: 0 <= v < 2**63)
 
 
 def optional_count(owner: str, name: str, value: object) -> int | None:

@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ctflows.core.counts import non_negative_count, whole_number
+from ctflows.core.counts import non_negative_count, whole_setting
 from ctflows.core.validation import check_generator
 from ctflows.errors import ConfigurationError, InputError
 
@@ -94,11 +94,8 @@ class ToyDensity:
 def check_dim(name: str, dim: int, *, minimum: int = 1, even: bool = False) -> int:
     """Return ``dim`` as an int if it is a whole number >= ``minimum`` (NumPy and 0-d torch integers too; and even
     when asked), else raise ConfigurationError."""
-    count = whole_number(dim)
-    if count is None or count < minimum or (even and count % 2):
-        need = f"an {'even ' if even else ''}int >= {minimum}"
-        raise ConfigurationError(f"{name}: dim must be {need}, got {dim!r}")
-    return count
+    want = f"an {'even ' if even else ''}int >= {minimum}"
+    return whole_setting(name, "dim", dim, want, lambda v: v >= minimum and not (even and v % 2))
 
 
 def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:

@@ -10,9 +10,8 @@ import math
 import torch
 from torch import Tensor
 
-from ctflows.core.counts import positive_count, whole_number
+from ctflows.core.counts import positive_count, whole_setting
 from ctflows.data.density import ToyDensity, check_dim, randint, randn, rand
-from ctflows.errors import ConfigurationError
 
 
 def mixture_log_prob(x: Tensor, log_weights: Tensor, means: Tensor, chol: Tensor) -> Tensor:
@@ -69,10 +68,10 @@ class GaussianMixture(ToyDensity):
     def __init__(self, dim: int = 16, n_components: int = 8, seed: int = 0) -> None:
         self.dim = dim = check_dim(self.name, dim)
         # Whole numbers as check_dim takes them (NumPy and 0-d torch integers too, never a bool).
-        k, seed_ = positive_count(self.name, "n_components", n_components), whole_number(seed)
-        if seed_ is None or not -(2**63) <= seed_ < 2**64:  # torch's range: beyond it manual_seed raised a ValueError
-            raise ConfigurationError(f"{self.name}: seed must be an int from -2^63 to 2^64 - 1, got {seed!r}")
-        g = torch.Generator().manual_seed(seed_)
+        k = positive_count(self.name, "n_components", n_components)
+        # torch's range: beyond it manual_seed raised a ValueError
+        seed = whole_setting(self.name, "seed", seed, "an int from -2^63 to 2^64 - 1", lambda v: -(2**63) <= v < 2**64)
+        g = torch.Generator().manual_seed(seed)
         cpu = torch.device("cpu")
         self.means = 8.0 * rand((k, dim), g, cpu) - 4.0
         q, r = torch.linalg.qr(randn((k, dim, dim), g, cpu))

@@ -13,17 +13,14 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from ctflows.core.counts import check_seed, positive_count, whole_number
+from ctflows.core.counts import check_seed, positive_count, whole_setting
 from ctflows.errors import ConfigurationError, DataError
 
 
 def level_count(owner: str, levels: object) -> int:
     """``levels`` as an int if it is a whole number >= 2 (:func:`~ctflows.core.counts.whole_number`: NumPy and 0-d
     torch integers too; one level would leave nothing to model), else a :class:`ConfigurationError`."""
-    count = whole_number(levels)
-    if count is None or count < 2:
-        raise ConfigurationError(f"{owner}: levels must be an int >= 2 (e.g. 256 for 8-bit images), got {levels!r}")
-    return count
+    return whole_setting(owner, "levels", levels, "an int >= 2 (e.g. 256 for 8-bit images)", lambda v: v >= 2)
 
 
 def check_levels(images: Tensor, levels: int, owner: str = "dequantize") -> int:

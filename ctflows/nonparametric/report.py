@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ctflows.core.counts import whole_number
+from ctflows.core.counts import whole_setting
 from ctflows.core.flow import Flow
 from ctflows.core.transform import Chain
 from ctflows.errors import ConfigurationError
@@ -60,8 +60,6 @@ def truncate(flow: Flow, steps: int) -> Flow:
     report = getattr(flow, "report", None)
     if not isinstance(report, FitReport):
         raise ConfigurationError("truncate: the flow has no FitReport; pass a flow from fit_dual_ascent or fit_gaussianization")
-    count = whole_number(steps)  # NumPy and 0-d torch integers too; never a bool or a float
-    if count is None or not 0 <= count <= report.steps:
-        raise ConfigurationError(f"truncate: steps must be an int in [0, {report.steps}], got {steps!r}")
+    count = whole_setting("truncate", "steps", steps, f"an int in [0, {report.steps}]", lambda v: 0 <= v <= report.steps)
     layers = list(flow.transform.layers)[: report.prefix_layers + count * report.layers_per_step]
     return Flow(Chain(layers), flow.base).eval()

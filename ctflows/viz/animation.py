@@ -16,10 +16,10 @@ from torch import Tensor, nn
 
 from ctflows.continuous.single import split_at_cnf
 from ctflows.continuous.trajectory import density_along_t
-from ctflows.core.counts import positive_count, real_setting, whole_number
+from ctflows.core.counts import positive_count, real_setting, whole_setting
 from ctflows.core.modes import evaluation_mode
 from ctflows.core.transform import forward_through
-from ctflows.errors import ConfigurationError, InputError
+from ctflows.errors import InputError
 from ctflows.grid import Bounds, check_bounds, grid_2d
 from ctflows.viz.checks import check_planar, plot_tensor
 from ctflows.viz.density import CMAP, plt
@@ -37,13 +37,8 @@ def cnf_density_frames(flow: nn.Module, bounds: Bounds, frames: int = 16, n: int
     front, cnf = split_at_cnf(flow, "the density animation")
     check_planar("cnf_density_frames", "flow", flow)
     bounds, n = check_bounds("cnf_density_frames", bounds), positive_count("cnf_density_frames", "n", n)
-    count = whole_number(frames)  # NumPy and 0-d torch integers too, as for n; not a bool
-    if count is None or count < 2:
-        raise ConfigurationError(
-            "cnf_density_frames: frames must be an int >= 2 (the first at t = 0, the data, the last at t = T, "
-            f"the base), got {frames!r}"
-        )
-    frames = count
+    frames = whole_setting("cnf_density_frames", "frames", frames,
+                           "an int >= 2 (the first at t = 0, the data, the last at t = T, the base)", lambda v: v >= 2)
     with evaluation_mode(flow):
         like = next(flow.parameters())
         points, _ = grid_2d(bounds, n, dtype=like.dtype, device=like.device)
