@@ -59,7 +59,18 @@ class Logit(Transform):
     def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         x = (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha)
         # log s + log(1 - s) with s = sigmoid(z), written stably for large |z|.
-        logdet = sum_except_batch(F.logsigmoid(z) + F.logsigmoid(-z)) - z[0].numel() * math.log1p(-2 * self.alpha)
+        per_value = F.logsigmoid(z) + F.logsigmoid(-z)
+        # Where sigmoid(z) rounds to 0 or 1 (|z| above about 17 in float32), x lands on an end of the open domain,
+        # which the forward refuses: keep it an ulp inside, and take its log-det at that x, so that the model's own
+        # sample is scored as sampled (log_prob(x) = the log-density sample_and_log_prob gave it).
+        low = -self.alpha / (1 - 2 * self.alpha)
+        ends = torch.tensor([low, 1 - low], dtype=x.dtype, device=x.device)
+        inside = torch.nextafter(ends, ends.flip(0))
+        saturated = (x <= ends[0]) | (x >= ends[1])
+        x = x.clamp(inside[0], inside[1])  # no change elsewhere; no `if saturated.any()`, which would wait for a GPU
+        s = self.alpha + (1 - 2 * self.alpha) * x
+        per_value = torch.where(saturated, torch.log(s) + torch.log1p(-s), per_value)
+        logdet = sum_except_batch(per_value) - z[0].numel() * math.log1p(-2 * self.alpha)
         return x, logdet
 
     def extra_repr(self) -> str:

@@ -287,3 +287,18 @@ def test_image_layers_refuse_settings_they_would_silently_misread() -> None:
     with pytest.raises(ConfigurationError, match="kernel_size must be odd"):
         ConcatSquashConv2d(1, 1, 1, kernel_size=2)  # "same" padding would grow 4x4 to 5x5
     assert ConcatSquashConv2d(1, 1, 1, kernel_size=5)(torch.randn(1, 1, 4, 4), torch.zeros(1, 1)).shape == (1, 1, 4, 4)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 1e-6, 0.0])
+def test_a_saturated_inverse_stays_in_the_domain_and_is_scored_as_sampled(alpha: float) -> None:
+    """In float32 sigmoid(z) rounds to 1 above z ≈ 17 and to 0 below about -88, which put x on an end of the open
+    domain: the model's own sample was refused by log_prob. It now lands an ulp inside, with the inverse log-det of
+    that x, so the forward accepts it and gives minus that log-det; unsaturated values are untouched."""
+    layer = Logit((1, 1, 4), alpha=alpha)
+    z = torch.tensor([[[[20.0, -100.0, 3.0, -2.0]]]])
+    x, logdet = layer.inverse(z)
+    x64, logdet64 = Logit((1, 1, 4), alpha=alpha).double().inverse(z.double())
+    torch.testing.assert_close(x[..., 2:], x64[..., 2:].float(), atol=0, rtol=1e-6)  # unsaturated: as before
+    _, forward_logdet = layer(x)  # accepted: inside the domain
+    torch.testing.assert_close(forward_logdet, -logdet, atol=1e-4, rtol=1e-6)
+    assert torch.isfinite(logdet).all()
