@@ -85,10 +85,11 @@ class Flow(nn.Module):
     def _check(self, x: Tensor, context: Tensor | None) -> None:
         """Check an input and its context, the context against the model's ``context_features`` and under the
         model's name: the user called the Flow, and a message naming its inner Chain would send them looking for one."""
-        if isinstance(x, Tensor) and x.dim() > 0:  # else the transform's check says what is wrong with x
+        checked = isinstance(x, Tensor) and x.dim() > 0  # else the transform's check says what is wrong with x
+        if checked:
             device, dtype = placement(self)
             check_context("Flow", context, self.context_features, x.shape[0], device=device, dtype=dtype)
-        self.transform.check(x, self._transform_context(context))
+        self.transform.check(x, self._transform_context(context), context_checked=checked)
 
     def _transform_context(self, context: Tensor | None) -> Tensor | None:
         # A conditional base behind an unconditional transform: the context is the base's alone.

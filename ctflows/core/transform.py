@@ -53,16 +53,20 @@ class Transform(nn.Module):
         self.check(z, context, name="inverse input", inverse=True)
         return self._inverse(z, context)
 
-    def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
+    def check(
+        self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False, context_checked: bool = False
+    ) -> None:
         """Raise :class:`~ctflows.errors.InputError` if ``x`` or ``context`` cannot be fed to this layer.
 
         Besides shape and finiteness, both must be on the layer's device and have its floating dtype, and a
-        context is refused by a layer that takes none (see ``core/validation.py`` for why).
+        context is refused by a layer that takes none (see ``core/validation.py`` for why). ``context_checked``: the
+        caller (a Chain or Flow around this layer) has checked the context already, so it is not scanned again.
         """
         owner = type(self).__name__
         device, dtype = placement(self)
         check_tensor(owner, x, self.event_shape, name=name, device=device, dtype=dtype)
-        check_context(owner, context, self.context_features, x.shape[0], device=device, dtype=dtype)
+        if not context_checked:
+            check_context(owner, context, self.context_features, x.shape[0], device=device, dtype=dtype)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -113,14 +117,18 @@ class Chain(Transform):
             raise ConfigurationError(f"Chain: layers disagree on the context width: {sorted(contexts)}")
         self.context_features = contexts.pop() if contexts else None
 
-    def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
+    def check(
+        self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False, context_checked: bool = False
+    ) -> None:
         # The end a tensor enters decides its expected shape (layers such as squeeze change it).
         end = self.layers[-1] if inverse else self.layers[0]
-        end.check(x, context if end.context_features is not None else None, name=name, inverse=inverse)
+        # The chain checks the context once, against the one width its layers share, not the end layer again.
+        end.check(x, context if end.context_features is not None else None, name=name, inverse=inverse, context_checked=True)
         # The end layer may hold no floating tensors (a permutation); the chain's dtype still binds.
         device, dtype = placement(self)
         check_placement("Chain", x, device, dtype, name=name)
-        check_context("Chain", context, self.context_features, x.shape[0], device=device, dtype=dtype)
+        if not context_checked:
+            check_context("Chain", context, self.context_features, x.shape[0], device=device, dtype=dtype)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         return forward_through(self.layers, x, context)
@@ -196,9 +204,11 @@ class Inverse(Transform):
             self.out_shape = tuple(transform.event_shape)
         self.context_features = transform.context_features
 
-    def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
+    def check(
+        self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False, context_checked: bool = False
+    ) -> None:
         try:
-            self.transform.check(x, context, name=name, inverse=not inverse)
+            self.transform.check(x, context, name=name, inverse=not inverse, context_checked=context_checked)
         except InputError as error:  # the layer called was the inverse: say so, or the message names one never called
             layer, colon, message = str(error).partition(": ")
             raise type(error)(f"Inverse({layer}): {message}" if colon else f"Inverse: {error}") from None

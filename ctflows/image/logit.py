@@ -39,8 +39,10 @@ class Logit(Transform):
         self.alpha = real_setting("Logit", "alpha", alpha, "in [0, 0.5) (e.g. 0.05)", lambda a: 0.0 <= a < 0.5)
         self.event_shape = sizes("Logit", shape)
 
-    def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
-        super().check(x, context, name=name, inverse=inverse)
+    def check(
+        self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False, context_checked: bool = False
+    ) -> None:
+        super().check(x, context, name=name, inverse=inverse, context_checked=context_checked)
         # The domain is where α + (1 - 2α) x lies in (0, 1): open, so that the logit stays finite, and with
         # room around [0, 1] when α > 0, where the model's own samples may fall.
         low = -self.alpha / (1 - 2 * self.alpha)

@@ -45,9 +45,12 @@ class Squeeze(Transform):
         self.out_shape = squeezed_shape(shape)
         self.event_shape = image_shape("Squeeze", shape)
 
-    def check(self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False) -> None:
+    def check(
+        self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False, context_checked: bool = False
+    ) -> None:
         check_tensor(type(self).__name__, x, self.out_shape if inverse else self.event_shape, name=name)
-        check_context(type(self).__name__, context, self.context_features, x.shape[0])
+        if not context_checked:
+            check_context(type(self).__name__, context, self.context_features, x.shape[0])
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         b, (c, h, w) = x.shape[0], self.event_shape

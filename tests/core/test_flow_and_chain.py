@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+import ctflows.core.transform as transform_module
+import ctflows.core.validation as validation
 from ctflows.core import Chain, Flow, Inverse, StandardNormal
 from ctflows.core.transform import Transform, flat_layers
 from ctflows.errors import ConfigurationError, InputError
@@ -310,3 +312,24 @@ def test_sample_sizes_of_numpy_or_torch_integers_draw_what_the_int_draws():
         torch.testing.assert_close(flow.sample(n, generator=torch.Generator().manual_seed(0)), same, atol=0, rtol=0)
     with pytest.raises(InputError, match=r"^Flow.sample: n must be an int >= 1, got tensor\(True\)"):
         flow.sample(torch.tensor(True))
+
+
+def test_a_conditional_flow_scans_its_input_and_context_once_per_call(monkeypatch):
+    """The Flow checks the context and its Chain the input; neither the Chain nor its end layer scans the context
+    again (each scan of a CUDA tensor for NaN waits for the device). Counted: calls of check_tensor per log_prob."""
+    calls = []
+    real = validation.check_tensor
+
+    def counting(owner, x, *args, **kwargs):
+        calls.append((owner, kwargs.get("name", "input")))
+        return real(owner, x, *args, **kwargs)
+
+    monkeypatch.setattr(validation, "check_tensor", counting)  # check_context's
+    monkeypatch.setattr(transform_module, "check_tensor", counting)  # Transform.check's
+    flow = Flow(Chain(_Scale([2.0, 1.0], context_features=2), ReversePermutation(2)), StandardNormal(2)).double()
+    x, context = torch.randn(4, 2, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    flow.log_prob(x, context)
+    assert sorted(calls) == [("Flow", "context"), ("_Scale", "input")], calls
+    calls.clear()
+    flow.transform(x, context)  # the Chain called on its own checks the context itself, once
+    assert sorted(calls) == [("Chain", "context"), ("_Scale", "input")], calls
