@@ -18,9 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ctflows
+from ctflows.continuous import CNF, TimeMLP
 from ctflows.core import Flow, Transform
 from ctflows.core.validation import placement
-from ctflows.errors import CtflowsError, InputError
+from ctflows.errors import ConfigurationError, CtflowsError, InputError
+from ctflows.linear import ActNorm, LULinear, RandomPermutation
 from layer_cases import CASES, LayerCase
 from test_layer_properties import CONTEXT, build
 
@@ -328,10 +330,6 @@ def test_cuda_input_to_a_cpu_layer_and_back(case: LayerCase) -> None:
 def test_settings_of_the_wrong_type_are_configuration_errors_not_raw_type_errors() -> None:
     # Each used to reach Python or torch as given: "Value after * must be an iterable", "'int' object is not
     # iterable", "'<' not supported between 'str' and 'int'", "randperm(): argument 'n' must be int".
-    from ctflows.continuous import CNF, TimeMLP
-    from ctflows.errors import ConfigurationError
-    from ctflows.linear import ActNorm, LULinear, RandomPermutation
-
     calls = {
         "hidden must be a sequence": [lambda: ctflows.realnvp(2, hidden=8), lambda: ctflows.cnf(2, hidden=8),
                                       lambda: ctflows.resflow(2, hidden=8), lambda: ctflows.models.maf(2, hidden=8)],

@@ -9,6 +9,7 @@ import torch
 from ctflows.cli.dataset import MIN_ROWS, is_file_argument, load_dataset, plot_bounds
 from ctflows.cli.main import main
 from ctflows.core.span import check_spans_space
+from ctflows.data.images import load_digits
 from ctflows.errors import DataError
 
 
@@ -52,7 +53,6 @@ def test_the_reference_points_of_a_file_are_its_training_rows(tmp_path):
 
 def test_digits_train_on_the_first_1500_and_test_on_the_last_297():
     pytest.importorskip("sklearn")
-    from ctflows.data.images import load_digits
 
     images = load_digits()
     data = load_dataset("digits", seed=0)

@@ -15,7 +15,7 @@ from ctflows.continuous import (
     resolve_divergence,
     sample_noise,
 )
-from ctflows.continuous.divergence import NOISE_KINDS
+from ctflows.continuous.divergence import AUTO_EXACT_MAX_FEATURES, NOISE_KINDS
 from ctflows.errors import ConfigurationError
 
 
@@ -106,7 +106,6 @@ def test_auto_picks_exact_for_small_dimensions():
 
 def test_auto_switches_to_hutchinson_just_above_the_documented_threshold():
     # "auto" is exact up to and including AUTO_EXACT_MAX_FEATURES features, the estimator from one more.
-    from ctflows.continuous.divergence import AUTO_EXACT_MAX_FEATURES
 
     assert resolve_divergence("auto", AUTO_EXACT_MAX_FEATURES) == "exact"
     assert resolve_divergence("auto", AUTO_EXACT_MAX_FEATURES + 1) == "hutchinson"

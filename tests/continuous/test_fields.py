@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import pytest
 import torch
@@ -98,8 +99,6 @@ def test_an_unknown_activation_is_refused_with_the_choices(build, owner):
 
 
 def test_a_fourier_field_pickled_with_its_frequencies_as_a_buffer_still_runs():
-    import pickle
-
     field = FourierMLP(2, (4,)).double()
     t, x = torch.tensor(0.3, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
     expected = field(t, x)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import pickle
 
 import pytest
@@ -12,7 +13,7 @@ from ctflows.continuous import adjoint as adjoint_module
 from ctflows.continuous import cnf as cnf_module
 from ctflows.continuous import solve as solve_module
 from ctflows.continuous.dynamics import AugmentedDynamics
-from ctflows.continuous.first_step import GROWTH, FirstStepMemory
+from ctflows.continuous.first_step import GROWTH, FirstStepMemory, first_step_states, load_first_step_states
 from ctflows.data import get_density
 
 F64 = torch.float64
@@ -199,8 +200,6 @@ def test_the_hint_is_the_documented_one_point_two_times_the_first_accepted_step(
 
 def test_a_memory_read_back_from_json_gives_the_same_hints():
     """Saved steps may come back with their tuple kinds turned into lists (JSON, YAML): the hints stay the same."""
-    import json
-
     cnf = make_cnf()
     loss_of(cnf, data()).backward()
     original = cnf.first_steps
@@ -212,8 +211,6 @@ def test_a_memory_read_back_from_json_gives_the_same_hints():
 
 
 def test_loading_states_empties_the_memories_they_do_not_name():
-    from ctflows.continuous.first_step import first_step_states, load_first_step_states
-
     model = torch.nn.ModuleDict({"a": make_cnf(), "b": make_cnf()})
     for name in ("a", "b"):
         loss_of(model[name], data()).backward()

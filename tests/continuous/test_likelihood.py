@@ -6,7 +6,9 @@ import warnings
 import torch
 
 from ctflows.continuous import CNF, ConcatSquashMLP, estimate_log_prob, log_prob_is_exact
+from ctflows.continuous.likelihood import LogProbEstimate
 from ctflows.core import Flow, StandardNormal
+from ctflows.core.transform import Transform
 
 
 def flow(*eval_divergences: str, context_features: int | None = None) -> Flow:
@@ -74,7 +76,6 @@ def test_standard_errors_follow_the_documented_formulas_on_known_numbers():
     # point 0 has estimates 1 and 3 (sd √2, SE 1), point 1 has 4 and 2 (SE 1). The batch means per probe
     # are 2.5 and 2.5, so the batch mean is 2.5 with SE 0: the per-point errors cancel in the batch mean,
     # which is why batch_mean must take the spread of the per-probe batch means, not average per-point SEs.
-    from ctflows.continuous.likelihood import LogProbEstimate
 
     est = LogProbEstimate(torch.tensor([[1.0, 4.0], [3.0, 2.0]], dtype=torch.float64), exact=False)
     torch.testing.assert_close(est.log_prob, torch.tensor([2.0, 3.0], dtype=torch.float64))
@@ -93,7 +94,6 @@ def test_standard_errors_follow_the_documented_formulas_on_known_numbers():
 def test_layers_that_report_stats_without_logdet_exact_count_as_exact():
     # Only an explicit stats["logdet_exact"] = False marks an estimate; a layer whose stats hold other
     # things (an iteration count) is exact, and a model of such layers needs one probe.
-    from ctflows.core.transform import Transform
 
     class CountingScale(Transform):
         event_shape = (3,)

@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import pickle
+import weakref
 
 import pytest
 import torch
 
-from ctflows.continuous import CNF, jacobian_frobenius_rate, kinetic_energy_rate
+import ctflows
+import ctflows.continuous.cnf as cnf_module
+from ctflows.continuous import CNF, ConcatSquashMLP, jacobian_frobenius_rate, kinetic_energy_rate
+from ctflows.continuous.regularization import check_regularization
+from ctflows.continuous.trajectory import cnf_path
 from ctflows.core.stats import regularization_terms
 from ctflows.errors import ConfigurationError, InputError
 
@@ -90,8 +96,6 @@ def test_hutchinson_terms_are_those_of_the_drawn_probe_with_their_gradients(
 
     A regularizer rate that lost its graph, or two rates swapped, gives other numbers here.
     """
-    import ctflows.continuous.cnf as cnf_module
-
     original, drawn = cnf_module.sample_noise, []
 
     def recording_sample_noise(*args, **kwargs) -> torch.Tensor:
@@ -134,9 +138,6 @@ def simpson(values: torch.Tensor, span: float) -> torch.Tensor:
 def test_regularizers_of_a_neural_field_match_a_quadrature_along_its_path(field_jvp):
     """For a time-dependent MLP field, K and B equal Simpson's rule on ‖v‖² and ‖∂v/∂x‖_F² sampled along the
     path that cnf_path solves separately, with each Jacobian taken by plain autograd."""
-    from ctflows.continuous import ConcatSquashMLP
-    from ctflows.continuous.trajectory import cnf_path
-
     torch.manual_seed(0)
     field = ConcatSquashMLP(2, (16, 16), activation="tanh", init_scale=1.0).double()
     cnf = CNF(field, end_time=T, atol=1e-10, rtol=1e-10, divergence="exact", field_jvp=field_jvp,
@@ -189,8 +190,6 @@ def test_a_cnf_without_regularization_reports_no_terms_in_training(linear_field,
 
 
 def test_exact_frobenius_is_the_same_in_forward_and_reverse_mode():
-    from ctflows.continuous import ConcatSquashMLP
-
     values = []
     for field_jvp in (True, False):
         torch.manual_seed(0)
@@ -207,11 +206,6 @@ def test_a_regularized_training_step_leaves_no_graph_behind(adjoint):
     """Each call's stats (holding the regularizer terms, so their graph) must be freed once the next call replaces
     them. A backward-counting hook that referred to them strongly made a cycle through the autograd graph, which
     Python's collector cannot see: direct backpropagation with RNODE leaked every step's graph (1-3 MB per step)."""
-    import gc
-    import weakref
-
-    import ctflows
-
     torch.manual_seed(0)
     flow = ctflows.cnf(2, (16, 16), adjoint=adjoint, regularization=("kinetic_energy", "jacobian_frobenius"))
     (cnf,) = [m for m in flow.modules() if isinstance(m, CNF)]
@@ -242,8 +236,6 @@ def test_the_inverse_reports_the_same_positive_regularizers_as_the_forward_pass(
 
 
 def test_repeated_regularizer_names_are_integrated_once():
-    from ctflows.continuous.regularization import check_regularization
-
     assert check_regularization(("kinetic_energy", "jacobian_frobenius", "kinetic_energy")) == (
         "kinetic_energy", "jacobian_frobenius")
     assert check_regularization(["kinetic_energy", "kinetic_energy"]) == ("kinetic_energy",)

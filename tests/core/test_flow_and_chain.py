@@ -7,12 +7,14 @@ import torch
 
 import ctflows.core.transform as transform_module
 import ctflows.core.validation as validation
+from brute_force import brute_force_logdets
 from ctflows.core import Chain, Flow, Inverse, StandardNormal
 from ctflows.core.transform import Transform, flat_layers
+from ctflows.core.validation import check_generator
+from ctflows.data import get_density
 from ctflows.errors import ConfigurationError, InputError
 from ctflows.image import Squeeze
 from ctflows.linear import ActNorm, Asinh, LULinear, ReversePermutation, Standardization
-from brute_force import brute_force_logdets
 
 
 def test_chain_rejects_non_transforms_and_empty():
@@ -100,8 +102,6 @@ def test_a_chain_checks_its_dtype_when_its_first_layer_holds_no_floats():
 
 def test_a_generator_that_is_not_one_is_refused_by_every_sampler():
     # generator=0 (a seed where a Generator goes) reached torch.randn, whose TypeError lists its overloads
-    from ctflows.core.validation import check_generator
-    from ctflows.data import get_density
 
     flow = Flow([ActNorm(2)], StandardNormal(2))
     for sample, owner in ((flow.sample, "Flow.sample"), (get_density("two_moons").sample, "two_moons.sample")):

@@ -3,7 +3,7 @@ import torch
 
 from ctflows.continuous import CNF, ConcatSquashMLP
 from ctflows.core import Flow, StandardNormal
-from ctflows.core.stats import count_stats, layer_stats, regularization_terms
+from ctflows.core.stats import count_stats, detach_regularization_terms, layer_stats, regularization_terms
 from ctflows.core.transform import Chain, Inverse
 from ctflows.linear import ActNorm
 
@@ -49,8 +49,6 @@ def test_integer_counts_of_any_layer_are_added_and_flags_left_out():
 
 def test_detaching_the_regularizers_keeps_their_values_and_drops_their_graph():
     """After a step the terms keep their values but no longer hold the graph; layers without terms are left alone."""
-    from ctflows.core.stats import detach_regularization_terms
-
     class Reporting(ActNorm):
         pass
 

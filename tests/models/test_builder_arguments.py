@@ -5,6 +5,7 @@ import torch
 
 import ctflows
 from ctflows.errors import ConfigurationError
+from ctflows.image import multiscale_cnf, multiscale_glow
 
 BUILDERS = ["realnvp", "nice", "spline", "maf", "resflow", "cnf"]
 
@@ -25,8 +26,6 @@ def test_numpy_and_torch_integers_are_counts_too(builder):
 
 
 def test_the_image_builders_check_their_counts_too():
-    from ctflows.image import multiscale_cnf, multiscale_glow
-
     with pytest.raises(ConfigurationError, match="multiscale_cnf: blocks must be an int >= 1"):
         multiscale_cnf((1, 4, 4), blocks=0)
     with pytest.raises(ConfigurationError, match="multiscale_glow: steps must be an int >= 1"):

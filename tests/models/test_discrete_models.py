@@ -2,9 +2,10 @@
 import pytest
 import torch
 
+from ctflows.autoregressive import MaskedAutoregressive
 from ctflows.errors import ConfigurationError
 from ctflows.grid import integrate_2d
-from ctflows.models import nice, realnvp, spline
+from ctflows.models import maf, nice, realnvp, spline
 
 
 @pytest.mark.parametrize("builder", [realnvp, nice])
@@ -48,9 +49,6 @@ def test_unknown_mixing_is_rejected():
 
 
 def test_maf_builder_is_a_density_and_alternates_its_orders():
-    from ctflows.autoregressive import MaskedAutoregressive
-    from ctflows.models import maf
-
     torch.manual_seed(0)
     flow = maf(2, blocks=3, hidden=(16, 16)).double()
     with torch.no_grad():

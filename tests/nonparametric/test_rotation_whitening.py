@@ -4,6 +4,7 @@ import torch
 
 from ctflows.errors import ConfigurationError, DataError
 from ctflows.nonparametric import Rotation, pca_rotation, random_rotation, whitening_layer
+from ctflows.nonparametric.rotation import random_rotation
 
 
 def test_random_and_pca_rotations_are_orthogonal_and_invert():
@@ -86,7 +87,6 @@ def test_whitening_refuses_degenerate_data():
 def test_random_rotations_are_haar_distributed():
     # Under the Haar measure on O(2) each entry has mean 0 and the determinant is +1 or -1 with equal odds.
     # QR without the sign fix gives det -1 and a negative Q[0, 0] every time.
-    from ctflows.nonparametric.rotation import random_rotation
 
     g = torch.Generator().manual_seed(0)
     qs = torch.stack([random_rotation(2, generator=g, dtype=torch.float64).matrix for _ in range(400)])

@@ -12,8 +12,9 @@ from torch.utils.data import DataLoader, TensorDataset
 import ctflows
 from ctflows.core import Chain, Flow, StandardNormal
 from ctflows.errors import ConfigurationError, DataError, TrainingError
+from ctflows.linear import ActNorm
 from ctflows.models import cnf
-from ctflows.training import History, fit
+from ctflows.training import History, evaluate, fit, load, save
 from ctflows.training.data_source import batch_stream, make_generator
 from training.fakes import CorrelatedGaussian, ElementwiseAffine, Exploding, Flaky, LazyAffine, Penalized, affine_flow
 from training.progress_bar import renders
@@ -333,8 +334,6 @@ def test_a_device_that_cannot_hold_the_model_is_refused_naming_it(device, messag
 
 @pytest.mark.cuda
 def test_fit_evaluate_and_checkpoint_on_cuda(tmp_path):
-    from ctflows.training import evaluate, load, save
-
     p = CorrelatedGaussian()
     flow = affine_flow()
     history = fit(flow, p, steps=50, batch_size=64, lr=3e-2, seed=0, device="cuda", eval_data=p, eval_samples=1000)
@@ -357,7 +356,6 @@ def test_the_initialising_pass_runs_under_likelihood_and_where_an_actnorm_waits_
         flow = Flow(Flaky(2, set()), StandardNormal(2))
         fit(flow, CorrelatedGaussian(), steps=1, batch_size=16, seed=0, objective=objective, progress=False)
         assert flow.transform.calls == calls, objective
-    from ctflows.linear import ActNorm
 
     flow = Flow(Chain(ActNorm(2), Flaky(2, set())), StandardNormal(2))
     fit(flow, CorrelatedGaussian(), steps=1, batch_size=16, seed=0, objective=mean_nll, progress=False)

@@ -2,6 +2,7 @@
 and resumed ends with the same parameters, to the bit, as a run that was never interrupted."""
 from __future__ import annotations
 
+import importlib
 import random
 import re
 import subprocess
@@ -19,6 +20,7 @@ from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.models import cnf
 from ctflows.training import fit, load
 from ctflows.training.checkpoint import read_metadata
+from ctflows.training.schedule import Schedule
 from ctflows.training.training_state import read_state, write_state
 from training.fakes import CorrelatedGaussian, ElementwiseAffine, Penalized, affine_flow
 from training.progress_bar import renders
@@ -233,8 +235,6 @@ class Interrupt:
     ids=["mid-run", "final", "final-off-cadence"],  # the last: a resumed run with no step left to take
 )
 def test_an_evaluation_cut_short_is_done_when_the_run_resumes(tmp_path, monkeypatch, steps, fail_on, evaluated):
-    import importlib
-
     fit_module = importlib.import_module("ctflows.training.fit")
     real = fit_module.evaluate
     held_out = CorrelatedGaussian().sample(200, generator=torch.Generator().manual_seed(3))
@@ -315,7 +315,6 @@ def test_a_ctrl_c_before_the_first_step_leaves_nothing_that_would_resume_on_the_
     # fit draws its first batch before the loop (for data-initialised layers); an interrupt between that draw and
     # step 1 must not save a step-0 state whose stream is already past that batch: resuming from it trained
     # step 1 on the second batch. With nothing trained there is nothing to save, and resume starts afresh.
-    from ctflows.training.schedule import Schedule
 
     def run(resume: bool):
         flow = affine_flow()
