@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+import ctflows
+import ctflows.cli.figures as figures
 from ctflows.cli.main import main
 from ctflows.data import get_density, list_densities
 from ctflows.training import load
@@ -139,8 +141,6 @@ def test_evaluate_elsewhere_says_where_the_training_file_was_expected(tmp_path, 
 
 
 def test_evaluate_keeps_seed_0_for_a_model_saved_without_one(tmp_path, capsys):
-    import ctflows
-
     flow = ctflows.realnvp(features=2, blocks=1)
     ctflows.save(flow, tmp_path / "model.pt", metadata={"data": "two_moons", "dim": 2})  # saved from Python
     capsys.readouterr()
@@ -197,8 +197,6 @@ def test_sample_writes_the_drawn_values_for_the_seed_in_either_format(trained, t
 
 def test_sample_refuses_to_plot_samples_of_more_than_two_dimensions(tmp_path, capsys):
     """A mistake is one error and no output: the samples file is not written either."""
-    import ctflows
-
     ctflows.save(ctflows.realnvp(features=3, blocks=1), tmp_path / "m.pt", metadata={"dim": 3})
     assert main(["sample", str(tmp_path / "m.pt"), "--n", "10", "--out", str(tmp_path / "s.csv"), "--plot", str(tmp_path / "s.png")]) == 1
     assert "--plot draws 2-D samples; these have 3 dimensions" in capsys.readouterr().err
@@ -229,8 +227,6 @@ def test_train_seed_sets_the_model_and_evaluate_scores_the_points_train_scored(t
 
 def test_grid_sets_the_resolution_of_the_density_plots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--grid reaches both density panels of density.png (the true one and the model's)."""
-    import ctflows.cli.figures as figures
-
     grids: list[int] = []
     density_panel = figures.density_panel
 
@@ -252,8 +248,6 @@ def test_sample_creates_the_folder_it_writes_into(trained: Path, tmp_path: Path)
 
 def test_evaluate_reports_the_nfe_of_a_continuous_model_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The solver's function evaluations are printed for a CNF, and no such line for a discrete flow."""
-    import ctflows
-
     printed: dict[str, str] = {}
     for name, flow in (("cnf", ctflows.cnf(2, hidden=(8,))), ("realnvp", ctflows.realnvp(2, blocks=1))):
         ctflows.save(flow, tmp_path / f"{name}.pt", metadata={"data": "two_moons", "dim": 2, "seed": 0})
@@ -266,8 +260,6 @@ def test_evaluate_reports_the_nfe_of_a_continuous_model_only(tmp_path: Path, cap
 
 def test_evaluate_asks_for_data_when_the_model_does_not_say_what_it_was_trained_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Without --data, a model saved with no record of its data is a one-line error asking for --data, not a KeyError."""
-    import ctflows
-
     ctflows.save(ctflows.realnvp(features=2, blocks=1), tmp_path / "model.pt")  # saved from Python, no metadata
     assert main(["evaluate", str(tmp_path / "model.pt")]) == 1
     assert "does not say what data it was trained on; give --data NAME|FILE" in capsys.readouterr().err

@@ -10,8 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from ctflows.cli import compare
 from ctflows.cli.dataset import TEST_FRACTION
 from ctflows.cli.main import main
+from ctflows.cli.measure import quality
 from ctflows.cli.models import DEFAULT_IMAGE_MODELS, DEFAULT_MODELS
 from ctflows.data import get_density
 from ctflows.errors import SolverError, TrainingError
@@ -34,8 +36,6 @@ def _table_rows(markdown):
 @pytest.fixture(scope="module")
 def density_run(tmp_path_factory):
     """The run's exit status, its folder, and the curves (label -> losses) it gave the loss figure."""
-    from ctflows.cli import compare
-
     out, curves = tmp_path_factory.mktemp("compare"), {}
 
     def recording(series, path, **kwargs):
@@ -147,8 +147,6 @@ def test_compare_on_a_file_reports_test_nll_and_skips_plots_above_2d(tmp_path):
 def fail_for(monkeypatch, stage: str, error: Exception, models: Container[str] | None = ("nice",)) -> None:
     """Make ``compare``'s ``stage`` (a function it calls with the model's name first) raise ``error`` for
     ``models`` (None: every model)."""
-    from ctflows.cli import compare
-
     real = getattr(compare, stage)
 
     def or_fail(name, *args, **kwargs):
@@ -179,7 +177,6 @@ def test_a_model_that_fails_to_train_is_reported_and_the_others_kept(error, tmp_
 def test_the_headline_score_survives_a_missing_value_or_error():
     # measure() turns NaN and inf into None (JSON has neither): a missing standard error, or an infinite NLL,
     # used to stop train and compare with a traceback, before the report was written.
-    from ctflows.cli.measure import quality
 
     assert quality({"kl": 0.1234, "kl_se": None}) == "KL 0.1234 nats"
     assert quality({"bpd": 3.5, "bpd_se": 0.01}) == "3.5000 ± 0.0100 bits/dim"
@@ -188,8 +185,6 @@ def test_the_headline_score_survives_a_missing_value_or_error():
 
 def test_the_headline_score_is_bits_per_dim_else_kl_else_test_nll():
     """Rows carry an NLL beside their KL or bits/dim: the headline is the data's own quality measure."""
-    from ctflows.cli.measure import quality
-
     nll = {"nll": 2.5, "nll_se": 0.04}
     assert quality({**nll, "kl": 0.1234, "kl_se": 0.01, "bpd": None}) == "KL 0.1234 ± 0.0100 nats"
     assert quality({**nll, "kl": None, "bpd": 3.5, "bpd_se": 0.01}) == "3.5000 ± 0.0100 bits/dim"

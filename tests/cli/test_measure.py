@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from ctflows.cli import measure as module
 from ctflows.cli.dataset import Dataset, load_dataset
 from ctflows.cli.measure import SPEED_SAMPLES, Budget, Trained, measure, train
 from ctflows.core import Flow, StandardNormal
@@ -65,8 +66,6 @@ def test_eval_nfe_is_the_mean_over_the_evaluation_batches():
 
 def test_samples_per_second_is_the_number_drawn_over_the_seconds_the_draw_took(monkeypatch):
     """The speed counts the samples measure returns (SPEED_SAMPLES points of a density) over the timed seconds."""
-    from ctflows.cli import measure as module
-
     clock = iter([100.0, 102.5])  # measure reads the clock before and after the draw, and nowhere else
     monkeypatch.setattr(module, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     row, samples = measure(fixed_model(), density_data(), eval_n=10, seed=0)
