@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from ctflows.continuous import CNF, ConcatMLP, ConcatSquashMLP, FourierMLP
+from brute_force import brute_force_logdets
+from ctflows.continuous import CNF, ConcatMLP, ConcatSquashMLP, FourierMLP, VelocityField
 from ctflows.core import Flow, StandardNormal
 from ctflows.errors import ConfigurationError, InputError
-from brute_force import brute_force_logdets
 
 F64 = torch.float64
 TIGHT = dict(atol=1e-10, rtol=1e-10)
@@ -219,10 +219,6 @@ def test_inference_mode_is_refused_with_a_clear_error_only_where_autograd_is_nee
 def test_a_user_field_with_the_wrong_signature_or_output_is_refused_in_plain_words():
     # Before: "forward() takes 3 positional arguments but 4 were given" at the first call, and an autograd
     # message about is_grads_batched for a field returning the wrong width.
-    from torch import nn
-
-    from ctflows.continuous import VelocityField
-
     class NoContext(VelocityField):
         features = 2
 

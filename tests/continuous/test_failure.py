@@ -7,9 +7,11 @@ import weakref
 import pytest
 import torch
 from torch import Tensor
+from torchdiffeq import odeint
 
 from ctflows.continuous import CNF, TimeMLP, VelocityField
 from ctflows.continuous.dynamics import AugmentedDynamics
+from ctflows.continuous.failure import SolveSettings, solver_error, solver_failure_reason
 from ctflows.errors import ConfigurationError, SolverError
 
 
@@ -222,10 +224,6 @@ def test_each_backward_solve_gets_its_own_step_budget(adjoint):
 
 
 def test_an_assertion_only_counts_as_a_solver_failure_when_torchdiffeq_raised_it():
-    from torchdiffeq import odeint
-
-    from ctflows.continuous.failure import solver_failure_reason
-
     # torchdiffeq's own assert, several frames below the call that catches it (a time grid out of order).
     with pytest.raises(AssertionError) as theirs:
         odeint(lambda t, y: -y, torch.ones(2), torch.tensor([0.0, 1.0, 0.5]))
@@ -255,8 +253,6 @@ def test_an_assertion_only_counts_as_a_solver_failure_when_torchdiffeq_raised_it
 
 
 def test_a_solver_error_quotes_the_first_line_of_the_reason_and_at_most_200_characters():
-    from ctflows.continuous.failure import SolveSettings, solver_error
-
     settings = SolveSettings("block 1", "dopri5", 1e-5, 1e-6, 50)
     tensor_dump = "non-finite values in state `y`: tensor([[nan, nan],\n        [nan, nan]])"
     text = str(solver_error(settings, "forward", tensor_dump, 7, 0))

@@ -8,6 +8,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
+import ctflows.data.mixtures as mixtures
 from ctflows.data import get_density
 from ctflows.data.many_well import ManyWell
 from ctflows.errors import ConfigurationError
@@ -99,8 +100,6 @@ def test_mixture_counts_and_seeds_may_be_numpy_or_0d_torch_integers() -> None:
 def test_mixture_sampler_keeps_the_largest_uniform_draw_in_the_last_component(monkeypatch: pytest.MonkeyPatch) -> None:
     """With seed 7 the cumulative weights end at 1 - 2^-52, below torch's largest uniform draw 1 - 2^-53: that draw
     must pick the last component, not an index past the end."""
-    import ctflows.data.mixtures as mixtures
-
     d = get_density("gaussian_mixture", dim=2, seed=7)
     assert torch.cumsum(d.weights, 0)[-1].item() < 1 - 2**-53  # the premise
     monkeypatch.setattr(mixtures, "rand", lambda shape, g, device: torch.full(shape, 1 - 2**-53, dtype=torch.float64))

@@ -13,6 +13,8 @@ from ctflows.core.distributions import Distribution
 from ctflows.core.transform import Transform, sum_except_batch, zeros_logdet
 from ctflows.errors import ConfigurationError, DataError, InputError
 from ctflows.image import ConvTimeField, DequantizedImages, ImageView, Logit, bits_per_dim, dequantize, multiscale_glow
+from ctflows.image.fields import ConcatSquashConv2d
+from ctflows.image.glow import ConvAffineCoupling
 from ctflows.training import evaluate
 
 SHAPE = (1, 4, 4)
@@ -277,10 +279,6 @@ def test_an_image_models_own_samples_are_in_its_log_prob_domain() -> None:
 
 
 def test_image_layers_refuse_settings_they_would_silently_misread() -> None:
-    from ctflows.errors import ConfigurationError
-    from ctflows.image.fields import ConcatSquashConv2d
-    from ctflows.image.glow import ConvAffineCoupling
-
     for parity in (2, -1):
         with pytest.raises(ConfigurationError, match="parity must be 0"):
             ConvAffineCoupling((3, 2, 2), 4, parity=parity)
