@@ -1,5 +1,6 @@
 """Every builder refuses, under its own name, a feature count it cannot build for and a block count that would build
 no flow layers (only ActNorm, or nothing)."""
+import numpy as np
 import pytest
 import torch
 
@@ -19,8 +20,6 @@ def test_builders_refuse_block_counts_that_are_not_positive_ints(builder, blocks
 
 @pytest.mark.parametrize("builder", BUILDERS)
 def test_numpy_and_torch_integers_are_counts_too(builder):
-    import numpy as np
-
     for blocks in (np.int64(1), torch.tensor(1)):
         assert len(getattr(ctflows.models, builder)(2, blocks=blocks).transform.layers) >= 1
 
@@ -79,8 +78,6 @@ def test_numpy_and_torch_integer_seeds_give_the_weights_of_the_same_int(builder)
     # The coupling builders used to refuse np.int64 (torch.Generator.manual_seed: "an integer is required").
     build = getattr(ctflows.models, builder)
     expected = build(2, blocks=1, hidden=(4,), seed=3).state_dict()
-    import numpy as np
-
     for seed in (np.int64(3), torch.tensor(3)):
         got = build(2, blocks=1, hidden=(4,), seed=seed).state_dict()
         assert all(torch.equal(got[name], p) for name, p in expected.items()), seed
