@@ -61,6 +61,8 @@ class Transform(nn.Module):
         Besides shape and finiteness, both must be on the layer's device and have its floating dtype, and a
         context is refused by a layer that takes none (see ``core/validation.py`` for why). ``context_checked``: the
         caller (a Chain or Flow around this layer) has checked the context already, so it is not scanned again.
+        A layer that adds checks of its own overrides this with the same signature and passes every keyword on to
+        ``super().check`` (as :class:`~ctflows.image.Logit` does).
         """
         owner = type(self).__name__
         device, dtype = placement(self)
