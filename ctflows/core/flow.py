@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ctflows.core.counts import positive_count
 from ctflows.core.distributions import Distribution
-from ctflows.core.transform import Chain, Transform, output_shape
+from ctflows.core.transform import Chain, Transform, check_layer, output_shape
 from ctflows.core.validation import check_context, check_generator, check_tensor, placement
 from ctflows.errors import ConfigurationError, InputError
 
@@ -89,7 +89,7 @@ class Flow(nn.Module):
         if checked:
             device, dtype = placement(self)
             check_context("Flow", context, self.context_features, x.shape[0], device=device, dtype=dtype)
-        self.transform.check(x, self._transform_context(context), context_checked=checked)
+        check_layer(self.transform, x, self._transform_context(context), context_checked=checked)
 
     def _transform_context(self, context: Tensor | None) -> Tensor | None:
         # A conditional base behind an unconditional transform: the context is the base's alone.

@@ -7,6 +7,8 @@ Shapes: ``x`` and ``z`` are ``[batch, *event_shape]``, log-dets ``[batch]``, con
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Iterable
 
 from torch import Tensor, nn
@@ -62,7 +64,8 @@ class Transform(nn.Module):
         context is refused by a layer that takes none (see ``core/validation.py`` for why). ``context_checked``: the
         caller (a Chain or Flow around this layer) has checked the context already, so it is not scanned again.
         A layer that adds checks of its own overrides this with the same signature and passes every keyword on to
-        ``super().check`` (as :class:`~ctflows.image.Logit` does).
+        ``super().check`` (as :class:`~ctflows.image.Logit` does); an override without ``context_checked`` still
+        works (:func:`check_layer` calls it the old way).
         """
         owner = type(self).__name__
         device, dtype = placement(self)
@@ -86,6 +89,24 @@ def _detached(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_detached(v) for v in value)
     return value
+
+
+def check_layer(
+    layer: Transform, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False,
+    context_checked: bool = False,
+) -> None:
+    """``layer.check(...)``, telling it the context is checked where its ``check`` takes ``context_checked``; an
+    override written before that keyword is called without it (and checks the context once more)."""
+    if context_checked and not _takes_context_checked(type(layer)):
+        layer.check(x, context, name=name, inverse=inverse)
+    else:
+        layer.check(x, context, name=name, inverse=inverse, context_checked=context_checked)
+
+
+@functools.cache
+def _takes_context_checked(cls: type) -> bool:
+    parameters = inspect.signature(cls.check).parameters.values()
+    return any(p.name == "context_checked" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def zeros_logdet(x: Tensor) -> Tensor:
@@ -125,7 +146,8 @@ class Chain(Transform):
         # The end a tensor enters decides its expected shape (layers such as squeeze change it).
         end = self.layers[-1] if inverse else self.layers[0]
         # The chain checks the context once, against the one width its layers share, not the end layer again.
-        end.check(x, context if end.context_features is not None else None, name=name, inverse=inverse, context_checked=True)
+        check_layer(end, x, context if end.context_features is not None else None, name=name, inverse=inverse,
+                    context_checked=True)
         # The end layer may hold no floating tensors (a permutation); the chain's dtype still binds.
         device, dtype = placement(self)
         check_placement("Chain", x, device, dtype, name=name)
@@ -210,7 +232,7 @@ class Inverse(Transform):
         self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False, context_checked: bool = False
     ) -> None:
         try:
-            self.transform.check(x, context, name=name, inverse=not inverse, context_checked=context_checked)
+            check_layer(self.transform, x, context, name=name, inverse=not inverse, context_checked=context_checked)
         except InputError as error:  # the layer called was the inverse: say so, or the message names one never called
             layer, colon, message = str(error).partition(": ")
             raise type(error)(f"Inverse({layer}): {message}" if colon else f"Inverse: {error}") from None

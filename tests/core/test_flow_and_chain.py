@@ -333,3 +333,28 @@ def test_a_conditional_flow_scans_its_input_and_context_once_per_call(monkeypatc
     calls.clear()
     flow.transform(x, context)  # the Chain called on its own checks the context itself, once
     assert sorted(calls) == [("Chain", "context"), ("_Scale", "input")], calls
+
+
+def test_a_layer_whose_check_override_predates_context_checked_still_runs_and_checks():
+    """A user's layer that overrides check(x, context, *, name, inverse) the old way, at the end of a Chain in a Flow
+    and under an Inverse: it is called without the new keyword, its own check still refuses bad input, and the model
+    gives the same log-density as without the override."""
+
+    class OldStyle(_Scale):
+        seen = 0
+
+        def check(self, x, context, *, name="input", inverse=False):
+            OldStyle.seen += 1
+            super().check(x, context, name=name, inverse=inverse)
+            if bool((x.abs() > 100).any()):
+                raise InputError("OldStyle: input beyond 100")
+
+    x, context = torch.randn(4, 2, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    old = Flow(Chain(OldStyle([2.0, 1.0], context_features=2), ReversePermutation(2)), StandardNormal(2)).double()
+    new = Flow(Chain(_Scale([2.0, 1.0], context_features=2), ReversePermutation(2)), StandardNormal(2)).double()
+    torch.testing.assert_close(old.log_prob(x, context), new.log_prob(x, context))
+    assert OldStyle.seen == 1
+    with pytest.raises(InputError, match="OldStyle: input beyond 100"):
+        old.log_prob(x * 1000, context)
+    Inverse(Chain(ReversePermutation(2), OldStyle([2.0, 1.0], context_features=2))).double()(x, context)
+    assert OldStyle.seen == 3
