@@ -34,23 +34,22 @@ def lr_factor(progress: float, *, warmup: float = 0.0, kind: str = "cosine") -> 
 
 def plain_warmup(warmup: object, owner: str = "fit") -> int | float:
     """``warmup`` as the Python number it is: an int (a step count) from a Python, NumPy or 0-d torch integer, a float
-    (a fraction) from any other finite real number; a bool of any kind, NaN, inf or a string is refused, naming ``owner``.
+    (a fraction) in [0, 1) from any other real number; a bool of any kind, another float, or a string is refused,
+    naming ``owner``.
 
     A training state holds only plain values: a NumPy scalar kept in its settings would keep it from being read back.
     """
     count = whole_number(warmup)  # not a bool of any kind
     if count is not None:
         return count
-    return real_setting(owner, "warmup", warmup, "an int step count or a fraction in [0, 1)")
+    return real_setting(owner, "warmup", warmup, "an int step count or a fraction in [0, 1)", lambda v: 0.0 <= v < 1.0)
 
 
 def warmup_fraction(warmup: int | float, steps: int | None, owner: str = "fit") -> float:
     """Warm-up as a fraction of the budget: a float in [0, 1) is one, an int counts steps of ``steps``; errors name ``owner``."""
     given, warmup = warmup, plain_warmup(warmup, owner)
-    if isinstance(warmup, float):
-        if 0.0 <= warmup < 1.0:
-            return warmup
-        raise ConfigurationError(f"{owner}: warmup must be an int step count or a fraction in [0, 1), got {given!r}")
+    if isinstance(warmup, float):  # a fraction, in [0, 1)
+        return warmup
     if steps is None and warmup == 0:  # no warm-up is the same in steps and in seconds
         return 0.0
     if steps is None:
