@@ -32,10 +32,14 @@ def default_tolerance(dtype: torch.dtype) -> float:
     return solver_tolerance(dtype, DEFAULT_TOLERANCE)
 
 
+def _largest(x: Tensor) -> Tensor:
+    """The largest |value| of each sample: ``[B, ...] -> [B]``."""
+    return x.flatten(1).abs().amax(dim=1)
+
+
 def _step_size(new: Tensor, old: Tensor) -> Tensor:
     # Per sample, relative to 1 + |x| so that large and small inputs stop at the same number of digits.
-    step = (new - old).flatten(1).abs().amax(dim=1)
-    return step / (1 + old.flatten(1).abs().amax(dim=1))
+    return _largest(new - old) / (1 + _largest(old))
 
 
 def _relative_change(new: Tensor, old: Tensor) -> Tensor:
@@ -44,8 +48,7 @@ def _relative_change(new: Tensor, old: Tensor) -> Tensor:
     # batch, 1e-4 and below, were accepted after a few steps, up to 80% off in float32). Rows below
     # tiny/eps, where relative precision is lost to subnormals, are judged absolutely.
     finfo = torch.finfo(new.dtype)
-    step = (new - old).flatten(1).abs().amax(dim=1)
-    return step / new.flatten(1).abs().amax(dim=1).clamp_min(finfo.tiny / finfo.eps)
+    return _largest(new - old) / _largest(new).clamp_min(finfo.tiny / finfo.eps)
 
 
 def check_settings(owner: str, tolerance: object, max_iterations: object) -> tuple[float | None, int]:
