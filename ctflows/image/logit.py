@@ -39,15 +39,21 @@ class Logit(Transform):
         self.alpha = real_setting("Logit", "alpha", alpha, "in [0, 0.5) (e.g. 0.05)", lambda a: 0.0 <= a < 0.5)
         self.event_shape = sizes("Logit", shape)
 
+    @property
+    def domain(self) -> tuple[float, float]:
+        """The open interval ``(-α/(1-2α), 1 + α/(1-2α))`` of inputs whose α + (1 - 2α) x lies in (0, 1)."""
+        low = -self.alpha / (1 - 2 * self.alpha)
+        return low, 1 - low
+
     def check(
         self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False, context_checked: bool = False
     ) -> None:
         super().check(x, context, name=name, inverse=inverse, context_checked=context_checked)
         # The domain is where α + (1 - 2α) x lies in (0, 1): open, so that the logit stays finite, and with
         # room around [0, 1] when α > 0, where the model's own samples may fall.
-        low = -self.alpha / (1 - 2 * self.alpha)
-        if not inverse and not bool(((x > low) & (x < 1 - low)).all()):
-            interval = f"({low:.4g}, {1 - low:.4g})" if self.alpha > 0 else "(0, 1) (alpha=0 leaves no room at the ends)"
+        low, high = self.domain
+        if not inverse and not bool(((x > low) & (x < high)).all()):
+            interval = f"({low:.4g}, {high:.4g})" if self.alpha > 0 else "(0, 1) (alpha=0 leaves no room at the ends)"
             raise InputError(
                 f"Logit: {name} must lie in {interval} (got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]); "
                 "scale pixels to [0, 1), e.g. with ctflows.image.dequantize(images, levels)"
@@ -65,8 +71,7 @@ class Logit(Transform):
         # Where sigmoid(z) rounds to 0 or 1 (|z| above about 17 in float32), x lands on an end of the open domain,
         # which the forward refuses: keep it an ulp inside, and take its log-det at that x, so that the model's own
         # sample is scored as sampled (log_prob(x) = the log-density sample_and_log_prob gave it).
-        low = -self.alpha / (1 - 2 * self.alpha)
-        ends = torch.tensor([low, 1 - low], dtype=x.dtype, device=x.device)
+        ends = torch.tensor(self.domain, dtype=x.dtype, device=x.device)
         inside = torch.nextafter(ends, ends.flip(0))
         saturated = (x <= ends[0]) | (x >= ends[1])
         x = x.clamp(inside[0], inside[1])  # no change elsewhere; no `if saturated.any()`, which would wait for a GPU
