@@ -20,8 +20,9 @@ def create_temporary(path: Path, suffix: str = "") -> Path:
     """Create a new empty hidden file ``.NAME.RANDOM.tmp`` + ``suffix`` beside ``path`` and return its path.
 
     O_EXCL: a name that exists (another writer's, a 1-in-2^64 clash) is never reused. Any failure is a
-    :class:`TemporaryFileError`, so that callers tell it from a failure of the write itself. Made with mode 0o666 less the umask, as a plain ``open()`` would (mkstemp's files are
-    owner-only, and reading the umask to widen them means setting it, which races with other threads).
+    :class:`TemporaryFileError`, so that callers tell it from a failure of the write itself. Made with mode 0o666
+    less the umask, as a plain ``open()`` would (mkstemp's files are owner-only, and reading the umask to widen them
+    means setting it, which races with other threads).
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):

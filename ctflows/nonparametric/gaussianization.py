@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ctflows.core.counts import positive_count, non_negative_count, real_setting
+from ctflows.core.counts import non_negative_count, positive_count, real_setting
 from ctflows.core.distributions import StandardNormal
 from ctflows.core.flow import Flow
 from ctflows.core.transform import Chain, Transform

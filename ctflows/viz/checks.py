@@ -18,6 +18,8 @@ from torch import Tensor
 
 from ctflows.errors import ConfigurationError, InputError
 
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)  # the floating dtypes .numpy() can convert
+
 
 def plot_tensor(owner: str, name: str, x: object, shape: tuple[str | int, ...]) -> Tensor:
     """``x`` detached on the CPU (bfloat16 as float32), if it is a tensor of ``shape`` (names: any size; ints: that size)
@@ -41,9 +43,6 @@ def plot_tensor(owner: str, name: str, x: object, shape: tuple[str | int, ...]) 
     x = x.detach().cpu()
     # NumPy has no bfloat16 (nor float8): .numpy() would raise a TypeError halfway through a picture.
     return x.float() if x.is_floating_point() and x.dtype not in _NUMPY_FLOATS else x
-
-
-_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
 
 
 def check_curves(owner: str, curves: object) -> dict[str, np.ndarray]:
