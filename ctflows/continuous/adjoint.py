@@ -16,6 +16,7 @@ a_x (the parameter adjoints are integrals that feed nothing back: Kidger, Chen &
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,8 +25,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torchdiffeq import odeint
 
-from ctflows.continuous.failure import check_output_gradient, solver_failure_reason
-from ctflows.errors import SolverError
+from ctflows.continuous.failure import check_output_gradient, solver_failures_reported
 
 
 @dataclass
@@ -138,17 +138,9 @@ class _AdjointSolve(torch.autograd.Function):
         options["norm"] = adjoint_error_norm(n, sizes, problem.seminorm)
         y1 = torch.cat([s1[:, :features].reshape(-1), grad_s1[:, :features].reshape(-1), s1.new_zeros(sum(sizes))])
         times = torch.stack([end, start]).to(s1)
-        try:
-            with torch.no_grad():
-                solution = odeint(adjoint_rhs, y1, times, rtol=problem.rtol, atol=problem.atol, method=problem.method, options=options)
-            y0 = dynamics.end_state(solution, dynamics.backward_direction)
-        except SolverError:
-            raise  # from a step callback, already saying which solve failed
-        except (AssertionError, RuntimeError) as error:
-            reason = solver_failure_reason(error)
-            if reason is None:
-                raise
-            raise dynamics.failure(dynamics.backward_direction, reason) from error
+        with solver_failures_reported(functools.partial(dynamics.failure, dynamics.backward_direction)), torch.no_grad():
+            solution = odeint(adjoint_rhs, y1, times, rtol=problem.rtol, atol=problem.atol, method=problem.method, options=options)
+        y0 = dynamics.end_state(solution, dynamics.backward_direction)
         # Fixed-grid solvers check nothing, and the seminorm hides the parameter adjoints from the step control.
         if not bool(torch.isfinite(y0).all()):
             raise dynamics.failure(dynamics.backward_direction, "the adjoint state became NaN or Inf")

@@ -7,6 +7,7 @@ al. 2020) are integrated together in one ``odeint`` call; the inverse runs the s
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from ctflows.continuous.compiled import CompiledField
 from ctflows.continuous.divergence import NOISE_KINDS, resolve_divergence, sample_noise
 from ctflows.continuous.dynamics import AugmentedDynamics, SolveStats
-from ctflows.continuous.failure import SolveSettings, solver_failure_reason
+from ctflows.continuous.failure import SolveSettings, solver_failures_reported
 from ctflows.continuous.first_step import FirstStepMemory, StepRecorder
 from ctflows.continuous.regularization import check_regularization
 from ctflows.continuous.solve import (
@@ -31,7 +32,7 @@ from ctflows.continuous.solve import (
 from ctflows.core.counts import optional_count, positive_count, real_setting
 from ctflows.core.transform import Transform
 from ctflows.core.validation import check_call_signature
-from ctflows.errors import ConfigurationError, InputError, SolverError
+from ctflows.errors import ConfigurationError, InputError
 
 TOLERANCE_FLOOR_EPS = 8
 """Tolerances are raised to at least this many machine epsilons of the input dtype (about 1e-6 in float32)."""
@@ -275,19 +276,12 @@ class CNF(Transform):
                 f"{settings.layer}: method={self.method!r} steps in NumPy, so adjoint=False (backpropagation through "
                 "its steps) would give no gradient; use adjoint=True or 'torchdiffeq', or call it under torch.no_grad()"
             )
-        try:
+        with solver_failures_reported(functools.partial(dynamics.failure, dynamics.direction)):
             final = integrate(
                 dynamics, (x, zeros, *(zeros for _ in regs)), start, end, method=self.method, atol=settings.atol,
                 rtol=settings.rtol, step_size=self.step_size, adjoint=self.adjoint, seminorm=self.seminorm, params=params,
                 first_steps=first_steps,
             )
-        except SolverError:
-            raise
-        except (AssertionError, RuntimeError) as error:
-            reason = solver_failure_reason(error)
-            if reason is None:
-                raise
-            raise dynamics.failure(dynamics.direction, reason) from error
         # Fixed-grid solvers do not check the state, and an adaptive one's error norm (x only, with the
         # seminorm) never sees the log-det: one check of the final state, one host sync however many parts.
         if not bool(torch.stack([torch.isfinite(s).all() for s in final]).all()):

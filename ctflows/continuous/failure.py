@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -45,6 +47,24 @@ def solver_failure_reason(error: BaseException) -> str | None:
     if isinstance(error, RuntimeError) and frames[-1].name == "_flat_to_shape":
         return GAVE_UP
     return None
+
+
+@contextmanager
+def solver_failures_reported(failure: Callable[[str], SolverError]) -> Iterator[None]:
+    """Run the block, turning a failure of torchdiffeq's own solver into ``failure(reason)``, a SolverError.
+
+    A SolverError already raised (by a step callback, naming its solve) passes through; an assert or
+    RuntimeError that :func:`solver_failure_reason` does not put on the solver is the user's and passes too.
+    """
+    try:
+        yield
+    except SolverError:
+        raise
+    except (AssertionError, RuntimeError) as error:
+        reason = solver_failure_reason(error)
+        if reason is None:
+            raise
+        raise failure(reason) from error
 
 
 def solver_error(settings: SolveSettings, direction: str, reason: str, nfe_forward: int, nfe_backward: int) -> SolverError:
