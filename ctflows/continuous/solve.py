@@ -9,12 +9,11 @@ forward solve therefore measures error with an RMS norm over ``x`` alone; the ad
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
 from torch import Tensor
-from torchdiffeq import odeint, odeint_adjoint
+from torchdiffeq import odeint
 
 # torchdiffeq keeps its solver table private; the pinned version (see constraints.txt) is the one tested.
 from torchdiffeq._impl.odeint import SOLVERS
@@ -23,7 +22,7 @@ from torchdiffeq._impl.scipy_wrapper import ScipyWrapperODESolver
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from ctflows.continuous.adjoint import AdjointProblem, integrate_with_adjoint, rms
-from ctflows.continuous.failure import check_output_gradient
+from ctflows.continuous.torchdiffeq_adjoint import integrate_with_torchdiffeq_adjoint
 from ctflows.errors import ConfigurationError
 
 
@@ -66,13 +65,6 @@ def check_adjoint(adjoint: bool | str) -> None:
         )
 
 
-def _before_backward_solve(dynamics: Any, grad: Tensor) -> None:
-    """Hook on a final state of ``odeint_adjoint``, run before its backward solve, as ctflows' adjoint does then:
-    a NaN gradient is reported as the loss's, not as a failed solve, and the solve gets its own step budget."""
-    check_output_gradient(dynamics.settings.layer, grad)
-    dynamics.begin_backward_solve()
-
-
 def integrate(
     dynamics: Any,
     state0: tuple[Tensor, ...],
@@ -111,16 +103,11 @@ def integrate(
     if adjoint == "torchdiffeq" and torch.is_grad_enabled():
         if seminorm:
             adjoint_options["norm"] = "seminorm"
-        solution = odeint_adjoint(
-            dynamics, state0, times, rtol=rtol, atol=atol, method=method, options=options,
-            adjoint_options=adjoint_options, adjoint_params=params,
-        )
         # A tuple state never comes back short: torchdiffeq's reshape of a scipy solve that gave up raises
         # first, and failure.solver_failure_reason reads that (the flat adjoint checks with end_state).
-        final = tuple(s[-1] for s in solution)
-        for part in final:
-            if part.requires_grad:
-                part.register_hook(functools.partial(_before_backward_solve, dynamics))
-        return final
+        return integrate_with_torchdiffeq_adjoint(
+            dynamics, state0, times, params, rtol=rtol, atol=atol, method=method, options=options,
+            adjoint_options=adjoint_options,
+        )
     solution = odeint(dynamics, state0, times, rtol=rtol, atol=atol, method=method, options=options)
     return tuple(s[-1] for s in solution)

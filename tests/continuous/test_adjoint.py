@@ -155,8 +155,10 @@ def test_the_seminorm_saves_evaluations(end_time, tol, direction):
     assert counts[0] < counts[1]
 
 
-def test_a_second_derivative_through_the_adjoint_fails_loudly():
-    cnf = make_cnf(True, context=None)
+@pytest.mark.parametrize("adjoint", [True, "torchdiffeq"])
+def test_a_second_derivative_through_the_adjoint_fails_loudly(adjoint):
+    """Neither backward solve builds a graph: a second derivative must raise, not come out zero."""
+    cnf = make_cnf(adjoint, context=None)
     x = torch.randn(4, 3, dtype=F64).requires_grad_(True)
     z, logdet = cnf(x)
     (grad_x,) = torch.autograd.grad((z.pow(2).sum() - logdet.sum()), x, create_graph=True)

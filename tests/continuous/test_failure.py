@@ -98,11 +98,12 @@ def test_a_backward_solve_that_runs_out_of_steps_is_a_solver_error(adjoint):
     check_message(info.value, "adjoint", "more than max_num_steps=30")
 
 
-def test_torchdiffeqs_own_assertion_in_the_backward_solve_names_the_adjoint_solve(monkeypatch):
+@pytest.mark.parametrize("adjoint", [True, "torchdiffeq"])
+def test_torchdiffeqs_own_assertion_in_the_backward_solve_names_the_adjoint_solve(adjoint, monkeypatch):
     """Should torchdiffeq's assert fire before ctflows' step check (here switched off), it still becomes a SolverError."""
     monkeypatch.setattr(AugmentedDynamics, "_on_adjoint_step", lambda self, t0, y0, dt: None)
     field = Stiff(k=1.0)
-    cnf = CNF(field)
+    cnf = CNF(field, adjoint=adjoint)
     z, logdet = cnf(torch.ones(4, 2))
     field.poisoned = True
     with pytest.raises(SolverError) as info:
@@ -300,10 +301,11 @@ def test_a_scipy_solve_that_gives_up_short_of_the_end_time_is_an_error_not_the_s
         cnf(torch.full((4, 2), 5.0))  # the start state, with log-det 0, before
 
 
-def test_a_scipy_adjoint_solve_that_gives_up_is_an_error(monkeypatch):
+@pytest.mark.parametrize("adjoint", [True, "torchdiffeq"])
+def test_a_scipy_adjoint_solve_that_gives_up_is_an_error(adjoint, monkeypatch):
     import torchdiffeq._impl.scipy_wrapper as wrapper
 
-    cnf = CNF(Cubic(), method="scipy_solver")
+    cnf = CNF(Cubic(), method="scipy_solver", adjoint=adjoint)
     with torch.no_grad():
         cnf.field.a.fill_(1e-3)  # x(1) = 5/sqrt(1 - 0.5): the forward solve is fine
     z, logdet = cnf(torch.full((4, 2), 5.0))

@@ -112,16 +112,16 @@ def test_torchdiffeqs_adjoint_solve_gets_the_seminorm(init_scale):
     "adjoint, grad, solver",
     [
         (True, True, "integrate_with_adjoint"),
-        ("torchdiffeq", True, "odeint_adjoint"),
+        ("torchdiffeq", True, "integrate_with_torchdiffeq_adjoint"),
         (False, True, "odeint"),
         (True, False, "odeint"),
         ("torchdiffeq", False, "odeint"),
     ],
 )
 def test_each_adjoint_setting_runs_its_own_solver(monkeypatch, adjoint, grad, solver):
-    """True: ctflows' adjoint; "torchdiffeq": torchdiffeq's odeint_adjoint; False, or no grad mode: the plain odeint."""
+    """True: ctflows' adjoint; "torchdiffeq": torchdiffeq's odeint_adjoint (wrapped); False, or no grad mode: the plain odeint."""
     called = []
-    for name in ("integrate_with_adjoint", "odeint_adjoint", "odeint"):
+    for name in ("integrate_with_adjoint", "integrate_with_torchdiffeq_adjoint", "odeint"):
         real = getattr(solve_module, name)
         monkeypatch.setattr(solve_module, name, lambda *a, real=real, name=name, **k: (called.append(name), real(*a, **k))[1])
     cnf = make_cnf(adjoint=adjoint).train()
