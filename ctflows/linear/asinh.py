@@ -21,6 +21,31 @@ from ctflows.core.transform import Transform
 from ctflows.errors import ConfigurationError, InputError
 
 
+def _asinh_of_ratio(x: Tensor, scale: Tensor) -> Tensor:
+    """``asinh(x / scale)`` without forming ``x / scale`` where it would overflow (|x| near the dtype's max, scale < 1).
+
+    For |x| >= s it is sign(x) (log|x| - log s + log(1 + sqrt(1 + (s/x)²))). Each branch sees only inputs it
+    can take, so neither leaves an inf or NaN in the other's gradient.
+    """
+    far = x.abs() >= scale
+    near_x = torch.where(far, torch.zeros_like(x), x)
+    far_x = torch.where(far, x, scale.expand_as(x)).abs()
+    far_z = far_x.log() - scale.log() + torch.log1p(torch.sqrt(1 + (scale / far_x) ** 2))
+    return torch.where(far, far_z.copysign(x), torch.asinh(near_x / scale))
+
+
+def _scaled_sinh(z: Tensor, scale: Tensor) -> Tensor:
+    """``scale * sinh(z)``, finite wherever the product is (sinh alone overflows first where scale < 1).
+
+    For |z| >= 1 it is sign(z) exp(|z| + log(s/2)) (1 - e^{-2|z|}); each branch sees only inputs it can take.
+    """
+    far = z.abs() >= 1
+    near_z = torch.where(far, torch.zeros_like(z), z)
+    far_z = torch.where(far, z, torch.ones_like(z)).abs()
+    far_x = torch.exp(far_z + (scale / 2).log()) * -torch.expm1(-2 * far_z)
+    return torch.where(far, far_x.copysign(z), scale * torch.sinh(near_z))
+
+
 def _log_cosh(z: Tensor) -> Tensor:
     magnitude = z.abs()
     return magnitude + torch.log1p(torch.exp(-2 * magnitude)) - math.log(2.0)
@@ -48,11 +73,11 @@ class Asinh(Transform):
         self.register_buffer("scale", scale)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        z = torch.asinh(x / self.scale)
+        z = _asinh_of_ratio(x, self.scale)
         return z, -(self.scale.log() + _log_cosh(z)).sum(dim=1)
 
     def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        x = self.scale * torch.sinh(z)
+        x = _scaled_sinh(z, self.scale)
         if not bool(torch.isfinite(x).all()):
             largest = float(z.abs().max())
             raise InputError(

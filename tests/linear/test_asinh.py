@@ -23,6 +23,23 @@ def test_far_out_the_map_is_a_logarithm_and_its_log_det_stays_finite():
     torch.testing.assert_close(inverse_logdet, -logdet, rtol=1e-14, atol=0)
 
 
+def test_with_a_scale_below_one_values_near_the_dtypes_largest_round_trip_with_the_right_log_det():
+    """x / s and sinh(z) overflow float32 here though z and s sinh(z) do not: neither is formed where it would."""
+    scale = 0.25
+    layer = Asinh(2, scale)
+    x = torch.tensor([[3e38, -0.1], [-3.4e38, 2.0]]).requires_grad_(True)
+    z, logdet = layer(x)
+    exact = [[math.asinh(v / scale) for v in row] for row in x.tolist()]
+    torch.testing.assert_close(z, torch.tensor(exact), rtol=1e-6, atol=0)
+    expected = [-sum(math.log(math.hypot(scale, v)) for v in row) for row in x.tolist()]  # dz/dx = 1/sqrt(s² + x²)
+    torch.testing.assert_close(logdet, torch.tensor(expected), rtol=1e-6, atol=0)
+    (grad,) = torch.autograd.grad(z.sum(), x)
+    torch.testing.assert_close(grad, torch.tensor([[1 / math.hypot(scale, v) for v in row] for row in x.tolist()]), rtol=1e-6, atol=0)
+    back, inverse_logdet = layer.inverse(z)
+    torch.testing.assert_close(back, x.detach(), rtol=1e-5, atol=0)  # sinh's condition number at z ≈ 90 is 90
+    torch.testing.assert_close(inverse_logdet, -logdet.detach(), rtol=1e-6, atol=0)
+
+
 def test_an_inverse_that_overflows_the_dtype_is_an_error_not_inf():
     layer = Asinh(2)
     with pytest.raises(InputError, match=r"Asinh: inverse input reaches \|z\| = 100, where s sinh\(z\) overflows torch.float32"):
