@@ -120,18 +120,23 @@ def rational_quadratic_spline(
     w, h = x1 - x0, y1 - y0
     s = h / w
     if inverse:
-        # a ξ² + b ξ + c = 0 with c = -s (y - y_k) <= 0. The root in [0, 1] is ξ = 2c / (-b - √(b² - 4ac)):
-        # unlike (-b + √·) / 2a it has no cancellation, and its denominator stays below zero on the bin
-        # (it is -2hs at the top edge, -2b < 0 at the bottom). The clamps absorb rounding only.
-        dy = v - y0
-        q = d0 + d1 - 2 * s
-        a = h * (s - d0) + dy * q
-        b = h * d0 - dy * q
+        # Solved from the bin's nearer end: read from the top (1 - ξ, y_{k+1} - y, δ_k and δ_{k+1} swapped), g is
+        # the same rational quadratic, and near y_{k+1} the bottom's form loses digits (b² and 4ac nearly cancel:
+        # x came back ~500 ulp short of B at y = B). From the near end, a ξ² + b ξ + c = 0 with c = -s·dy <= 0,
+        # and the root in [0, 1] is ξ = 2c / (-b - √(b² - 4ac)): unlike (-b + √·) / 2a it has no cancellation,
+        # and its denominator stays below zero (-2hs at the far end, -2b < 0 at the near one). The clamps absorb
+        # rounding only.
+        top = 2 * v > y0 + y1
+        dy = torch.where(top, y1 - v, v - y0)
+        near, far = torch.where(top, d1, d0), torch.where(top, d0, d1)
+        q = near + far - 2 * s
+        a = h * (s - near) + dy * q
+        b = h * near - dy * q
         c = -s * dy
         root = torch.sqrt((b.square() - 4 * a * c).clamp_min(0))
         xi = (2 * c / (-b - root)).clamp(0, 1)
-        out = torch.lerp(x0, x1, xi)
-        logdet = -_log_derivative(xi, s, d0, d1)
+        out = torch.lerp(torch.where(top, x1, x0), torch.where(top, x0, x1), xi)
+        logdet = -_log_derivative(xi, s, near, far)
     else:
         xi = (v - x0) / w
         t = xi * (1 - xi)
