@@ -1,20 +1,21 @@
 """The README's usage examples must run as written (in a temporary directory) and learn something."""
 import math
 import re
-from pathlib import Path
 
 import torch
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from doc_blocks import ROOT, python_blocks
+
+README = ROOT / "README.md"
 
 
 def test_readme_usage_example_runs(tmp_path, monkeypatch, capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = python_blocks(README)
     assert blocks, "README.md has no python example"
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for block in blocks:  # in order: later blocks use names the first one made
-        exec(compile(block, "README.md", "exec"), namespace)
+        exec(block.compiled(), namespace)
     printed = capsys.readouterr().out
     kl = float(re.search(r"KL = ([-0-9.]+)", printed).group(1))
     assert kl < 0.5, printed  # 1,000 steps on two moons: a working model is far below this
