@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ctflows.core.paths import as_path, existing_file
 from ctflows.errors import DataError
 
 # A number rounds to a finite float32 exactly when its magnitude is below float32's max plus half a unit in the
@@ -31,12 +32,11 @@ def load_array(path: str | os.PathLike[str]) -> Tensor:
     ``.csv``: comma-separated numbers, one row per line; a single first row whose cells are all
     non-numeric is a header and is skipped; blank lines are ignored.
     """
-    path = Path(path)
+    path = as_path("load_array", "path", path, "data.csv", DataError)
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".csv"):
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use a .npy or .csv file")
-    if not path.is_file():
-        raise DataError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+    path = existing_file("load_array", path, "data.csv")
     array = _read_npy(path) if suffix == ".npy" else _read_csv(path)
     return torch.from_numpy(array)
 

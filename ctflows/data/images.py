@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ctflows.core.paths import existing_file
 from ctflows.errors import ConfigurationError, DataError
 
 DIGITS_LEVELS = 17
@@ -54,9 +55,7 @@ def read_idx(path: str | os.PathLike[str]) -> Tensor:
 
     Raises :class:`DataError` naming the file when it is missing, truncated, too long, or has a bad header.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+    path = existing_file("read_idx", path, "train-images-idx3-ubyte.gz")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:  # zlib: damage inside the compressed stream

@@ -4,15 +4,14 @@ Every mistake is a :class:`~ctflows.errors.ConfigurationError` that names the ar
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from ctflows.core.counts import check_seed, positive_count, real_setting
+from ctflows.core.paths import as_path
 from ctflows.core.span import check_spans_space
 from ctflows.core.validation import check_call_signature
 from ctflows.errors import ConfigurationError
@@ -115,14 +114,11 @@ def check_checkpointing(directory: Any, every: int | None, resume: bool) -> int 
         every = positive_count("fit", "checkpoint_every", every)
     if (every is not None or resume) and directory is None:
         raise ConfigurationError("fit: checkpoint_every and resume need a checkpoint_dir to write to and read from")
-    if directory is not None and not isinstance(directory, (str, os.PathLike)):
-        # else pathlib's TypeError (an int, bytes, a list), which names neither fit nor checkpoint_dir
-        raise ConfigurationError(
-            f"fit: checkpoint_dir must be a str or os.PathLike such as 'runs/a', got {type(directory).__name__} {directory!r}"
-        )
-    if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
-        # found now, not when the first checkpoint is written (possibly at the end of the run)
-        raise ConfigurationError(f"fit: checkpoint_dir {directory} is a file, not a directory; give a directory path")
+    if directory is not None:
+        path = as_path("fit", "checkpoint_dir", directory, "runs/a")
+        if path.exists() and not path.is_dir():
+            # found now, not when the first checkpoint is written (possibly at the end of the run)
+            raise ConfigurationError(f"fit: checkpoint_dir {directory} is a file, not a directory; give a directory path")
     return every
 
 

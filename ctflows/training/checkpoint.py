@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ctflows.core.atomic_file import TemporaryFileError, write_atomically
+from ctflows.core.paths import as_path
 from ctflows.errors import CheckpointError, ConfigurationError
 from ctflows.training.arguments import check_device
 
@@ -84,9 +85,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _as_path(owner: str, path: Any) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise CheckpointError(f"{owner}: path must be a str or os.PathLike such as 'model.pt', got {type(path).__name__} {path!r}")
-    return Path(path)
+    return as_path(owner, "path", path, "model.pt", CheckpointError)
 
 
 def _check_writable_path(path: Path) -> None:

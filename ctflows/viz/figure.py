@@ -1,7 +1,6 @@
 """Writing a finished matplotlib figure to a file, with the file-only (Agg) backend every ctflows plot uses."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -14,6 +13,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ctflows.core.atomic_file import write_atomically  # noqa: E402
 from ctflows.core.counts import real_setting  # noqa: E402
+from ctflows.core.paths import as_path  # noqa: E402
 from ctflows.errors import ConfigurationError, InputError  # noqa: E402
 
 
@@ -24,9 +24,7 @@ def output_path(owner: str, path: object, formats: tuple[str, ...] | None = None
     was made, and silently appends ``.png`` to a name without one (so the path returned would not exist).
     """
     formats = formats or tuple(sorted(FigureCanvasAgg.get_supported_filetypes()))
-    if not isinstance(path, (str, os.PathLike)):
-        raise ConfigurationError(f"{owner}: path must be a file name (str or Path), got {type(path).__name__} {path!r}")
-    path = Path(path)
+    path = as_path(owner, "path", path, "figure.png")
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in formats:
         given = f"suffix .{suffix}" if suffix else "no suffix"

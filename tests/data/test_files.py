@@ -126,6 +126,13 @@ def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:
         load_array(tmp_path / "folder.npy")
 
 
+@pytest.mark.parametrize("path", [3, None, b"data.csv", ["data.csv"]], ids=["int", "none", "bytes", "list"])
+def test_a_path_that_is_not_a_str_or_pathlike_is_a_data_error(path: object) -> None:
+    """Not pathlib's TypeError, which names neither load_array nor its argument."""
+    with pytest.raises(DataError, match=rf"^load_array: path must be a str or os.PathLike such as 'data.csv', got {type(path).__name__}"):
+        load_array(path)
+
+
 def test_non_utf8_csv(tmp_path: Path) -> None:
     path = tmp_path / "latin.csv"
     path.write_bytes(b"\xff\xfe1,2\n")

@@ -57,6 +57,9 @@ def test_malformed_idx_files_raise_data_error_naming_the_file(tmp_path: Path) ->
         load_idx_images(labels)
     with pytest.raises(DataError, match="missing.idx: no such file"):
         read_idx(tmp_path / "missing.idx")
+    for read in (read_idx, load_idx_images):  # not pathlib's TypeError
+        with pytest.raises(DataError, match=r"^read_idx: path must be a str or os.PathLike such as .*, got int 3"):
+            read(3)
     (tmp_path / "folder.idx").mkdir()
     with pytest.raises(DataError, match="folder.idx: not a regular file"):
         read_idx(tmp_path / "folder.idx")

@@ -137,10 +137,10 @@ def test_a_path_that_is_not_a_file_name_is_refused(path, tmp_path, monkeypatch):
     """A str or an os.PathLike only: Path() would raise a TypeError on bytes or None, after the figure was made."""
     monkeypatch.chdir(tmp_path)
     fig = plt.figure()
-    with pytest.raises(ConfigurationError, match=rf"^save_figure: path must be a file name \(str or Path\), got {type(path).__name__}"):
+    with pytest.raises(ConfigurationError, match=rf"^save_figure: path must be a str or os.PathLike such as .figure.png., got {type(path).__name__}"):
         save_figure(fig, path)
     plt.close(fig)  # still the caller's, to save again under a good name
-    with pytest.raises(ConfigurationError, match=r"^loss_curves: path must be a file name"):
+    with pytest.raises(ConfigurationError, match=r"^loss_curves: path must be a str or os.PathLike"):
         loss_curves({"a": [1.0]}, path)
     assert plt.get_fignums() == [] and not list(tmp_path.iterdir())
 
