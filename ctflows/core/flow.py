@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ctflows.core.counts import positive_count
 from ctflows.core.distributions import Distribution
 from ctflows.core.transform import Chain, Transform, check_layer, output_shape
-from ctflows.core.validation import check_context, check_generator, check_tensor, placement
+from ctflows.core.validation import check_context, check_generator, check_instance, check_tensor, placement
 from ctflows.errors import ConfigurationError, InputError
 
 
@@ -30,8 +30,8 @@ class Flow(nn.Module):
         super().__init__()
         if isinstance(transform, (list, tuple)):
             transform = Chain(*transform)
-        if not isinstance(transform, Transform):
-            raise ConfigurationError(f"Flow: transform must be a ctflows Transform, got {type(transform).__name__}")
+        check_instance("Flow", "transform", transform, Transform, "ActNorm(2) or a list of layers")
+        check_instance("Flow", "base", base, Distribution, "StandardNormal(2)")
         self.transform = transform
         self.base = base
         end = output_shape(transform)

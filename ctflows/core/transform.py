@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from torch import Tensor, nn
 
-from ctflows.core.validation import check_context, check_placement, check_tensor, placement
+from ctflows.core.validation import check_context, check_instance, check_placement, check_tensor, placement
 from ctflows.errors import ConfigurationError, InputError
 
 
@@ -127,8 +127,7 @@ class Chain(Transform):
         if not layers:
             raise ConfigurationError("Chain needs at least one layer")
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Transform):
-                raise ConfigurationError(f"Chain: layer {i} is a {type(layer).__name__}, not a ctflows Transform")
+            check_instance("Chain", f"layer {i}", layer, Transform, "ActNorm(2)")
         self.layers = nn.ModuleList(layers)
         shapes = [layer.event_shape for layer in layers if layer.event_shape is not None]
         self.event_shape = shapes[0] if shapes else None
@@ -221,6 +220,7 @@ class Inverse(Transform):
 
     def __init__(self, transform: Transform) -> None:
         super().__init__()
+        check_instance("Inverse", "transform", transform, Transform, "LULinear(2)")
         self.transform = transform
         # Forward it takes what the layer gives, and gives what the layer takes (a reshaping layer swaps them).
         self.event_shape = output_shape(transform)

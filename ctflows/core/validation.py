@@ -164,3 +164,10 @@ def check_call_signature(function: Callable[..., Any], arguments: int, message: 
     except TypeError:
         name = getattr(function, "__name__", type(function).__name__)
         raise ConfigurationError(f"{message}; its signature is {name}{signature}") from None
+
+
+def check_instance(owner: str, name: str, value: object, kind: type, example: str) -> None:
+    """Raise a :class:`ConfigurationError` naming ``owner`` and ``name`` unless ``value`` is a ``kind``, such as
+    ``example``: at build time, rather than an AttributeError at the first call."""
+    if not isinstance(value, kind):
+        raise ConfigurationError(f"{owner}: {name} must be a ctflows {kind.__name__} such as {example}, got {type(value).__name__}")

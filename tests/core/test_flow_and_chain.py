@@ -20,13 +20,28 @@ from ctflows.linear import ActNorm, Asinh, LULinear, ReversePermutation, Standar
 def test_chain_rejects_non_transforms_and_empty():
     with pytest.raises(ConfigurationError, match="at least one"):
         Chain()
-    with pytest.raises(ConfigurationError, match="not a ctflows Transform"):
+    with pytest.raises(ConfigurationError, match=r"^Chain: layer 1 must be a ctflows Transform such as ActNorm\(2\), got Linear$"):
         Chain(ActNorm(2), torch.nn.Linear(2, 2))
 
 
 def test_flow_rejects_mismatched_base():
     with pytest.raises(ConfigurationError, match="base"):
         Flow(Chain(ActNorm(3)), StandardNormal(2))
+
+
+@pytest.mark.parametrize("base", [3, torch.nn.Linear(2, 2), None], ids=["int", "module", "none"])
+def test_flow_refuses_a_base_that_is_not_a_distribution_when_built(base):
+    """Not an AttributeError about event_shape from inside Flow, nor a model that fails at its first call."""
+    with pytest.raises(ConfigurationError, match=rf"^Flow: base must be a ctflows Distribution such as StandardNormal\(2\), got {type(base).__name__}$"):
+        Flow([ActNorm(2)], base)
+
+
+@pytest.mark.parametrize("transform", [3, torch.nn.Linear(2, 2)], ids=["int", "module"])
+def test_inverse_and_flow_refuse_what_is_not_a_transform(transform):
+    with pytest.raises(ConfigurationError, match=rf"^Inverse: transform must be a ctflows Transform such as LULinear\(2\), got {type(transform).__name__}$"):
+        Inverse(transform)
+    with pytest.raises(ConfigurationError, match=r"^Flow: transform must be a ctflows Transform such as ActNorm\(2\) or a list"):
+        Flow(transform, StandardNormal(2))
 
 
 def test_flow_bad_input_names_the_first_layer_and_shape():
