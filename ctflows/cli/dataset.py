@@ -97,7 +97,7 @@ def load_dataset(text: str, seed: int, *, split: bool = True, image_batch: int |
     if not split:
         return Dataset(text, x.shape[1], x, x, None)
     if x.shape[0] < MIN_ROWS:
-        raise DataError(f"{text}: {x.shape[0]} rows is too few to hold out {TEST_FRACTION:.0%} for testing; give at least {MIN_ROWS}")
+        raise DataError(f"{text}: too few rows ({x.shape[0]}) to hold out {TEST_FRACTION:.0%} for testing; give at least {MIN_ROWS}")
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
     n_test = max(1, round(TEST_FRACTION * x.shape[0]))
     train, test = x[order[n_test:]], x[order[:n_test]]

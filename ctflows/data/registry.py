@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 
+from ctflows.core.counts import positive_count
 from ctflows.data.checkerboard import Checkerboard
 from ctflows.data.curves import SwissRoll, TwoMoons, TwoSpirals
 from ctflows.data.density import ToyDensity
@@ -26,6 +27,8 @@ _DENSITIES: dict[str, type[ToyDensity]] = {
 def list_densities(dim: int | None = None) -> dict[str, str]:
     """Registered densities: name -> one-line description; with ``dim``, only those of that dimension by default
     (``list_densities(dim=2)``: the planar toys a 2-D model or plot can take as they are)."""
+    if dim is not None:
+        dim = positive_count("list_densities", "dim", dim)  # else dim="2" or 0 matched nothing, silently
     return {name: cls.description for name, cls in _DENSITIES.items() if dim is None or cls().dim == dim}
 
 

@@ -17,8 +17,14 @@ def test_list_densities_names_and_descriptions() -> None:
     assert set(listed) == set(NAMES)
     for name, description in listed.items():
         assert description and "\n" not in description and len(description) < 120, name
-    for dim in (2, 8, 3, 1, 0):  # 0 and 1: no density (0 is not "any dimension")
+    for dim in (2, 8, 3, 1):  # 1: no density
         assert list(list_densities(dim=dim)) == [name for name, d in NAMES.items() if d == dim]
+
+
+@pytest.mark.parametrize("dim", [0, -2, "2", 2.0, True], ids=["zero", "negative", "str", "float", "bool"])
+def test_a_dim_that_is_no_dimension_is_refused_not_an_empty_list(dim: object) -> None:
+    with pytest.raises(ConfigurationError, match=r"^list_densities: dim must be an int >= 1, got"):
+        list_densities(dim=dim)
 
 
 @pytest.mark.parametrize("name", sorted(NAMES))

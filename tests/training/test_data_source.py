@@ -67,7 +67,7 @@ def test_data_with_a_nan_or_inf_row_are_refused_by_the_data_not_the_first_layer(
     loader = DataLoader(TensorDataset(dataset), batch_size=10)
     stream = batch_stream(loader, 10, generator=make_generator(0), device=CPU, dtype=torch.float32)
     next(stream), next(stream)
-    with pytest.raises(DataError, match=r"^fit: batch 3 of this pass over the data has NaN or Inf values in 1 of its 10 rows, the first being row 1"):
+    with pytest.raises(DataError, match=r"^fit: batch 3 of this pass over the data has NaN or Inf values in 1 of its 10 rows, the first being row 1 \(counting from 0\); drop"):
         next(stream)
     with pytest.raises(DataError, match=r"^evaluate: batch 3 of the data has NaN"):
         list(one_pass(loader, n=40, batch_size=10, generator=make_generator(0), device=CPU, dtype=torch.float32))
