@@ -26,15 +26,18 @@ def mean_and_covariance(points: Tensor) -> tuple[Tensor, Tensor]:
     """The mean ``[D]`` and covariance ``[D, D]`` (divided by N) of ``points [N, D]``, in float64, summed over chunks
     of rows.
 
-    Two passes (the mean, then the centred products) so that data far from the origin keep their digits.
+    Two passes (the mean, then the centred products) so that data far from the origin keep their digits, both about
+    the first row: a constant column is then exactly zero after the shift, so its variance is exactly 0 (its rounded
+    mean, 0.1 + 0.1 + 0.1 != 0.3, left a variance of rounding that passed for spread).
     """
     chunks = torch.split(points.detach(), ROWS_PER_CHUNK)
-    mean = sum(chunk.double().sum(dim=0) for chunk in chunks) / points.shape[0]
+    shift = chunks[0][0].double()
+    offset = sum((chunk.double() - shift).sum(dim=0) for chunk in chunks) / points.shape[0]
     products = torch.zeros(points.shape[1], points.shape[1], dtype=torch.float64, device=points.device)
     for chunk in chunks:
-        centred = chunk.double() - mean
+        centred = chunk.double() - shift - offset
         products += centred.T @ centred
-    return mean, products / points.shape[0]
+    return shift + offset, products / points.shape[0]
 
 
 def check_spans_space(owner: str, data: Tensor) -> None:

@@ -34,6 +34,7 @@ def test_points_that_span_the_space_pass_in_any_units() -> None:
     ("constant", r"fit: column 2 of the data is constant; drop it"),
     ("dependent", r"fit: the data lie on a hyperplane: .* so no density on R\^5 fits them; drop a redundant column"),
     ("too_few_rows", r"fit: the data lie on a hyperplane"),  # 4 points in R^4 lie on a 3-D affine plane
+    ("two_constant", r"fit: column 1 of the data is constant"),  # the first constant column is named
 ])
 def test_points_on_a_hyperplane_are_refused(case: str, message: str) -> None:
     x = points()
@@ -41,8 +42,37 @@ def test_points_on_a_hyperplane_are_refused(case: str, message: str) -> None:
         "constant": torch.cat([x[:, :2], torch.full((500, 1), 7.0, dtype=torch.float64), x[:, 2:]], dim=1),
         "dependent": torch.cat([x, 2 * x[:, :1] - 0.5 * x[:, 3:] + 1], dim=1),
         "too_few_rows": x[:4],
+        "two_constant": torch.cat([x[:, :1], torch.full((500, 1), 7.0, dtype=torch.float64), x[:, 1:2],
+                                   torch.full((500, 1), -2.0, dtype=torch.float64)], dim=1),
     }[case]
     with pytest.raises(DataError, match=message):
         check_spans_space("fit", data)
     with pytest.raises(DataError, match=message):
         check_spans_space("fit", data.float())  # float32 rounding of exact dependence stays below the tolerance
+
+
+@pytest.mark.parametrize("value", [0.1, 0.3, 1e8 + 0.1])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("rows_per_chunk", [7, 65536])
+def test_a_constant_column_whose_sum_rounds_is_refused_as_constant(
+    monkeypatch: pytest.MonkeyPatch, value: float, dtype: torch.dtype, rows_per_chunk: int
+) -> None:
+    """A constant column has variance exactly 0 whatever its value: 500 copies of 0.1 do not sum to 50 exactly, and a
+    mean rounded that way left a variance of rounding (1e-34) whose correlation with the other columns is noise, so
+    the column passed as a full coordinate of the space."""
+    monkeypatch.setattr(span, "ROWS_PER_CHUNK", rows_per_chunk)
+    data = points().to(dtype)
+    data[:, 1] = value
+    assert float(mean_and_covariance(data)[1][1, 1]) == 0.0
+    with pytest.raises(DataError, match=r"^fit: column 1 of the data is constant"):
+        check_spans_space("fit", data)
+
+
+def test_the_message_gives_the_spread_of_the_flat_combination() -> None:
+    """x = (1, -1, 1, -1) and n = (1, 1, -1, -1) are centred, orthogonal and of unit variance, so the columns x and
+    x + εn have correlation 1/√(1 + ε²): the smallest eigenvalue of R is 1 - 1/√(1 + ε²) ≈ ε²/2, and the message
+    reports its square root, ε/√2 = 7.1e-07 for ε = 1e-6 (the spread of the standardised difference)."""
+    x = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
+    n = torch.tensor([1.0, 1.0, -1.0, -1.0], dtype=torch.float64)
+    with pytest.raises(DataError, match=r"constant to 7\.1e-07 of their spread"):
+        check_spans_space("fit", torch.stack([x, x + 1e-6 * n], dim=1))
