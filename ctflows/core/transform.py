@@ -96,11 +96,11 @@ def check_layer(
     context_checked: bool = False,
 ) -> None:
     """``layer.check(...)``, telling it the context is checked where its ``check`` takes ``context_checked``; an
-    override written before that keyword is called without it (and checks the context once more)."""
-    if context_checked and not _takes_context_checked(type(layer)):
-        layer.check(x, context, name=name, inverse=inverse)
-    else:
+    override written before that keyword is never passed it, true or false (and checks the context once more)."""
+    if _takes_context_checked(type(layer)):
         layer.check(x, context, name=name, inverse=inverse, context_checked=context_checked)
+    else:
+        layer.check(x, context, name=name, inverse=inverse)
 
 
 @functools.cache

@@ -350,19 +350,27 @@ def test_a_conditional_flow_scans_its_input_and_context_once_per_call(monkeypatc
     assert sorted(calls) == [("Chain", "context"), ("_Scale", "input")], calls
 
 
+class _OldStyle(_Scale):
+    """A user's layer whose check override predates ``context_checked``: it counts its calls (per subclass), keeps the
+    ``(name, inverse)`` it was last given, and refuses inputs beyond 100."""
+
+    seen = 0
+
+    def check(self, x, context, *, name="input", inverse=False):
+        type(self).seen += 1
+        self.heard = (name, inverse)
+        super().check(x, context, name=name, inverse=inverse)
+        if bool((x.abs() > 100).any()):
+            raise InputError(f"{type(self).__name__}: input beyond 100")
+
+
 def test_a_layer_whose_check_override_predates_context_checked_still_runs_and_checks():
     """A user's layer that overrides check(x, context, *, name, inverse) the old way, at the end of a Chain in a Flow
     and under an Inverse: it is called without the new keyword, its own check still refuses bad input, and the model
     gives the same log-density as without the override."""
 
-    class OldStyle(_Scale):
+    class OldStyle(_OldStyle):
         seen = 0
-
-        def check(self, x, context, *, name="input", inverse=False):
-            OldStyle.seen += 1
-            super().check(x, context, name=name, inverse=inverse)
-            if bool((x.abs() > 100).any()):
-                raise InputError("OldStyle: input beyond 100")
 
     x, context = torch.randn(4, 2, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
     old = Flow(Chain(OldStyle([2.0, 1.0], context_features=2), ReversePermutation(2)), StandardNormal(2)).double()
@@ -373,3 +381,62 @@ def test_a_layer_whose_check_override_predates_context_checked_still_runs_and_ch
         old.log_prob(x * 1000, context)
     Inverse(Chain(ReversePermutation(2), OldStyle([2.0, 1.0], context_features=2))).double()(x, context)
     assert OldStyle.seen == 3
+
+
+def test_an_old_style_check_is_never_passed_context_checked_whoever_calls_it():
+    """Not even as False: an Inverse called directly, or a Flow given an input that is no tensor, passed
+    context_checked=False, a TypeError from the override's signature instead of the layer running or an InputError.
+    It is told its own direction and name, and an unconditional old-style layer is handed no context (it would refuse
+    one), at the end of a conditional Chain or in front of a conditional base."""
+    x, context = torch.randn(4, 2, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    old, new = _OldStyle([2.0, 1.0], context_features=2).double(), _Scale([2.0, 1.0], context_features=2).double()
+    for got, expected in zip(Inverse(old)(x, context), Inverse(new)(x, context)):
+        torch.testing.assert_close(got, expected)
+    assert old.heard == ("input", True)  # the Inverse's forward is the layer's inverse
+    Inverse(old).inverse(x, context)
+    assert old.heard == ("inverse input", False)
+    with pytest.raises(InputError, match=r"^_OldStyle: input must be a torch.Tensor"):
+        Flow(_OldStyle([2.0, 1.0]), StandardNormal(2)).double().log_prob([1.0, 2.0])
+    ends = [Flow(Chain(end, _Scale([3.0, 0.5], context_features=2)), StandardNormal(2)).double()
+            for end in (_OldStyle([2.0, 1.0]), _Scale([2.0, 1.0]))]
+    torch.testing.assert_close(ends[0].log_prob(x, context), ends[1].log_prob(x, context))
+    # Nor is it handed a context that is the base's alone (a conditional base behind an unconditional transform).
+    bases = [Flow(layer, _ShiftedNormal(2)).double() for layer in (_OldStyle([2.0, 0.5]), _Scale([2.0, 0.5]))]
+    torch.testing.assert_close(bases[0].log_prob(x, context), bases[1].log_prob(x, context))
+
+
+def test_a_check_taking_keyword_arguments_is_told_the_context_was_checked():
+    """A check override with ``**kwargs`` takes ``context_checked`` too: inside a Flow it hears True (the Flow checked
+    the context); called on its own it is not told so (the default, False, applies)."""
+
+    class Forwarding(_Scale):
+        def check(self, x, context, **kwargs):
+            self.heard = kwargs.get("context_checked")
+            super().check(x, context, **kwargs)
+
+    layer = Forwarding([2.0, 1.0], context_features=2).double()
+    x, context = torch.randn(4, 2, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    Flow(layer, StandardNormal(2)).double().log_prob(x, context)
+    assert layer.heard is True
+    layer(x, context)
+    assert not layer.heard
+
+
+def test_an_inverse_checks_the_context_unless_its_caller_did(monkeypatch):
+    """Called directly, an Inverse refuses a missing context itself; inside a Flow the context is scanned once, by the
+    Flow (counted as in the test above)."""
+    layer = Inverse(_Scale([2.0, 1.0], context_features=2)).double()
+    x, context = torch.randn(4, 2, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    with pytest.raises(InputError, match=r"^Inverse\(_Scale\): is conditional and needs a context"):
+        layer(x)
+    calls = []
+    real = validation.check_tensor
+
+    def counting(owner, x, *args, **kwargs):
+        calls.append((owner, kwargs.get("name", "input")))
+        return real(owner, x, *args, **kwargs)
+
+    monkeypatch.setattr(validation, "check_tensor", counting)
+    monkeypatch.setattr(transform_module, "check_tensor", counting)
+    Flow(layer, StandardNormal(2)).double().log_prob(x, context)
+    assert sorted(calls) == [("Flow", "context"), ("_Scale", "input")], calls
