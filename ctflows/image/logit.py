@@ -10,6 +10,7 @@ the mass outside ``[0, 1)^D`` is lost to the data: bits per dimension computed f
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -68,17 +69,32 @@ class Logit(Transform):
         x = (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha)
         # log s + log(1 - s) with s = sigmoid(z), written stably for large |z|.
         per_value = F.logsigmoid(z) + F.logsigmoid(-z)
-        # Where sigmoid(z) rounds to 0 or 1 (|z| above about 17 in float32), x lands on an end of the open domain,
-        # which the forward refuses: keep it an ulp inside, and take its log-det at that x, so that the model's own
-        # sample is scored as sampled (log_prob(x) = the log-density sample_and_log_prob gave it).
-        ends = torch.tensor(self.domain, dtype=x.dtype, device=x.device)
-        inside = torch.nextafter(ends, ends.flip(0))
-        saturated = (x <= ends[0]) | (x >= ends[1])
-        x = x.clamp(inside[0], inside[1])  # no change elsewhere; no `if saturated.any()`, which would wait for a GPU
+        # Where sigmoid(z) rounds to (or near) 0 or 1 (|z| above about 17 in float32), x lands on or near an end of the
+        # open domain, where the forward's α + (1 - 2α) x rounds to 0 or 1 (an infinite log-det) or far from
+        # sigmoid(z): keep x where the forward is finite, and where the log-det at that x differs from the one at z
+        # take x's, so that the model's own sample is scored as sampled (log_prob(x) = what sample_and_log_prob gave).
+        x = x.clamp(*_finite_ends(self.alpha, x.dtype))  # no `if ....any()`, which would wait for a GPU
         s = self.alpha + (1 - 2 * self.alpha) * x
-        per_value = torch.where(saturated, torch.log(s) + torch.log1p(-s), per_value)
+        at_x = torch.log(s) + torch.log1p(-s)
+        per_value = torch.where((at_x - per_value).abs() > torch.finfo(x.dtype).eps ** 0.5, at_x, per_value)
         logdet = sum_except_batch(per_value) - z[0].numel() * math.log1p(-2 * self.alpha)
         return x, logdet
 
     def extra_repr(self) -> str:
         return f"shape={self.event_shape}, alpha={self.alpha}"
+
+
+@functools.cache
+def _finite_ends(alpha: float, dtype: torch.dtype) -> tuple[float, float]:
+    """The smallest and largest ``x`` of ``dtype`` that the forward accepts and maps to a finite value: inside the open
+    domain, with α + (1 - 2α) x (computed as the forward does) strictly between 0 and 1. An ulp inside the domain's
+    ends is not always enough: for α = 0.3 in float32 that x still gives s = 0."""
+    low = -alpha / (1 - 2 * alpha)
+    x = torch.nextafter(torch.tensor([low, 1 - low], dtype=dtype), torch.tensor([math.inf, -math.inf], dtype=dtype))
+    for _ in range(64):  # a few ulps at most
+        s = alpha + (1 - 2 * alpha) * x
+        bad = torch.stack([s[0] <= 0, s[1] >= 1])  # x starts strictly inside the domain and only moves inward
+        if not bool(bad.any()):
+            return float(x[0]), float(x[1])
+        x = torch.where(bad, torch.nextafter(x, x.flip(0)), x)
+    raise AssertionError(f"Logit: no finite end found for alpha={alpha} in {dtype}")  # pragma: no cover
