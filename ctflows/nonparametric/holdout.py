@@ -37,7 +37,7 @@ def split(
     (:func:`check_data`), :class:`ConfigurationError` for a ``validation_fraction`` outside (0, 1) or a
     ``generator`` that is not a CPU ``torch.Generator``, and :class:`DataError` when too few points are left
     to fit (fewer than D + 2 for training), more than 1% of the points repeat another one exactly, or the points
-    lie on a hyperplane (:func:`check_spans_space`).
+    or the training part of them lie on a hyperplane (:func:`check_spans_space`).
     """
     check_data(owner, data)
     check_generator(owner, generator, torch.device("cpu"))  # the split, centres and rotations are drawn on the CPU
@@ -60,7 +60,10 @@ def split(
         )
     check_spans_space(owner, data)
     order = torch.randperm(n, generator=generator).to(data.device)
-    return data[order[n_val:]], data[order[:n_val]]
+    train = data[order[n_val:]]
+    # The training points may lie on a hyperplane where all of them do not: the few off it all held out.
+    check_spans_space(f"{owner} (its {n - n_val} training points)", train)
+    return train, data[order[:n_val]]
 
 
 class Pushed:

@@ -3,8 +3,9 @@ data, patience counts steps without a strict improvement, and a fit stops there 
 import pytest
 import torch
 
+from ctflows.core.span import check_spans_space
 from ctflows.errors import DataError
-from ctflows.nonparametric import fit_dual_ascent
+from ctflows.nonparametric import fit_dual_ascent, fit_gaussianization
 from ctflows.nonparametric.holdout import Patience, split
 
 
@@ -108,3 +109,26 @@ def test_the_kept_step_is_the_first_best_held_out_score_including_step_zero():
             assert report.stopped == "patience" and len(report.validation) == 3, seed
         kept.append(report.steps)
     assert 0 in kept, kept
+
+
+def test_training_points_on_a_line_are_refused_when_the_point_off_it_is_held_out():
+    """200 points on a line and one off it span the plane, but a split that holds that one out leaves the 161 training
+    points on the line (a Gaussianization fit built a spike on it without a word). Over 20 seeds, each split either
+    keeps the point off the line for training or is refused naming the training points, and at least one is refused."""
+    t = torch.randn(200, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    data = torch.cat([torch.cat([t, 2 * t + 1], dim=1), torch.tensor([[0.3, 5.0]], dtype=torch.float64)])
+    check_spans_space("fit", data)  # all the points together span the plane
+    with pytest.raises(DataError, match=r"^fit_gaussianization: the data lie on a hyperplane"):  # not blamed on the split
+        split(data[:-1], 0.2, torch.Generator().manual_seed(0), owner="fit_gaussianization")
+    refused = []
+    for seed in range(20):
+        try:
+            train, _ = split(data, 0.2, torch.Generator().manual_seed(seed), owner="fit_gaussianization")
+        except DataError as error:
+            assert str(error).startswith("fit_gaussianization (its 161 training points): the data lie on a hyperplane")
+            refused.append(seed)
+        else:
+            assert (train == data[-1]).all(dim=1).any()
+    assert refused
+    with pytest.raises(DataError, match=r"^fit_gaussianization \(its 161 training points\): the data lie on a hyperplane"):
+        fit_gaussianization(data, max_steps=2, generator=torch.Generator().manual_seed(refused[0]))
