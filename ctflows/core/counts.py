@@ -22,6 +22,14 @@ def _is_boolean(value: object) -> bool:
     )
 
 
+def _is_complex(value: object) -> bool:
+    """A complex number of any kind (Python, NumPy, torch, a 0-d array): float() drops a NumPy complex's imaginary part
+    with only a warning."""
+    if isinstance(value, torch.Tensor):
+        return value.is_complex()
+    return isinstance(value, (complex, np.complexfloating)) or (isinstance(value, np.ndarray) and np.iscomplexobj(value))
+
+
 def whole_number(value: object) -> int | None:
     """``value`` as an int if it is one whole number (Python, numpy, 0-d torch integers), else ``None``: not a bool,
     a float, or a tensor with dimensions (operator.index reads a one-element tensor of any shape as its number, and a
@@ -83,15 +91,16 @@ def real_setting(
     owner: str, name: str, value: object, want: str, ok: Callable[[float], bool] = lambda v: True, *,
     infinite: bool = False,
 ) -> float:
-    """``value`` as a float if it is one finite real number (not a bool of any kind, a string, or an array or tensor
-    with dimensions, which float() reads when it holds one element) with ``ok(value)`` true.
+    """``value`` as a float if it is one finite real number (not a bool or complex number of any kind, a string, or an
+    array or tensor with dimensions, which float() reads when it holds one element) with ``ok(value)`` true.
 
     Else a :class:`ConfigurationError` saying that ``name`` must be ``want`` (e.g. ``"a number > 0, e.g. 3.0"``):
     a NaN or infinite setting (say a scale bound) would turn every output into NaN without an error. With
     ``infinite``, ±inf passes to ``ok`` (where it means "no limit"); NaN never does.
     """
     number = None
-    if not _is_boolean(value) and not isinstance(value, (str, bytes)) and getattr(value, "ndim", 0) == 0:
+    plain = not (_is_boolean(value) or _is_complex(value) or isinstance(value, (str, bytes)))
+    if plain and getattr(value, "ndim", 0) == 0:
         try:
             number = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError, RuntimeError):  # a tensor of several numbers (ValueError or RuntimeError)

@@ -18,6 +18,9 @@ def test_whole_numbers_of_any_integer_type_are_counts(value):
 def test_anything_else_is_refused_with_the_setting_named(value):
     with pytest.raises(ConfigurationError, match=r"Layer: blocks must be an int >= 1"):
         positive_count("Layer", "blocks", value)
+    # a call's input: the error class asked for
+    with pytest.raises(InputError, match=r"^Flow.sample: n must be an int >= 1, got"):
+        positive_count("Flow.sample", "n", value, InputError)
 
 
 def test_hidden_widths_are_a_sequence_of_counts_and_never_a_string():
@@ -37,6 +40,23 @@ def test_a_real_setting_is_a_finite_number_and_not_a_flag_a_string_or_several_nu
     whole numbers refuse torch.tensor([3])."""
     with pytest.raises(ConfigurationError, match=r"Layer: bound must be a number > 0, got"):
         real_setting("Layer", "bound", value, "a number > 0", lambda v: v > 0)
+
+
+@pytest.mark.parametrize("value", [2 + 3j, np.complex128(2 + 3j), np.complex64(2), np.array(2 + 0j), torch.tensor(1 + 2j),
+                                   torch.tensor(2 + 0j)])
+def test_a_complex_number_is_not_a_real_setting(value) -> None:
+    """float() drops the imaginary part of a NumPy complex with only a warning (np.complex128(2 + 3j) read as 2.0), and
+    torch's raises a RuntimeError: each is refused with the setting named, even with no imaginary part."""
+    with pytest.raises(ConfigurationError, match=r"^Layer: bound must be a number > 0, got"):
+        real_setting("Layer", "bound", value, "a number > 0", lambda v: v > 0)
+
+
+def test_an_infinite_real_setting_passes_only_where_it_means_no_limit() -> None:
+    """With ``infinite``, ±inf reaches ``ok`` (which decides) and NaN never does; without it both infinities are refused."""
+    assert real_setting("fit", "clip_grad", float("inf"), "a positive number", lambda v: v > 0, infinite=True) == float("inf")
+    for value, infinite in ((-float("inf"), True), (float("nan"), True), (float("inf"), False)):
+        with pytest.raises(ConfigurationError, match=r"^fit: clip_grad must be a positive number, got"):
+            real_setting("fit", "clip_grad", value, "a positive number", lambda v: v > 0, infinite=infinite)
 
 
 @pytest.mark.parametrize("value", [2, 2.5, np.float32(2.5), torch.tensor(2.5), np.array(2.5)])
@@ -86,3 +106,11 @@ def test_a_non_negative_count_refuses_the_rest_with_the_error_class_asked_for(va
         non_negative_count("fit_x", "max_steps", value)
     with pytest.raises(InputError, match=r"^Moons: n must be a non-negative int, got"):
         non_negative_count("Moons", "n", value, InputError)
+
+
+def test_the_refused_value_is_shown_as_its_repr() -> None:
+    """A string "3" reads as '3' in the message, told apart from the number 3 that would have been taken."""
+    with pytest.raises(ConfigurationError, match=r"^Layer: blocks must be an int >= 1, got '3'$"):
+        positive_count("Layer", "blocks", "3")
+    with pytest.raises(ConfigurationError, match=r"^Layer: bound must be a number > 0, got '2.5'$"):
+        real_setting("Layer", "bound", "2.5", "a number > 0", lambda v: v > 0)
