@@ -39,6 +39,9 @@ def test_reversed_or_empty_bounds_and_bad_cell_counts_are_refused() -> None:
     for bounds in ((0.0, 1.0, 1.0, 0.0), (1.0, 0.0, 0.0, 1.0), (0.0, 1.0, 2.0, 2.0)):
         with pytest.raises(ConfigurationError, match=r"^grid_2d: bounds must be .*x_min < x_max and y_min < y_max"):
             grid_2d(bounds, 4)
+    # The message shows the bounds as the four numbers read, whatever held them (here a NumPy array).
+    with pytest.raises(ConfigurationError, match=r"got \(0\.0, 1\.0, 1\.0, 0\.0\); put each minimum before its maximum$"):
+        grid_2d(np.array([0, 1, 1, 0]), 4)
     for n in (0, -3, 2.5, True):
         with pytest.raises(ConfigurationError, match=r"^grid_2d: n must be an int >= 1, got"):
             grid_2d((0.0, 1.0, 0.0, 1.0), n)

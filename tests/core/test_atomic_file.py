@@ -47,3 +47,41 @@ def test_a_temporary_that_cannot_be_made_is_told_apart_from_a_failed_write(tmp_p
     assert (tmp_path / ".f.pt.taken.tmp").read_bytes() == b"another writer's"
     with pytest.raises(TemporaryFileError):
         create_temporary(tmp_path / "missing_folder" / "f.pt")
+
+
+@pytest.mark.parametrize("failing", ["open", "fsync"])
+def test_a_directory_that_cannot_be_synced_leaves_the_durable_write_done_and_no_descriptor_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Syncing the directory is best effort: where it cannot be opened (Windows) or synced (file systems that answer
+    EINVAL) the file written and renamed stays, no error goes up, and every descriptor opened is closed again."""
+    real_open, real_fsync, real_close = os.open, os.fsync, os.close
+    opened: list[int] = []
+    closed: list[int] = []
+    synced: list[int] = []
+
+    def open_(path, flags, *args):
+        if failing == "open" and Path(path) == tmp_path:
+            raise PermissionError("directories cannot be opened here")
+        fd = real_open(path, flags, *args)
+        opened.append(fd)
+        return fd
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        if failing == "fsync":
+            raise OSError(22, "Invalid argument")
+        real_fsync(fd)
+
+    def close(fd: int) -> None:
+        closed.append(fd)
+        real_close(fd)
+
+    monkeypatch.setattr(atomic_file.os, "open", open_)
+    monkeypatch.setattr(atomic_file.os, "fsync", fsync)
+    monkeypatch.setattr(atomic_file.os, "close", close)
+    write_atomically(tmp_path / "f.pt", lambda tmp: tmp.write_bytes(b"new"), durable=True)
+    monkeypatch.undo()
+    assert (tmp_path / "f.pt").read_bytes() == b"new" and os.listdir(tmp_path) == ["f.pt"]
+    assert sorted(opened) == sorted(closed) and len(opened) == (1 if failing == "open" else 2)
+    assert len(synced) == (0 if failing == "open" else 1)

@@ -177,10 +177,12 @@ def test_series_that_are_not_named_lists_of_numbers_are_refused(plot, curves, me
     (torch.linspace(0, 1, 3), -torch.rand(3, 4, 4), "a.gif", r"densities must be >= 0, .*for log-densities pass their exp\(\)"),
     (torch.linspace(0, 1, 2), torch.tensor([[[0.5, -1e-6]], [[0.5, 0.5]]]), "a.gif", r"densities must be >= 0, got a minimum of -1e-06"),
     (torch.linspace(0, 1, 3), torch.rand(3, 4, 4), "a.mp4", r"path .* has suffix \.mp4; .*\.gif"),
+    # .png is a format matplotlib writes, but not an animation: only .gif is offered
+    (torch.linspace(0, 1, 3), torch.rand(3, 4, 4), "a.png", r"path .* has suffix \.png; give a file name ending in one of: \.gif$"),
 ])
 def test_density_animation_refuses_frames_it_cannot_write_and_leaves_no_file(times, densities, path, message, tmp_path):
     # A mismatch used to fail halfway through writing, leaving a GIF of the frames drawn so far.
-    kind = ConfigurationError if path.endswith(".mp4") else InputError
+    kind = InputError if path.endswith(".gif") else ConfigurationError
     with pytest.raises(kind, match="density_animation: " + message):
         density_animation(times, densities, B, tmp_path / path)
     assert not list(tmp_path.iterdir())
