@@ -51,12 +51,16 @@ class Logit(Transform):
     ) -> None:
         super().check(x, context, name=name, inverse=inverse, context_checked=context_checked)
         # The domain is where α + (1 - 2α) x lies in (0, 1): open, so that the logit stays finite, and with
-        # room around [0, 1] when α > 0, where the model's own samples may fall.
-        low, high = self.domain
-        if not inverse and not bool(((x > low) & (x < high)).all()):
+        # room around [0, 1] when α > 0, where the model's own samples may fall. Its ends are taken as rounded
+        # in x's dtype: an ulp inside the exact ends can still give s = 0 or 1 (an infinite log-det).
+        low, high = _finite_ends(self.alpha, x.dtype)
+        if not inverse and not bool(((x >= low) & (x <= high)).all()):
+            low, high = self.domain
+            smallest, largest = float(x.min()), float(x.max())
             interval = f"({low:.4g}, {high:.4g})" if self.alpha > 0 else "(0, 1) (alpha=0 leaves no room at the ends)"
+            rounded = f", where alpha + (1 - 2 alpha) x rounds to 0 or 1 in {x.dtype}" if low < smallest <= largest < high else ""
             raise InputError(
-                f"Logit: {name} must lie in {interval} (got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]); "
+                f"Logit: {name} must lie in {interval} (got values in [{smallest:.9g}, {largest:.9g}]{rounded}); "
                 "scale pixels to [0, 1), e.g. with ctflows.image.dequantize(images, levels)"
             )
 

@@ -327,3 +327,17 @@ def test_an_unsaturated_inverse_keeps_the_exact_log_det_at_z(alpha: float) -> No
     _, logdet = Logit((1, 2, 4), alpha=alpha).inverse(z)
     _, exact = Logit((1, 2, 4), alpha=alpha).double().inverse(z.double())
     assert abs(float(logdet) - float(exact)) <= 2e-5
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.04])
+def test_a_forward_input_an_ulp_inside_the_domain_where_s_rounds_to_0_or_1_is_refused_not_infinite(alpha: float) -> None:
+    """In float32 with these α, the floats next to the domain's ends still give α + (1 - 2α) x = 0 or 1: the forward
+    returned z = ±inf and an infinite log-det. The check takes the ends as the inverse does, rounded in x's dtype."""
+    layer = Logit((1, 1, 2), alpha=alpha)
+    ends = torch.tensor(layer.domain)
+    x = ends.nextafter(ends.flip(0)).reshape(1, 1, 1, 2)
+    with pytest.raises(InputError, match=r"^Logit: input must lie in .*, where alpha \+ \(1 - 2 alpha\) x rounds to 0 or 1 in torch.float32\)"):
+        layer(x)
+    inside, _ = layer.inverse(torch.tensor([-200.0, 200.0]).reshape(1, 1, 1, 2))  # the inverse's saturated samples
+    z, logdet = layer(inside)  # are taken, finitely
+    assert torch.isfinite(z).all() and torch.isfinite(logdet).all()
