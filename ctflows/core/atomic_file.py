@@ -25,8 +25,10 @@ def create_temporary(path: Path, suffix: str = "") -> Path:
     means setting it, which races with other threads).
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    # NAME is cut to what leaves the temporary's name within the usual 255-byte limit, which the target may fill.
+    name = path.name.encode()[: 255 - len(f"..{'0' * 16}.tmp{suffix}".encode())].decode(errors="ignore")
     for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp{suffix}"
+        tmp = path.parent / f".{name}.{secrets.token_hex(8)}.tmp{suffix}"
         try:
             os.close(os.open(tmp, flags, 0o666))
             return tmp

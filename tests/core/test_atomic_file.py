@@ -85,3 +85,13 @@ def test_a_directory_that_cannot_be_synced_leaves_the_durable_write_done_and_no_
     assert (tmp_path / "f.pt").read_bytes() == b"new" and os.listdir(tmp_path) == ["f.pt"]
     assert sorted(opened) == sorted(closed) and len(opened) == (1 if failing == "open" else 2)
     assert len(synced) == (0 if failing == "open" else 1)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gif"])
+def test_a_target_whose_name_fills_the_limit_still_gets_a_temporary_beside_it(tmp_path: Path, suffix: str) -> None:
+    """The temporary adds about 23 bytes to the name: for a target of 250 bytes (multi-byte characters included) that
+    was past the 255-byte limit of most file systems, and every write of it failed."""
+    target = tmp_path / ("é" * 60 + "x" * 126 + suffix)  # 120 + 126 + 4 bytes
+    assert len(target.name.encode()) <= 255
+    write_atomically(target, lambda tmp: tmp.write_bytes(b"new"), suffix=suffix)
+    assert target.read_bytes() == b"new" and os.listdir(tmp_path) == [target.name]
