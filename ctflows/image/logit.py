@@ -43,8 +43,7 @@ class Logit(Transform):
     @property
     def domain(self) -> tuple[float, float]:
         """The open interval ``(-α/(1-2α), 1 + α/(1-2α))`` of inputs whose α + (1 - 2α) x lies in (0, 1)."""
-        low = -self.alpha / (1 - 2 * self.alpha)
-        return low, 1 - low
+        return _domain(self.alpha)
 
     def check(
         self, x: Tensor, context: Tensor | None, *, name: str = "input", inverse: bool = False, context_checked: bool = False
@@ -88,13 +87,18 @@ class Logit(Transform):
         return f"shape={self.event_shape}, alpha={self.alpha}"
 
 
+def _domain(alpha: float) -> tuple[float, float]:
+    low = -alpha / (1 - 2 * alpha)
+    return low, 1 - low
+
+
 @functools.cache
 def _finite_ends(alpha: float, dtype: torch.dtype) -> tuple[float, float]:
     """The smallest and largest ``x`` of ``dtype`` that the forward accepts and maps to a finite value: inside the open
     domain, with α + (1 - 2α) x (computed as the forward does) strictly between 0 and 1. An ulp inside the domain's
     ends is not always enough: for α = 0.3 in float32 that x still gives s = 0."""
-    low = -alpha / (1 - 2 * alpha)
-    x = torch.nextafter(torch.tensor([low, 1 - low], dtype=dtype), torch.tensor([math.inf, -math.inf], dtype=dtype))
+    ends = torch.tensor(_domain(alpha), dtype=dtype)
+    x = torch.nextafter(ends, ends.flip(0))
     for _ in range(64):  # a few ulps at most
         s = alpha + (1 - 2 * alpha) * x
         bad = torch.stack([s[0] <= 0, s[1] >= 1])  # x starts strictly inside the domain and only moves inward
