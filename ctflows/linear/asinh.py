@@ -7,7 +7,8 @@ Student-t) becomes one with exponential tails, which a flow from a Gaussian base
 light tails: Jaini et al., "Tails of Lipschitz triangular flows", 2020; measured in docs/nonparametric.md,
 "Heavy tails"). The inverse x = s sinh(z) gives back the heavy tails. The transform itself is the
 inverse hyperbolic sine of Burbidge, Magee & Robb (1988). log cosh is written as
-|z| + log1p(e^{-2|z|}) - log 2, finite for every finite z.
+|z| + log1p(e^{-2|z|}) - log 2, finite for every finite z; asinh(x/s) and s sinh(z) are computed without
+forming x/s or sinh(z) where those overflow (scale < 1 near the dtype's largest numbers).
 """
 from __future__ import annotations
 
