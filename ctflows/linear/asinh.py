@@ -65,9 +65,15 @@ class Asinh(Transform):
         super().__init__()
         features = positive_count("Asinh", "features", features)
         try:
-            scale = torch.as_tensor(scale, dtype=torch.get_default_dtype()).expand(features).clone()
+            given = torch.as_tensor(scale)
+            # Read as the default dtype straight away, a boolean would be 1.0 and a complex number its real part.
+            real = not (given.dtype == torch.bool or given.is_complex())
+            values = given.to(torch.get_default_dtype()).expand(features).clone() if real else None
         except (TypeError, ValueError, RuntimeError):
-            raise ConfigurationError(f"Asinh: scale must be a number or {features} numbers, got {scale!r}") from None
+            values = None
+        if values is None:
+            raise ConfigurationError(f"Asinh: scale must be a number or {features} real numbers, got {scale!r}")
+        scale = values
         if not bool((torch.isfinite(scale) & (scale > 0)).all()):
             raise ConfigurationError(f"Asinh: scale must be finite and > 0, got {scale.tolist()}")
         self.event_shape = (features,)

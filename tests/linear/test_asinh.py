@@ -1,6 +1,7 @@
 """Asinh: the closed form far out, the overflow error, bad settings, and heavy-tailed data made fittable."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -40,6 +41,18 @@ def test_with_a_scale_below_one_values_near_the_dtypes_largest_round_trip_with_t
     torch.testing.assert_close(inverse_logdet, -logdet.detach(), rtol=1e-6, atol=0)
 
 
+def test_the_inverses_gradient_far_out_is_s_cosh_z_not_nan():
+    """dx/dz = s cosh(z): finite at |z| ≈ 90 in float32 with s < 1 though sinh(z) alone overflows there, so the near
+    branch (s sinh z, discarded) must not be differentiated at such z, or its inf · 0 leaks a NaN into the gradient."""
+    scale = 0.25
+    layer = Asinh(2, scale)
+    z = torch.tensor([[90.5, -0.3], [-90.0, 1.5]]).requires_grad_(True)
+    x, _ = layer.inverse(z)
+    (grad,) = torch.autograd.grad(x.sum(), z)
+    expected = [[scale * math.cosh(v) for v in row] for row in z.tolist()]
+    torch.testing.assert_close(grad, torch.tensor(expected), rtol=1e-5, atol=0)
+
+
 def test_an_inverse_that_overflows_the_dtype_is_an_error_not_inf():
     layer = Asinh(2)
     with pytest.raises(InputError, match=r"Asinh: inverse input reaches \|z\| = 100, where s sinh\(z\) overflows torch.float32"):
@@ -59,10 +72,20 @@ def test_a_scale_of_one_number_is_a_buffer_of_its_own_that_checkpoints_round_tri
     assert layer.scale.tolist() == [0.5, 1.0, 2.0]
 
 
-@pytest.mark.parametrize("scale", [0.0, -1.0, math.inf, math.nan, [1.0, 2.0, 3.0], "1"])
+@pytest.mark.parametrize(
+    "scale",
+    [0.0, -1.0, math.inf, math.nan, [1.0, 2.0, 3.0], "1", True, np.bool_(True), torch.tensor([True, True]), 1 + 0j,
+     torch.tensor([1 + 1j, 2 + 0j])],
+)
 def test_a_scale_that_is_not_positive_finite_and_one_per_feature_is_refused(scale):
+    """Booleans are refused as every real setting's are (True read as 1.0 is a flag where a number was meant)."""
     with pytest.raises(ConfigurationError, match="Asinh: scale must be"):
         Asinh(2, scale)
+
+
+@pytest.mark.parametrize("scale", [2, np.float64(2.0), np.int64(2), torch.tensor(2.0, dtype=torch.float64), np.array([2.0, 2.0])])
+def test_a_scale_given_as_a_numpy_number_or_a_tensor_is_taken(scale):
+    assert Asinh(2, scale).scale.tolist() == [2.0, 2.0]
 
 
 def test_heavy_tailed_data_fit_after_asinh_where_they_did_not_before():
