@@ -109,6 +109,7 @@ def test_torchdiffeqs_own_assertion_in_the_backward_solve_names_the_adjoint_solv
     with pytest.raises(SolverError) as info:
         (z.sum() + logdet.sum()).backward()
     check_message(info.value, "adjoint (backward pass of the forward")
+    assert isinstance(info.value.__cause__, AssertionError)  # torchdiffeq's own error stays attached, for its traceback
 
 
 class RootOfTime(VelocityField):
@@ -229,6 +230,8 @@ def test_an_assertion_only_counts_as_a_solver_failure_when_torchdiffeq_raised_it
     with pytest.raises(AssertionError) as theirs:
         odeint(lambda t, y: -y, torch.ones(2), torch.tensor([0.0, 1.0, 0.5]))
     assert solver_failure_reason(theirs.value) == str(theirs.value)
+    # The same assertion never raised has no traceback, so no torchdiffeq frame: not a solver failure (and no IndexError).
+    assert solver_failure_reason(AssertionError(str(theirs.value))) is None
 
     def field(t, y):
         assert y.shape == (3,), "the user's own check"

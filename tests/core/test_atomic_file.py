@@ -88,10 +88,15 @@ def test_a_directory_that_cannot_be_synced_leaves_the_durable_write_done_and_no_
 
 
 @pytest.mark.parametrize("suffix", ["", ".gif"])
-def test_a_target_whose_name_fills_the_limit_still_gets_a_temporary_beside_it(tmp_path: Path, suffix: str) -> None:
+@pytest.mark.parametrize("split", [False, True], ids=["cut-between-characters", "cut-inside-a-character"])
+def test_a_target_whose_name_fills_the_limit_still_gets_a_temporary_beside_it(tmp_path: Path, suffix: str, split: bool) -> None:
     """The temporary adds about 23 bytes to the name: for a target of 250 bytes (multi-byte characters included) that
-    was past the 255-byte limit of most file systems, and every write of it failed."""
-    target = tmp_path / ("é" * 60 + "x" * 126 + suffix)  # 120 + 126 + 4 bytes
+    was past the 255-byte limit of most file systems, and every write of it failed. Where the cut falls inside a
+    two-byte character, the half character is dropped, not replaced by a (three-byte) replacement character."""
+    if split:  # 2k + len(suffix) = 254 bytes, cut at 233 - len(suffix) bytes: an odd count, inside the é's
+        target = tmp_path / ("é" * ((255 - len(suffix)) // 2) + suffix)
+    else:
+        target = tmp_path / ("é" * 60 + "x" * 126 + suffix)  # 120 + 126 + 4 bytes, cut inside the x's
     assert len(target.name.encode()) <= 255
     write_atomically(target, lambda tmp: tmp.write_bytes(b"new"), suffix=suffix)
     assert target.read_bytes() == b"new" and os.listdir(tmp_path) == [target.name]

@@ -55,6 +55,7 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("spline_too_many_derivatives", lambda: spline(derivatives=(5, K)), InputError, r"rational_quadratic_spline: for x \[5\] and K bins.* got \[5, 4\], \[5, 4\], \[5, 4\]"),
     ("spline_heights_other_bins", lambda: spline(heights=(5, K + 1)), InputError, r"widths and heights must be \[\.\.\., K\]"),
     ("spline_x_other_shape", lambda: spline(x=(6,)), InputError, r"for x \[6\]"),
+    ("spline_widths_other_batch", lambda: spline(x=(6,), derivatives=(6, K - 1)), InputError, r"for x \[6\].* got \[5, 4\], \[5, 4\], \[6, 3\]"),
     ("spline_min_width_too_large", lambda: spline(min_width=0.5), ConfigurationError, r"min_width must be a number > 0 with bins × min_width < 1 \(4 bins\).* got 0\.5"),
     ("spline_min_derivative_above_1", lambda: spline(min_derivative=1.5), ConfigurationError, r"min_derivative must be in \(0, 1\).* got 1\.5"),
     # 1 itself has no shifted softplus (log(e^0 - 1)) and failed as "math domain error"

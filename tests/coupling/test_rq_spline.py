@@ -136,12 +136,15 @@ def test_min_width_and_min_height_floor_their_own_axis(inverse):
 def test_inverse_stays_finite_and_in_its_bin_next_to_the_knots(dtype):
     # Extreme parameters give steep bins beside knot derivatives near the floor; at a y-knot and the floats next
     # to it the quadratic's discriminant and root are then mostly rounding, which must give neither a NaN (a
-    # discriminant rounded below zero) nor a point past the bin (a root rounded outside [0, 1]).
+    # discriminant rounded below zero) nor a point past the bin (a root rounded outside [0, 1]). Inside such a bin,
+    # where a y-ulp spans many x-ulps, the root also rounds past the bin's end (float32: by ~1e-4): clamped, it stays in.
     n = 256
     p = params(5, n, 10.0, dtype)
     xs, ys = (knot_positions(t, BOUND, 1e-3) for t in p[:2])
     up, down = ys.nextafter(ys + 1), ys.nextafter(ys - 1)
-    y = torch.cat([ys, up, up.nextafter(up + 1), down, down.nextafter(down - 1)], dim=-1).clamp(-BOUND, BOUND)
+    fractions = torch.rand(n, K, 8, generator=torch.Generator().manual_seed(5), dtype=dtype)  # 8 points in each bin
+    inner = (ys[:, :-1, None] + fractions * ys.diff(dim=-1)[..., None]).reshape(n, -1)
+    y = torch.cat([ys, up, up.nextafter(up + 1), down, down.nextafter(down - 1), inner], dim=-1).clamp(-BOUND, BOUND)
     m = y.shape[-1]
     x, logdet = spline(y.reshape(-1), tuple(t.repeat_interleave(m, 0) for t in p), inverse=True)
     x = x.reshape(n, m)
