@@ -34,7 +34,9 @@ class _ReportedAdjointSolve(torch.autograd.Function):
     """An outer node around the inner graph that ``odeint_adjoint`` builds; its backward runs that graph."""
 
     @staticmethod
-    def forward(ctx: Any, dynamics: Any, solve: dict[str, Any], parts: int, times: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
+    def forward(
+        ctx: Any, dynamics: Any, solve: dict[str, Any], parts: int, times: Tensor, *tensors: Tensor
+    ) -> tuple[Tensor, ...]:
         # The times and state are detached so that the inner graph ends at them; the parameters are the module's
         # own leaves (the field reads them, not copies), so the inner graph reaches them and stops there too.
         times, *state0 = (t.detach().requires_grad_(t.requires_grad) for t in (times, *tensors[:parts]))
@@ -57,6 +59,7 @@ class _ReportedAdjointSolve(torch.autograd.Function):
         # with retain_graph=True may come back for it.
         with solver_failures_reported(functools.partial(dynamics.failure, dynamics.backward_direction)):
             found = iter(torch.autograd.grad(
-                [part for part, _ in outputs], wanted, [grad for _, grad in outputs], retain_graph=True, allow_unused=True
+                [part for part, _ in outputs], wanted, [grad for _, grad in outputs],
+                retain_graph=True, allow_unused=True,
             ))
         return (None, None, None, *(next(found) if tensor.requires_grad else None for tensor in ctx.inputs))

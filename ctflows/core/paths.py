@@ -15,7 +15,8 @@ def as_path(owner: str, name: str, value: object, example: str, error: type[Ctfl
     """``value`` as a Path; ``error`` naming ``owner`` and the argument ``name`` (with an ``example``) if it is not a
     str or os.PathLike."""
     if not isinstance(value, (str, os.PathLike)):
-        raise error(f"{owner}: {name} must be a str or os.PathLike such as {example!r}, got {type(value).__name__} {value!r}")
+        got = f"{type(value).__name__} {value!r}"
+        raise error(f"{owner}: {name} must be a str or os.PathLike such as {example!r}, got {got}")
     return Path(value)
 
 

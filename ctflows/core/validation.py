@@ -170,4 +170,5 @@ def check_instance(owner: str, name: str, value: object, kind: type, example: st
     """Raise a :class:`ConfigurationError` naming ``owner`` and ``name`` unless ``value`` is a ``kind``, such as
     ``example``: at build time, rather than an AttributeError at the first call."""
     if not isinstance(value, kind):
-        raise ConfigurationError(f"{owner}: {name} must be a ctflows {kind.__name__} such as {example}, got {type(value).__name__}")
+        got = type(value).__name__
+        raise ConfigurationError(f"{owner}: {name} must be a ctflows {kind.__name__} such as {example}, got {got}")

@@ -57,7 +57,8 @@ class Logit(Transform):
             low, high = self.domain
             smallest, largest = float(x.min()), float(x.max())
             interval = f"({low:.4g}, {high:.4g})" if self.alpha > 0 else "(0, 1) (alpha=0 leaves no room at the ends)"
-            rounded = f", where alpha + (1 - 2 alpha) x rounds to 0 or 1 in {x.dtype}" if low < smallest <= largest < high else ""
+            inside = low < smallest <= largest < high  # refused for rounding alone
+            rounded = f", where alpha + (1 - 2 alpha) x rounds to 0 or 1 in {x.dtype}" if inside else ""
             raise InputError(
                 f"Logit: {name} must lie in {interval} (got values in [{smallest:.9g}, {largest:.9g}]{rounded}); "
                 "scale pixels to [0, 1), e.g. with ctflows.image.dequantize(images, levels)"

@@ -286,7 +286,8 @@ def _check_finite(values: Tensor | None, name: str, owner: str) -> None:
         rows = (~finite).nonzero().flatten()
         raise DataError(
             f"{owner}: {name} has NaN or Inf values in {rows.numel()} of its {values.shape[0]} rows, the first "
-            f"being row {int(rows[0])} (counting from 0); drop or fix those rows first (torch.isfinite(x).flatten(1).all(1) marks the good ones)"
+            f"being row {int(rows[0])} (counting from 0); drop or fix those rows first "
+            "(torch.isfinite(x).flatten(1).all(1) marks the good ones)"
         )
 
 
