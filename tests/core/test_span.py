@@ -76,3 +76,15 @@ def test_the_message_gives_the_spread_of_the_flat_combination() -> None:
     n = torch.tensor([1.0, 1.0, -1.0, -1.0], dtype=torch.float64)
     with pytest.raises(DataError, match=r"constant to 7\.1e-07 of their spread"):
         check_spans_space("fit", torch.stack([x, x + 1e-6 * n], dim=1))
+
+
+@pytest.mark.parametrize("size", [1e160, 1e-170])
+def test_float64_columns_far_beyond_float32s_range_are_judged_by_their_correlations(size: float) -> None:
+    """Squares of 1e160 overflow float64 (a raw LinAlgError) and those of 1e-170 underflow to 0 (a spanning column
+    called constant): the check works in units of each column's range."""
+    data = points()
+    data[:, 1] *= size
+    check_spans_space("fit", data)  # spans R^4 in any units
+    dependent = torch.cat([data, (2 * data[:, 1:2] - 3 * size * data[:, :1])], dim=1)
+    with pytest.raises(DataError, match=r"^fit: the data lie on a hyperplane"):
+        check_spans_space("fit", dependent)
