@@ -8,6 +8,8 @@ matrix R, so columns in different units pass.
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from torch import Tensor
 
@@ -22,39 +24,37 @@ ROWS_PER_CHUNK = 65536
 """Rows converted to float64 at a time, so that the check needs O(chunk · D + D²) memory however many rows."""
 
 
-def mean_and_covariance(points: Tensor, unit: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def mean_and_covariance(points: Tensor, *, in_ranges: bool = False) -> tuple[Tensor, Tensor]:
     """The mean ``[D]`` and covariance ``[D, D]`` (divided by N) of ``points [N, D]``, in float64, summed over chunks
-    of rows; with ``unit [D]``, the covariance of ``points / unit`` (the mean stays in the points' units).
+    of rows; ``in_ranges``: the covariance of each column divided by its range, its largest |x - x_0| (1 for a
+    constant column), so that float64 columns beyond 1e±154 neither overflow nor underflow their squares.
 
     Two passes (the mean, then the centred products) so that data far from the origin keep their digits, both about
-    the first row: a constant column is then exactly zero after the shift, so its variance is exactly 0 (its rounded
-    mean, 0.1 + 0.1 + 0.1 != 0.3, left a variance of rounding that passed for spread).
+    the first row x_0: a constant column is then exactly zero after the shift, so its variance is exactly 0 (its
+    rounded mean, 0.1 + 0.1 + 0.1 != 0.3, left a variance of rounding that passed for spread).
     """
     chunks = torch.split(points.detach(), ROWS_PER_CHUNK)
     shift = chunks[0][0].double()
-    unit = torch.ones_like(shift) if unit is None else unit
-    offset = sum(((chunk.double() - shift) / unit).sum(dim=0) for chunk in chunks) / points.shape[0]
+
+    def differences() -> Iterator[Tensor]:
+        return (chunk.double() - shift for chunk in chunks)
+
+    unit = torch.ones_like(shift)
+    if in_ranges:  # a third pass
+        largest = torch.stack([d.abs().amax(dim=0) for d in differences()]).amax(dim=0)
+        unit = torch.where(largest > 0, largest, unit)
+    offset = sum((d / unit).sum(dim=0) for d in differences()) / points.shape[0]
     products = torch.zeros(points.shape[1], points.shape[1], dtype=torch.float64, device=points.device)
-    for chunk in chunks:
-        centred = (chunk.double() - shift) / unit - offset
+    for d in differences():
+        centred = d / unit - offset
         products += centred.T @ centred
     return shift + offset * unit, products / points.shape[0]
-
-
-def _column_ranges(points: Tensor) -> Tensor:
-    """The largest |x - x_0| of each column ``[D]`` (x_0 the first row), 1 where a column is constant."""
-    chunks = torch.split(points.detach(), ROWS_PER_CHUNK)
-    shift = chunks[0][0].double()
-    largest = torch.stack([(chunk.double() - shift).abs().amax(dim=0) for chunk in chunks]).amax(dim=0)
-    return torch.where(largest > 0, largest, torch.ones_like(largest))
 
 
 def check_spans_space(owner: str, data: Tensor) -> None:
     """Raise :class:`DataError` naming ``owner`` when the points ``data [N, D]`` lie on a hyperplane: a constant
     column, or columns that are linearly dependent (also every set of N <= D points)."""
-    # In units of each column's range, so that float64 columns beyond 1e±154 neither overflow nor underflow their
-    # squares (the test is on correlations, which units do not change).
-    _, moments = mean_and_covariance(data, _column_ranges(data))
+    _, moments = mean_and_covariance(data, in_ranges=True)  # the test is on correlations, which units do not change
     spread = moments.diagonal().sqrt()
     constant = (spread == 0).nonzero().flatten()
     if constant.numel():
